@@ -1,0 +1,5 @@
+"""`python -m labgate` runs the command line."""
+
+from labgate.cli.app import main
+
+main()

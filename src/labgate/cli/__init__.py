@@ -1,0 +1,1 @@
+"""The `labgate` command: argument parsing only; every sub-command calls into a part."""

@@ -1,0 +1,46 @@
+"""The root `labgate` command and the table of its sub-commands.
+
+Each sub-command lives in a module of its own, named after it, and imports the part it drives
+lazily inside the command, so `labgate --help` stays quick to start.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from labgate import __version__
+from labgate.cli import audit, ca, demo, gateway, server, sim
+
+app = typer.Typer(
+    name="labgate",
+    help="Mutual TLS, per-command access levels and an audit log for lab instruments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("demo")(demo.demo)
+app.command("sim")(sim.sim)
+app.command("gateway")(gateway.gateway)
+app.add_typer(ca.app, name="ca")
+app.add_typer(audit.app, name="audit")
+app.add_typer(server.app, name="server")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"labgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """labgate: mutual TLS, per-command access levels and an audit log for lab instruments."""
+
+
+def main() -> None:
+    app()
