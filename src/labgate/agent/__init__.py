@@ -1,1 +1,0 @@
-"""labgate.agent"""
