@@ -1,0 +1,489 @@
+"""The certificate authority: a root, an issuing CA, and what they sign, kept in an inventory.
+
+Layout of a CA directory::
+
+    root.crt          the trust anchor handed to relying parties
+    root.key          its key (encrypted; used only to sign issuing CAs)
+    issuing.crt       the intermediate that signs leaves and CRLs
+    issuing.key       its key (encrypted)
+    inventory.sqlite3 every certificate, revocation and CRL number
+
+Order of work when issuing: validate everything, sign in memory, record in the inventory, and
+only then hand the certificate out. A crash before the record leaves a certificate nobody ever
+saw; after it, the inventory knows the serial. A serial the inventory already holds (another
+process drew it) is refused by the database, and the certificate is signed again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Self
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from labgate.pki import certificates, csr, keys, names, profiles
+from labgate.pki.atomic import PRIVATE, PUBLIC, write_atomic
+from labgate.pki.decisions import Denied
+from labgate.pki.errors import (
+    AlreadyRevoked,
+    CaExists,
+    CaExpired,
+    CaNotFound,
+    CorruptCertificate,
+    CorruptKey,
+    InvalidRequest,
+    PassphraseRequired,
+    ProfileViolation,
+    SerialTaken,
+    UnknownCertificate,
+)
+from labgate.pki.identity import identity_of
+from labgate.pki.inventory import Entry, Inventory, SqliteInventory
+from labgate.pki.issued import Issued
+from labgate.pki.keys import KeyType, PrivateKey, PublicKey
+from labgate.pki.profiles import LeafRequest, Profile
+from labgate.pki.revocation import DEFAULT_NEXT_UPDATE, build_crl, reason_flag
+
+ROOT_CRT, ROOT_KEY = "root.crt", "root.key"
+ISSUING_CRT, ISSUING_KEY = "issuing.crt", "issuing.key"
+INVENTORY = "inventory.sqlite3"
+CA_FILES = (ROOT_CRT, ROOT_KEY, ISSUING_CRT, ISSUING_KEY, INVENTORY)
+
+ROOT_LIFETIME = timedelta(days=3653)  # 10 years
+ISSUING_LIFETIME = timedelta(days=731)  # 2 years
+# Certificates start a little in the past so a peer whose clock lags accepts them at once.
+BACKDATE = timedelta(minutes=5)
+# A fresh 159-bit serial colliding even once is astronomically unlikely; eight in a row means the
+# serial source is broken, and looping on would hide that.
+SERIAL_ATTEMPTS = 8
+# The inventory's notion of "a CA certificate", beside the leaf profiles.
+ROOT_PROFILE, ISSUING_PROFILE = "root-ca", "issuing-ca"
+
+Clock = Callable[[], datetime]
+SerialSource = Callable[[], int]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CertificateAuthority:
+    """A CA on disk: make one with `init`, use an existing one with `open`."""
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        root: x509.Certificate,
+        issuing: x509.Certificate,
+        issuing_key: PrivateKey,
+        inventory: Inventory,
+        clock: Clock = _now,
+        serials: SerialSource = x509.random_serial_number,
+    ) -> None:
+        self.directory = directory
+        self.root = root
+        self.issuing = issuing
+        self._issuing_key = issuing_key
+        self.inventory = inventory
+        self._clock = clock
+        self._serials = serials
+
+    # -- making and opening ---------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        directory: Path,
+        *,
+        name: str = "Lab CA",
+        key_type: KeyType = KeyType.ECDSA_P256,
+        passphrase: bytes | None,
+        unencrypted: bool = False,
+        clock: Clock = _now,
+        serials: SerialSource = x509.random_serial_number,
+    ) -> Self:
+        """Make a two-tier CA in `directory`; refuses if any CA file is already there."""
+        directory = Path(directory)
+        name = names.display_name(name)
+        stored_passphrase = _passphrase_for_storage(passphrase, unencrypted=unencrypted)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for filename in CA_FILES:
+            if (directory / filename).exists():
+                raise CaExists(
+                    f"a CA already exists in {directory} (found {filename}); refusing to overwrite"
+                )
+        now = clock()
+        root_key, issuing_key = keys.generate(key_type), keys.generate(key_type)
+        root = certificates.build_root(
+            root_key,
+            name,
+            serial=serials(),
+            not_before=now - BACKDATE,
+            not_after=now + ROOT_LIFETIME,
+        )
+        issuing = certificates.build_issuing(
+            issuing_key.public_key(),
+            name,
+            root=root,
+            root_key=root_key,
+            serial=serials(),
+            not_before=now - BACKDATE,
+            not_after=now + ISSUING_LIFETIME,
+        )
+        # The inventory comes first: no CA certificate exists on disk that it does not know.
+        inventory = SqliteInventory.create(directory / INVENTORY)
+        for cert, profile in ((root, ROOT_PROFILE), (issuing, ISSUING_PROFILE)):
+            inventory.add(_entry_for(cert, profile=profile, name=name, issued_at=now))
+        write_atomic(
+            directory / ROOT_KEY, keys.private_pem(root_key, stored_passphrase), mode=PRIVATE
+        )
+        write_atomic(
+            directory / ISSUING_KEY, keys.private_pem(issuing_key, stored_passphrase), mode=PRIVATE
+        )
+        write_atomic(directory / ISSUING_CRT, _pem(issuing), mode=PUBLIC)
+        write_atomic(directory / ROOT_CRT, _pem(root), mode=PUBLIC)
+        return cls(
+            directory=directory,
+            root=root,
+            issuing=issuing,
+            issuing_key=issuing_key,
+            inventory=inventory,
+            clock=clock,
+            serials=serials,
+        )
+
+    @classmethod
+    def open(
+        cls,
+        directory: Path,
+        *,
+        passphrase: bytes | None,
+        inventory: Inventory | None = None,
+        clock: Clock = _now,
+        serials: SerialSource = x509.random_serial_number,
+    ) -> Self:
+        """Open the CA in `directory`. Only the issuing key is loaded: the root key stays cold."""
+        directory = Path(directory)
+        missing = [f for f in (ROOT_CRT, ISSUING_CRT, ISSUING_KEY) if not (directory / f).is_file()]
+        if missing:
+            raise CaNotFound(f"no complete CA in {directory} (missing {', '.join(missing)})")
+        root = _read_certificate(directory / ROOT_CRT)
+        issuing = _read_certificate(directory / ISSUING_CRT)
+        issuing_key = keys.load_private(
+            (directory / ISSUING_KEY).read_bytes(), passphrase, source=str(directory / ISSUING_KEY)
+        )
+        if keys.public_der(issuing_key.public_key()) != keys.public_der(_public(issuing)):
+            raise CorruptKey(f"{directory / ISSUING_KEY} is not the key of {ISSUING_CRT}")
+        try:
+            issuing.verify_directly_issued_by(root)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise CorruptCertificate(f"{ISSUING_CRT} is not signed by {ROOT_CRT}: {exc}") from None
+        if inventory is None:
+            inventory = SqliteInventory.open(directory / INVENTORY)
+        return cls(
+            directory=directory,
+            root=root,
+            issuing=issuing,
+            issuing_key=issuing_key,
+            inventory=inventory,
+            clock=clock,
+            serials=serials,
+        )
+
+    def close(self) -> None:
+        self.inventory.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def root_pem(self) -> bytes:
+        return _pem(self.root)
+
+    @property
+    def issuing_pem(self) -> bytes:
+        return _pem(self.issuing)
+
+    # -- signing -----------------------------------------------------------------------------------
+
+    def issue(
+        self,
+        profile: Profile,
+        name: str,
+        *,
+        dns: Sequence[str] = (),
+        ips: Sequence[str | names.IPAddress] = (),
+        uris: Sequence[str] = (),
+        days: int | None = None,
+        key_type: KeyType = KeyType.ECDSA_P256,
+    ) -> Issued:
+        """A new key pair and a certificate for it under `profile`."""
+        request = profiles.build_request(Profile(profile), name, dns=dns, ips=ips, uris=uris)
+        _refuse_if_denied(request)
+        lifetime = _lifetime(request.profile, days)
+        self._check_can_sign()
+        key = keys.generate(key_type)
+        certificate = self._sign(request, key.public_key(), lifetime)
+        return Issued(
+            certificate=certificate,
+            issuing=self.issuing,
+            profile=request.profile,
+            key_pem=keys.private_pem(key, None),
+        )
+
+    def sign_csr(self, csr_pem: bytes, profile: Profile, *, days: int | None = None) -> Issued:
+        """A certificate for the key in a CSR, whose contents must fit `profile`."""
+        request, public = csr.read_csr(csr_pem, Profile(profile))
+        lifetime = _lifetime(request.profile, days)
+        self._check_can_sign()
+        certificate = self._sign(request, public, lifetime)
+        return Issued(
+            certificate=certificate, issuing=self.issuing, profile=request.profile, key_pem=None
+        )
+
+    def renew(self, cert_pem: bytes, *, new_key: bool = False, days: int | None = None) -> Issued:
+        """Same subject and SANs, new serial and validity; a new key pair too if `new_key`."""
+        old = _load_certificate(cert_pem, source="the certificate to renew")
+        entry = self._own_entry(old)
+        if entry.revoked_at is not None:
+            raise AlreadyRevoked(f"serial {entry.serial:x} is revoked; it cannot be renewed")
+        try:
+            profile = Profile(entry.profile)
+        except ValueError:
+            raise InvalidRequest(
+                f"serial {entry.serial:x} is a CA certificate, not a leaf"
+            ) from None
+        request = _request_of(old, profile, entry.name)
+        _refuse_if_denied(request)
+        lifetime = _lifetime(profile, days)
+        self._check_can_sign()
+        key = keys.generate(_key_type_of(_public(old))) if new_key else None
+        public = key.public_key() if key is not None else _public(old)
+        certificate = self._sign(request, public, lifetime, renewed_from=entry.serial)
+        return Issued(
+            certificate=certificate,
+            issuing=self.issuing,
+            profile=profile,
+            key_pem=keys.private_pem(key, None) if key is not None else None,
+        )
+
+    def revoke(self, serial: int, reason: str = "unspecified") -> Entry:
+        reason_flag(reason)
+        entry = self.inventory.get(serial)
+        if entry is not None and entry.profile in {ROOT_PROFILE, ISSUING_PROFILE}:
+            raise InvalidRequest(
+                f"serial {serial:x} is this CA's own {entry.profile} certificate; revoking it "
+                "means making a new CA"
+            )
+        return self.inventory.revoke(serial, reason=reason, when=self._clock())
+
+    def crl(
+        self,
+        *,
+        next_update: timedelta = DEFAULT_NEXT_UPDATE,
+        encoding: serialization.Encoding = serialization.Encoding.PEM,
+    ) -> bytes:
+        """The issuing CA's CRL of every revoked, unexpired certificate, numbered afresh."""
+        self._check_can_sign()
+        now = self._clock()
+        crl = build_crl(
+            self.inventory.revocations(unexpired_at=now),
+            issuer=self.issuing,
+            issuer_key=self._issuing_key,
+            number=self.inventory.next_crl_number(),
+            this_update=now,
+            next_update=next_update,
+        )
+        return crl.public_bytes(encoding)
+
+    def entry_of(self, cert_pem: bytes) -> Entry:
+        """The inventory's entry for a certificate this CA issued."""
+        return self._own_entry(_load_certificate(cert_pem, source="the certificate"))
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _check_can_sign(self) -> None:
+        now = self._clock()
+        for label, cert in (("issuing", self.issuing), ("root", self.root)):
+            if now >= cert.not_valid_after_utc:
+                raise CaExpired(
+                    f"the {label} CA {_cn(cert)!r} expired {_iso(cert.not_valid_after_utc)}; "
+                    "it may no longer sign"
+                )
+            if now < cert.not_valid_before_utc:
+                raise CaExpired(
+                    f"the {label} CA {_cn(cert)!r} is not valid until "
+                    f"{_iso(cert.not_valid_before_utc)} (check the clock)"
+                )
+
+    def _sign(
+        self,
+        request: LeafRequest,
+        public: PublicKey,
+        lifetime: timedelta,
+        *,
+        renewed_from: int | None = None,
+    ) -> x509.Certificate:
+        now = self._clock()
+        # No leaf outlives the CA that vouches for it.
+        not_after = min(now + lifetime, self.issuing.not_valid_after_utc)
+        for _ in range(SERIAL_ATTEMPTS):
+            certificate = certificates.build_leaf(
+                request,
+                public,
+                issuer=self.issuing,
+                issuer_key=self._issuing_key,
+                serial=self._serials(),
+                not_before=now - BACKDATE,
+                not_after=not_after,
+            )
+            entry = _entry_for(
+                certificate,
+                profile=request.profile.value,
+                name=request.name,
+                issued_at=now,
+                renewed_from=renewed_from,
+            )
+            try:
+                self.inventory.add(entry)
+            except SerialTaken:
+                continue
+            return certificate
+        raise SerialTaken(
+            f"{SERIAL_ATTEMPTS} serials in a row were already taken; serial source broken?"
+        )
+
+    def _own_entry(self, cert: x509.Certificate) -> Entry:
+        try:
+            cert.verify_directly_issued_by(self.issuing)
+        except (ValueError, TypeError, InvalidSignature):
+            raise UnknownCertificate(
+                f"certificate {_cn(cert)!r} (serial {cert.serial_number:x}) was not issued by "
+                f"{_cn(self.issuing)!r}"
+            ) from None
+        entry = self.inventory.get(cert.serial_number)
+        if entry is None:
+            raise UnknownCertificate(
+                f"serial {cert.serial_number:x} is signed by this CA but not in its inventory"
+            )
+        return entry
+
+
+def _passphrase_for_storage(passphrase: bytes | None, *, unencrypted: bool) -> bytes | None:
+    if unencrypted:
+        return None
+    if not passphrase:
+        raise PassphraseRequired(
+            "CA keys are encrypted at rest: give a passphrase (LABGATE_CA_PASSPHRASE or "
+            "--passphrase-file), or ask for unencrypted keys for a demo"
+        )
+    return passphrase
+
+
+def _refuse_if_denied(request: LeafRequest) -> None:
+    decision = profiles.judge(request)
+    if isinstance(decision, Denied):
+        raise ProfileViolation(decision.reason)
+
+
+def _lifetime(profile: Profile, days: int | None) -> timedelta:
+    if days is None:
+        return profile.default_lifetime
+    if days < 1:
+        raise InvalidRequest(f"--days must be at least 1, not {days}")
+    lifetime = timedelta(days=days)
+    if lifetime > profiles.MAX_LIFETIME:
+        raise InvalidRequest(f"--days {days} is more than the {profiles.MAX_LIFETIME.days} allowed")
+    return lifetime
+
+
+def _request_of(cert: x509.Certificate, profile: Profile, name: str) -> LeafRequest:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return profiles.build_request(profile, name)
+    return profiles.build_request(
+        profile,
+        name,
+        dns=san.get_values_for_type(x509.DNSName),
+        ips=_addresses(san.get_values_for_type(x509.IPAddress)),
+        uris=san.get_values_for_type(x509.UniformResourceIdentifier),
+    )
+
+
+def _addresses(values: Sequence[object]) -> list[str | names.IPAddress]:
+    # An IP SAN in a leaf is always an address; networks appear only in name constraints.
+    return [v for v in values if isinstance(v, ipaddress.IPv4Address | ipaddress.IPv6Address)]
+
+
+def _key_type_of(public: PublicKey) -> KeyType:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return KeyType.ECDSA_P384 if isinstance(public.curve, ec.SECP384R1) else KeyType.ECDSA_P256
+    if isinstance(public, rsa.RSAPublicKey):
+        return KeyType.RSA_3072
+    return KeyType.ED25519
+
+
+def _entry_for(
+    cert: x509.Certificate,
+    *,
+    profile: str,
+    name: str,
+    issued_at: datetime,
+    renewed_from: int | None = None,
+) -> Entry:
+    return Entry(
+        serial=cert.serial_number,
+        profile=profile,
+        name=name,
+        identity=identity_of(cert),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        issued_at=issued_at,
+        certificate_pem=_pem(cert),
+        renewed_from=renewed_from,
+    )
+
+
+def _public(cert: x509.Certificate) -> PublicKey:
+    public = cert.public_key()
+    if not isinstance(public, PublicKey):
+        raise InvalidRequest(
+            f"certificate {_cn(cert)!r} has an unsupported {type(public).__name__}"
+        )
+    return public
+
+
+def _read_certificate(path: Path) -> x509.Certificate:
+    return _load_certificate(path.read_bytes(), source=str(path))
+
+
+def _load_certificate(pem: bytes, *, source: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise CorruptCertificate(f"{source} is not a PEM certificate") from None
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _cn(cert: x509.Certificate) -> str:
+    values = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(values[0].value) if values else cert.subject.rfc4514_string()
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%MZ")
