@@ -1,0 +1,384 @@
+"""The gateway's audit log: one hash-chained JSON line per event, flushed in batches and fsynced.
+
+Usage from the gateway (asyncio)::
+
+    log = AuditLog(Path("audit.jsonl"))            # batch_size=64, flush_interval=0.05
+    await log.start()                              # creates the file 0600, or resumes its chain
+    log.record({"event": "command", "conn": 7, "identity": "labgate:user:alice", ...})
+    await log.flush()                              # optional: wait until all of it is on disk
+    await log.aclose()                             # writes the rest and a log-stop record
+
+From threads and tests the same object works without a loop: `open()`, `record()`, `flush_sync()`,
+`close()`, or `with AuditLog(path) as log: ...`. `async with AuditLog(path) as log:` also works.
+
+`record(event)` never waits for the disk: it encodes the line at once (so the order of calls is
+the order of the chain, and a bad event raises `AuditRecordError` at the caller), adds `time`
+(RFC 3339 UTC, milliseconds), `seq`, `prev` and `digest`, and queues the bytes. One writer thread
+writes whatever is queued as soon as `batch_size` records wait or `flush_interval` seconds after
+the first one arrived, then fsyncs. Encoding and format are in `labgate.gateway.auditchain`.
+
+Failing closed: if the disk write fails (`AuditWriteFailed`) or the queue holds more than
+`max_pending` records (`AuditBacklog`), `record()` raises instead of dropping the event, so the
+gateway can refuse the command it could not record.
+
+Resuming: on `start()` with an existing non-empty file the log reads its first line (the log id)
+and verifies the links of its last 64 KiB, then continues the chain with a log-resume record. It
+refuses a log whose last line is cut short (`AuditLogTruncated`) or whose tail does not verify
+(`AuditLogBroken`): appending would bury the damage under fresh records. An advisory lock keeps a
+second writer off the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from labgate.gateway.auditchain import (
+    RESUME_EVENT,
+    STOP_EVENT,
+    AuditError,
+    ChainHead,
+    Intact,
+    next_line,
+    start_line,
+    verify,
+    verify_tail,
+)
+
+__all__ = [
+    "AuditBacklog",
+    "AuditLog",
+    "AuditLogBroken",
+    "AuditLogBusy",
+    "AuditLogClosed",
+    "AuditLogTruncated",
+    "AuditWriteFailed",
+]
+
+# Enough to hold dozens of records however large their fields get, small enough to read at
+# every start of a log that has grown to gigabytes.
+TAIL_WINDOW = 64 * 1024
+# A first line longer than this is not one the log wrote.
+MAX_START_LINE = 64 * 1024
+
+
+class AuditLogTruncated(AuditError):
+    """The existing log's last line is incomplete; the log refuses to append after it."""
+
+
+class AuditLogBroken(AuditError):
+    """The existing log's start or tail fails verification; the log refuses to append to it."""
+
+
+class AuditLogBusy(AuditError):
+    """Another writer holds the log file."""
+
+
+class AuditLogClosed(AuditError):
+    """A record was offered to a log that is not open."""
+
+
+class AuditWriteFailed(AuditError):
+    """Writing or syncing the log failed; no further record is accepted."""
+
+
+class AuditBacklog(AuditError):
+    """More records wait for the disk than the log holds in memory."""
+
+
+def rfc3339_now() -> str:
+    """Now in UTC, RFC 3339 with milliseconds: 2026-11-23T05:01:06.123Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AuditLog:
+    """An append-only, hash-chained audit log with a writer thread. See the module docstring."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        batch_size: int = 64,
+        flush_interval: float = 0.05,
+        max_pending: int = 100_000,
+    ) -> None:
+        if batch_size < 1 or flush_interval <= 0 or max_pending < batch_size:
+            raise ValueError(
+                f"audit log needs batch_size >= 1, flush_interval > 0, max_pending >= batch_size; "
+                f"got {batch_size}, {flush_interval}, {max_pending}"
+            )
+        self.path = Path(path)
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self._cond = threading.Condition()
+        self._pending: list[bytes] = []
+        self._head: ChainHead | None = None
+        self._fd: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._flush_now = False
+        self._durable_seq = -1
+        self._failure: AuditWriteFailed | None = None
+        self.records_written = 0
+
+    # ------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.open)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    async def flush(self) -> None:
+        """Wait until every record offered so far is written and fsynced."""
+        await asyncio.to_thread(self.flush_sync)
+
+    async def __aenter__(self) -> AuditLog:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __enter__(self) -> AuditLog:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Create the log (0600) or resume its chain, and start the writer thread."""
+        if self._fd is not None:
+            raise AuditError(f"audit log {self.path} is already open")
+        fd, head, resumed = _open_chain(self.path)
+        with self._cond:
+            self._fd, self._head = fd, head
+            self._durable_seq = head.seq
+            self._stopping = False
+            self._failure = None
+            if resumed:
+                # A restart is an event worth seeing, the more so after a crash (no log-stop).
+                self._enqueue({"event": RESUME_EVENT})
+        self._thread = threading.Thread(target=self._run, name="labgate-audit", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Record log-stop, write everything queued, fsync and close. Idempotent."""
+        if self._thread is None:
+            return
+        with self._cond:
+            if self._failure is None:
+                self._enqueue({"event": STOP_EVENT})
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+        self._thread = None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+        if self._failure is not None:
+            raise self._failure
+
+    # ------------------------------------------------------------ recording
+
+    def record(self, event: Mapping[str, object]) -> None:
+        """Queue one event; never waits for the disk. Safe from any thread."""
+        with self._cond:
+            if self._failure is not None:
+                raise self._failure
+            if self._head is None or self._stopping:
+                raise AuditLogClosed(f"audit log {self.path} is not open; event not recorded")
+            if len(self._pending) >= self.max_pending:
+                raise AuditBacklog(
+                    f"audit log {self.path} has {len(self._pending)} records waiting for the "
+                    f"disk (limit {self.max_pending}); event not recorded"
+                )
+            self._enqueue(event)
+
+    def _enqueue(self, event: Mapping[str, object]) -> None:
+        assert self._head is not None
+        line, self._head = next_line(self._head, event, time=rfc3339_now())
+        self._pending.append(line)
+        # Wake the writer only when it has something new to decide: the first record starts
+        # its timer, a full batch ends the wait early.
+        if len(self._pending) == 1 or len(self._pending) == self.batch_size:
+            self._cond.notify_all()
+
+    def flush_sync(self) -> None:
+        """Block until every record offered so far is written and fsynced."""
+        with self._cond:
+            if self._head is None:
+                return
+            target = self._head.seq
+            self._flush_now = True
+            self._cond.notify_all()
+            while self._durable_seq < target and self._failure is None:
+                if self._thread is None or not self._thread.is_alive():
+                    raise AuditWriteFailed(f"audit log {self.path}: its writer has stopped")
+                self._cond.wait(timeout=1.0)
+            if self._failure is not None:
+                raise self._failure
+
+    @property
+    def pending(self) -> int:
+        """Records queued but not yet on disk (for metrics)."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------ writer thread
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                batch, last_seq = self._next_batch()
+                if batch is None:
+                    return
+            try:
+                _write_all(self._fd_or_fail(), b"".join(batch))
+            except OSError as err:
+                with self._cond:
+                    self._failure = AuditWriteFailed(
+                        f"cannot write audit log {self.path}: {err.strerror or err}; "
+                        f"{len(batch)} record(s) up to seq {last_seq} may be lost"
+                    )
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._durable_seq = last_seq
+                self.records_written += len(batch)
+                self._cond.notify_all()
+
+    def _next_batch(self) -> tuple[list[bytes] | None, int]:
+        """Under the lock: wait for a batch worth writing; None when stopped and drained."""
+        while not self._pending and not self._stopping:
+            self._cond.wait()
+        deadline = time.monotonic() + self.flush_interval
+        while len(self._pending) < self.batch_size and not (self._stopping or self._flush_now):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._cond.wait(timeout=remaining)
+        if not self._pending:
+            return None, -1
+        batch, self._pending = self._pending, []
+        self._flush_now = False
+        assert self._head is not None
+        return batch, self._head.seq
+
+    def _fd_or_fail(self) -> int:
+        if self._fd is None:
+            raise OSError(errno.EBADF, "log file is closed")
+        return self._fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+    os.fsync(fd)
+
+
+# ---------------------------------------------------------------- opening a log
+
+
+def _open_chain(path: Path) -> tuple[int, ChainHead, bool]:
+    """An fd open for appending, locked, the head to continue from, and whether it resumed."""
+    created = not path.exists() and _create(path)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AuditLogBusy(f"audit log {path} is held by another writer") from None
+        if os.fstat(fd).st_size == 0:
+            # An empty file made by someone else (touch, logrotate's `create`): start it.
+            line, head = start_line(log_id=secrets.token_hex(32), time=rfc3339_now())
+            _write_all(fd, line)
+            return fd, head, False
+        return fd, _resume(path, fd), not created
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _create(path: Path) -> bool:
+    """Create the log with its log-start line, atomically: a reader never sees it half made.
+
+    False if another process created it first.
+    """
+    line, _ = start_line(log_id=secrets.token_hex(32), time=rfc3339_now())
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        _write_all(fd, line)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # unlike rename, fails if the log appeared meanwhile
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return True
+
+
+def _resume(path: Path, fd: int) -> ChainHead:
+    size = os.fstat(fd).st_size
+    if size <= TAIL_WINDOW:
+        lines = os.pread(fd, size, 0).splitlines(keepends=True)
+        _refuse_truncated(path, lines, size)
+        result = verify(lines)
+        if not isinstance(result, Intact):
+            raise AuditLogBroken(f"audit log {path}: {result.summary()}; not appending to it")
+        return ChainHead(log_id=result.log_id, seq=result.last_seq, hash=result.head)
+    start = verify([os.pread(fd, MAX_START_LINE, 0).split(b"\n", 1)[0] + b"\n"])
+    if not isinstance(start, Intact):
+        raise AuditLogBroken(f"audit log {path}: {start.summary()}; not appending to it")
+    tail = os.pread(fd, TAIL_WINDOW, size - TAIL_WINDOW).splitlines(keepends=True)[1:]
+    _refuse_truncated(path, tail, size)
+    result_tail = verify_tail(tail)
+    if result_tail is None:
+        raise AuditLogBroken(
+            f"audit log {path}: no complete line in its last {TAIL_WINDOW} bytes; not appending"
+        )
+    if not isinstance(result_tail, Intact):
+        raise AuditLogBroken(
+            f"audit log {path}: within its last {TAIL_WINDOW} bytes, {result_tail.summary()} "
+            f"(counting from the first complete line there); not appending to it"
+        )
+    return ChainHead(log_id=start.log_id, seq=result_tail.last_seq, hash=result_tail.head)
+
+
+def _refuse_truncated(path: Path, lines: list[bytes], size: int) -> None:
+    if lines and not lines[-1].endswith(b"\n"):
+        raise AuditLogTruncated(
+            f"audit log {path}: its last line (the final {len(lines[-1])} of {size} bytes) is "
+            f"incomplete, probably cut by a crash mid-write; not appending after it. Check the "
+            f"rest with `labgate audit verify {path}`, then move the file aside to start a new log"
+        )
