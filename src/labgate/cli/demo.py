@@ -1,11 +1,102 @@
-"""`labgate demo`: not built yet."""
+"""`labgate demo`: every part on free loopback ports, and the qslib lines that reach them."""
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
+if TYPE_CHECKING:
+    from labgate.demo.stack import RunningDemo
 
-def demo() -> None:
-    """Not built yet."""
-    typer.echo("labgate demo is not built yet", err=True)
-    raise typer.Exit(2)
+
+def demo(
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the demo keeps its CA, certificates, logs and instrument files."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON line with every address and path.")
+    ] = False,
+) -> None:
+    """Start a simulated instrument behind the gateway, with certificates for you; Ctrl-C stops."""
+    from labgate.demo import stack
+    from labgate.demo.children import ChildFailed
+
+    directory = state_dir or stack.default_state_dir()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        with stack.running(directory) as running:
+            if json_output:
+                typer.echo(json.dumps(running.summary()))
+            else:
+                _explain(running)
+            while not stop.wait(0.5):
+                for child in running.children:
+                    if child.process.poll() is not None:
+                        typer.echo(
+                            f"{child.name} stopped (status {child.process.returncode}); "
+                            f"see {child.log_path}",
+                            err=True,
+                        )
+                        raise typer.Exit(1)
+    except ChildFailed as exc:
+        typer.echo(f"labgate demo: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not json_output:
+        typer.echo("Stopped. The audit log stays; check it with: labgate audit verify "
+                   f"{directory / 'gateway' / 'audit.jsonl'}", err=True)  # fmt: skip
+
+
+def _explain(running: RunningDemo) -> None:
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    from labgate.demo.stack import INSTRUMENT
+
+    console = Console()
+    where = Table(show_header=True, header_style="bold", box=None)
+    where.add_column("part")
+    where.add_column("listens on")
+    where.add_column("what")
+    for name, address in running.simulator.items():
+        if name in ("plain", "tls", "legacy") and address:
+            where.add_row(f"simulator ({name})", str(address), "the instrument: weak, unfiltered")
+    instruments = running.gateway.get("instruments", {})
+    assert isinstance(instruments, dict)
+    for name, address in instruments.items():
+        where.add_row(f"gateway: {name}", str(address), "mutual TLS, every command checked")
+    if running.gateway.get("metrics"):
+        where.add_row("gateway metrics", f"http://{running.gateway['metrics']}/metrics", "")
+    console.print(Panel(where, title="labgate demo: running", expand=False))
+
+    host, port = running.instrument_address()
+    operator, observer = running.identities
+    code = f"""from qslib import Machine
+
+m = Machine("{host}", port={port}, ssl=True,
+            client_certificate_path="{operator.pem}",
+            server_ca_file="{running.root_ca}", tls_server_name="{INSTRUMENT}")
+with m:
+    print(m.machine_status())
+    m.drawer_open()    # {operator.level}: allowed
+
+# The same with the {observer.level} certificate: status works, the drawer does not move,
+# and the instrument never sees the command.
+#   client_certificate_path="{observer.pem}"
+"""
+    console.print("Reach the instrument through the gateway with qslib:")
+    console.print(Syntax(code, "python", theme="ansi_dark", background_color="default"))
+    console.print(
+        f"Audit log: {running.audit_log}    part logs: {running.logs}\n"
+        "The demo CA's keys are NOT encrypted: it is for this demo only.\n"
+        "Ctrl-C stops everything."
+    )
