@@ -70,6 +70,7 @@ class RunningDemo:
             },
             "audit_log": str(self.audit_log),
             "logs": str(self.logs),
+            "pids": {c.name: c.process.pid for c in self.children},
         }
 
 

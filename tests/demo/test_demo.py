@@ -1,0 +1,89 @@
+"""`labgate demo` as a person runs it: a real process, reached with the real qslib client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qslib import Machine
+from qslib.scpi_commands import AccessLevelExceeded, InsufficientAccess
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    state = tmp_path_factory.mktemp("demo")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labgate", "demo", "--json", "--state-dir", str(state)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        _, err = proc.communicate(timeout=30)
+        pytest.fail(f"labgate demo printed nothing; stderr:\n{err}")
+    summary = json.loads(line)
+    summary["_process"] = proc
+    yield summary
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _machine(demo: dict[str, Any], who: str) -> Machine:
+    host, _, port = demo["gateway"]["instruments"]["qs5-demo"].rpartition(":")
+    return Machine(
+        host,
+        port=int(port),
+        ssl=True,
+        client_certificate_path=demo["identities"][who]["pem"],
+        server_ca_file=demo["root_ca"],
+        tls_server_name="qs5-demo",
+    )
+
+
+def test_operator_reads_status_through_the_gateway(demo: dict[str, Any]) -> None:
+    with _machine(demo, "operator") as m:
+        status = m.machine_status()
+    assert status.drawer in ("Open", "Closed")
+
+
+def test_observer_is_refused_the_drawer_before_the_instrument_sees_it(
+    demo: dict[str, Any],
+) -> None:
+    m = _machine(demo, "observer")
+    with m, pytest.raises((AccessLevelExceeded, InsufficientAccess)):
+        m.drawer_open()
+    log = Path(demo["state_dir"]) / "instrument"
+    received = "".join(p.read_text() for p in log.glob("*.jsonl"))
+    assert "OPEN" not in received.replace("OPENED", "")
+
+
+def test_ctrl_c_stops_every_part_and_leaves_a_verifiable_audit_log(
+    demo: dict[str, Any],
+) -> None:
+    proc: subprocess.Popen[str] = demo["_process"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    for pid in demo["pids"].values():
+        with pytest.raises(ProcessLookupError):  # reaped by the demo, so gone, not a zombie
+            os.kill(pid, 0)
+    verify = subprocess.run(
+        [sys.executable, "-m", "labgate", "audit", "verify", demo["audit_log"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ.copy(),
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
