@@ -1,7 +1,380 @@
-"""`labgate ca`: not built yet."""
+"""`labgate ca`: make and run labgate's own certificate authority from the command line.
+
+The passphrase that guards the CA's keys comes from LABGATE_CA_PASSPHRASE or --passphrase-file,
+never from an argument (arguments show in `ps` and shell history). A PKCS#12 password likewise
+comes from LABGATE_P12_PASSWORD or --p12-password-file.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
-app = typer.Typer(help="Not built yet.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from labgate.pki import CertificateAuthority, Entry, Issued
+
+# Names of environment variables, not secrets.
+PASSPHRASE_ENV = "LABGATE_CA_PASSPHRASE"  # noqa: S105
+P12_PASSWORD_ENV = "LABGATE_P12_PASSWORD"  # noqa: S105
+
+app = typer.Typer(
+    help="labgate's certificate authority: issue, sign, renew, revoke, publish a CRL.",
+    no_args_is_help=True,
+)
+
+
+# Choices as plain names so `labgate ca --help` need not import cryptography;
+# a test holds them equal to labgate.pki's enums.
+class ProfileName(StrEnum):
+    SERVER = "server"
+    CLIENT = "client"
+    DEVICE = "device"
+    GATEWAY = "gateway"
+
+
+class KeyTypeName(StrEnum):
+    ECDSA_P256 = "ecdsa-p256"
+    ECDSA_P384 = "ecdsa-p384"
+    RSA_3072 = "rsa-3072"
+    ED25519 = "ed25519"
+
+
+DirOption = Annotated[Path, typer.Option("--dir", help="The CA's directory.")]
+PassphraseFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--passphrase-file",
+        help=f"File holding the CA key passphrase (else ${PASSPHRASE_ENV}).",
+        dir_okay=False,
+    ),
+]
+DaysOption = Annotated[
+    int | None, typer.Option("--days", help="Lifetime in days (default: the profile's).")
+]
+ProfileOption = Annotated[ProfileName, typer.Option("--profile", help="Certificate profile.")]
+
+
+class CliError(Exception):
+    """A problem with the command's input, reported as `error: ...` with exit status 1."""
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Turn the CA's errors into one clear line on stderr and exit status 1 (no traceback)."""
+    from labgate.pki import PkiError
+
+    try:
+        yield
+    except (PkiError, CliError) as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        typer.secho(f"error: {exc.strerror}: {exc.filename}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+
+
+def _secret(env: str, path: Path | None, *, what: str, option: str) -> bytes | None:
+    from_env = os.environ.get(env)
+    if path is not None and from_env is not None:
+        raise CliError(f"{what} given twice: both {option} and ${env} are set; keep one")
+    if path is not None:
+        # One trailing newline is the editor's, not the passphrase's.
+        return path.read_bytes().removesuffix(b"\n").removesuffix(b"\r")
+    return None if from_env is None else from_env.encode("utf-8")
+
+
+def _passphrase(path: Path | None) -> bytes | None:
+    return _secret(PASSPHRASE_ENV, path, what="the CA passphrase", option="--passphrase-file")
+
+
+@contextmanager
+def _opened(directory: Path, passphrase_file: Path | None) -> Iterator[CertificateAuthority]:
+    from labgate.pki import CertificateAuthority
+
+    with CertificateAuthority.open(directory, passphrase=_passphrase(passphrase_file)) as ca:
+        yield ca
+
+
+def _say_written(paths: list[Path], issued: Issued) -> None:
+    identity = issued.identity or "no labgate identity"
+    typer.echo(f"{issued.profile} certificate, serial {issued.serial:x}, {identity}")
+    for path in paths:
+        typer.echo(f"  wrote {path}")
+
+
+@app.command()
+def init(
+    directory: DirOption,
+    name: Annotated[str, typer.Option("--name", help="The CA's name.")] = "Lab CA",
+    key_type: Annotated[
+        KeyTypeName, typer.Option("--key-type", help="Key type of the root and issuing CA.")
+    ] = KeyTypeName.ECDSA_P256,
+    passphrase_file: PassphraseFile = None,
+    unencrypted_keys: Annotated[
+        bool,
+        typer.Option("--unencrypted-keys", help="Store the CA keys unencrypted (demos only)."),
+    ] = False,
+) -> None:
+    """Make a two-tier CA: a root (10 years) and an issuing CA (2 years) signed by it."""
+    from labgate.pki import CertificateAuthority, KeyType
+
+    with _reported():
+        passphrase = _passphrase(passphrase_file)
+        if unencrypted_keys and passphrase is not None:
+            raise CliError("--unencrypted-keys and a passphrase contradict each other; keep one")
+        if unencrypted_keys:
+            typer.secho(
+                "WARNING: the CA's private keys will be stored UNENCRYPTED. Anyone who can read "
+                f"{directory} can issue certificates as this CA. Use this for demos only.",
+                fg=typer.colors.RED,
+                bold=True,
+                err=True,
+            )
+        with CertificateAuthority.init(
+            directory,
+            name=name,
+            key_type=KeyType(key_type.value),
+            passphrase=passphrase,
+            unencrypted=unencrypted_keys,
+        ) as ca:
+            typer.echo(f"made CA {name!r} in {directory}")
+            typer.echo(f"  trust anchor for clients: {ca.directory / 'root.crt'}")
+            typer.echo(f"  issuing CA:               {ca.directory / 'issuing.crt'}")
+
+
+@app.command()
+def issue(
+    directory: DirOption,
+    profile: ProfileOption,
+    name: Annotated[str, typer.Option("--name", help="Holder's name (user, device, host).")],
+    out: Annotated[Path, typer.Option("--out", help="Write PREFIX.crt and PREFIX.key.")],
+    dns: Annotated[list[str] | None, typer.Option("--dns", help="DNS SAN (repeatable).")] = None,
+    ip: Annotated[list[str] | None, typer.Option("--ip", help="IP SAN (repeatable).")] = None,
+    uri: Annotated[list[str] | None, typer.Option("--uri", help="URI SAN (repeatable).")] = None,
+    days: DaysOption = None,
+    combined: Annotated[
+        bool, typer.Option("--combined", help="Also PREFIX.pem: chain and key in one file.")
+    ] = False,
+    p12: Annotated[
+        bool,
+        typer.Option("--p12", help=f"Also PREFIX.p12 (password from ${P12_PASSWORD_ENV})."),
+    ] = False,
+    p12_password_file: Annotated[
+        Path | None,
+        typer.Option("--p12-password-file", help="File holding the PKCS#12 password."),
+    ] = None,
+    key_type: Annotated[
+        KeyTypeName, typer.Option("--key-type", help="Key type of the new key pair.")
+    ] = KeyTypeName.ECDSA_P256,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Make a key pair and a certificate for it."""
+    from labgate.pki import KeyType, Profile
+
+    with _reported():
+        password = _secret(
+            P12_PASSWORD_ENV,
+            p12_password_file,
+            what="the PKCS#12 password",
+            option="--p12-password-file",
+        )
+        if p12 and not password:
+            raise CliError(
+                f"--p12 needs a password: set ${P12_PASSWORD_ENV} or give --p12-password-file"
+            )
+        if password is not None and not p12:
+            raise CliError("a PKCS#12 password was given without --p12")
+        with _opened(directory, passphrase_file) as ca:
+            issued = ca.issue(
+                Profile(profile.value),
+                name,
+                dns=dns or (),
+                ips=ip or (),
+                uris=uri or (),
+                days=days,
+                key_type=KeyType(key_type.value),
+            )
+            written = issued.write(out, combined=combined, p12_password=password if p12 else None)
+            _say_written(written, issued)
+
+
+@app.command()
+def sign(
+    csr: Annotated[Path, typer.Argument(help="The certificate signing request (PEM or DER).")],
+    directory: DirOption,
+    profile: ProfileOption,
+    out: Annotated[Path, typer.Option("--out", help="Write the certificate chain here.")],
+    days: DaysOption = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Sign a CSR: the key never leaves its owner. What the profile forbids is refused."""
+    from labgate.pki import Profile
+    from labgate.pki.atomic import write_atomic
+
+    with _reported():
+        request = csr.read_bytes()
+        with _opened(directory, passphrase_file) as ca:
+            issued = ca.sign_csr(request, Profile(profile.value), days=days)
+            write_atomic(out, issued.chain_pem)
+            _say_written([out], issued)
+
+
+@app.command()
+def renew(
+    directory: DirOption,
+    cert: Annotated[Path, typer.Option("--cert", help="The certificate to renew.")],
+    out: Annotated[Path, typer.Option("--out", help="Write PREFIX.crt (and PREFIX.key).")],
+    new_key: Annotated[bool, typer.Option("--new-key", help="Make a new key pair too.")] = False,
+    days: DaysOption = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Same subject and SANs, new serial and validity."""
+    with _reported():
+        old = cert.read_bytes()
+        with _opened(directory, passphrase_file) as ca:
+            issued = ca.renew(old, new_key=new_key, days=days)
+            _say_written(issued.write(out), issued)
+
+
+@app.command()
+def revoke(
+    directory: DirOption,
+    serial: Annotated[
+        str | None, typer.Option("--serial", help="Serial in hex (colons allowed).")
+    ] = None,
+    cert: Annotated[Path | None, typer.Option("--cert", help="The certificate to revoke.")] = None,
+    reason: Annotated[
+        str,
+        typer.Option("--reason", help="keyCompromise, superseded, cessationOfOperation, ..."),
+    ] = "unspecified",
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Revoke a certificate; the next CRL lists it."""
+    with _reported():
+        if (serial is None) == (cert is None):
+            raise CliError("give exactly one of --serial and --cert")
+        with _opened(directory, passphrase_file) as ca:
+            if serial is not None:
+                number = _serial(serial)
+            else:
+                assert cert is not None
+                number = ca.entry_of(cert.read_bytes()).serial
+            entry = ca.revoke(number, reason)
+            typer.echo(f"revoked serial {entry.serial:x} ({entry.name}, {reason})")
+
+
+def _serial(text: str) -> int:
+    cleaned = text.strip().lower().removeprefix("0x").replace(":", "")
+    try:
+        return int(cleaned, 16)
+    except ValueError:
+        raise CliError(f"--serial {text!r} is not a hexadecimal serial") from None
+
+
+@app.command()
+def crl(
+    directory: DirOption,
+    out: Annotated[Path, typer.Option("--out", help="Write the CRL here.")],
+    der: Annotated[bool, typer.Option("--der", help="DER instead of PEM.")] = False,
+    next_update: Annotated[
+        int, typer.Option("--next-update", help="Hours until relying parties want a new one.")
+    ] = 24,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Publish a CRL signed by the issuing CA."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from labgate.pki.atomic import write_atomic
+
+    with _reported():
+        if next_update < 1:
+            raise CliError(f"--next-update must be at least 1 hour, not {next_update}")
+        with _opened(directory, passphrase_file) as ca:
+            encoding = Encoding.DER if der else Encoding.PEM
+            data = ca.crl(next_update=timedelta(hours=next_update), encoding=encoding)
+            write_atomic(out, data)
+            typer.echo(f"wrote {out} (next update in {next_update} h)")
+
+
+@app.command("list")
+def list_(
+    directory: DirOption,
+    expiring: Annotated[
+        int | None, typer.Option("--expiring", help="Only those expiring within DAYS.")
+    ] = None,
+    revoked: Annotated[bool, typer.Option("--revoked", help="Only revoked ones.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """The inventory: every certificate issued, renewed or revoked. Needs no passphrase."""
+    from labgate.pki.authority import open_inventory
+
+    with _reported():
+        if expiring is not None and expiring < 0:
+            raise CliError(f"--expiring must be 0 or more days, not {expiring}")
+        now = datetime.now(UTC)
+        before = None if expiring is None else now + timedelta(days=expiring)
+        inventory = open_inventory(directory)
+        try:
+            entries = inventory.entries(expiring_before=before, revoked=revoked)
+        finally:
+            inventory.close()
+        if json_output:
+            typer.echo(json.dumps([_as_json(e, now) for e in entries], indent=2))
+        else:
+            _table(entries, now)
+
+
+def _as_json(entry: Entry, now: datetime) -> dict[str, object]:
+    def iso(when: datetime | None) -> str | None:
+        return None if when is None else when.isoformat().replace("+00:00", "Z")
+
+    return {
+        "serial": format(entry.serial, "x"),
+        "profile": entry.profile,
+        "name": entry.name,
+        "identity": entry.identity,
+        "status": entry.status(now),
+        "not_before": iso(entry.not_before),
+        "not_after": iso(entry.not_after),
+        "issued_at": iso(entry.issued_at),
+        "renewed_from": None if entry.renewed_from is None else format(entry.renewed_from, "x"),
+        "revoked_at": iso(entry.revoked_at),
+        "revocation_reason": entry.revocation_reason,
+    }
+
+
+def _table(entries: list[Entry], now: datetime) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(entries)} certificate(s)")
+    # Serials and identities are copied into other commands: never wrap them.
+    table.add_column("serial", no_wrap=True)
+    for column in ("profile", "name"):
+        table.add_column(column, overflow="fold")
+    table.add_column("identity", no_wrap=True)
+    for column in ("expires", "status"):
+        table.add_column(column, overflow="fold")
+    colours = {"valid": "green", "expired": "yellow", "revoked": "red"}
+    for entry in entries:
+        status = entry.status(now)
+        if entry.revocation_reason:
+            status = f"{status} ({entry.revocation_reason})"
+        table.add_row(
+            format(entry.serial, "x"),
+            entry.profile,
+            entry.name,
+            entry.identity or "",
+            entry.not_after.strftime("%Y-%m-%d %H:%M"),
+            f"[{colours[entry.status(now)]}]{status}[/]",
+        )
+    Console(file=sys.stdout).print(table)

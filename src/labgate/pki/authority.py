@@ -487,3 +487,11 @@ def _cn(cert: x509.Certificate) -> str:
 
 def _iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def open_inventory(directory: Path) -> SqliteInventory:
+    """The inventory of the CA in `directory`, for reading without the CA's keys."""
+    path = Path(directory) / INVENTORY
+    if not path.is_file():
+        raise CaNotFound(f"no CA inventory in {directory} (missing {INVENTORY})")
+    return SqliteInventory.open(path)
