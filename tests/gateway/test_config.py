@@ -1,0 +1,218 @@
+"""The configuration file: defaults, and every unsafe or conflicting choice refused by name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from labgate.gateway.config import (
+    GatewayConfig,
+    UpstreamScheme,
+    load_config,
+    read_secret,
+)
+from labgate.gateway.errors import ConfigError, SecretFileError
+from labgate.scpi.access import AccessLevel
+
+PIN = "sha256/" + "A" * 43 + "="
+
+
+def _files(tmp_path: Path) -> None:
+    for name in ("gateway.crt", "root.crt", "ca.crl"):
+        (tmp_path / name).write_text("placeholder")
+    key = tmp_path / "gateway.key"
+    key.write_text("placeholder")
+    key.chmod(0o600)
+    secret = tmp_path / "qs.secret"
+    secret.write_text("hunter2-instrument\n")
+    secret.chmod(0o600)
+
+
+def _write(tmp_path: Path, body: str) -> Path:
+    _files(tmp_path)
+    path = tmp_path / "gateway.toml"
+    path.write_text(body)
+    return path
+
+
+BASE = """
+[gateway]
+cert = "gateway.crt"
+key = "gateway.key"
+client_ca = "root.crt"
+audit_log = "audit.jsonl"
+"""
+
+INSTRUMENT = """
+[[instrument]]
+name = "qs5-bench3"
+upstream = "plain://127.0.0.1:7000"
+"""
+
+
+def _load(tmp_path: Path, body: str) -> GatewayConfig:
+    return load_config(_write(tmp_path, body))
+
+
+def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
+    config = _load(tmp_path, BASE + INSTRUMENT)
+    instrument = config.instruments[0]
+    assert str(instrument.listen) == "127.0.0.1:7443"
+    assert instrument.upstream.scheme is UpstreamScheme.PLAIN
+    assert instrument.max_upstream == 8
+    assert str(config.metrics_listen) == "127.0.0.1:9464"
+    assert config.allow_full is False and config.unsafe_listen is False
+    assert config.crl is None and config.grants == ()
+    assert config.cert == tmp_path.resolve() / "gateway.crt"  # relative to the config file
+    assert config.limits.handshake_timeout == 10.0
+    assert config.limits.framing.max_line == 64 * 1024
+
+
+def test_full_example_of_the_issue_is_read(tmp_path: Path) -> None:
+    body = (
+        BASE
+        + 'crl = "ca.crl"\nmetrics_listen = "127.0.0.1:0"\n'
+        + f"""
+[[instrument]]
+name = "qs5-bench3"
+listen = "127.0.0.1:0"
+upstream = "sslv3://127.0.0.1:7443"
+upstream_pin = "{PIN}"
+password_file = "qs.secret"
+max_upstream = 4
+
+[[grant]]
+identity = "labgate:user:alice"
+instrument = "qs5-bench3"
+level = "controller"
+
+[[grant]]
+identity = "labgate:user:bob"
+instrument = "*"
+level = "Observer"
+"""
+    )
+    config = _load(tmp_path, body)
+    assert config.instruments[0].upstream.scheme is UpstreamScheme.SSLV3
+    assert config.instruments[0].upstream_pin == PIN
+    assert config.instruments[0].max_upstream == 4
+    assert [g.level for g in config.grants] == [AccessLevel.CONTROLLER, AccessLevel.OBSERVER]
+    assert config.metrics_listen is not None and config.metrics_listen.port == 0
+
+
+def test_non_loopback_listen_is_refused_without_unsafe_listen(tmp_path: Path) -> None:
+    body = BASE + INSTRUMENT + 'listen = "0.0.0.0:7443"\n'
+    with pytest.raises(ConfigError, match=r"instrument\[0\]\.listen.*unsafe_listen"):
+        _load(tmp_path, body)
+
+
+def test_unsafe_listen_allows_a_non_loopback_address(tmp_path: Path) -> None:
+    body = BASE + "unsafe_listen = true\n" + INSTRUMENT + 'listen = "0.0.0.0:7443"\n'
+    assert str(_load(tmp_path, body).instruments[0].listen) == "0.0.0.0:7443"
+
+
+def test_non_loopback_metrics_is_refused(tmp_path: Path) -> None:
+    body = BASE + 'metrics_listen = "192.0.2.1:9464"\n' + INSTRUMENT
+    with pytest.raises(ConfigError, match=r"gateway\.metrics_listen"):
+        _load(tmp_path, body)
+
+
+def test_unknown_key_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"gateway\.alow_full: unknown option"):
+        _load(tmp_path, BASE + "alow_full = true\n" + INSTRUMENT)
+
+
+def test_full_grant_needs_allow_full(tmp_path: Path) -> None:
+    grant = '[[grant]]\nidentity = "labgate:user:root"\ninstrument = "*"\nlevel = "Full"\n'
+    with pytest.raises(ConfigError, match=r"grant\[0\]\.level.*allow_full"):
+        _load(tmp_path, BASE + INSTRUMENT + grant)
+    config = _load(tmp_path, BASE + "allow_full = true\n" + INSTRUMENT + grant)
+    assert config.grants[0].level is AccessLevel.FULL
+
+
+def test_grant_for_unknown_instrument_is_refused(tmp_path: Path) -> None:
+    grant = '[[grant]]\nidentity = "labgate:user:a"\ninstrument = "nope"\nlevel = "Observer"\n'
+    with pytest.raises(ConfigError, match=r"grant\[0\]\.instrument.*'nope'"):
+        _load(tmp_path, BASE + INSTRUMENT + grant)
+
+
+def test_bad_level_is_named(tmp_path: Path) -> None:
+    grant = '[[grant]]\nidentity = "labgate:user:a"\ninstrument = "*"\nlevel = "root"\n'
+    with pytest.raises(ConfigError, match=r"grant\[0\]\.level.*'root'"):
+        _load(tmp_path, BASE + INSTRUMENT + grant)
+
+
+def test_tls_upstream_needs_a_pin_and_plain_refuses_one(tmp_path: Path) -> None:
+    tls = BASE + '[[instrument]]\nname = "a"\nupstream = "tls://127.0.0.1:7443"\n'
+    with pytest.raises(ConfigError, match=r"instrument\[0\]\.upstream_pin is required"):
+        _load(tmp_path, tls)
+    plain = BASE + INSTRUMENT + f'upstream_pin = "{PIN}"\n'
+    with pytest.raises(ConfigError, match=r"instrument\[0\]\.upstream_pin: a plain"):
+        _load(tmp_path, plain)
+
+
+@pytest.mark.parametrize("pin", ["sha1/AAAA", "sha256/not base64!", "sha256/AAAA"])
+def test_malformed_pin_is_refused(tmp_path: Path, pin: str) -> None:
+    body = (
+        BASE
+        + f'[[instrument]]\nname = "a"\nupstream = "tls://127.0.0.1:1"\nupstream_pin = "{pin}"\n'
+    )
+    with pytest.raises(ConfigError, match=r"instrument\[0\]\.upstream_pin"):
+        _load(tmp_path, body)
+
+
+def test_unknown_upstream_scheme_is_refused(tmp_path: Path) -> None:
+    body = BASE + '[[instrument]]\nname = "a"\nupstream = "http://127.0.0.1:80"\n'
+    with pytest.raises(ConfigError, match=r"instrument\[0\]\.upstream: unknown scheme 'http'"):
+        _load(tmp_path, body)
+
+
+def test_duplicate_instrument_names_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"instrument\[1\]\.name.*twice"):
+        _load(tmp_path, BASE + INSTRUMENT + INSTRUMENT)
+
+
+def test_readable_password_file_is_refused_without_showing_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + INSTRUMENT + 'password_file = "qs.secret"\n')
+    (tmp_path / "qs.secret").chmod(0o644)
+    with pytest.raises(SecretFileError, match=r"password_file.*0644.*0600") as caught:
+        load_config(path)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_password_file_is_read_stripped(tmp_path: Path) -> None:
+    _files(tmp_path)
+    assert read_secret(tmp_path / "qs.secret", "k") == b"hunter2-instrument"
+
+
+def test_missing_password_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SecretFileError, match=r"instrument\[0\]\.password_file.*nope"):
+        _load(tmp_path, BASE + INSTRUMENT + 'password_file = "nope"\n')
+
+
+def test_readable_key_file_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + INSTRUMENT)
+    os.chmod(tmp_path / "gateway.key", 0o640)
+    with pytest.raises(SecretFileError, match=r"gateway\.key.*0640"):
+        load_config(path)
+
+
+def test_missing_certificate_file_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + INSTRUMENT)
+    (tmp_path / "root.crt").unlink()
+    with pytest.raises(ConfigError, match=r"gateway\.client_ca: .*root\.crt does not exist"):
+        load_config(path)
+
+
+def test_invalid_toml_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        _load(tmp_path, "[gateway\n")
+
+
+def test_zero_limits_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"instrument\[0\]\.max_upstream"):
+        _load(tmp_path, BASE + INSTRUMENT + "max_upstream = 0\n")
+    with pytest.raises(ConfigError, match=r"gateway\.idle_timeout"):
+        _load(tmp_path, BASE + "idle_timeout = -1\n" + INSTRUMENT)
