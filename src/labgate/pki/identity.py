@@ -38,6 +38,6 @@ def identity_of(certificate: x509.Certificate) -> str | None:
         san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
         return None
-    found = [u for u in san.value.get_values_for_type(x509.UniformResourceIdentifier)]
+    found = san.value.get_values_for_type(x509.UniformResourceIdentifier)
     labgate = [u for u in found if is_labgate_uri(u)]
     return labgate[0] if len(labgate) == 1 else None

@@ -129,12 +129,11 @@ class SqliteInventory:
     def open(cls, path: Path, *, synchronous: str = "FULL") -> SqliteInventory:
         if not path.is_file():
             raise InventoryError(f"no inventory at {path}")
-        connection = _connect(path, synchronous)
         try:
-            (version,) = connection.execute("PRAGMA user_version").fetchone()
+            connection = _connect(path, synchronous)
         except sqlite3.DatabaseError as exc:
-            connection.close()
             raise InventoryError(f"{path} is not a readable inventory: {exc}") from None
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
         if version != SCHEMA_VERSION:
             connection.close()
             raise InventoryError(
