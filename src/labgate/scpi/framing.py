@@ -1,0 +1,254 @@
+"""Framing: cut a byte stream into complete SCPI messages.
+
+Theory of operation
+-------------------
+A message ends at b"\\n", but only when no tag is open. A tag is `<name>` or `</name>` with name
+characters [A-Za-z0-9_.-]; tags nest as a stack, and a closing tag must match the tag on top of the
+stack. A `<` that does not begin such a tag (`Temperature < 37.5`, `<a b>`, `<>`) is plain text.
+
+The decoder never looks at bytes one at a time in Python. Outside tags it asks `bytes.find` for the
+next b"\\n" and the next b"<"; inside tags it asks only for the next b"<", so a base64 body of many
+megabytes (which holds no `<`) is skipped by one C-level search per `feed`. Every byte is scanned
+once: `_scan` remembers how far the pending buffer has been read, so a message that arrives in
+thousands of pieces costs the same as one that arrives whole. The only exception is a possible tag
+cut by the end of a piece (`<quo`): the scan stops before its `<` and resumes there.
+
+Text and encodings
+------------------
+The decoder works on bytes and never decodes them. Its three structural bytes (`\\n`, `<`, `>`) are
+ASCII, and UTF-8 never uses ASCII bytes inside a multi-byte character, so framing UTF-8 text as
+bytes is exact. Undecodable bytes (a TLS ClientHello sent to a plain port, say) are framed like any
+other bytes, within the limits; `messages.parse_command` / `parse_reply` then refuse them with a
+`ParseError`. The decoder itself raises nothing but `FramingError`.
+
+Memory
+------
+Pending bytes never exceed the limits by more than the piece being fed: a limit is checked while
+that piece is scanned, and when one is passed the decoder raises `FramingError`, drops its buffer
+and refuses all later input (the stream cannot be resynchronised: we no longer know whether we are
+inside a tag).
+"""
+
+import re
+from dataclasses import dataclass
+
+from labgate.scpi.errors import FramingError
+
+KIB = 1024
+MIB = 1024 * KIB
+
+# The longest line the real client sends is a few hundred bytes (run_status()'s RET); replies
+# outside tags are short too, since anything long (file lists, protocols, files) comes in a tag.
+# 64 KiB leaves two orders of magnitude of room and still stops a peer that never sends b"\n".
+DEFAULT_MAX_LINE = 64 * KIB
+
+# FILE:WRITE / FILE:READ? carry whole files as base64 in one message. A 64 MiB file is 4/3 larger
+# in base64 (about 85.4 MiB, plus line breaks every 76 characters: about 86.5 MiB); 96 MiB holds
+# that with the command line and tags around it.
+DEFAULT_MAX_MESSAGE = 96 * MIB
+
+# The deepest nesting qslib writes is a protocol: <multiline.protocol> / <multiline.stage> /
+# <multiline.step>, three levels. 32 is far beyond any real message and keeps the tag stack tiny.
+DEFAULT_MAX_DEPTH = 32
+
+# Longest tag name. qslib's longest is `multiline.protocol` (18). The bound is part of the grammar
+# (a longer name is plain text, everywhere) so that a tag cut at the end of a piece, which is
+# re-read when the next piece comes, costs at most this much to re-read: without it a peer
+# sending `<aaaa...` one byte at a time would make every feed re-read the whole run.
+MAX_TAG_NAME = 255
+
+# A whole tag, anchored at a `<`.
+_TAG = re.compile(rb"<(/?)([A-Za-z0-9_.-]{1,%d})>" % MAX_TAG_NAME)
+# What a tag cut short by the end of the buffer can look like: it may still become a tag.
+_TAG_PREFIX = re.compile(rb"</?[A-Za-z0-9_.-]{0,%d}" % MAX_TAG_NAME)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """How much a peer may make the decoder hold. Each bound raises `FramingError` when passed."""
+
+    max_line: int = DEFAULT_MAX_LINE
+    """Bytes of a message outside any tag (from its start, or from where its last tag closed)."""
+    max_message: int = DEFAULT_MAX_MESSAGE
+    """Bytes of a whole message, tag bodies included, without its b"\\n"."""
+    max_depth: int = DEFAULT_MAX_DEPTH
+    """Tags open at once."""
+
+    def __post_init__(self) -> None:
+        for field in ("max_line", "max_message", "max_depth"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Limits.{field} must be a positive int, got {value!r}")
+
+
+class Decoder:
+    """Turn bytes, split anywhere, into complete raw messages (without their b"\\n").
+
+    >>> d = Decoder()
+    >>> d.feed(b"OK 1 <quote>\\na\\n</quo")
+    []
+    >>> d.feed(b"te>\\nNEXT 2\\n")
+    [b'OK 1 <quote>\\na\\n</quote>', b'NEXT 2']
+    """
+
+    __slots__ = ("_buf", "_failed", "_limits", "_line_start", "_scan", "_stack")
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self._limits = limits if limits is not None else Limits()
+        self._buf = bytearray()  # the pending, incomplete message (starts at a message start)
+        self._scan = 0  # bytes of _buf already read
+        self._line_start = 0  # where the current stretch outside tags began, in _buf
+        self._stack: list[bytes] = []  # names of the open tags, innermost last
+        self._failed: str | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    @property
+    def pending(self) -> int:
+        """Bytes held for a message not yet complete."""
+        return len(self._buf)
+
+    @property
+    def open_tags(self) -> tuple[str, ...]:
+        """Names of the tags open in the pending message, outermost first."""
+        return tuple(name.decode("ascii") for name in self._stack)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes from the peer; return every message they complete, in order."""
+        if self._failed is not None:
+            raise FramingError(f"the stream was already refused: {self._failed}")
+        if not data:
+            return []
+        if self._buf:
+            self._buf += data
+            work: bytes | bytearray = self._buf
+        else:
+            work = data  # common case: no copy at all until a message is cut out
+        try:
+            messages, consumed = self._cut(work)
+        except FramingError as exc:
+            self._failed = str(exc)
+            self._buf = bytearray()
+            self._stack.clear()
+            raise
+        self._keep(work, consumed)
+        return messages
+
+    def close(self) -> None:
+        """End of stream: raise `FramingError` if a message was left incomplete."""
+        if self._failed is not None:
+            raise FramingError(f"the stream was already refused: {self._failed}")
+        if self._buf:
+            tags = ", ".join(f"<{name}>" for name in self.open_tags) or "none"
+            raise FramingError(
+                f"stream ended inside a message: {len(self._buf)} bytes pending without a "
+                f"final b'\\n' (open tags: {tags})"
+            )
+
+    def _keep(self, work: bytes | bytearray, consumed: int) -> None:
+        """Keep the unconsumed tail; positions are rebased to the new buffer start."""
+        if work is self._buf:
+            if consumed:
+                del self._buf[:consumed]
+        elif consumed < len(work):
+            self._buf = bytearray(work[consumed:])
+        self._scan -= consumed
+        self._line_start -= consumed
+
+    def _cut(self, work: bytes | bytearray) -> tuple[list[bytes], int]:
+        """Scan `work` from `_scan`; return complete messages and how many bytes they used."""
+        limits = self._limits
+        stack = self._stack
+        out: list[bytes] = []
+        end = len(work)
+        in_buffer = isinstance(work, bytearray)
+        start = 0  # start of the current message
+        pos = self._scan
+        line_start = self._line_start
+        lt = -2  # cached position of the next b"<" at or after pos (-1: none; -2: unknown)
+        while True:
+            if not stack:
+                nl = work.find(b"\n", pos)
+                if lt < pos and lt != -1:
+                    lt = work.find(b"<", pos)
+                if nl != -1 and (lt == -1 or nl < lt):
+                    if nl - line_start > limits.max_line:
+                        raise _line_too_long(limits, nl - line_start)
+                    if nl - start > limits.max_message:
+                        raise _message_too_large(limits, nl - start)
+                    out.append(_copy(work, start, nl) if in_buffer else bytes(work[start:nl]))
+                    start = pos = line_start = nl + 1
+                    continue
+                if lt == -1:
+                    pos = end
+                    if end - line_start > limits.max_line:
+                        raise _line_too_long(limits, end - line_start)
+                    break
+                if lt - line_start > limits.max_line:
+                    raise _line_too_long(limits, lt - line_start)
+            else:
+                lt = work.find(b"<", pos)
+                if lt == -1:
+                    pos = end
+                    break
+            pos = self._tag(work, lt, stack)
+            if pos < 0:  # a tag cut by the end of the data: wait for more at its `<`
+                pos = lt
+                break
+            if not stack:
+                line_start = pos
+            if pos - start > limits.max_message:
+                raise _message_too_large(limits, pos - start)
+        if not stack and end - line_start > limits.max_line:
+            raise _line_too_long(limits, end - line_start)
+        if end - start > limits.max_message:
+            raise _message_too_large(limits, end - start)
+        self._scan = pos
+        self._line_start = line_start
+        return out, start
+
+    def _tag(self, work: bytes | bytearray, lt: int, stack: list[bytes]) -> int:
+        """Handle the `<` at `lt`: return where scanning goes on, or -1 to wait for more data."""
+        match = _TAG.match(work, lt)
+        if match is None:
+            prefix = _TAG_PREFIX.match(work, lt)
+            if prefix is not None and prefix.end() == len(work):
+                return -1
+            return lt + 1  # plain text
+        closing, name = match.group(1), match.group(2)
+        if closing:
+            if not stack or stack[-1] != name:
+                expected = f"</{stack[-1].decode('ascii')}>" if stack else "no closing tag"
+                raise FramingError(
+                    f"closing tag </{name.decode('ascii')}> does not match the open tags: "
+                    f"expected {expected}"
+                )
+            stack.pop()
+        else:
+            stack.append(name)
+            if len(stack) > self._limits.max_depth:
+                raise FramingError(
+                    f"tag <{name.decode('ascii')}> nests {len(stack)} deep; "
+                    f"the limit is max_depth={self._limits.max_depth}"
+                )
+        return match.end()
+
+
+def _copy(work: bytes | bytearray, start: int, stop: int) -> bytes:
+    """Cut a message out of the pending buffer with one copy (a bytearray slice would be two)."""
+    with memoryview(work) as view:
+        return view[start:stop].tobytes()
+
+
+def _line_too_long(limits: Limits, size: int) -> FramingError:
+    return FramingError(
+        f"line outside tags is {size} bytes without b'\\n'; the limit is max_line={limits.max_line}"
+    )
+
+
+def _message_too_large(limits: Limits, size: int) -> FramingError:
+    return FramingError(
+        f"message is {size} bytes and still growing; the limit is max_message={limits.max_message}"
+    )
