@@ -23,8 +23,24 @@ class PasswordTooLong(AuthError, ValueError):
     """A password is longer than any policy admits, so it is not hashed at all."""
 
 
+class MalformedCode(AuthError, ValueError):
+    """Typed text that cannot be a linking code (letters outside the alphabet, wrong length)."""
+
+
 class KeyRingError(AuthError):
     """A stored key ring cannot be loaded or an operation on it is not possible."""
+
+
+class RefreshTokenError(AuthError):
+    """A refresh token, or what the server stored about it, cannot be used."""
+
+
+class MalformedRefreshToken(RefreshTokenError, ValueError):
+    """The presented value cannot be a refresh token we issued (empty or far too long)."""
+
+
+class SealError(RefreshTokenError):
+    """A sealed successor does not open with the presented token (another token, or tampered)."""
 
 
 class TokenError(AuthError):
