@@ -20,6 +20,7 @@ from labgate.gateway.audit import (
     AuditLogBusy,
     AuditLogClosed,
     AuditLogTruncated,
+    AuditLogUnavailable,
     AuditWriteFailed,
 )
 from labgate.gateway.auditchain import AuditRecordError, Intact, Problem, verify
@@ -269,6 +270,12 @@ def test_threads_recording_at_once_make_one_intact_chain(tmp_path: Path) -> None
     for k in range(4):
         mine = [r["n"] for r in records(path) if r.get("thread") == f"t{k}"]
         assert mine == list(range(300))
+
+
+def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-dir" / "audit.jsonl"
+    with pytest.raises(AuditLogUnavailable, match=r"cannot open audit log .*no-such-dir"):
+        AuditLog(path).open()
 
 
 def test_bad_settings_are_refused(tmp_path: Path) -> None:

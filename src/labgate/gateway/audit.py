@@ -61,6 +61,7 @@ __all__ = [
     "AuditLogBusy",
     "AuditLogClosed",
     "AuditLogTruncated",
+    "AuditLogUnavailable",
     "AuditWriteFailed",
 ]
 
@@ -77,6 +78,10 @@ class AuditLogTruncated(AuditError):
 
 class AuditLogBroken(AuditError):
     """The existing log's start or tail fails verification; the log refuses to append to it."""
+
+
+class AuditLogUnavailable(AuditError):
+    """The log file or its directory cannot be created, opened or read."""
 
 
 class AuditLogBusy(AuditError):
@@ -171,7 +176,12 @@ class AuditLog:
         """Create the log (0600) or resume its chain, and start the writer thread."""
         if self._fd is not None:
             raise AuditError(f"audit log {self.path} is already open")
-        fd, head, resumed = _open_chain(self.path)
+        try:
+            fd, head, resumed = _open_chain(self.path)
+        except OSError as err:
+            raise AuditLogUnavailable(
+                f"cannot open audit log {self.path}: {err.strerror or err}"
+            ) from err
         with self._cond:
             self._fd, self._head = fd, head
             self._durable_seq = head.seq
