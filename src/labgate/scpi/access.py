@@ -1,11 +1,29 @@
-"""Access levels, and the level each command needs.
+"""Access levels and the level each command needs: the instrument's rules and labgate's.
 
 The instrument knows five levels, in this order; a session at one level may do everything the
-levels below it may.
+levels below it may. Two tables say which level each command needs:
+
+- `INSTRUMENT`: what the machine itself enforces (it drives the simulator). Its weakness is the
+  reason labgate exists: `SYST:EXEC` (a shell), `eval?` (Python) and `$[ ... ]` (Python inside any
+  argument) are reachable at Controller, so Controller is root.
+- `LABGATE`: the gateway's policy. The same, except that every `SYST:*` command, `eval?`, the
+  `CONF` commands, any `$[ ... ]` other than the fixed ones qslib's status calls send, and every
+  command it does not know need Full.
+
+`check()` judges a whole command: its own name, and every nested `$( ... )` and `$[ ... ]` found
+anywhere in it (name, option values, arguments, body), at any depth. Text it cannot parse is
+judged at the table's `unparsable` level, since nobody can say what the instrument would run.
 """
 
+import fnmatch
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from types import MappingProxyType
+
+from labgate.scpi import names, substitution
+from labgate.scpi.errors import ParseError
+from labgate.scpi.messages import Command
 
 
 class AccessLevel(IntEnum):
@@ -23,8 +41,8 @@ class AccessLevel(IntEnum):
         try:
             return cls[text.strip().upper()]
         except KeyError:
-            names = ", ".join(level.label for level in cls)
-            raise ValueError(f"unknown access level {text!r}; expected one of {names}") from None
+            labels = ", ".join(level.label for level in cls)
+            raise ValueError(f"unknown access level {text!r}; expected one of {labels}") from None
 
     @property
     def label(self) -> str:
@@ -46,3 +64,231 @@ class Denied:
     required: AccessLevel
     command: str
     reason: str
+
+
+Decision = Allowed | Denied
+
+GUEST, OBSERVER, CONTROLLER, ADMINISTRATOR, FULL = AccessLevel
+
+# The expressions qslib 0.15.3 sends itself, byte for byte (machine_status() and run_status()).
+# Only these pass labgate. They still reach the instrument's Python, and the run_status() ones
+# splice the variables ${RunMacro} and ${Stage} into its source text.
+FIXED_EXPRESSIONS: frozenset[str] = frozenset(
+    {
+        '$[ "$(ENG?)" or "unknown" ]',
+        "$[ top.getChild('PROTOcolDEFinition').variables.get('${RunMacro}-Stages'.lower(), -1) ]",
+        "$[ top.getChild('PROTOcolDEFinition').variables.get("
+        "'${RunMacro}-Stage${Stage}-Count'.lower(), -1) ]",
+    }
+)
+
+# Every command either side knows, by canonical name (see `names`): (instrument, labgate).
+# Where the two differ is where labgate closes a hole.
+# fmt: off
+_LEVELS: dict[str, tuple[AccessLevel, AccessLevel]] = {
+    # canonical name         (instrument,    labgate)
+    # session: reachable before any password
+    "CHAL?":                   (GUEST,         GUEST),
+    "AUTH":                    (GUEST,         GUEST),
+    "ACCESS":                  (GUEST,         GUEST),
+    "ACCESS?":                 (GUEST,         GUEST),
+    "QUIT":                    (GUEST,         GUEST),
+    # queries
+    "HELP?":                   (OBSERVER,      OBSERVER),
+    "RET":                     (OBSERVER,      OBSERVER),
+    "DRAWER?":                 (OBSERVER,      OBSERVER),
+    "ENG?":                    (OBSERVER,      OBSERVER),
+    "POW?":                    (OBSERVER,      OBSERVER),
+    "BLOCK?":                  (OBSERVER,      OBSERVER),
+    "LST?":                    (OBSERVER,      OBSERVER),
+    "ISTAT?":                  (OBSERVER,      OBSERVER),
+    "RAND?":                   (OBSERVER,      OBSERVER),
+    "RUNTITLE?":               (OBSERVER,      OBSERVER),
+    "PROTOCOL?":               (OBSERVER,      OBSERVER),
+    "TBC:SAMPLETEMPERATURES?": (OBSERVER,      OBSERVER),
+    "TBC:BLOCKTEMPERATURES?":  (OBSERVER,      OBSERVER),
+    "TBC:COVERTEMPERATURES?":  (OBSERVER,      OBSERVER),
+    "TBC:SETT?":               (OBSERVER,      OBSERVER),
+    "TBC:CONT?":               (OBSERVER,      OBSERVER),
+    "TBC:CONTROLZONES?":       (OBSERVER,      OBSERVER),
+    "LED:STATUS?":             (OBSERVER,      OBSERVER),
+    "LED:LEDTEMPERATURE?":     (OBSERVER,      OBSERVER),
+    "FILE:LIST?":              (OBSERVER,      OBSERVER),
+    "FILE:READ?":              (OBSERVER,      OBSERVER),
+    "FILE:ZIPREAD?":           (OBSERVER,      OBSERVER),
+    "EXP:LIST?":               (OBSERVER,      OBSERVER),
+    "EXP:READ?":               (OBSERVER,      OBSERVER),
+    "EXP:ZIPREAD?":            (OBSERVER,      OBSERVER),
+    "SUBS+":                   (OBSERVER,      OBSERVER),
+    "UNS":                     (OBSERVER,      OBSERVER),
+    # the machine: drawer, cover, power, lamp, runs, protocols, files, experiments
+    "OPEN":                    (CONTROLLER,    CONTROLLER),
+    "CLOSE":                   (CONTROLLER,    CONTROLLER),
+    "COVERDOWN":               (CONTROLLER,    CONTROLLER),
+    "POW":                     (CONTROLLER,    CONTROLLER),
+    "BLOCK":                   (CONTROLLER,    CONTROLLER),
+    "LED:LIGHTOFF":            (CONTROLLER,    CONTROLLER),
+    **{verb: (CONTROLLER, CONTROLLER) for verb in names.LED_VERBS},
+    "RP":                      (CONTROLLER,    CONTROLLER),
+    "ABORTRUN":                (CONTROLLER,    CONTROLLER),
+    "STOPRUN":                 (CONTROLLER,    CONTROLLER),
+    "PAUSE":                   (CONTROLLER,    CONTROLLER),
+    "RESUME":                  (CONTROLLER,    CONTROLLER),
+    "PROTOCOL":                (CONTROLLER,    CONTROLLER),
+    "FILE:WRITE":              (CONTROLLER,    CONTROLLER),
+    "FILE:REMOVE":             (CONTROLLER,    CONTROLLER),
+    "FILE:MOVE":               (CONTROLLER,    CONTROLLER),
+    "EXP:NEW":                 (CONTROLLER,    CONTROLLER),
+    "EXP:DELETE":              (CONTROLLER,    CONTROLLER),
+    "EXP:ZIPWRITE":            (CONTROLLER,    CONTROLLER),
+    "EXP:RUN":                 (CONTROLLER,    CONTROLLER),
+    "EXP:ATTR=":               (CONTROLLER,    CONTROLLER),
+    # the holes: a shell, Python, the system and its configuration (passwords included)
+    "SYSTEM:EXEC":             (CONTROLLER,    FULL),
+    "SYSTEM:SETT:NICK?":       (OBSERVER,      FULL),
+    "EVAL?":                   (CONTROLLER,    FULL),
+    "CONFIG?":                 (ADMINISTRATOR, FULL),  # reads passwords; instrument: a guess
+    "CONFIG=":                 (ADMINISTRATOR, FULL),  # writes access; instrument: a guess
+    "CONFIG*":                 (ADMINISTRATOR, FULL),
+}
+# fmt: on
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandTable:
+    """The level each command needs, under one authority."""
+
+    name: str
+    levels: Mapping[str, AccessLevel]
+    """Canonical command name -> level."""
+    families: tuple[tuple[str, AccessLevel], ...]
+    """For names not in `levels`: (fnmatch pattern over canonical names, level); first match."""
+    unknown: AccessLevel
+    """Any other command."""
+    fixed_expression: AccessLevel
+    """A `$[ ... ]` that is one of FIXED_EXPRESSIONS."""
+    other_expression: AccessLevel
+    """Any other `$[ ... ]`."""
+    unparsable: AccessLevel
+    """A command whose substitutions cannot be parsed (an unclosed `$(`, say)."""
+
+    def level_of(self, name: str) -> AccessLevel:
+        """The level the command called `name` (any spelling) needs by itself."""
+        canonical = names.canonical(name)
+        level = self.levels.get(canonical)
+        if level is not None:
+            return level
+        for pattern, family_level in self.families:
+            if fnmatch.fnmatchcase(canonical, pattern):
+                return family_level
+        return self.unknown
+
+
+INSTRUMENT = CommandTable(
+    name="instrument",
+    levels=MappingProxyType({name: pair[0] for name, pair in _LEVELS.items()}),
+    # What the machine does with names we have not listed (a guess: other queries are
+    # Observer, other verbs of the machine's sub-systems Controller).
+    families=(
+        ("SYSTEM:*", CONTROLLER),
+        ("*?", OBSERVER),
+        ("LED:*", CONTROLLER),
+        ("TBC:*", CONTROLLER),
+        ("FILE:*", CONTROLLER),
+        ("EXP:*", CONTROLLER),
+    ),
+    unknown=OBSERVER,
+    # qslib's status calls run these at Observer on the machine; any other expression needs
+    # Controller, which is the hole: Controller runs arbitrary Python.
+    fixed_expression=OBSERVER,
+    other_expression=CONTROLLER,
+    unparsable=OBSERVER,
+)
+
+LABGATE = CommandTable(
+    name="labgate",
+    levels=MappingProxyType({name: pair[1] for name, pair in _LEVELS.items()}),
+    families=(("SYSTEM:*", FULL), ("CONFIG*", FULL)),
+    unknown=FULL,
+    fixed_expression=OBSERVER,
+    other_expression=FULL,
+    unparsable=FULL,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Need:
+    level: AccessLevel
+    part: str
+    reason: str
+
+
+def check(command: Command, level: AccessLevel, table: CommandTable) -> Decision:
+    """May a session at `level` run `command` under `table`? Every nested part is judged."""
+    needs = list(_needs(command, table))
+    highest = max(needs, key=lambda need: need.level)
+    if highest.level > level:
+        return Denied(
+            required=highest.level,
+            command=highest.part,
+            reason=f"{highest.reason}; the session has {level.label} ({table.name} policy)",
+        )
+    return Allowed(required=highest.level)
+
+
+def required_level(command: Command, table: CommandTable) -> AccessLevel:
+    """The highest level any part of `command` needs under `table`."""
+    return max(need.level for need in _needs(command, table))
+
+
+def _needs(command: Command, table: CommandTable) -> Iterator[_Need]:
+    own = table.level_of(command.name)
+    yield _Need(level=own, part=command.canonical, reason=f"{command.canonical} needs {own.label}")
+    try:
+        nodes = [node for text in _texts(command) for node in substitution.parse(text)]
+    except ParseError as exc:
+        yield _Need(
+            level=table.unparsable,
+            part=command.canonical,
+            reason=f"its substitutions cannot be parsed ({exc}), so it needs "
+            f"{table.unparsable.label}",
+        )
+        return
+    for node in substitution.walk(tuple(nodes)):
+        if isinstance(node, substitution.CommandSub):
+            nested = names.canonical(node.name)
+            need = table.level_of(node.name)
+            yield _Need(
+                level=need,
+                part=nested,
+                reason=f"nested {_short(node.source)} runs {nested}, which needs {need.label}",
+            )
+        elif isinstance(node, substitution.ExprSub):
+            if node.source in FIXED_EXPRESSIONS:
+                yield _Need(
+                    level=table.fixed_expression,
+                    part=_short(node.source),
+                    reason=f"qslib's fixed expression needs {table.fixed_expression.label}",
+                )
+            else:
+                yield _Need(
+                    level=table.other_expression,
+                    part=_short(node.source),
+                    reason=f"expression {_short(node.source)} runs Python on the instrument and "
+                    f"is not one of qslib's fixed expressions; it needs "
+                    f"{table.other_expression.label}",
+                )
+
+
+def _texts(command: Command) -> Iterator[str]:
+    """Every piece of a command the instrument may substitute in."""
+    yield command.name
+    for _, value in command.options:
+        yield value
+    yield from command.args
+    if command.body is not None:
+        yield command.body.content
+
+
+def _short(text: str, width: int = 60) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."

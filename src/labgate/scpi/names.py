@@ -82,7 +82,7 @@ _LITERAL = (
 
 # The status LED's per-colour verbs, as qslib's StatusLedSet writes them (`LED:GREENBLINK`).
 LED_COLOURS = ("RED", "GREEN", "BLUE", "YELLOW", "CYAN", "MAGENTA", "WHITE")
-_LED_VERBS = tuple(
+LED_VERBS = tuple(
     f"LED:{colour}{mode}" for colour in LED_COLOURS for mode in ("ON", "OFF", "BLINK")
 )
 
@@ -105,7 +105,7 @@ def _build() -> dict[str, str]:
         canonical_name = ":".join(long for _, long in parts)
         for spelling in itertools.product(*parts):
             forms[":".join(spelling).upper()] = canonical_name
-    for name in (*_LITERAL, *_LED_VERBS):
+    for name in (*_LITERAL, *LED_VERBS):
         forms[name.upper()] = name.upper()
     return forms
 
