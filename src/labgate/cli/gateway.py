@@ -1,11 +1,87 @@
-"""`labgate gateway`: not built yet."""
+"""`labgate gateway --config gateway.toml`: run the gateway until SIGINT or SIGTERM.
+
+When every listener is up it prints one JSON line on stdout with the bound addresses; everything
+else goes to stderr. SIGHUP reloads certificates, CRL and grants without dropping sessions.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The gateway's TOML configuration (see the README for every option).",
+        dir_okay=False,
+    ),
+]
+LogLevelOption = Annotated[
+    str, typer.Option("--log-level", help="debug, info, warning or error (on stderr).")
+]
 
-def gateway() -> None:
-    """Not built yet."""
-    typer.echo("labgate gateway is not built yet", err=True)
-    raise typer.Exit(2)
+
+def gateway(config: ConfigOption, log_level: LogLevelOption = "info") -> None:
+    """Mutual TLS in front of instruments, every command checked against the caller's grant."""
+    from labgate.gateway.config import load_config
+    from labgate.gateway.errors import GatewayError
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_config(config)
+    except GatewayError as exc:
+        typer.echo(f"labgate gateway: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    try:
+        _run_loop(_serve(settings))
+    except GatewayError as exc:
+        typer.echo(f"labgate gateway: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:  # a listen address already taken, say
+        typer.echo(f"labgate gateway: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _run_loop(main: Coroutine[None, None, None]) -> None:
+    # The standard loop, not uvloop: uvloop's start_tls never completes on asyncio streams, and
+    # the gateway upgrades each accepted connection itself to see why a handshake failed.
+    asyncio.run(main)
+
+
+async def _serve(settings: object) -> None:
+    from labgate.gateway.config import GatewayConfig
+    from labgate.gateway.reload import watch
+    from labgate.gateway.server import Gateway
+
+    assert isinstance(settings, GatewayConfig)
+    loop = asyncio.get_running_loop()
+    stop, reload = asyncio.Event(), asyncio.Event()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+    running = Gateway(settings)
+    await running.start()
+    watcher = asyncio.create_task(watch(running, reload))
+    sys.stdout.write(running.ready_line() + "\n")
+    sys.stdout.flush()
+    logging.getLogger("labgate.gateway").info("ready: %s", running.ready_line())
+    try:
+        await stop.wait()
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await running.aclose()
+        logging.getLogger("labgate.gateway").info("stopped; audit log flushed")

@@ -1,0 +1,90 @@
+"""The TLS context that faces clients, and what the gateway reads from a client certificate.
+
+Policy: TLS 1.2 and 1.3 only, Mozilla's "intermediate" cipher list for TLS 1.2 (TLS 1.3 suites are
+all acceptable), a client certificate required and verified by OpenSSL against `client_ca` and,
+when configured, the CRL of the issuing CA (leaf only: the CA's own revocation would be a new CA).
+A context is built once per (re)load and never changed afterwards: a reload builds a new one, so
+handshakes already under way finish with the files they started with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+
+from labgate.gateway.errors import ConfigError
+from labgate.pki.identity import identity_of
+
+# Mozilla server-side TLS guidelines, "intermediate" configuration, TLS 1.2 suites.
+INTERMEDIATE_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "DHE-RSA-AES128-GCM-SHA256",
+        "DHE-RSA-AES256-GCM-SHA384",
+        "DHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+    client_ca: Path
+    crl: Path | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerCertificate:
+    """The verified client certificate, as the session and the audit log need it."""
+
+    identity: str | None  # the labgate: SAN URI
+    fingerprint: str  # sha256 hex of the DER, for the audit log
+    serial: int
+    issuer: x509.Name
+
+
+def build_client_context(files: TlsFiles) -> ssl.SSLContext:
+    """A fresh server-side context for client connections; ConfigError names a bad file."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    context.set_ciphers(INTERMEDIATE_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    context.verify_mode = ssl.CERT_REQUIRED
+    _load(context.load_cert_chain, files.cert, files.key, what="gateway.cert / gateway.key")
+    _load(context.load_verify_locations, files.client_ca, what="gateway.client_ca")
+    if files.crl is not None:
+        _load(context.load_verify_locations, files.crl, what="gateway.crl")
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    return context
+
+
+def _load(load: object, *paths: Path, what: str) -> None:
+    try:
+        load(*(str(p) for p in paths))  # type: ignore[operator]
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        names = ", ".join(str(p) for p in paths)
+        raise ConfigError(f"{what}: cannot load {names}: {exc}") from exc
+
+
+def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> PeerCertificate | None:
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    certificate = x509.load_der_x509_certificate(der)
+    return PeerCertificate(
+        identity=identity_of(certificate),
+        fingerprint=hashlib.sha256(der).hexdigest(),
+        serial=certificate.serial_number,
+        issuer=certificate.issuer,
+    )

@@ -1,0 +1,268 @@
+"""The session filter: what the gateway does with each message of one client session. No I/O.
+
+Theory of operation
+-------------------
+The client speaks to the gateway as if it were the instrument. Each complete command from the
+client is parsed by the `scpi` core and then either answered here or forwarded:
+
+- `CHAL?` / `AUTH` are answered here: the client's identity comes from its certificate, and the
+  instrument's password stays with the gateway (which logged in upstream before the session began).
+- `ACC <level>` above the grant is answered here with `AccessLevelExceeded`; up to the grant it is
+  forwarded so that the instrument's own level follows, and the session level changes only when
+  the instrument says OK. `ACC?` reports the session level from here.
+- Every other command is judged by `access.check` against the LABGATE table at the session level.
+  Denied: answered here with `InsufficientAccess`, and the instrument never sees it. Allowed: the
+  parsed command is serialised again and forwarded, so what was checked is exactly what is sent.
+
+Towards the instrument the gateway numbers commands itself (its login used the first idents), and
+maps each reply's ident back to the client's. A reply whose ident the gateway did not send is
+dropped, as the real client does. `MESSage` lines pass through unchanged: the upstream connection
+belongs to this session alone, so every message on it is one this session subscribed to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from labgate.scpi.access import LABGATE, AccessLevel, Allowed, check
+from labgate.scpi.errors import ParseError
+from labgate.scpi.messages import (
+    Command,
+    Error,
+    Message,
+    Next,
+    Ok,
+    Ready,
+    Warning,
+    parse_command,
+    parse_reply,
+    serialise,
+)
+from labgate.scpi.names import canonical
+from labgate.scpi.values import unquote
+
+ACC = canonical("ACC")
+ACC_QUERY = canonical("ACC?")
+CHAL_QUERY = canonical("CHAL?")
+AUTH = canonical("AUTH")
+
+
+class Decision(StrEnum):
+    ALLOWED = "allowed"  # forwarded to the instrument
+    ANSWERED = "answered"  # answered by the gateway itself (CHAL?, AUTH, ACC?, ACC)
+    DENIED = "denied"  # refused by policy; the instrument never saw it
+    MALFORMED = "malformed"  # not a command the core can parse; never forwarded
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Payload:
+    """A command body, as the audit log records it: size and digest, never content."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    """What to do with one client command, and what the audit log and metrics say about it."""
+
+    decision: Decision
+    reason: str
+    command: str  # canonical name, or "" when malformed
+    args: tuple[str, ...] = ()
+    payload: Payload | None = None
+    to_client: bytes = b""
+    to_upstream: bytes = b""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Relayed:
+    """One reply from the instrument, rewritten for the client (empty: nothing to send)."""
+
+    to_client: bytes
+    command: str | None = None  # the command this reply ends, if it is a final reply
+    status: str | None = None  # "OK", "ERRor", "WARNing" for a final reply
+    sent_at: float | None = None  # when its command was forwarded, for latency
+
+
+@dataclass(slots=True, kw_only=True)
+class _Pending:
+    client_ident: int | None  # None: the gateway's own command; its reply is not relayed
+    command: str
+    sent_at: float
+    sets_level: AccessLevel | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionFilter:
+    """Per-session state: grant, session level, ident map. `next_ident` continues after login."""
+
+    grant: AccessLevel
+    next_ident: int = 0
+    level: AccessLevel = AccessLevel.GUEST
+    _pending: dict[int, _Pending] = field(default_factory=dict)
+
+    def from_client(self, raw: bytes, *, now: float) -> Verdict:
+        try:
+            command = parse_command(raw)
+        except ParseError as exc:
+            reply = Error(ident=0, error_class="InvocationError", fields=(), message=one_line(exc))
+            return Verdict(
+                decision=Decision.MALFORMED,
+                reason=str(exc),
+                command="",
+                to_client=serialise(reply),
+            )
+        name = command.canonical
+        if name == CHAL_QUERY:
+            return self._answer(command, _challenge(), "identity comes from the certificate")
+        if name == AUTH:
+            return self._answer(command, "", "identity comes from the certificate")
+        if name == ACC_QUERY:
+            text = f"-stealth=False -exclusive=False {self.level.label}"
+            return self._answer(command, text, "session level kept by the gateway")
+        if name == ACC:
+            return self._access(command, now)
+        decision = check(command, self.level, LABGATE)
+        if not isinstance(decision, Allowed):
+            error = _insufficient(command.ident, decision.required, self.level, decision.reason)
+            # The decision's own reason goes to the audit log; the client gets it on one line.
+            return self._verdict(command, Decision.DENIED, decision.reason, to_client=error)
+        return self._forward(command, now, reason=f"needs {decision.required.label}")
+
+    def from_upstream(self, raw: bytes) -> Relayed:
+        try:
+            reply = parse_reply(raw)
+        except ParseError:
+            return Relayed(to_client=b"")  # the instrument's garbage is not the client's business
+        if isinstance(reply, Message):
+            return Relayed(to_client=raw + b"\n")
+        if isinstance(reply, Ready):
+            return Relayed(to_client=b"")  # only the first greeting is relayed, at session start
+        pending = self._pending.get(reply.ident)
+        if pending is None:
+            return Relayed(to_client=b"")
+        if isinstance(reply, Next):
+            out = (
+                b"" if pending.client_ident is None else serialise(Next(ident=pending.client_ident))
+            )
+            return Relayed(to_client=out)
+        del self._pending[reply.ident]
+        status = {Ok: "OK", Error: "ERRor", Warning: "WARNing"}[type(reply)]
+        if isinstance(reply, Ok) and pending.sets_level is not None:
+            self.level = pending.sets_level
+        if pending.client_ident is None:
+            return Relayed(to_client=b"")
+        out = serialise(replace(reply, ident=pending.client_ident))
+        return Relayed(
+            to_client=out, command=pending.command, status=status, sent_at=pending.sent_at
+        )
+
+    def lower_grant(self, grant: AccessLevel, *, now: float) -> bytes:
+        """Apply a lowered grant at once; return the command that lowers the instrument, if any."""
+        self.grant = grant
+        if self.level <= grant:
+            return b""
+        self.level = grant
+        command = Command(
+            ident=self._take_ident(),
+            name="ACC",
+            options=(("stealth", "false"), ("exclusive", "false")),
+            args=(grant.label,),
+            body=None,
+        )
+        self._pending[command.ident] = _Pending(client_ident=None, command=ACC, sent_at=now)
+        return serialise(command)
+
+    def _access(self, command: Command, now: float) -> Verdict:
+        try:
+            wanted = AccessLevel.parse(unquote(command.args[-1]))
+        except (IndexError, ValueError) as exc:
+            error = Error(
+                ident=command.ident,
+                error_class="InvocationError",
+                fields=(),
+                message=one_line(f"ACC needs an access level as its last argument: {exc}"),
+            )
+            return self._verdict(command, Decision.DENIED, str(exc), to_client=serialise(error))
+        if wanted > self.grant:
+            reason = f"Access level {wanted.label} exceeds limit {self.grant.label}"
+            error = Error(
+                ident=command.ident,
+                error_class="AccessLevelExceeded",
+                fields=(("accessLimit", _quoted(self.grant)),),
+                message=reason,
+            )
+            return self._verdict(command, Decision.DENIED, reason, to_client=serialise(error))
+        return self._forward(command, now, reason=f"within grant {self.grant.label}", sets=wanted)
+
+    def _forward(
+        self, command: Command, now: float, *, reason: str, sets: AccessLevel | None = None
+    ) -> Verdict:
+        ident = self._take_ident()
+        self._pending[ident] = _Pending(
+            client_ident=command.ident, command=command.canonical, sent_at=now, sets_level=sets
+        )
+        out = serialise(replace(command, ident=ident))
+        return self._verdict(command, Decision.ALLOWED, reason, to_upstream=out)
+
+    def _answer(self, command: Command, text: str, reason: str) -> Verdict:
+        reply = serialise(Ok(ident=command.ident, text=text))
+        return self._verdict(command, Decision.ANSWERED, reason, to_client=reply)
+
+    def _verdict(
+        self,
+        command: Command,
+        decision: Decision,
+        reason: str,
+        *,
+        to_client: bytes = b"",
+        to_upstream: bytes = b"",
+    ) -> Verdict:
+        payload = None
+        if command.body is not None:
+            content = command.body.content.encode()
+            payload = Payload(size=len(content), sha256=hashlib.sha256(content).hexdigest())
+        return Verdict(
+            decision=decision,
+            reason=reason,
+            command=command.canonical,
+            args=command.args if command.body is None else command.args[:1],
+            payload=payload,
+            to_client=to_client,
+            to_upstream=to_upstream,
+        )
+
+    def _take_ident(self) -> int:
+        ident = self.next_ident
+        self.next_ident += 1
+        return ident
+
+
+def _insufficient(ident: int, required: AccessLevel, current: AccessLevel, reason: str) -> bytes:
+    fields = (("requiredAccess", _quoted(required)), ("currentAccess", _quoted(current)))
+    error = Error(
+        ident=ident, error_class="InsufficientAccess", fields=fields, message=one_line(reason)
+    )
+    return serialise(error)
+
+
+def _quoted(level: AccessLevel) -> str:
+    # The instrument writes level fields in double quotes (-accessLimit="Observer"); so do we.
+    return f'"{level.label}"'
+
+
+def _challenge() -> str:
+    # qslib re-types values that look numeric, so a challenge must hold at least one letter a-f.
+    while True:
+        text = secrets.token_hex(16)
+        if not text.isdigit():
+            return text
+
+
+def one_line(text: object) -> str:
+    """A reason fit for an ERRor line: one line, no tag brackets, bounded."""
+    return str(text).replace("\n", " ").replace("<", "(").replace(">", ")")[:500]

@@ -1,0 +1,74 @@
+"""Prometheus metrics of one gateway, in a registry of its own (two gateways in one process,
+as in tests, do not share counters)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.sessions = Gauge(
+            "labgate_gateway_sessions",
+            "Client sessions open now",
+            ["instrument"],
+            registry=self.registry,
+        )
+        self.sessions_started = Counter(
+            "labgate_gateway_sessions_started",
+            "Client sessions started (TLS verified and granted)",
+            ["instrument"],
+            registry=self.registry,
+        )
+        self.handshakes = Counter(
+            "labgate_gateway_handshakes",
+            "Client TLS handshakes that succeeded",
+            registry=self.registry,
+        )
+        self.handshake_failures = Counter(
+            "labgate_gateway_handshake_failures",
+            "Client connections refused before a session began, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.commands = Counter(
+            "labgate_gateway_commands",
+            "Client commands, by decision (allowed, denied, answered, malformed)",
+            ["instrument", "decision"],
+            registry=self.registry,
+        )
+        self.upstream_latency = Histogram(
+            "labgate_gateway_upstream_latency_seconds",
+            "Time from forwarding a command to the instrument's final reply",
+            ["instrument"],
+            buckets=(
+                0.0005,
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                10,
+                60,
+            ),
+            registry=self.registry,
+        )
+        self.upstream_busy = Counter(
+            "labgate_gateway_upstream_busy",
+            "Clients told the instrument is busy",
+            ["instrument"],
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "labgate_gateway_reloads",
+            "Configuration reloads, by result",
+            ["result"],
+            registry=self.registry,
+        )

@@ -1,0 +1,389 @@
+"""The running gateway: listeners, the admission of each connection, live reload, shutdown.
+
+Admission runs in this order, each step refusing with a logged reason before the next costs more:
+connection limit, TLS handshake (OpenSSL checks the client certificate against `client_ca` and the
+CRL; the SNI callback refuses an unknown server name on a shared listener), grant, per-identity
+limit, an upstream slot, the upstream login. Only then does a `Session` relay anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from labgate.gateway.audit import AuditLog
+from labgate.gateway.auditchain import AuditError
+from labgate.gateway.client_tls import TlsFiles, build_client_context, peer_certificate
+from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
+from labgate.gateway.errors import GatewayError, InstrumentBusy, UpstreamError
+from labgate.gateway.filter import one_line
+from labgate.gateway.grants import GrantTable, NotGranted
+from labgate.gateway.metrics import GatewayMetrics
+from labgate.gateway.revocation import RevocationList
+from labgate.gateway.session import Session, SessionInfo
+from labgate.gateway.slots import UpstreamSlots
+from labgate.gateway.upstream import connect
+from labgate.scpi.messages import Error, serialise
+
+log = logging.getLogger("labgate.gateway")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveState:
+    """Everything a reload replaces at once; a handshake uses the contexts current at its start."""
+
+    config: GatewayConfig
+    contexts: Mapping[int, ssl.SSLContext]  # by listener index
+    grants: GrantTable
+    revoked: RevocationList | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Listener:
+    endpoint: Endpoint
+    instruments: tuple[InstrumentConfig, ...]
+
+
+class Gateway:
+    """`await start()`, read `addresses`, `await reload()` on demand, `await aclose()` to stop."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.metrics = GatewayMetrics()
+        self._listeners = _group(config.instruments)
+        self.state = _build_state(config, self._listeners)
+        self.audit = AuditLog(
+            config.audit_log,
+            batch_size=config.audit_batch_size,
+            flush_interval=config.audit_flush_interval,
+        )
+        self.slots = {
+            i.name: UpstreamSlots(
+                instrument=i.name, size=i.max_upstream, queue=i.upstream_queue, wait=i.upstream_wait
+            )
+            for i in config.instruments
+        }
+        self.sessions: set[Session] = set()
+        self.addresses: dict[str, str] = {}
+        self.metrics_address: str | None = None
+        self._servers: list[asyncio.Server] = []
+        self._metrics_server: Any = None
+        self._connections = 0
+        self._per_identity: Counter[str] = Counter()
+        self._next_conn = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        await self.audit.start()
+        self.audit.record({"event": "gateway_start", "instruments": list(self.slots)})
+        for index, listener in enumerate(self._listeners):
+            server = await asyncio.start_server(
+                lambda r, w, index=index: self._admit(index, r, w),  # type: ignore[misc]
+                listener.endpoint.host,
+                listener.endpoint.port,
+                backlog=1024,
+            )
+            self._servers.append(server)
+            host, port = server.sockets[0].getsockname()[:2]
+            for instrument in listener.instruments:
+                self.addresses[instrument.name] = str(Endpoint(host=host, port=port))
+        endpoint = self.state.config.metrics_listen
+        if endpoint is not None:
+            from prometheus_client import start_http_server
+
+            httpd, _ = start_http_server(
+                endpoint.port, endpoint.host, registry=self.metrics.registry
+            )
+            self._metrics_server = httpd
+            host, port = httpd.server_address[:2]
+            self.metrics_address = str(Endpoint(host=str(host), port=int(port)))
+
+    def ready_line(self) -> str:
+        return json.dumps({"instruments": self.addresses, "metrics": self.metrics_address})
+
+    async def aclose(self) -> None:
+        for server in self._servers:
+            server.close()
+        for session in list(self.sessions):
+            session.close("gateway stopping")
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=5)
+        if self._metrics_server is not None:
+            await asyncio.to_thread(self._metrics_server.shutdown)
+            self._metrics_server.server_close()
+        self.audit.record({"event": "gateway_stop"})
+        await self.audit.aclose()
+
+    # ------------------------------------------------------------------ reload
+
+    async def reload(self, config: GatewayConfig | None = None) -> None:
+        """Re-read the configuration and its files; apply them without dropping sessions.
+
+        A failed reload keeps the running state and says why: a typo in a new grant must not
+        take the gateway down.
+        """
+        try:
+            if config is None:
+                source = self.state.config.source
+                config = (
+                    await asyncio.to_thread(load_config, source) if source else self.state.config
+                )
+            state = await asyncio.to_thread(_build_state, config, self._listeners)
+        except GatewayError as exc:
+            self.metrics.reloads.labels("failed").inc()
+            self._record({"event": "reload_failed", "reason": str(exc)})
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        self.apply(state)
+
+    def apply(self, state: LiveState) -> None:
+        """Switch to new state; close or lower live sessions that it no longer allows."""
+        self.state = state
+        self.metrics.reloads.labels("applied").inc()
+        self._record({"event": "reload", "grants": len(state.grants.grants)})
+        for session in list(self.sessions):
+            certificate = session.info.certificate
+            if state.revoked is not None and state.revoked.revokes(certificate):
+                session.close("client certificate revoked")
+                continue
+            decision = state.grants.decide(certificate.identity, session.info.instrument.name)
+            if isinstance(decision, NotGranted):
+                session.close(f"grant withdrawn: {decision.reason}")
+            elif decision.level != session.filter.grant:
+                session.change_grant(decision.level)
+
+    # ------------------------------------------------------------------ admission
+
+    async def _admit(
+        self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # kept so that aclose() can wait for every connection to finish
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._next_conn += 1
+        conn = self._next_conn
+        peer = _peer(writer)
+        limits = self.state.config.limits
+        if self._connections >= limits.max_connections:
+            self._refuse_early(conn, peer, "connection_limit",
+                               f"{limits.max_connections} connections already open")  # fmt: skip
+            writer.transport.abort()
+            return
+        self._connections += 1
+        try:
+            await self._handshake_and_run(index, conn, peer, reader, writer)
+        finally:
+            self._connections -= 1
+            if not writer.transport.is_closing():
+                writer.transport.abort()
+
+    async def _handshake_and_run(
+        self,
+        index: int,
+        conn: int,
+        peer: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        state = self.state
+        timeout = state.config.limits.handshake_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                await writer.start_tls(state.contexts[index], ssl_handshake_timeout=timeout)
+        except TimeoutError:
+            self._refuse_early(
+                conn, peer, "handshake_timeout", f"no TLS handshake within {timeout:g} s"
+            )
+            return
+        except ssl.SSLError as exc:
+            reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+            self._refuse_early(conn, peer, "tls", f"TLS handshake failed: {reason}")
+            return
+        except (OSError, ConnectionError) as exc:
+            self._refuse_early(
+                conn, peer, "connection_lost", f"connection lost in handshake: {exc}"
+            )
+            return
+        self.metrics.handshakes.inc()
+        ssl_object = writer.get_extra_info("ssl_object")
+        instrument = self._instrument_for(index, getattr(ssl_object, "labgate_server_name", None))
+        certificate = peer_certificate(ssl_object)
+        if instrument is None or certificate is None:  # the SNI callback and OpenSSL refuse these
+            self._refuse_early(conn, peer, "tls", "no instrument or no client certificate")
+            return
+        base = {"conn": conn, "peer": peer, "identity": certificate.identity,
+                "fingerprint": certificate.fingerprint, "instrument": instrument.name}  # fmt: skip
+        decision = self.state.grants.decide(certificate.identity, instrument.name)
+        if isinstance(decision, NotGranted):
+            await self._refuse(
+                writer, base, "no_grant", decision.reason, error_class="AccessDenied"
+            )
+            return
+        identity = certificate.identity or ""
+        per_identity = self.state.config.limits.max_connections_per_identity
+        if self._per_identity[identity] >= per_identity:
+            await self._refuse(writer, base, "identity_limit",
+                               f"{identity} already has {per_identity} sessions open")  # fmt: skip
+            return
+        self._per_identity[identity] += 1
+        try:
+            info = SessionInfo(conn=conn, peer=peer, instrument=instrument, certificate=certificate)
+            await self._run_upstream(info, decision.level, reader, writer, base)
+        finally:
+            self._per_identity[identity] -= 1
+            if not self._per_identity[identity]:
+                del self._per_identity[identity]
+
+    async def _run_upstream(
+        self,
+        info: SessionInfo,
+        level: Any,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        base: dict[str, object],
+    ) -> None:
+        name = info.instrument.name
+        try:
+            async with self.slots[name].slot():
+                upstream = await connect(info.instrument, limits=self.state.config.limits.framing)
+                session = Session(
+                    info=info,
+                    grant=level,
+                    client=(reader, writer),
+                    upstream=upstream,
+                    limits=self.state.config.limits,
+                    record=self._record,
+                    metrics=self.metrics,
+                )
+                self._record({"event": "connect", **base, "grant": level.label})
+                self.sessions.add(session)
+                self.metrics.sessions_started.labels(name).inc()
+                self.metrics.sessions.labels(name).inc()
+                try:
+                    await session.run()
+                finally:
+                    self.sessions.discard(session)
+                    self.metrics.sessions.labels(name).dec()
+        except InstrumentBusy as exc:
+            self.metrics.upstream_busy.labels(name).inc()
+            await self._refuse(
+                writer, base, "instrument_busy", str(exc), error_class="InstrumentBusy"
+            )
+        except UpstreamError as exc:
+            await self._refuse(writer, base, "upstream", str(exc), error_class="IOError")
+
+    def _instrument_for(self, index: int, server_name: str | None) -> InstrumentConfig | None:
+        instruments = self._listeners[index].instruments
+        if len(instruments) == 1:
+            return instruments[0]
+        wanted = (server_name or "").lower()
+        return next((i for i in instruments if i.name.lower() == wanted), None)
+
+    # ------------------------------------------------------------------ refusals and records
+
+    def _refuse_early(self, conn: int, peer: str, kind: str, reason: str) -> None:
+        self.metrics.handshake_failures.labels(kind).inc()
+        self._record({"event": "handshake_failure", "conn": conn, "peer": peer,
+                      "kind": kind, "reason": reason})  # fmt: skip
+        log.info("connection %d from %s refused: %s", conn, peer, reason)
+
+    async def _refuse(
+        self,
+        writer: asyncio.StreamWriter,
+        base: dict[str, object],
+        kind: str,
+        reason: str,
+        *,
+        error_class: str = "IOError",
+    ) -> None:
+        """Refuse a verified client with one ERRor line that says why, then close."""
+        self.metrics.handshake_failures.labels(kind).inc()
+        self._record({"event": "refused", **base, "kind": kind, "reason": reason})
+        log.info("connection %s refused: %s", base.get("conn"), reason)
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError, RuntimeError):
+            writer.write(
+                serialise(
+                    Error(ident=0, error_class=error_class, fields=(), message=one_line(reason))
+                )
+            )
+            async with asyncio.timeout(2):
+                await writer.drain()
+            writer.close()
+            async with asyncio.timeout(2):
+                await writer.wait_closed()
+
+    def _record(self, event: Mapping[str, object]) -> bool:
+        try:
+            self.audit.record(event)
+        except AuditError as exc:
+            log.error("audit record lost: %s", exc)
+            return False
+        return True
+
+
+def _group(instruments: tuple[InstrumentConfig, ...]) -> tuple[_Listener, ...]:
+    """One listener per listen address; port 0 always gets a listener (and free port) of its own."""
+    listeners: list[_Listener] = []
+    for instrument in instruments:
+        shared = next(
+            (
+                i
+                for i, lst in enumerate(listeners)
+                if lst.endpoint == instrument.listen and instrument.listen.port != 0
+            ),
+            None,
+        )
+        if shared is None:
+            listeners.append(_Listener(endpoint=instrument.listen, instruments=(instrument,)))
+        else:
+            old = listeners[shared]
+            listeners[shared] = _Listener(
+                endpoint=old.endpoint, instruments=(*old.instruments, instrument)
+            )
+    return tuple(listeners)
+
+
+def _build_state(config: GatewayConfig, listeners: tuple[_Listener, ...]) -> LiveState:
+    files = TlsFiles(cert=config.cert, key=config.key, client_ca=config.client_ca, crl=config.crl)
+    contexts = {}
+    for index, listener in enumerate(listeners):
+        context = build_client_context(files)
+        context.sni_callback = _sni_callback(listener)
+        contexts[index] = context
+    return LiveState(
+        config=config,
+        contexts=contexts,
+        grants=GrantTable.of(config.grants, allow_full=config.allow_full),
+        revoked=RevocationList.load(config.crl) if config.crl is not None else None,
+    )
+
+
+def _sni_callback(listener: _Listener) -> Any:
+    names = {i.name.lower() for i in listener.instruments}
+    shared = len(names) > 1
+
+    def choose(ssl_object: Any, server_name: str | None, _context: ssl.SSLContext) -> int | None:
+        # On a shared listener the server name is the only way to tell instruments apart: refuse
+        # an unknown one inside the handshake, before any certificate is even looked at.
+        ssl_object.labgate_server_name = server_name
+        if shared and (server_name or "").lower() not in names:
+            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+        return None
+
+    return choose
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    address = writer.get_extra_info("peername")
+    if not address:
+        return "unknown"
+    return str(Endpoint(host=str(address[0]), port=int(address[1])))

@@ -1,0 +1,220 @@
+"""One client session: relay between a verified client and its own upstream connection, every
+message through the session filter, every decision into the audit log.
+
+The session ends when either side closes, when the idle timeout or the maximum session length
+passes, when a framing limit is crossed, or when the gateway closes it (identity revoked, grant
+withdrawn, gateway stopping). Whatever the cause, it is recorded once, with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from labgate.gateway.client_tls import PeerCertificate
+from labgate.gateway.config import InstrumentConfig, SessionLimits
+from labgate.gateway.filter import Decision, SessionFilter, Verdict, one_line
+from labgate.gateway.metrics import GatewayMetrics
+from labgate.gateway.upstream import UpstreamConnection
+from labgate.scpi.access import AccessLevel
+from labgate.scpi.errors import FramingError
+from labgate.scpi.framing import Decoder
+from labgate.scpi.messages import Error, serialise
+
+_READ_SIZE = 256 * 1024
+
+Record = Callable[[Mapping[str, object]], bool]  # audit: False when the record could not be kept
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionInfo:
+    conn: int
+    peer: str
+    instrument: InstrumentConfig
+    certificate: PeerCertificate
+
+    @property
+    def identity(self) -> str:
+        return self.certificate.identity or ""
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        info: SessionInfo,
+        grant: AccessLevel,
+        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        upstream: UpstreamConnection,
+        limits: SessionLimits,
+        record: Record,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.info = info
+        self.filter = SessionFilter(grant=grant, next_ident=upstream.next_ident)
+        self._reader, self._writer = client
+        self._upstream = upstream
+        self._limits = limits
+        self._record = record
+        self._metrics = metrics
+        self._last_activity = time.monotonic()
+        self._ended = asyncio.Event()
+        self.end_reason = ""
+
+    def close(self, reason: str) -> None:
+        """End the session from outside (revocation, withdrawn grant, shutdown)."""
+        self._end(reason)
+
+    def change_grant(self, level: AccessLevel) -> None:
+        """A lowered grant lowers the session level at once (and the instrument's with it)."""
+        if level < self.filter.level:
+            self._record(self._event("level_lowered", level=level.label, reason="grant lowered"))
+        command = self.filter.lower_grant(level, now=time.monotonic())
+        if command:
+            self._upstream.writer.write(command)
+
+    async def run(self) -> None:
+        self._writer.write(self._upstream.greeting)
+        tasks = [
+            asyncio.create_task(self._from_client()),
+            asyncio.create_task(self._from_upstream()),
+            asyncio.create_task(self._watch_time()),
+        ]
+        try:
+            await self._ended.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(OSError, ssl.SSLError, RuntimeError):
+                await asyncio.wait_for(self._writer.drain(), 1.0)
+            if self.end_reason == "client closed":
+                self._writer.close()
+            else:
+                self._writer.transport.abort()
+            await self._upstream.close()
+            self._record(self._event("disconnect", reason=self.end_reason))
+
+    def _end(self, reason: str) -> None:
+        if not self._ended.is_set():
+            self.end_reason = reason
+            self._ended.set()
+
+    async def _from_client(self) -> None:
+        decoder = Decoder(self._limits.framing)
+        try:
+            while data := await self._reader.read(_READ_SIZE):
+                self._last_activity = time.monotonic()
+                for raw in decoder.feed(data):
+                    self._handle(self.filter.from_client(raw, now=time.monotonic()))
+                await self._upstream.writer.drain()
+                await self._writer.drain()
+            decoder.close()
+            self._end("client closed")
+        except FramingError as exc:
+            self._refuse_stream(f"client broke a framing limit: {exc}")
+        except (OSError, ssl.SSLError) as exc:
+            self._end(f"client connection lost: {exc}")
+
+    def _handle(self, verdict: Verdict) -> None:
+        instrument = self.info.instrument.name
+        event = self._event(
+            "command",
+            command=verdict.command,
+            args=list(verdict.args),
+            decision=verdict.decision.value,
+            reason=verdict.reason,
+        )
+        if verdict.payload is not None:
+            event["payload"] = {"bytes": verdict.payload.size, "sha256": verdict.payload.sha256}
+        if not self._record(event):
+            # Fail closed: a command that cannot be recorded is not forwarded.
+            self._metrics.commands.labels(instrument, "unrecorded").inc()
+            self._refuse_stream("the audit log cannot record commands; none is forwarded")
+            return
+        self._metrics.commands.labels(instrument, verdict.decision.value).inc()
+        if verdict.to_client:
+            self._writer.write(verdict.to_client)
+        if verdict.to_upstream:
+            self._upstream.writer.write(verdict.to_upstream)
+        if verdict.decision is Decision.MALFORMED:
+            self._last_activity = time.monotonic()
+
+    async def _from_upstream(self) -> None:
+        upstream = self._upstream
+        try:
+            pending, upstream.backlog = upstream.backlog, []
+            self._relay(pending)
+            while data := await upstream.reader.read(_READ_SIZE):
+                self._last_activity = time.monotonic()
+                self._relay(upstream.decoder.feed(data))
+                await self._writer.drain()
+            self._end("instrument closed")
+        except FramingError as exc:
+            self._end(f"instrument broke a framing limit: {exc}")
+        except (OSError, ssl.SSLError) as exc:
+            self._end(f"instrument connection lost: {exc}")
+
+    def _relay(self, messages: list[bytes]) -> None:
+        for raw in messages:
+            relayed = self.filter.from_upstream(raw)
+            if relayed.to_client:
+                self._writer.write(relayed.to_client)
+            if relayed.status is not None and relayed.sent_at is not None:
+                latency = time.monotonic() - relayed.sent_at
+                self._metrics.upstream_latency.labels(self.info.instrument.name).observe(latency)
+                self._record(
+                    self._event(
+                        "reply",
+                        command=relayed.command,
+                        status=relayed.status,
+                        latency_ms=round(latency * 1000, 3),
+                    )
+                )
+
+    async def _watch_time(self) -> None:
+        started = time.monotonic()
+        limits = self._limits
+        while True:
+            now = time.monotonic()
+            if now - started >= limits.max_session:
+                self._refuse_stream(
+                    f"session reached the maximum length of {limits.max_session:g} s"
+                )
+                return
+            if now - self._last_activity >= limits.idle_timeout:
+                self._end(f"idle for {limits.idle_timeout:g} s")
+                return
+            await asyncio.sleep(
+                max(
+                    0.05,
+                    min(started + limits.max_session, self._last_activity + limits.idle_timeout)
+                    - now,
+                )
+            )
+
+    def _refuse_stream(self, reason: str) -> None:
+        """Tell the client why its session ends (ident 0: no command of its is to blame)."""
+        with contextlib.suppress(OSError, RuntimeError):
+            self._writer.write(
+                serialise(
+                    Error(ident=0, error_class="IOError", fields=(), message=one_line(reason))
+                )
+            )
+        self._end(reason)
+
+    def _event(self, kind: str, **fields: object) -> dict[str, object]:
+        info = self.info
+        return {
+            "event": kind,
+            "conn": info.conn,
+            "identity": info.identity,
+            "fingerprint": info.certificate.fingerprint,
+            "instrument": info.instrument.name,
+            "level": self.filter.level.label,
+            **fields,
+        }

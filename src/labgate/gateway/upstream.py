@@ -1,0 +1,213 @@
+"""Connections to the instrument: plain TCP, TLS, or SSLv3/TLS 1.0 through tlslite-ng, each ending
+with the instrument's greeting read and the gateway logged in.
+
+The instrument's certificate is self-signed, so no chain can vouch for it: the gateway compares its
+public key with the configured SPKI pin instead, before sending a byte. OpenSSL 3 cannot speak
+SSLv3, so that kind goes through tlslite-ng, which is blocking: a handshake runs on a worker thread,
+and afterwards two threads copy bytes between the tlslite connection and one end of a socket pair
+whose other end asyncio reads like any socket. The rest of the gateway never knows the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+
+from labgate.gateway.config import InstrumentConfig, UpstreamScheme, read_secret
+from labgate.gateway.errors import UpstreamError
+from labgate.gateway.pins import check_pin
+from labgate.scpi.errors import ScpiError
+from labgate.scpi.framing import Decoder, Limits
+from labgate.scpi.messages import Command, Ok, Ready, Reply, parse_reply, serialise
+from labgate.scpi.names import canonical
+
+_READ_SIZE = 256 * 1024
+
+
+@dataclass(slots=True, kw_only=True)
+class UpstreamConnection:
+    """A logged-in connection to the instrument. `next_ident` is the first ident still unused."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    greeting: bytes  # the instrument's READy line, with its b"\n", to relay to the client
+    decoder: Decoder
+    next_ident: int = 0
+    backlog: list[bytes] = field(default_factory=list)  # messages read past the login replies
+
+    async def close(self, *, quit_timeout: float = 2.0) -> None:
+        """Say QUIT and wait for the instrument to hang up, so its connection count has dropped
+        before the slot is given to the next session."""
+        try:
+            quit_line = serialise(
+                Command(ident=self.next_ident, name="QUIT", options=(), args=(), body=None)
+            )
+            self.writer.write(quit_line)
+            async with asyncio.timeout(quit_timeout):
+                while await self.reader.read(_READ_SIZE):
+                    pass
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass  # the instrument is gone or slow: closing our side is all that is left
+        finally:
+            self.writer.close()
+            try:
+                async with asyncio.timeout(quit_timeout):
+                    await self.writer.wait_closed()
+            except (OSError, TimeoutError, ssl.SSLError):
+                pass
+
+
+async def connect(instrument: InstrumentConfig, *, limits: Limits) -> UpstreamConnection:
+    """Connect, check the pin, read the greeting and log in, all within `upstream_timeout`."""
+    target = instrument.upstream.endpoint
+    try:
+        async with asyncio.timeout(instrument.upstream_timeout):
+            reader, writer = await _open(instrument)
+            try:
+                return await _greet_and_login(instrument, reader, writer, limits)
+            except BaseException:
+                writer.close()
+                raise
+    except TimeoutError as exc:
+        raise UpstreamError(
+            f"instrument {instrument.name!r} at {target}: no greeting and login within "
+            f"{instrument.upstream_timeout:g} s"
+        ) from exc
+    except (OSError, ssl.SSLError) as exc:
+        raise UpstreamError(f"instrument {instrument.name!r} at {target}: {exc}") from exc
+
+
+async def _open(instrument: InstrumentConfig) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = instrument.upstream.endpoint.host, instrument.upstream.endpoint.port
+    scheme = instrument.upstream.scheme
+    if scheme is UpstreamScheme.PLAIN:
+        return await asyncio.open_connection(host, port, limit=_READ_SIZE)
+    assert instrument.upstream_pin is not None  # the config refuses tls/sslv3 without a pin
+    if scheme is UpstreamScheme.TLS:
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=_pinned_context(), server_hostname=None, limit=_READ_SIZE
+        )
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        try:
+            check_pin(der, expected=instrument.upstream_pin, instrument=instrument.name)
+        except UpstreamError:
+            writer.close()
+            raise
+        return reader, writer
+    inner = await asyncio.to_thread(_legacy_handshake, instrument)
+    return await asyncio.open_connection(sock=inner, limit=_READ_SIZE)
+
+
+def _pinned_context() -> ssl.SSLContext:
+    # Chain and host name are not checked on purpose: a self-signed instrument certificate has no
+    # chain, and its name is whatever the factory put there. The pin check after the handshake is
+    # what identifies the instrument.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _legacy_handshake(instrument: InstrumentConfig) -> socket.socket:
+    """Blocking: SSLv3/TLS 1.0 handshake with tlslite-ng, pin check, then the bridge threads.
+    Returns the asyncio end of the socket pair."""
+    from tlslite import HandshakeSettings, TLSConnection
+
+    endpoint = instrument.upstream.endpoint
+    raw = socket.create_connection((endpoint.host, endpoint.port), instrument.upstream_timeout)
+    try:
+        connection = TLSConnection(raw)
+        settings = HandshakeSettings()
+        settings.minVersion = (3, 0)  # SSLv3: what firmware 1.3.4 and later speaks
+        settings.maxVersion = (3, 3)
+        connection.handshakeClientCert(settings=settings)
+        chain = connection.session.serverCertChain
+        der = bytes(chain.x509List[0].bytes) if chain and chain.x509List else None
+        assert instrument.upstream_pin is not None
+        check_pin(der, expected=instrument.upstream_pin, instrument=instrument.name)
+    except BaseException:
+        raw.close()
+        raise
+    raw.settimeout(None)
+    inner, outer = socket.socketpair()
+    threading.Thread(target=_copy_from_tls, args=(connection, outer), daemon=True).start()
+    threading.Thread(target=_copy_to_tls, args=(outer, connection), daemon=True).start()
+    return inner
+
+
+def _copy_from_tls(connection: object, pair: socket.socket) -> None:
+    try:
+        while data := connection.read():  # type: ignore[attr-defined]
+            pair.sendall(data)
+    except Exception:  # noqa: S110 - any failure of either side ends the stream, as EOF does
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            pair.shutdown(socket.SHUT_WR)
+
+
+def _copy_to_tls(pair: socket.socket, connection: object) -> None:
+    try:
+        while data := pair.recv(_READ_SIZE):
+            connection.write(data)  # type: ignore[attr-defined]
+    except Exception:  # noqa: S110 - as above
+        pass
+    finally:
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            connection.close()  # type: ignore[attr-defined]
+        pair.close()
+
+
+async def _greet_and_login(
+    instrument: InstrumentConfig,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    limits: Limits,
+) -> UpstreamConnection:
+    upstream = UpstreamConnection(
+        reader=reader, writer=writer, greeting=b"", decoder=Decoder(limits)
+    )
+    first = await _next_message(upstream)
+    if not isinstance(parse_reply(first), Ready):
+        raise UpstreamError(f"instrument {instrument.name!r} did not greet with READy")
+    upstream.greeting = first + b"\n"
+    if instrument.password_file is not None:
+        password = read_secret(instrument.password_file, f"{instrument.name}.password_file")
+        challenge = await _request(upstream, "CHAL?", ())
+        response = hmac.new(password, challenge.text.strip().encode(), hashlib.md5).hexdigest()
+        await _request(upstream, "AUTH", (response,))
+    return upstream
+
+
+async def _request(upstream: UpstreamConnection, name: str, args: tuple[str, ...]) -> Ok:
+    ident = upstream.next_ident
+    upstream.next_ident += 1
+    upstream.writer.write(
+        serialise(Command(ident=ident, name=name, options=(), args=args, body=None))
+    )
+    while True:
+        reply: Reply = parse_reply(await _next_message(upstream))
+        if getattr(reply, "ident", None) != ident:
+            continue  # a MESSage or a stray reply during login is not ours
+        if isinstance(reply, Ok):
+            return reply
+        # The reply is logged by name only: it may echo what was sent, and AUTH carries a secret.
+        raise UpstreamError(f"the instrument refused the gateway's {canonical(name)}")
+
+
+async def _next_message(upstream: UpstreamConnection) -> bytes:
+    while not upstream.backlog:
+        data = await upstream.reader.read(_READ_SIZE)
+        if not data:
+            raise UpstreamError("the instrument closed the connection during login")
+        try:
+            upstream.backlog.extend(upstream.decoder.feed(data))
+        except ScpiError as exc:
+            raise UpstreamError(f"the instrument sent something that is not SCPI: {exc}") from exc
+    return upstream.backlog.pop(0)
