@@ -1,0 +1,262 @@
+"""One client connection: greeting, framing, access checks, dispatch, replies and events.
+
+Bytes go through the scpi core's `Decoder`; each framed message is parsed with `parse_command`,
+recorded in the command log, checked against the instrument's own level table, and handed to a
+command handler. A handler answers at once (`Ok`, `Error`) or with `Deferred`: the session says
+`NEXT n` now and sends the final reply when the work is done, while it keeps reading (qslib sends
+`QUIT` right after the `NEXT` of `PAUSe`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from labgate.instrument.commandlog import RAW_LIMIT, CommandLog
+from labgate.instrument.state import InstrumentState
+from labgate.scpi import access, values
+from labgate.scpi.access import AccessLevel, Denied
+from labgate.scpi.errors import FramingError, MessageError, ParseError
+from labgate.scpi.framing import Decoder
+from labgate.scpi.messages import (
+    Command,
+    Error,
+    Message,
+    Next,
+    Ok,
+    Ready,
+    Reply,
+    parse_command,
+    serialise,
+)
+
+log = logging.getLogger("labgate.instrument")
+
+READ_CHUNK = 64 * 1024
+# A subscriber that stops reading is not allowed to make us buffer without bound: events for it
+# are dropped while this much is already waiting to be sent.
+EVENT_BACKLOG = 1024 * 1024
+READY_OPTIONS = (
+    ("product", "QuantStudio3_5"),
+    ("version", "1.3.0"),
+    ("build", "001"),
+    ("capabilities", "Index"),
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deferred:
+    """Answer `NEXT n` now, then the reply `work()` gives."""
+
+    work: Callable[[], Awaitable[Ok | Error]]
+
+
+Outcome = Ok | Error | Deferred
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Security:
+    """What every session of one simulator shares about access."""
+
+    passwords: dict[str, AccessLevel] = field(repr=False)
+    access_limit: AccessLevel
+
+
+class Session:
+    """The state of one connection; `serve` runs it to the end."""
+
+    def __init__(
+        self,
+        *,
+        state: InstrumentState,
+        security: Security,
+        commands: CommandLog,
+        listener: str,
+        peer: str,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.state = state
+        self.security = security
+        self.commands = commands
+        self.listener = listener
+        self.peer = peer
+        self.number = state.new_session_number()
+        self.level = AccessLevel.GUEST
+        self.ceiling = security.access_limit
+        self.stealth = False
+        self.exclusive = False
+        self.challenge: str | None = None
+        self.topics: set[str] = set()
+        self.timestamps = False
+        self.quitting = False
+        self._writer = writer
+        self._pending: set[asyncio.Task[None]] = set()
+
+    # -- the connection ---------------------------------------------------------------------
+    async def serve(self, reader: asyncio.StreamReader) -> None:
+        self.state.listen(self.on_event)
+        try:
+            ready = Ready(options=(("session", str(self.number)), *READY_OPTIONS))
+            await self.send(ready)
+            await self._read_loop(reader)
+        except (ConnectionError, OSError) as exc:
+            log.info("session %s (%s): connection lost: %s", self.number, self.peer, exc)
+        finally:
+            self.state.unlisten(self.on_event)
+            for task in list(self._pending):
+                task.cancel()
+            with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+                self._writer.close()
+
+    async def _read_loop(self, reader: asyncio.StreamReader) -> None:
+        decoder = Decoder()
+        while not self.quitting:
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                try:
+                    decoder.close()
+                except FramingError:
+                    log.info("session %s (%s): ended mid-message", self.number, self.peer)
+                return
+            try:
+                messages = decoder.feed(data)
+            except FramingError as exc:
+                # The stream cannot be resynchronised: say why, then hang up.
+                log.warning("session %s (%s): %s", self.number, self.peer, exc)
+                self._record({"error": str(exc), "raw": ""})
+                await self.send(_error(0, "InvocationError", f"input refused: {exc}"))
+                return
+            for raw in messages:
+                await self.handle(raw)
+                if self.quitting:
+                    return
+
+    # -- one message ------------------------------------------------------------------------
+    async def handle(self, raw: bytes) -> None:
+        if not raw.strip():
+            return
+        try:
+            command = parse_command(raw)
+        except ParseError as exc:
+            self._record({"raw": _shown(raw), "error": str(exc)})
+            await self.send(_error(_leading_ident(raw), "InvocationError", str(exc)))
+            return
+        self._record(_entry(command, raw))
+        outcome = await self.execute(command)
+        if isinstance(outcome, Deferred):
+            await self.send(Next(ident=command.ident))
+            task = asyncio.create_task(self._finish(command.ident, outcome))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        else:
+            await self.send(outcome)
+        if command.canonical == "QUIT":
+            self.quitting = True
+
+    async def execute(self, command: Command) -> Outcome:
+        """Check access, then run the command's handler (also used for nested `$(...)`)."""
+        # Imported here: the command modules import this one for `Session` and `Deferred`.
+        from labgate.instrument.commands import HANDLERS
+        from labgate.instrument.expansion import Refusal
+
+        decision = access.check(command, self.level, access.INSTRUMENT)
+        if isinstance(decision, Denied):
+            return insufficient(command.ident, decision, self.level)
+        handler = HANDLERS.get(command.canonical)
+        if handler is None:
+            return _error(command.ident, "InvocationError", f"Unknown command {command.name}")
+        try:
+            return await handler(self, command)
+        except Refusal as refusal:
+            return refusal.reply
+        except ParseError as exc:
+            return _error(command.ident, "InvocationError", str(exc))
+
+    async def _finish(self, ident: int, deferred: Deferred) -> None:
+        reply = await deferred.work()
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            await self.send(reply)
+
+    # -- output -----------------------------------------------------------------------------
+    async def send(self, message: Reply) -> None:
+        try:
+            data = serialise(message)
+        except MessageError as exc:
+            # A reply we cannot frame must not corrupt the stream; say so instead.
+            ident = getattr(message, "ident", 0)
+            data = serialise(_error(ident, "InvocationError", "reply could not be encoded"))
+            log.error("session %s: reply not sent: %s", self.number, exc)
+        self._writer.write(data)
+        await self._writer.drain()
+
+    def on_event(self, topic: str, text: str) -> None:
+        if topic.lower() not in self.topics or self._writer.is_closing():
+            return
+        transport = self._writer.transport
+        if transport.get_write_buffer_size() > EVENT_BACKLOG:
+            return
+        stamp = round(time.time(), 3) if self.timestamps else None
+        with contextlib.suppress(MessageError):
+            self._writer.write(serialise(Message(topic=topic, timestamp=stamp, text=text)))
+
+    def _record(self, entry: dict[str, Any]) -> None:
+        entry.update(
+            t=round(time.time(), 6),
+            session=self.number,
+            listener=self.listener,
+            peer=self.peer,
+            level=self.level.label,
+        )
+        self.commands.record(entry)
+
+
+def insufficient(ident: int, decision: Denied, current: AccessLevel) -> Error:
+    return Error(
+        ident=ident,
+        error_class="InsufficientAccess",
+        fields=(
+            ("requiredAccess", values.quote(decision.required.label)),
+            ("currentAccess", values.quote(current.label)),
+        ),
+        message=_one_line(f"{decision.command} requires {decision.required.label} access"),
+    )
+
+
+def _error(ident: int, error_class: str | None, message: str) -> Error:
+    return Error(ident=ident, error_class=error_class, message=_one_line(message))
+
+
+def error(ident: int, error_class: str | None, message: str) -> Error:
+    """An `ERRor` reply whose message is safe to frame (one line, no tags)."""
+    return _error(ident, error_class, message)
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", " ").replace("<", "(").replace(">", ")")[:500]
+
+
+def _leading_ident(raw: bytes) -> int:
+    head = raw.split(b" ", 1)[0]
+    return int(head) if head.isdigit() and len(head) < 18 else 0
+
+
+def _shown(raw: bytes) -> str:
+    return raw[:RAW_LIMIT].decode("utf-8", errors="backslashreplace")
+
+
+def _entry(command: Command, raw: bytes) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "ident": command.ident,
+        "name": command.name,
+        "command": command.canonical,
+        "raw": _shown(raw) if command.body is None else _shown(raw.split(b"<", 1)[0]),
+        "size": len(raw),
+    }
+    if command.body is not None:
+        entry["body"] = {"tag": command.body.tag, "size": len(command.body.content)}
+    return entry
