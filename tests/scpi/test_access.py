@@ -31,3 +31,200 @@ def test_label_is_the_instrument_spelling() -> None:
         "Administrator",
         "Full",
     ]
+
+
+# ---- the tables and check() -----------------------------------------------------------------
+
+from labgate.scpi import names  # noqa: E402
+from labgate.scpi.access import (  # noqa: E402
+    FIXED_EXPRESSIONS,
+    INSTRUMENT,
+    LABGATE,
+    Allowed,
+    Denied,
+    check,
+    required_level,
+)
+from labgate.scpi.messages import Body, Command, parse_command  # noqa: E402
+
+OBSERVER = AccessLevel.OBSERVER
+CONTROLLER = AccessLevel.CONTROLLER
+FULL = AccessLevel.FULL
+
+
+def cmd(text: str) -> Command:
+    return parse_command(text.encode())
+
+
+def test_every_table_entry_is_a_known_canonical_name() -> None:
+    for table in (INSTRUMENT, LABGATE):
+        for name in table.levels:
+            assert names.is_known(name), name
+            assert names.canonical(name) == name, name
+
+
+def test_both_tables_list_the_same_commands() -> None:
+    assert set(INSTRUMENT.levels) == set(LABGATE.levels)
+
+
+def test_labgate_is_never_weaker_than_the_instrument() -> None:
+    for name, level in INSTRUMENT.levels.items():
+        assert LABGATE.levels[name] >= level, name
+
+
+def test_every_captured_client_command_passes_labgate_at_the_level_qslib_used(
+    client_lines: list[bytes],
+) -> None:
+    # qslib asked for Observer or Controller in these captures, and only for its own commands
+    # (FOO, TESTSTARTRUN and SYST:EXEC were the capture's probes of unknown and forbidden ones).
+    probes = {"FOO", "TESTSTARTRUN", "SYSTEM:EXEC"}
+    for line in client_lines:
+        command = parse_command(line[:-1])
+        if command.canonical in probes:
+            continue
+        assert isinstance(check(command, CONTROLLER, LABGATE), Allowed), line
+
+
+def test_machine_status_and_run_status_pass_both_tables_at_observer(
+    client_lines: list[bytes],
+) -> None:
+    status = [parse_command(line[:-1]) for line in client_lines if b" RET " in line]
+    assert any("$[" in " ".join(c.args) for c in status)
+    for command in status:
+        for table in (INSTRUMENT, LABGATE):
+            assert check(command, OBSERVER, table) == Allowed(required=OBSERVER)
+
+
+def test_the_fixed_expressions_are_the_ones_qslib_sends(client_lines: list[bytes]) -> None:
+    sent = {
+        arg
+        for line in client_lines
+        for arg in parse_command(line[:-1]).args
+        if arg.startswith("$[")
+    }
+    assert sent == FIXED_EXPRESSIONS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '4 SYST:EXEC "killall zygote"',
+        "4 syst:exec reboot",
+        "4 SYSTem:EXEC reboot",
+        "4 SYST:SOMETHINGNEW x",
+        "4 eval? 1+1",
+        "4 CONF= access accessLimits default CONTROLLER",
+        "4 CONF? access secrets",
+        "4 CONF* access secrets",
+        "4 TOTALLYUNKNOWN",
+    ],
+)
+def test_controller_cannot_reach_the_holes_through_labgate(text: str) -> None:
+    decision = check(cmd(text), CONTROLLER, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.required is FULL
+
+
+def test_controller_reaches_syst_exec_on_the_instrument_itself() -> None:
+    # the hole labgate exists to close
+    assert check(cmd('4 SYST:EXEC "killall zygote"'), CONTROLLER, INSTRUMENT) == Allowed(
+        required=CONTROLLER
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5 RET $(SYST:EXEC reboot)",
+        "5 RET ${X:-$(SYST:EXEC reboot)}",
+        '5 RET "quoted $(SYST:EXEC reboot) text"',
+        "5 RET $(RET $(RET $(SYST:EXEC reboot)))",
+        "5 FILE:LIST? -verbose=$(SYST:EXEC reboot) x",
+        '5 RET $[ "$(SYST:EXEC reboot)" or "unknown" ]',
+        "5 $(SYST:EXEC reboot)",
+    ],
+)
+def test_a_nested_shell_command_is_found_wherever_it_hides(text: str) -> None:
+    decision = check(cmd(text), CONTROLLER, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.required is FULL
+    assert (
+        "SYSTEM:EXEC" in decision.command
+        or "SYSTEM:EXEC" in decision.reason
+        or (decision.command.startswith("$"))
+    )
+
+
+def test_a_nested_command_in_a_body_is_judged() -> None:
+    body = Body(tag="quote", content="$(OPEN)")
+    command = Command(ident=1, name="FILE:LIST?", args=("p",), body=body)
+    decision = check(command, OBSERVER, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.command == "OPEN"
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        '$[ __import__("os").system("id") ]',
+        '$[ "$(ENG?)" or "unknown"  ]',  # one space more than qslib's
+        '$[ "$(ENG?)" or __import__("os") ]',
+        "$[ 1 ]",
+    ],
+)
+def test_any_expression_but_qslibs_own_needs_full_in_labgate(expression: str) -> None:
+    decision = check(cmd(f"5 RET {expression}"), CONTROLLER, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.required is FULL
+    assert "not one of qslib's fixed expressions" in decision.reason
+
+
+def test_an_arbitrary_expression_needs_controller_on_the_instrument() -> None:
+    command = cmd('5 RET $[ __import__("os") ]')
+    assert isinstance(check(command, OBSERVER, INSTRUMENT), Denied)
+    assert check(command, CONTROLLER, INSTRUMENT) == Allowed(required=CONTROLLER)
+
+
+def test_observer_cannot_open_the_drawer_even_nested() -> None:
+    for text in ("5 OPEN", "5 RET $(OPEN)", "5 RET $(open)", "5 RET $(DRAW?) $(OPEN)"):
+        for table in (INSTRUMENT, LABGATE):
+            decision = check(cmd(text), OBSERVER, table)
+            assert isinstance(decision, Denied), (text, table.name)
+            assert decision.command == "OPEN"
+            assert decision.required is CONTROLLER
+
+
+def test_unparsable_substitution_needs_full_in_labgate() -> None:
+    command = Command(ident=1, name="RET", args=('"$(OPEN"',))
+    decision = check(command, CONTROLLER, LABGATE)
+    assert isinstance(decision, Denied)
+    assert "cannot be parsed" in decision.reason
+
+
+def test_full_may_do_anything_labgate_judges() -> None:
+    assert check(cmd("4 SYST:EXEC reboot"), FULL, LABGATE) == Allowed(required=FULL)
+
+
+def test_guest_may_authenticate_and_nothing_more() -> None:
+    guest = AccessLevel.GUEST
+    for text in (
+        "0 CHAL?",
+        "1 AUTH 00ff",
+        "2 ACC -stealth=false -exclusive=false Observer",
+        "3 QUIT",
+    ):
+        assert isinstance(check(cmd(text), guest, LABGATE), Allowed)
+    assert isinstance(check(cmd("4 DRAW?"), guest, LABGATE), Denied)
+
+
+def test_required_level_is_the_highest_part() -> None:
+    assert required_level(cmd("5 RET $(DRAW?) $(OPEN)"), LABGATE) is CONTROLLER
+    assert required_level(cmd("5 RET $(DRAW?)"), LABGATE) is OBSERVER
+
+
+def test_denial_names_the_part_and_the_levels() -> None:
+    decision = check(cmd("5 RET $(SYST:EXEC reboot)"), CONTROLLER, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.command == "SYSTEM:EXEC"
+    assert "needs Full" in decision.reason
+    assert "the session has Controller" in decision.reason
