@@ -1,7 +1,137 @@
-"""`labgate server`: not built yet."""
+"""`labgate server`: set up, migrate, run the control server, and rotate its signing keys."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 
-app = typer.Typer(help="Not built yet.", no_args_is_help=True)
+app = typer.Typer(help="The control server: users, tokens, devices, grants.", no_args_is_help=True)
+
+DataDir = Annotated[
+    Path, typer.Option("--data", help="The server's data directory.", file_okay=False)
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="SQLAlchemy URL (default: SQLite in the data directory); "
+        "prefer LABGATE_DATABASE_URL when it holds a password.",
+    ),
+]
+
+
+def _fail(error: Exception) -> typer.Exit:
+    typer.echo(f"error: {error}", err=True)
+    return typer.Exit(1)
+
+
+def _settings(data: Path, **overrides: Any) -> Any:
+    from pydantic import ValidationError
+
+    from labgate.control.settings import ControlSettings
+
+    try:
+        return ControlSettings.load(data, **overrides)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise _fail(ValueError(f"configuration refused: {problems}")) from None
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@app.command("init")
+def init(
+    data: DataDir,
+    database_url: DatabaseUrl = None,
+    password_policy: Annotated[
+        str | None,
+        typer.Option("--password-policy", help="nist (default) or enhanced."),
+    ] = None,
+) -> None:
+    """Create the database, signing keys, CA, server certificate and the admin user."""
+    from labgate.control.errors import ControlError
+    from labgate.control.provisioning import initialise
+    from labgate.pki.errors import PkiError
+
+    if password_policy is not None and password_policy not in ("nist", "enhanced"):
+        raise _fail(ValueError(f"--password-policy {password_policy!r}: expected nist or enhanced"))
+    settings = _settings(data, database_url=database_url, password_policy=password_policy)
+    config = {"database_url": database_url, "password_policy": password_policy}
+    try:
+        done = initialise(settings, config=config)
+    except (ControlError, PkiError) as error:
+        raise _fail(error) from None
+    typer.echo(f"initialised labgate server in {done.data_dir}")
+    typer.echo(f"database: {_safe_url(done.database_url)}")
+    typer.echo(f"CA root certificate (clients trust this): {done.ca_root}")
+    typer.echo(f"admin one-time password written to {done.admin_password_file} (mode 0600);")
+    typer.echo("log in as 'admin' with it: the first login must change it")
+
+
+@app.command("migrate")
+def migrate(data: DataDir, database_url: DatabaseUrl = None) -> None:
+    """Upgrade the database of an existing server to this version's schema."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from labgate.control.database import make_engine
+    from labgate.control.database import migrate as upgrade
+    from labgate.control.settings import CONFIG_FILE
+
+    if not (data / CONFIG_FILE).is_file():
+        raise _fail(FileNotFoundError(f"{data} holds no server; run `labgate server init`"))
+    settings = _settings(data, database_url=database_url)
+    engine = make_engine(settings.resolved_database_url, pool_size=1)
+    try:
+        revision = upgrade(engine)
+    except SQLAlchemyError as error:
+        raise _fail(RuntimeError(f"migration failed: {type(error).__name__}")) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"database {_safe_url(settings.resolved_database_url)} at revision {revision}")
+
+
+@app.command("run")
+def run(
+    data: DataDir,
+    listen: Annotated[
+        str | None,
+        typer.Option("--listen", help="HOST:PORT to serve HTTPS on (port 0: a free one)."),
+    ] = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Serve the API over HTTPS; prints one JSON line with the bound address when ready."""
+    from labgate.control.errors import ControlError
+    from labgate.control.serving import run as serve
+    from labgate.pki.errors import PkiError
+
+    settings = _settings(data, database_url=database_url, listen=listen)
+    try:
+        serve(settings, listen=settings.listen)
+    except (ControlError, PkiError, OSError) as error:
+        raise _fail(error) from None
+
+
+@app.command("rotate-keys")
+def rotate_keys(data: DataDir) -> None:
+    """Make a new token signing key; the old one verifies until its tokens have expired."""
+    from datetime import UTC, datetime
+
+    from labgate.control import keystore
+    from labgate.control.errors import ControlError
+
+    settings = _settings(data)
+    try:
+        passphrase = keystore.load_passphrase(settings)
+        ring = keystore.rotate(keystore.keyring_path(settings), passphrase, now=datetime.now(UTC))
+    except ControlError as error:
+        raise _fail(error) from None
+    retired = ", ".join(k.kid for k in ring.retired) or "none"
+    typer.echo(f"signing key is now {ring.current.kid}; still verifying: {retired}")

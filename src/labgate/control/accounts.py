@@ -1,0 +1,165 @@
+"""User accounts: create, list, disable, reset and change passwords, authenticate.
+
+Passwords are hashed and judged by `labgate.auth`; this module only stores the results.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from labgate.auth.decisions import Denied
+from labgate.auth.passwords import PasswordHasher
+from labgate.auth.policy import PasswordPolicy, check_password
+from labgate.control import audit
+from labgate.control.errors import AuthenticationFailed, Conflict, NotFound, PasswordRejected
+from labgate.control.principals import user_identity
+from labgate.control.revocation import revoke_subject
+from labgate.control.tables import FailedLogins, User
+
+# 32 URL-safe characters (192 bits): meets either policy and is never in a common-password list.
+ONE_TIME_PASSWORD_BYTES = 24
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PasswordRules:
+    """The hasher and the policy in force, as the settings chose them."""
+
+    hasher: PasswordHasher
+    policy: PasswordPolicy
+
+    def require_acceptable(self, password: str, *, username: str) -> None:
+        decision = check_password(password, username=username, policy=self.policy)
+        if isinstance(decision, Denied):
+            raise PasswordRejected(
+                f"new password refused by the {self.policy.value} policy: "
+                f"{decision.detail or decision.reason}",
+                reason=decision.reason,
+            )
+
+    def is_acceptable(self, password: str, *, username: str) -> bool:
+        return not isinstance(
+            check_password(password, username=username, policy=self.policy), Denied
+        )
+
+
+def new_one_time_password() -> str:
+    return secrets.token_urlsafe(ONE_TIME_PASSWORD_BYTES)
+
+
+def create_user(
+    session: Session, rules: PasswordRules, *, username: str, role: str, now: datetime
+) -> tuple[User, str]:
+    """A new user with a one-time password (returned once, never stored in clear)."""
+    password = new_one_time_password()
+    user = User(
+        username=username,
+        password_hash=rules.hasher.hash(password),
+        role=role,
+        disabled=False,
+        one_time_password=True,
+        created_at=now,
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(f"user {username!r} already exists") from None
+    audit.record(session, at=now, kind="user.created", subject=user_identity(username), role=role)
+    return user, password
+
+
+def list_users(session: Session) -> list[User]:
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
+def get_user(session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user
+
+
+def find_user(session: Session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
+def disable_user(session: Session, user_id: int, *, now: datetime) -> User:
+    """Disable the account and revoke every session and access token it holds."""
+    user = get_user(session, user_id)
+    user.disabled = True
+    revoke_subject(session, user_identity(user.username), now=now)
+    audit.record(session, at=now, kind="user.disabled", subject=user_identity(user.username))
+    return user
+
+
+def revoke_sessions(session: Session, user_id: int, *, now: datetime) -> User:
+    user = get_user(session, user_id)
+    revoke_subject(session, user_identity(user.username), now=now)
+    audit.record(
+        session, at=now, kind="user.sessions_revoked", subject=user_identity(user.username)
+    )
+    return user
+
+
+def reset_password(
+    session: Session, rules: PasswordRules, user_id: int, *, now: datetime
+) -> tuple[User, str]:
+    """A fresh one-time password; old sessions end and the failed-login lock is lifted."""
+    user = get_user(session, user_id)
+    password = new_one_time_password()
+    user.password_hash = rules.hasher.hash(password)
+    user.one_time_password = True
+    revoke_subject(session, user_identity(user.username), now=now)
+    session.execute(delete(FailedLogins).where(FailedLogins.key == account_key(user.username)))
+    audit.record(session, at=now, kind="user.password_reset", subject=user_identity(user.username))
+    return user, password
+
+
+def authenticate(session: Session, rules: PasswordRules, username: str, password: str) -> User:
+    """The enabled user whose password this is; the same work is done for unknown names."""
+    user = find_user(session, username)
+    if user is None:
+        rules.hasher.dummy_verify()
+        raise AuthenticationFailed("user name or password not accepted")
+    if not rules.hasher.verify(user.password_hash, password) or user.disabled:
+        raise AuthenticationFailed("user name or password not accepted")
+    if rules.hasher.needs_rehash(user.password_hash):
+        user.password_hash = rules.hasher.hash(password)
+    return user
+
+
+def change_password(
+    session: Session,
+    rules: PasswordRules,
+    user: User,
+    *,
+    old_password: str,
+    new_password: str,
+    now: datetime,
+) -> None:
+    """Replace the password after proving the old one; the new one must meet the policy."""
+    if not rules.hasher.verify(user.password_hash, old_password):
+        raise AuthenticationFailed("old password not accepted")
+    rules.require_acceptable(new_password, username=user.username)
+    if new_password == old_password:
+        raise PasswordRejected("new password is the same as the old one", reason="unchanged")
+    user.password_hash = rules.hasher.hash(new_password)
+    user.one_time_password = False
+    audit.record(
+        session, at=now, kind="user.password_changed", subject=user_identity(user.username)
+    )
+
+
+def account_key(username: str) -> str:
+    return f"account:{username}"
+
+
+def address_key(address: str) -> str:
+    return f"address:{address}"

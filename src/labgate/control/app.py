@@ -1,0 +1,46 @@
+"""`create_app(settings)`: the control server's FastAPI application.
+
+Nothing is built at import time; the runtime (database engine, keys, CA) is opened here, once
+per application, and closed when the application shuts down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from labgate import __version__
+from labgate.control import http_errors
+from labgate.control.headers import SecurityHeaders
+from labgate.control.routers import auth, certificates, devices, gateways, grants, me, public, users
+from labgate.control.runtime import Clock, Runtime, utc_now
+from labgate.control.settings import ControlSettings
+
+
+def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
+    runtime = Runtime.open(settings, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(
+        title="labgate control server",
+        version=__version__,
+        # No HTML documentation pages: they would need scripts from elsewhere, which the strict
+        # Content-Security-Policy forbids. The schema is at /openapi.json.
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    for module in (auth, me, users, devices, grants, certificates, gateways, public):
+        app.include_router(module.router)
+    http_errors.install(app)
+    app.add_middleware(SecurityHeaders, metrics=runtime.metrics)
+    return app

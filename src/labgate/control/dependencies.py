@@ -1,0 +1,118 @@
+"""FastAPI dependencies as `Annotated` aliases: the runtime, a DB session, the calling principal.
+
+Every authenticated request verifies its access token (signature, issuer, audience, expiry,
+certificate binding) and then asks the database's deny list, so a revocation made by any replica
+is seen by all of them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from labgate.auth.errors import TokenError, WrongTokenType
+from labgate.auth.tokens import verify_access_token
+from labgate.control.errors import AuthenticationFailed, PasswordChangeRequired
+from labgate.control.principals import RESTRICTED_ROLE, Principal
+from labgate.control.revocation import is_denied
+from labgate.control.runtime import Runtime
+
+PEER_CERTIFICATE = "peer_certificate_der"
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime = request.app.state.runtime
+    assert isinstance(runtime, Runtime)
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def peer_certificate(request: Request) -> bytes | None:
+    """The DER client certificate of this TLS connection (verified against our CA), if any."""
+    value = request.scope.get("state", {}).get(PEER_CERTIFICATE)
+    return value if isinstance(value, bytes) and value else None
+
+
+PeerCertificate = Annotated[bytes | None, Depends(peer_certificate)]
+
+_bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login")
+
+
+def any_session(
+    runtime: RuntimeDep,
+    session: SessionDep,
+    certificate: PeerCertificate,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller, including a session that may only change its password."""
+    if credentials is None:
+        raise AuthenticationFailed("this endpoint needs an access token (Authorization: Bearer)")
+    settings = runtime.settings
+    now = runtime.clock()
+    token = credentials.credentials
+    claims = None
+    for typ in ("user", "device"):
+        try:
+            claims = verify_access_token(
+                token,
+                runtime.keys.ring(),
+                issuer=settings.issuer,
+                audience=settings.audience,
+                now=now,
+                expected_typ=typ,
+                certificate_der=certificate,
+            )
+            break
+        except TokenError as error:
+            if typ == "device" or not isinstance(error, WrongTokenType):
+                runtime.metrics.denials.labels(type(error).__name__).inc()
+                raise AuthenticationFailed(f"access token refused: {error}") from None
+    assert claims is not None
+    if not claims.subject.startswith(f"labgate:{claims.typ}:"):
+        raise AuthenticationFailed(f"access token subject does not match its type {claims.typ!r}")
+    if is_denied(session, claims.jti):
+        runtime.metrics.denials.labels("revoked").inc()
+        raise AuthenticationFailed("access token has been revoked")
+    return Principal(
+        identity=claims.subject,
+        role=claims.role,
+        jti=claims.jti,
+        restricted=claims.role == RESTRICTED_ROLE,
+    )
+
+
+AnySession = Annotated[Principal, Depends(any_session)]
+
+
+def full_session(principal: AnySession) -> Principal:
+    """The caller, refused if its session may only change its password."""
+    if principal.restricted:
+        raise PasswordChangeRequired(
+            "this session may only change its password (POST /api/v1/auth/password)"
+        )
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(full_session)]
+
+
+def admin(principal: CurrentPrincipal) -> Principal:
+    principal.require_role("admin")
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(admin)]

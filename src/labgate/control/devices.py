@@ -1,0 +1,124 @@
+"""Devices: created by a user who then owns them; read and changed only by owner, admin or itself.
+
+Ownership is checked here, once, for every route: a device's own token reaches only its own
+record, a user reaches the devices they own, an administrator reaches all.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labgate.control import audit
+from labgate.control.errors import Forbidden, NotFound
+from labgate.control.principals import Principal, device_identity
+from labgate.control.revocation import revoke_subject
+from labgate.control.tables import Device, IssuedCertificate, User
+
+# A device counts as online when it was seen (token refresh, location update) this recently.
+ONLINE_WINDOW = timedelta(minutes=10)
+
+
+def new_device_id() -> str:
+    return "d-" + secrets.token_hex(8)
+
+
+def create_device(
+    session: Session,
+    owner: User,
+    *,
+    name: str,
+    location: tuple[float, float] | None,
+    now: datetime,
+) -> Device:
+    device = Device(
+        id=new_device_id(),
+        name=name,
+        owner_id=owner.id,
+        latitude=location[0] if location else None,
+        longitude=location[1] if location else None,
+        revoked=False,
+        created_at=now,
+    )
+    session.add(device)
+    session.flush()
+    audit.record(session, at=now, kind="device.created", subject=device_identity(device.id))
+    return device
+
+
+def visible_devices(session: Session, principal: Principal, owner: User | None) -> list[Device]:
+    """The devices `principal` may see: all (admin), its own (user), or itself (device)."""
+    query = select(Device).order_by(Device.created_at, Device.id)
+    if principal.kind == "device":
+        query = query.where(Device.id == principal.name)
+    elif not principal.is_admin:
+        query = query.where(Device.owner_id == (owner.id if owner else -1))
+    return list(session.scalars(query))
+
+
+def device_for(
+    session: Session, principal: Principal, owner: User | None, device_id: str, *, change: bool
+) -> Device:
+    """The device if `principal` may read (or, with `change`, modify) it.
+
+    Another principal's device is reported as not found, so ids cannot be probed.
+    """
+    device = session.get(Device, device_id)
+    if device is None or not _may_reach(principal, owner, device):
+        raise NotFound(f"no device {device_id!r}")
+    if change and device.revoked:
+        raise Forbidden(f"device {device_id!r} is revoked")
+    return device
+
+
+def _may_reach(principal: Principal, owner: User | None, device: Device) -> bool:
+    if principal.kind == "device":
+        return principal.name == device.id
+    if principal.is_admin:
+        return True
+    return owner is not None and device.owner_id == owner.id
+
+
+def update_location(device: Device, *, latitude: float, longitude: float, now: datetime) -> None:
+    device.latitude = latitude
+    device.longitude = longitude
+    device.last_seen_at = now
+
+
+def revoke_device(
+    session: Session, principal: Principal, device: Device, *, now: datetime
+) -> list[int]:
+    """Revoke the device and all it holds; returns the certificate serials to put on the CRL."""
+    if principal.kind == "device":
+        raise Forbidden("a device cannot revoke itself; its owner or an administrator can")
+    device.revoked = True
+    identity = device_identity(device.id)
+    revoke_subject(session, identity, now=now)
+    certificates = session.scalars(
+        select(IssuedCertificate).where(
+            IssuedCertificate.subject == identity, IssuedCertificate.revoked.is_(False)
+        )
+    ).all()
+    for certificate in certificates:
+        certificate.revoked = True
+    audit.record(session, at=now, kind="device.revoked", subject=identity, by=principal.identity)
+    return [int(c.serial) for c in certificates]
+
+
+def is_online(device: Device, *, now: datetime) -> bool:
+    return device.last_seen_at is not None and now - device.last_seen_at < ONLINE_WINDOW
+
+
+def public_locations(session: Session) -> list[tuple[float, float]]:
+    """Every unrevoked device's position rounded to two decimals (about 1 km), nothing else."""
+    rows = session.execute(
+        select(Device.latitude, Device.longitude).where(
+            Device.revoked.is_(False), Device.latitude.is_not(None), Device.longitude.is_not(None)
+        )
+    ).all()
+    return [
+        (round(lat, 2), round(lon, 2)) for lat, lon in rows if lat is not None and lon is not None
+    ]

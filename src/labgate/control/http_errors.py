@@ -1,0 +1,93 @@
+"""The one place where errors become HTTP responses: JSON `{code, message}`, nothing more."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from labgate.control import errors
+
+log = logging.getLogger("labgate.control")
+
+STATUS: tuple[tuple[type[errors.ControlError], int], ...] = (
+    (errors.PasswordChangeRequired, 403),
+    (errors.Forbidden, 403),
+    (errors.CertificateRequired, 401),
+    (errors.AuthenticationFailed, 401),
+    (errors.Throttled, 429),
+    (errors.AccountLocked, 423),
+    (errors.NotFound, 404),
+    (errors.Conflict, 409),
+    (errors.PasswordRejected, 422),
+    (errors.InvalidInput, 422),
+    (errors.ConfigurationError, 500),
+)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "authentication_failed",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "throttled",
+}
+
+
+def status_of(error: errors.ControlError) -> int:
+    for kind, status in STATUS:
+        if isinstance(error, kind):
+            return status
+    return 400
+
+
+def body(
+    code: str, message: str, status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"code": code, "message": message}, status_code=status, headers=headers)
+
+
+async def control_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, errors.ControlError)
+    headers: dict[str, str] = {}
+    if isinstance(error, errors.Throttled):
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    if isinstance(error, errors.AuthenticationFailed):
+        headers["WWW-Authenticate"] = "Bearer"
+    return body(error.code, str(error), status_of(error), headers)
+
+
+async def validation_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(part) for part in item.get("loc", ()))
+        problems.append(f"{where}: {item.get('msg', 'invalid')}")
+    return body("invalid_request", "; ".join(problems) or "request body is invalid", 422)
+
+
+async def http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, StarletteHTTPException)
+    code = HTTP_CODES.get(error.status_code, "error")
+    message = error.detail if isinstance(error.detail, str) else code.replace("_", " ")
+    return body(code, message, error.status_code, dict(error.headers or {}))
+
+
+async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    # The trace goes to the server log only; the client learns nothing about the inside.
+    log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.url.path)
+    return body("internal_error", "the server could not handle this request", 500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(errors.ControlError, control_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,78 @@
+"""Minting a token pair (access + refresh) and storing the refresh half, hashed, in its family."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from labgate.auth import refresh as refresh_rules
+from labgate.auth.tokens import mint_access_token
+from labgate.control.principals import DEVICE_PREFIX, RESTRICTED_ROLE
+from labgate.control.runtime import Runtime
+from labgate.control.schemas import TokenPair
+from labgate.control.tables import RefreshToken
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Minted:
+    pair: TokenPair
+    row: RefreshToken
+
+
+def new_family() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def mint_pair(
+    session: Session,
+    runtime: Runtime,
+    *,
+    subject: str,
+    role: str,
+    family_id: str,
+    restricted: bool,
+    cnf_thumbprint: str | None,
+    now: datetime,
+) -> Minted:
+    """A fresh access token and refresh token; the refresh token is stored only as its hash."""
+    settings = runtime.settings
+    device = subject.startswith(DEVICE_PREFIX)
+    access_ttl = settings.device_access_seconds if device else settings.user_access_seconds
+    refresh_ttl = settings.device_refresh_seconds if device else settings.user_refresh_seconds
+    access_token, claims = mint_access_token(
+        runtime.keys.ring(),
+        issuer=settings.issuer,
+        audience=settings.audience,
+        subject=subject,
+        role=RESTRICTED_ROLE if restricted else role,
+        typ="device" if device else "user",
+        ttl=timedelta(seconds=access_ttl),
+        now=now,
+        cnf_x5t_s256=cnf_thumbprint,
+    )
+    refresh = refresh_rules.new_refresh_token()
+    row = RefreshToken(
+        token_hash=refresh.token_hash,
+        family_id=family_id,
+        subject=subject,
+        used=False,
+        revoked=False,
+        created_at=now,
+        expires_at=now + timedelta(seconds=refresh_ttl),
+        access_jti=claims.jti,
+        access_expires_at=claims.expires_at,
+        restricted=restricted,
+        cnf_thumbprint=cnf_thumbprint,
+    )
+    session.add(row)
+    session.flush()
+    pair = TokenPair(
+        access_token=access_token,
+        refresh_token=refresh.token,
+        expires_in=access_ttl,
+        password_change_required=restricted,
+    )
+    return Minted(pair=pair, row=row)

@@ -1,0 +1,72 @@
+"""What one running server holds: settings, database, keys, CA, clock and metrics.
+
+`Runtime.open(settings)` builds it (create_app calls it); nothing here exists at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from labgate.auth.passwords import PasswordHasher
+from labgate.auth.policy import PasswordPolicy
+from labgate.control import keystore
+from labgate.control.accounts import PasswordRules
+from labgate.control.database import make_engine, session_factory
+from labgate.control.layout import ca_dir
+from labgate.control.metrics import Metrics
+from labgate.control.settings import ControlSettings
+from labgate.pki.authority import CertificateAuthority
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def password_rules(settings: ControlSettings) -> PasswordRules:
+    defaults = PasswordHasher()
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost or defaults.time_cost,
+        memory_cost_kib=settings.argon2_memory_kib or defaults.memory_cost_kib,
+        parallelism=settings.argon2_parallelism or defaults.parallelism,
+    )
+    return PasswordRules(hasher=hasher, policy=PasswordPolicy(settings.password_policy))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Runtime:
+    settings: ControlSettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    rules: PasswordRules
+    keys: keystore.SigningKeys
+    ca: CertificateAuthority
+    metrics: Metrics
+    clock: Clock
+
+    @classmethod
+    def open(cls, settings: ControlSettings, *, clock: Clock = utc_now) -> Runtime:
+        passphrase = keystore.load_passphrase(settings)
+        keys = keystore.SigningKeys(keystore.keyring_path(settings), passphrase)
+        ca = CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase)
+        engine = make_engine(settings.resolved_database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=session_factory(engine),
+            rules=password_rules(settings),
+            keys=keys,
+            ca=ca,
+            metrics=Metrics.create(),
+            clock=clock,
+        )
+
+    def close(self) -> None:
+        self.ca.close()
+        self.engine.dispose()

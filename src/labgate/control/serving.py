@@ -1,0 +1,115 @@
+"""`labgate server run`: the application on uvicorn over HTTPS, announced by one JSON line.
+
+TLS: the server certificate made by init; a client certificate is optional at the handshake
+(browsers and API clients log in with passwords), but when one is presented it must chain to our
+CA, and it reaches the application as the DER bytes of the verified peer certificate. Gateways and
+certificate-bound device tokens depend on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from labgate.control.app import create_app
+from labgate.control.dependencies import PEER_CERTIFICATE
+from labgate.control.layout import (
+    ca_issuing_path,
+    ca_root_path,
+    server_certificate_path,
+    server_key_path,
+)
+from labgate.control.settings import ControlSettings, host_and_port
+from labgate.pki.tlsconfig import server_context
+
+Announce = Callable[[dict[str, Any]], None]
+
+
+class PeerCertificateProtocol(H11Protocol):
+    """uvicorn's h11 protocol, plus the connection's verified client certificate in request state.
+
+    uvicorn does not pass the TLS peer certificate to the application; the per-request state it
+    copies from `app_state` is the one channel that reaches every request of a connection.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if certificate:
+            self.app_state = {**self.app_state, PEER_CERTIFICATE: certificate}
+
+
+def tls_context(settings: ControlSettings) -> ssl.SSLContext:
+    data_dir = settings.data_dir
+    context = server_context(
+        chain=server_certificate_path(data_dir),
+        key=server_key_path(data_dir),
+        client_ca=ca_root_path(data_dir),
+    )
+    # Clients without a certificate may connect; one that presents a certificate must chain to
+    # our CA (the issuing certificate is loaded too, for clients that send only their leaf).
+    context.verify_mode = ssl.CERT_OPTIONAL
+    context.load_verify_locations(cafile=ca_issuing_path(data_dir))
+    return context
+
+
+def uvicorn_config(settings: ControlSettings, app: Any, *, listen: str) -> uvicorn.Config:
+    host, port = host_and_port(listen)
+    context = tls_context(settings)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=PeerCertificateProtocol,
+        ssl_certfile=str(server_certificate_path(settings.data_dir)),
+        ssl_context_factory=lambda _config, _default: context,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def run(settings: ControlSettings, *, listen: str, announce: Announce | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; `announce` gets the bound address once the socket listens."""
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn_config(settings, app, listen=listen))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve(server, announce or print_ready))
+
+
+async def _serve(server: uvicorn.Server, announce: Announce) -> None:
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task
+            return
+        await asyncio.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    announce({"event": "ready", "host": host, "port": port, "url": f"https://{shown}:{port}"})
+    await task
+
+
+def print_ready(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

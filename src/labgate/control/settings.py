@@ -1,0 +1,130 @@
+"""The control server's settings: one typed model, read from `DIR/server.toml`, then `LABGATE_*`.
+
+Precedence, highest first: values given in code (command-line flags), `LABGATE_*` environment
+variables, the TOML file in the data directory, the defaults below. Nothing is read at import time:
+`ControlSettings.load(data_dir)` builds one per process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+CONFIG_FILE = "server.toml"
+
+# Values people paste from examples; a secret equal to one of these is refused outright.
+PLACEHOLDER_SECRETS = frozenset(
+    {"changethis", "changeme", "change-me", "secret", "password", "passphrase", "example", "xxx"}
+)
+MIN_SECRET_LENGTH = 16
+
+
+class ControlSettings(BaseSettings):
+    """Every option of `labgate server`; the README's configuration table lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="LABGATE_", extra="forbid", frozen=True)
+
+    data_dir: Path
+    database_url: str | None = None
+    listen: str = "127.0.0.1:8443"
+    # Names and addresses the server certificate made by init carries.
+    server_names: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    issuer: str = "labgate:control"
+    audience: str = "labgate:api"
+    password_policy: Literal["nist", "enhanced"] = "nist"  # noqa: S105 (a policy name)
+    # argon2id cost; None keeps labgate.auth's stated production parameters.
+    argon2_time_cost: int | None = Field(default=None, ge=1)
+    argon2_memory_kib: int | None = Field(default=None, ge=8)
+    argon2_parallelism: int | None = Field(default=None, ge=1)
+    user_access_seconds: int = Field(default=300, ge=1)
+    device_access_seconds: int = Field(default=24 * 3600, ge=1)
+    user_refresh_seconds: int = Field(default=2 * 3600, ge=1)
+    device_refresh_seconds: int = Field(default=3 * 365 * 24 * 3600, ge=1)
+    refresh_grace_seconds: int = Field(default=30, ge=0, le=300)
+    lockout_threshold: int = Field(default=100, ge=10, le=100)
+    client_certificate_days: int = Field(default=1, ge=1, le=30)
+    bundle_seconds: int = Field(default=900, ge=60, le=24 * 3600)
+    # Encrypts the CA's keys and the token signing keys; by default a random one written by init.
+    key_passphrase: SecretStr | None = None
+    key_passphrase_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        data_dir = getattr(init_settings, "init_kwargs", {}).get("data_dir")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if data_dir is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, Path(data_dir) / CONFIG_FILE))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, data_dir: Path, **overrides: Any) -> ControlSettings:
+        """Settings for the server in `data_dir`; `overrides` (flags) win over everything else."""
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return cls(data_dir=Path(data_dir), **given)
+
+    @field_validator("key_passphrase")
+    @classmethod
+    def _refuse_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"key_passphrase is a placeholder or shorter than {MIN_SECRET_LENGTH} characters;"
+                " set a real secret (or leave it unset to use the file written by init)"
+            )
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_has_port(cls, value: str) -> str:
+        host_and_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _refresh_outlives_access(self) -> ControlSettings:
+        if self.user_refresh_seconds <= self.user_access_seconds:
+            raise ValueError("user_refresh_seconds must be longer than user_access_seconds")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in use: the configured one, or SQLite in the data directory."""
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{self.data_dir / 'labgate.db'}"
+
+    @property
+    def passphrase_path(self) -> Path:
+        return self.key_passphrase_file or self.data_dir / "secrets" / "key-passphrase"
+
+
+def normalise_database_url(url: str) -> str:
+    """Send plain `postgresql://` URLs to the psycopg 3 driver, which is the one installed."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def host_and_port(listen: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (`[::1]:8443` for IPv6); ValueError names the text when it is not one."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen address {listen!r} is not HOST:PORT (for example 127.0.0.1:8443)")
+    return host.strip("[]"), int(port)
