@@ -143,3 +143,27 @@ def test_every_long_listed_password_is_refused() -> None:
     for entry in long_entries[:500]:
         denied = check_password(entry.upper(), username="nobody-here", policy=NIST)
         assert isinstance(denied, Denied), entry
+
+
+def test_denial_details_never_repeat_the_password() -> None:
+    for password, username, _ in NIST_TABLE + ENHANCED_TABLE:
+        for policy in (NIST, ENHANCED):
+            decision = check_password(password, username=username, policy=policy)
+            if isinstance(decision, Denied) and len(password.strip()) >= 4:
+                assert password.strip() not in decision.detail
+
+
+def test_reason_codes_are_stable_strings() -> None:
+    # These are API error codes: renaming one breaks clients.
+    assert {reason.value for reason in Reason} == {
+        "too_short", "too_long", "control_character", "contains_username", "common_password",
+        "common_password_variant", "repetitive", "sequential", "missing_uppercase",
+        "missing_lowercase", "missing_digit", "missing_special",
+    }  # fmt: skip
+    assert PasswordPolicy("nist") is NIST and PasswordPolicy("enhanced") is ENHANCED
+
+
+def test_enhanced_reports_every_missing_class_in_the_detail() -> None:
+    denied = check_password("onlylowercaseletters", username="alice", policy=ENHANCED)
+    assert isinstance(denied, Denied) and denied.reason == Reason.MISSING_UPPERCASE
+    assert "a digit" in denied.detail and "a special character" in denied.detail

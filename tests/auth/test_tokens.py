@@ -349,3 +349,30 @@ def test_every_refusal_is_a_token_error() -> None:
                   MissingClaim, RetiredKeyExpired, TokenExpired, TokenNotYetValid, UnknownKey,
                   WrongAudience, WrongIssuer, WrongTokenType):  # fmt: skip
         assert issubclass(error, TokenError)
+
+
+def test_endpoint_open_to_several_types_still_refuses_others(
+    keyring: KeyRing, now: datetime
+) -> None:
+    user_token, _ = _mint(keyring, now)
+    device_token, _ = _mint(keyring, now, typ="device", ttl=DEVICE_ACCESS_TTL)
+    assert _verify(user_token, keyring, now, expected_typ=("user", "device")).typ == "user"
+    assert _verify(device_token, keyring, now, expected_typ=("user", "device")).typ == "device"
+    gateway_token, _ = _mint(keyring, now, typ="gateway")
+    with pytest.raises(WrongTokenType):
+        _verify(gateway_token, keyring, now, expected_typ=("user", "device"))
+
+
+def test_refusal_messages_do_not_repeat_the_token(keyring: KeyRing, now: datetime) -> None:
+    token, _ = _mint(keyring, now)
+    header_segment, payload_segment, signature = token.split(".")
+    attempts = [
+        (f"{header_segment}.{payload_segment}.{signature[:-4]}AAAA", BadSignature),
+        (token, WrongAudience),
+        (f"{header_segment}.!!{payload_segment}.{signature}", MalformedToken),
+    ]
+    for attempt, error in attempts:
+        with pytest.raises(error) as caught:
+            _verify(attempt, keyring, now, audience="elsewhere")
+        message = str(caught.value)
+        assert signature[:20] not in message and payload_segment[:20] not in message

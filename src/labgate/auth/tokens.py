@@ -174,20 +174,25 @@ def verify_access_token(
     issuer: str,
     audience: str,
     now: datetime,
-    expected_typ: str,
+    expected_typ: str | tuple[str, ...],
     certificate_der: bytes | None = None,
     leeway: timedelta = DEFAULT_LEEWAY,
 ) -> AccessClaims:
     """Verify `token` completely or raise the TokenError subclass that names the failure.
 
+    `expected_typ` is the one ``typ`` claim accepted here, or a tuple of them (an endpoint open
+    to users and devices alike); the caller then reads `AccessClaims.typ`.
     `certificate_der` is the client certificate of the connection (None when there is none).
     A certificate-bound token is refused without it: the binding fails closed.
     """
     header, payload = _verify_signature(token, keys, typ=ACCESS_TOKEN_MEDIA_TYPE, now=now)
     _check_registered_claims(payload, issuer=issuer, audience=audience, now=now, leeway=leeway)
     claim_typ = _string_claim(payload, "typ")
-    if claim_typ != expected_typ:
-        raise WrongTokenType(f"token typ claim is {claim_typ!r}; expected {expected_typ!r}")
+    accepted = (expected_typ,) if isinstance(expected_typ, str) else expected_typ
+    if claim_typ not in accepted:
+        raise WrongTokenType(
+            f"token typ claim is {claim_typ!r}; expected {' or '.join(map(repr, accepted))}"
+        )
     claims = AccessClaims(
         issuer=_string_claim(payload, "iss"),
         audience=audience,
