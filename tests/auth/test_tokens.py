@@ -13,6 +13,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from labgate.auth.errors import (
     AlgorithmNotAllowed,
@@ -40,6 +42,7 @@ from labgate.auth.tokens import (
     verify_claims,
 )
 
+_B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 ISSUER = "https://control.lab.example"
 AUDIENCE = "labgate-api"
 
@@ -376,3 +379,28 @@ def test_refusal_messages_do_not_repeat_the_token(keyring: KeyRing, now: datetim
             _verify(attempt, keyring, now, audience="elsewhere")
         message = str(caught.value)
         assert signature[:20] not in message and payload_segment[:20] not in message
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(position=st.integers(min_value=0), replacement=st.sampled_from(_B64_CHARS + "."))
+def test_any_single_character_change_is_refused(
+    keyring: KeyRing, now: datetime, position: int, replacement: str
+) -> None:
+    token, _ = _mint(keyring, now, role="viewer")
+    index = position % len(token)
+    assume(token[index] != replacement)
+    forged = token[:index] + replacement + token[index + 1 :]
+    with pytest.raises(TokenError):
+        _verify(forged, keyring, now)
+
+
+def test_non_canonical_base64_spelling_is_refused(keyring: KeyRing, now: datetime) -> None:
+    # The signature's last character carries 4 spare bits: flipping them leaves the decoded
+    # bytes the same, so a lax verifier would accept a second spelling of the same token.
+    token, _ = _mint(keyring, now)
+    last = token[-1]
+    spare = _B64_CHARS[_B64_CHARS.index(last) ^ 1]
+    with pytest.raises(MalformedToken, match="canonical"):
+        _verify(token[:-1] + spare, keyring, now)

@@ -254,6 +254,7 @@ def _verify_signature(
     require_aware(now)
     if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
         raise MalformedToken(f"token is not a compact JWS of at most {MAX_TOKEN_BYTES} bytes")
+    _require_canonical_segments(token)
     header = _header(token)
     alg = header.get("alg")
     if alg != ALGORITHM:
@@ -274,6 +275,19 @@ def _verify_signature(
     except jwt.InvalidTokenError as error:
         raise MalformedToken(f"token cannot be decoded: {error}") from None
     return header, _payload(decoded["payload"])
+
+
+def _require_canonical_segments(token: str) -> None:
+    # Base64 leaves spare bits in the last character; decoders ignore them, so without this
+    # check one token would have several spellings that all verify. Only the canonical
+    # spelling is accepted, so a token string is a stable identity (deny lists, logs, caches).
+    for name, segment in zip(("header", "payload", "signature"), token.split("."), strict=True):
+        try:
+            canonical = b64url(_b64url_decode(segment)) == segment
+        except ValueError:
+            canonical = False
+        if not canonical:
+            raise MalformedToken(f"token {name} is not canonical base64url")
 
 
 def _header(token: str) -> dict[str, Any]:
