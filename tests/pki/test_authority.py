@@ -198,7 +198,7 @@ def test_every_leaf_has_key_usage_eku_and_key_identifiers_with_deliberate_critic
     assert not eku.critical
     assert set(eku.value) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     ski = ext.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())  # type: ignore[arg-type]
+    assert ski == x509.SubjectKeyIdentifier.from_public_key(cert.public_key())
     aki = ext.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     issuing_ski = ca.issuing.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     assert aki.key_identifier == issuing_ski.digest

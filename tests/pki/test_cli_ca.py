@@ -1,0 +1,295 @@
+"""`labgate ca` through Typer's runner, and once as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from typer.testing import CliRunner, Result
+
+from labgate.cli import ca as ca_cli
+from labgate.cli.app import app
+from labgate.pki import KeyType, Profile
+
+PASS = "cli test passphrase"
+ENV = {"LABGATE_CA_PASSPHRASE": PASS}
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def ca_dir(tmp_path: Path, runner: CliRunner) -> Path:
+    directory = tmp_path / "ca"
+    result = runner.invoke(app, ["ca", "init", "--dir", str(directory)], env=ENV)
+    assert result.exit_code == 0, result.output
+    return directory
+
+
+def run(runner: CliRunner, *args: str, env: dict[str, str | None] | None = None) -> Result:
+    return runner.invoke(app, ["ca", *args], env=ENV if env is None else env)
+
+
+def test_cli_choices_match_the_library_enums() -> None:
+    assert [p.value for p in ca_cli.ProfileName] == [p.value for p in Profile]
+    assert [k.value for k in ca_cli.KeyTypeName] == [k.value for k in KeyType]
+
+
+def test_init_writes_the_trust_anchor_and_refuses_to_overwrite(
+    runner: CliRunner, ca_dir: Path
+) -> None:
+    assert (ca_dir / "root.crt").is_file() and (ca_dir / "issuing.crt").is_file()
+    before = (ca_dir / "root.crt").read_bytes()
+    again = runner.invoke(app, ["ca", "init", "--dir", str(ca_dir)], env=ENV)
+    assert again.exit_code == 1
+    assert "refusing to overwrite" in again.stderr
+    assert (ca_dir / "root.crt").read_bytes() == before
+
+
+def test_init_reads_the_passphrase_from_a_file(runner: CliRunner, tmp_path: Path) -> None:
+    secret = tmp_path / "pass"
+    secret.write_text("from a file\n")
+    args = ["ca", "init", "--dir", str(tmp_path / "ca"), "--passphrase-file", str(secret)]
+    assert runner.invoke(app, args, env={"LABGATE_CA_PASSPHRASE": None}).exit_code == 0
+    issue = [
+        "ca", "issue", "--dir", str(tmp_path / "ca"), "--profile", "client", "--name", "a",
+        "--out", str(tmp_path / "a"),
+    ]  # fmt: skip
+    ok = runner.invoke(
+        app, [*issue, "--passphrase-file", str(secret)], env={"LABGATE_CA_PASSPHRASE": None}
+    )
+    assert ok.exit_code == 0, ok.output
+    wrong = runner.invoke(app, issue, env={"LABGATE_CA_PASSPHRASE": "from a file!"})
+    assert wrong.exit_code == 1
+    assert "passphrase does not decrypt" in wrong.stderr
+
+
+def test_a_passphrase_is_never_taken_from_the_command_line(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        app, ["ca", "init", "--dir", str(tmp_path / "ca"), "--passphrase", "hunter2"], env=ENV
+    )
+    assert result.exit_code == 2  # no such option
+    assert not (tmp_path / "ca").exists()
+
+
+def test_passphrase_given_two_ways_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    secret = tmp_path / "pass"
+    secret.write_text("x" * 20)
+    result = runner.invoke(
+        app,
+        ["ca", "init", "--dir", str(tmp_path / "ca"), "--passphrase-file", str(secret)],
+        env=ENV,
+    )
+    assert result.exit_code == 1
+    assert "--passphrase-file and $LABGATE_CA_PASSPHRASE" in result.stderr
+
+
+def test_init_without_any_passphrase_is_refused(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["ca", "init", "--dir", str(tmp_path / "ca")], env={"LABGATE_CA_PASSPHRASE": None}
+    )
+    assert result.exit_code == 1
+    assert "give a passphrase" in result.stderr
+
+
+def test_unencrypted_keys_warn_loudly(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["ca", "init", "--dir", str(tmp_path / "ca"), "--unencrypted-keys"],
+        env={"LABGATE_CA_PASSPHRASE": None},
+    )
+    assert result.exit_code == 0, result.output
+    assert "WARNING" in result.stderr and "UNENCRYPTED" in result.stderr
+    assert b"ENCRYPTED" not in (tmp_path / "ca" / "issuing.key").read_bytes()
+
+
+def test_issue_writes_crt_key_pem_and_p12(runner: CliRunner, ca_dir: Path, tmp_path: Path) -> None:
+    prefix = tmp_path / "alice"
+    result = run(
+        runner, "issue", "--dir", str(ca_dir), "--profile", "client", "--name", "alice",
+        "--out", str(prefix), "--combined", "--p12",
+        env={**ENV, "LABGATE_P12_PASSWORD": "p12 pass"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for suffix, mode in ((".crt", 0o644), (".key", 0o600), (".pem", 0o600), (".p12", 0o600)):
+        path = prefix.with_name("alice" + suffix)
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+    chain = x509.load_pem_x509_certificates(prefix.with_name("alice.crt").read_bytes())
+    assert len(chain) == 2
+
+
+def test_p12_without_a_password_is_refused_before_anything_is_issued(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    result = run(
+        runner, "issue", "--dir", str(ca_dir), "--profile", "client", "--name", "alice",
+        "--out", str(tmp_path / "alice"), "--p12",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "LABGATE_P12_PASSWORD" in result.stderr
+    assert list(tmp_path.glob("alice*")) == []
+
+
+def test_a_profile_violation_is_named_and_nothing_is_written(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    result = run(
+        runner, "issue", "--dir", str(ca_dir), "--profile", "client", "--name", "bob",
+        "--dns", "bank.example", "--out", str(tmp_path / "bob"),
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "server SAN" in result.stderr and "bank.example" in result.stderr
+    assert list(tmp_path.glob("bob*")) == []
+
+
+def test_sign_renew_revoke_crl_and_list(runner: CliRunner, ca_dir: Path, tmp_path: Path) -> None:
+    subprocess.run(
+        [
+            "openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes", "-keyout", tmp_path / "gw.key", "-subj", "/CN=site-a",
+            "-addext", "subjectAltName=DNS:gw.lab.example", "-out", tmp_path / "gw.csr",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    d = str(ca_dir)
+    signed = run(
+        runner,
+        "sign",
+        str(tmp_path / "gw.csr"),
+        "--dir",
+        d,
+        "--profile",
+        "gateway",
+        "--out",
+        str(tmp_path / "gw.crt"),
+    )
+    assert signed.exit_code == 0, signed.output
+    gw = x509.load_pem_x509_certificates((tmp_path / "gw.crt").read_bytes())[0]
+
+    renewed = run(
+        runner,
+        "renew",
+        "--dir",
+        d,
+        "--cert",
+        str(tmp_path / "gw.crt"),
+        "--out",
+        str(tmp_path / "gw2"),
+    )
+    assert renewed.exit_code == 0, renewed.output
+    assert not (tmp_path / "gw2.key").exists()  # same key: it stays with its owner
+
+    revoked = run(
+        runner, "revoke", "--dir", d, "--cert", str(tmp_path / "gw.crt"), "--reason", "superseded"
+    )
+    assert revoked.exit_code == 0, revoked.output
+    again = run(runner, "revoke", "--dir", d, "--serial", format(gw.serial_number, "X"))
+    assert again.exit_code == 1 and "already revoked" in again.stderr
+
+    der = run(runner, "crl", "--dir", d, "--out", str(tmp_path / "crl.der"), "--der")
+    assert der.exit_code == 0, der.output
+    crl = x509.load_der_x509_crl((tmp_path / "crl.der").read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(gw.serial_number) is not None
+
+    listed = run(runner, "list", "--dir", d, "--json", env={"LABGATE_CA_PASSPHRASE": None})
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    by_serial = {r["serial"]: r for r in rows}
+    old = by_serial[format(gw.serial_number, "x")]
+    assert (old["status"], old["revocation_reason"], old["identity"]) == (
+        "revoked",
+        "superseded",
+        "labgate:gateway:site-a",
+    )
+    assert any(r["renewed_from"] == old["serial"] for r in rows)
+
+    only_revoked = json.loads(run(runner, "list", "--dir", d, "--revoked", "--json").stdout)
+    assert [r["serial"] for r in only_revoked] == [old["serial"]]
+    table = run(runner, "list", "--dir", d)
+    assert table.exit_code == 0 and "labgate:gateway:site-a" in table.stdout
+
+
+def test_list_expiring_shows_only_what_expires_within_the_days(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    d = str(ca_dir)
+    run(
+        runner,
+        "issue",
+        "--dir",
+        d,
+        "--profile",
+        "client",
+        "--name",
+        "short",
+        "--out",
+        str(tmp_path / "s"),
+    )
+    run(
+        runner,
+        "issue",
+        "--dir",
+        d,
+        "--profile",
+        "server",
+        "--name",
+        "long",
+        "--dns",
+        "l.example",
+        "--out",
+        str(tmp_path / "l"),
+    )
+    soon = json.loads(run(runner, "list", "--dir", d, "--expiring", "7", "--json").stdout)
+    assert [r["name"] for r in soon] == ["short"]
+
+
+def test_revoke_needs_exactly_one_of_serial_and_cert(runner: CliRunner, ca_dir: Path) -> None:
+    result = run(runner, "revoke", "--dir", str(ca_dir))
+    assert result.exit_code == 1 and "exactly one of --serial and --cert" in result.stderr
+    bad = run(runner, "revoke", "--dir", str(ca_dir), "--serial", "xyz")
+    assert bad.exit_code == 1 and "not a hexadecimal serial" in bad.stderr
+
+
+def test_a_missing_ca_is_a_clear_error(runner: CliRunner, tmp_path: Path) -> None:
+    result = run(runner, "crl", "--dir", str(tmp_path / "none"), "--out", str(tmp_path / "c"))
+    assert result.exit_code == 1
+    assert "no complete CA" in result.stderr
+    assert not (tmp_path / "c").exists()
+
+
+def test_labgate_ca_runs_as_a_real_command(tmp_path: Path) -> None:
+    env = {**os.environ, "LABGATE_CA_PASSPHRASE": PASS}
+
+    def labgate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "labgate", "ca", *args],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+
+    ca_dir, prefix = tmp_path / "ca", tmp_path / "web"
+    assert labgate("init", "--dir", str(ca_dir), "--name", "Sub Lab").returncode == 0
+    issued = labgate(
+        "issue", "--dir", str(ca_dir), "--profile", "server", "--name", "web",
+        "--dns", "localhost", "--ip", "127.0.0.1", "--out", str(prefix),
+    )  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", ca_dir / "root.crt", "-untrusted", ca_dir / "issuing.crt",
+         tmp_path / "web.crt"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    refused = labgate("init", "--dir", str(ca_dir))
+    assert refused.returncode == 1
+    assert "error: a CA already exists" in refused.stderr
+    assert "Traceback" not in refused.stderr
