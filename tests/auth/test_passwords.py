@@ -116,3 +116,19 @@ def test_unknown_user_costs_one_full_verification(
     calls.clear()
     dummy_verify(hasher=fast_hasher)
     assert calls == known == ["m=1024,t=1,p=1"]
+
+
+def test_account_without_password_never_verifies_but_costs_the_same(
+    monkeypatch: pytest.MonkeyPatch, fast_hasher: PasswordHasher
+) -> None:
+    calls: list[str] = []
+    real_dummy = PasswordHasher.dummy_verify
+
+    def counting(self: PasswordHasher) -> None:
+        calls.append("dummy")
+        real_dummy(self)
+
+    monkeypatch.setattr(PasswordHasher, "dummy_verify", counting)
+    assert not fast_hasher.verify(None, "")
+    assert not fast_hasher.verify(None, SECRET)
+    assert calls == ["dummy", "dummy"]

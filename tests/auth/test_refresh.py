@@ -152,3 +152,10 @@ def test_tokens_equal_is_exact() -> None:
     assert tokens_equal("abc", "abc")
     assert not tokens_equal("abc", "abd")
     assert not tokens_equal("abc", "abcd")
+
+
+def test_session_ends_at_its_absolute_limit_however_often_it_refreshes(now: datetime) -> None:
+    limit = now + timedelta(hours=24)
+    assert isinstance(decide(_state(now, family_expires_at=limit), now=now), Rotate)
+    ended = decide(_state(limit, family_expires_at=limit), now=limit)
+    assert ended == Refused(reason="session_expired")

@@ -20,6 +20,7 @@ from labgate.auth.errors import (
     AlgorithmNotAllowed,
     BadSignature,
     CertificateMismatch,
+    ExcessiveLifetime,
     MalformedToken,
     MissingClaim,
     RetiredKeyExpired,
@@ -348,7 +349,8 @@ def test_thumbprint_is_rfc8705_base64url_sha256() -> None:
 
 
 def test_every_refusal_is_a_token_error() -> None:
-    for error in (AlgorithmNotAllowed, BadSignature, CertificateMismatch, MalformedToken,
+    for error in (AlgorithmNotAllowed, BadSignature, CertificateMismatch, ExcessiveLifetime,
+                  MalformedToken,
                   MissingClaim, RetiredKeyExpired, TokenExpired, TokenNotYetValid, UnknownKey,
                   WrongAudience, WrongIssuer, WrongTokenType):  # fmt: skip
         assert issubclass(error, TokenError)
@@ -404,3 +406,38 @@ def test_non_canonical_base64_spelling_is_refused(keyring: KeyRing, now: datetim
     spare = _B64_CHARS[_B64_CHARS.index(last) ^ 1]
     with pytest.raises(MalformedToken, match="canonical"):
         _verify(token[:-1] + spare, keyring, now)
+
+
+def test_signed_token_with_an_excessive_lifetime_is_refused(
+    keyring: KeyRing, now: datetime
+) -> None:
+    _, payload, _ = _parts(_mint(keyring, now)[0])
+    too_long = int(MAX_ACCESS_TTL.total_seconds()) + 1
+    forged = sign_claims(keyring, {**payload, "exp": payload["iat"] + too_long}, typ="at+jwt")
+    with pytest.raises(ExcessiveLifetime):
+        _verify(forged, keyring, now)
+
+
+def test_gateway_bundle_verifies_against_published_jwks_and_nowhere_else(
+    keyring: KeyRing, now: datetime
+) -> None:
+    bundle_claims = {
+        "iss": ISSUER, "aud": "labgate:gateway:bench3", "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(hours=1)).timestamp()), "version": 7,
+        "grants": [{"identity": "labgate:user:alice", "instrument": "*", "level": "Observer"}],
+    }  # fmt: skip
+    bundle = sign_claims(keyring, bundle_claims, typ="labgate-bundle+jwt")
+    published = PublicKeySet.from_jwks(json.loads(json.dumps(keyring.jwks(now=now))))
+
+    def verify(audience: str, at: datetime) -> dict[str, Any]:
+        return verify_claims(bundle, published, typ="labgate-bundle+jwt", issuer=ISSUER,
+                             audience=audience, now=at)  # fmt: skip
+
+    assert verify("labgate:gateway:bench3", now)["version"] == 7
+    with pytest.raises(WrongAudience):
+        verify("labgate:gateway:bench4", now)
+    with pytest.raises(TokenExpired):
+        verify("labgate:gateway:bench3", now + timedelta(hours=2))
+    with pytest.raises(UnknownKey):
+        verify_claims(bundle, KeyRing.generate(now=now), typ="labgate-bundle+jwt",
+                      issuer=ISSUER, audience="labgate:gateway:bench3", now=now)  # fmt: skip

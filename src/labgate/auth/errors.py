@@ -87,6 +87,10 @@ class TokenExpired(TokenError):
     """``exp`` is at or before now."""
 
 
+class ExcessiveLifetime(TokenError):
+    """``exp`` lies further after ``iat`` than any access token may live."""
+
+
 class TokenNotYetValid(TokenError):
     """``nbf`` or ``iat`` lies in the future."""
 

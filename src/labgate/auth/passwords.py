@@ -79,14 +79,18 @@ class PasswordHasher:
         encoded = _encode(password)
         return self._argon2().hash(encoded)
 
-    def verify(self, stored: str, candidate: str) -> bool:
+    def verify(self, stored: str | None, candidate: str) -> bool:
         """True when `candidate` is the password behind `stored`.
 
-        A wrong password, or one too long to ever have been accepted, is False. A `stored` value
-        that is not an argon2 hash raises CorruptPasswordHash (a storage fault, not a wrong
-        password), and the value is never shown. The tag comparison inside libargon2 is
-        constant-time.
+        A wrong password, or one too long to ever have been accepted, is False. `stored` None
+        (an account with no password, such as a device) is False after the same work as a wrong
+        password. A `stored` value that is not an argon2 hash raises CorruptPasswordHash (a
+        storage fault, not a wrong password), and the value is never shown. The tag comparison
+        inside libargon2 is constant-time.
         """
+        if stored is None:
+            self.dummy_verify()
+            return False
         try:
             encoded = _encode(candidate)
         except PasswordTooLong:
@@ -160,7 +164,7 @@ def hash_password(password: str, *, hasher: PasswordHasher = DEFAULT_HASHER) -> 
 
 
 def verify_password(
-    stored: str, candidate: str, *, hasher: PasswordHasher = DEFAULT_HASHER
+    stored: str | None, candidate: str, *, hasher: PasswordHasher = DEFAULT_HASHER
 ) -> bool:
     """True when `candidate` matches `stored`; see PasswordHasher.verify."""
     return hasher.verify(stored, candidate)

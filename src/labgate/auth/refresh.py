@@ -9,6 +9,7 @@ gives a stable value to index and look up by.
 The rules (`decide`), given the stored state of the presented token and the time:
 - unknown token -> Refused("unknown_token");
 - its family revoked (logout, reuse, account disabled) -> Refused("family_revoked");
+- the whole session past its optional absolute end -> Refused("session_expired");
 - already rotated less than `grace` (30 s) ago and its successor not yet used -> GraceReplay:
   answer with the same successor pair again, so a client whose response was lost (or twenty
   concurrent requests with one token) is not locked out;
@@ -89,6 +90,10 @@ class RefreshTokenState:
     rotated_at: datetime | None = None  # None: never used (active)
     successor_used: bool = False
     family_revoked: bool = False
+    # Optional end of the whole session, however often it refreshes (None: rotation alone
+    # decides). NIST SP 800-63B asks for re-authentication at fixed intervals; the server
+    # sets this from the family's first login when it wants that.
+    family_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,7 +124,7 @@ class Reuse:
 class Refused:
     """Refuse without any other effect."""
 
-    reason: str  # "unknown_token", "family_revoked" or "expired"
+    reason: str  # "unknown_token", "family_revoked", "session_expired" or "expired"
 
 
 RefreshDecision = Rotate | GraceReplay | Reuse | Refused
@@ -134,6 +139,8 @@ def decide(
         return Refused(reason="unknown_token")
     if state.family_revoked:
         return Refused(reason="family_revoked")
+    if state.family_expires_at is not None and now >= state.family_expires_at:
+        return Refused(reason="session_expired")
     if state.rotated_at is not None:
         # A replica whose clock is behind may see a rotation "in the future": age 0.
         age = max(now - state.rotated_at, timedelta(0))

@@ -12,7 +12,8 @@ are refused before any key is touched (AlgorithmNotAllowed); ``kid`` names a key
 holds now (UnknownKey, RetiredKeyExpired); the signature verifies (BadSignature); then the claims:
 header and claim ``typ`` (WrongTokenType), ``iss`` (WrongIssuer), ``aud`` (WrongAudience),
 ``exp`` (TokenExpired), ``nbf``/``iat`` (TokenNotYetValid), required claims present with the
-right types (MissingClaim), and the certificate binding (CertificateMismatch).
+right types (MissingClaim), a lifetime no longer than MAX_ACCESS_TTL (ExcessiveLifetime), and
+the certificate binding (CertificateMismatch).
 
 The clock is the caller's `now`. `leeway` (default 5 s) absorbs clock differences between
 server replicas; it applies to ``exp``, ``nbf`` and ``iat`` alike.
@@ -38,6 +39,7 @@ from labgate.auth.errors import (
     AlgorithmNotAllowed,
     BadSignature,
     CertificateMismatch,
+    ExcessiveLifetime,
     MalformedToken,
     MissingClaim,
     TokenExpired,
@@ -193,6 +195,12 @@ def verify_access_token(
         raise WrongTokenType(
             f"token typ claim is {claim_typ!r}; expected {' or '.join(map(repr, accepted))}"
         )
+    issued_at, expires_at = _time_claim(payload, "iat"), _time_claim(payload, "exp")
+    if expires_at - issued_at > MAX_ACCESS_TTL:
+        # Our own minting never does this; a token that does would outlive its key's window.
+        raise ExcessiveLifetime(
+            f"token lives {expires_at - issued_at} from iat to exp; at most {MAX_ACCESS_TTL}"
+        )
     claims = AccessClaims(
         issuer=_string_claim(payload, "iss"),
         audience=audience,
@@ -200,9 +208,9 @@ def verify_access_token(
         role=_string_claim(payload, "role"),
         typ=claim_typ,
         jti=_string_claim(payload, "jti"),
-        issued_at=_time_claim(payload, "iat"),
+        issued_at=issued_at,
         not_before=_time_claim(payload, "nbf"),
-        expires_at=_time_claim(payload, "exp"),
+        expires_at=expires_at,
         key_id=header["kid"],
         cnf_x5t_s256=_cnf_claim(payload),
     )
