@@ -11,8 +11,10 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -327,8 +329,10 @@ def test_verifies_against_published_jwks(keyring: KeyRing, now: datetime) -> Non
 
 
 def test_certificate_bound_token_requires_that_certificate(keyring: KeyRing, now: datetime) -> None:
-    device_cert = b"0\x82\x01\x00device-certificate-der"
-    other_cert = b"0\x82\x01\x00another-device-certificate"
+    # Two real certificates for the same device name with different keys: what an attacker
+    # who copied the token would present with a key of their own.
+    device_cert = _device_certificate_der(now)
+    other_cert = _device_certificate_der(now)
     thumbprint = certificate_thumbprint(device_cert)
     token, _ = _mint(keyring, now, typ="device", ttl=DEVICE_ACCESS_TTL, cnf_x5t_s256=thumbprint)
     claims = _verify(token, keyring, now, expected_typ="device", certificate_der=device_cert)
@@ -341,6 +345,26 @@ def test_certificate_bound_token_requires_that_certificate(keyring: KeyRing, now
     assert payload["cnf"] == {"x5t#S256": thumbprint}
 
 
+def _device_certificate_der(now: datetime) -> bytes:
+    key = Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device-7")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("labgate:device:7")]),
+            critical=False,
+        )
+        .sign(key, None)
+    )
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
 def test_thumbprint_is_rfc8705_base64url_sha256() -> None:
     der = b"some der bytes"
     expected = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
@@ -350,9 +374,8 @@ def test_thumbprint_is_rfc8705_base64url_sha256() -> None:
 
 def test_every_refusal_is_a_token_error() -> None:
     for error in (AlgorithmNotAllowed, BadSignature, CertificateMismatch, ExcessiveLifetime,
-                  MalformedToken,
-                  MissingClaim, RetiredKeyExpired, TokenExpired, TokenNotYetValid, UnknownKey,
-                  WrongAudience, WrongIssuer, WrongTokenType):  # fmt: skip
+                  MalformedToken, MissingClaim, RetiredKeyExpired, TokenExpired, TokenNotYetValid,
+                  UnknownKey, WrongAudience, WrongIssuer, WrongTokenType):  # fmt: skip
         assert issubclass(error, TokenError)
 
 
