@@ -293,6 +293,8 @@ class CertificateAuthority:
         encoding: serialization.Encoding = serialization.Encoding.PEM,
     ) -> bytes:
         """The issuing CA's CRL of every revoked, unexpired certificate, numbered afresh."""
+        if next_update <= timedelta(0):
+            raise InvalidRequest(f"next update must be in the future, not {next_update} from now")
         self._check_can_sign()
         now = self._clock()
         crl = build_crl(
@@ -300,8 +302,9 @@ class CertificateAuthority:
             issuer=self.issuing,
             issuer_key=self._issuing_key,
             number=self.inventory.next_crl_number(),
-            this_update=now,
-            next_update=next_update,
+            # Backdated like certificates, so a relying party whose clock lags accepts it now.
+            this_update=now - BACKDATE,
+            next_update=now + next_update,
         )
         return crl.public_bytes(encoding)
 

@@ -73,7 +73,7 @@ def load_private(pem: bytes, passphrase: bytes | None, *, source: str) -> Privat
     is not a key. PKCS#8 encryption carries no MAC, so a file damaged in its last block can also
     look like a wrong passphrase: the message says so rather than guess.
     """
-    encrypted = b"ENCRYPTED PRIVATE KEY" in pem
+    encrypted = b"ENCRYPTED PRIVATE KEY" in pem or b"Proc-Type: 4,ENCRYPTED" in pem
     if encrypted and passphrase is None:
         raise PassphraseRequired(
             f"{source} is encrypted; give its passphrase "

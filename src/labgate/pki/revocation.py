@@ -38,21 +38,21 @@ def build_crl(
     issuer_key: PrivateKey,
     number: int,
     this_update: datetime,
-    next_update: timedelta,
+    next_update: datetime,
 ) -> x509.CertificateRevocationList:
-    """A CRL of `revocations`, numbered `number`, valid from `this_update` for `next_update`.
+    """A CRL of `revocations`, numbered `number`, valid from `this_update` until `next_update`.
 
     The revoked list is handed to the builder whole: adding entries one by one copies the list
     each time, which is quadratic and takes minutes at 100,000 entries.
     """
-    if next_update <= timedelta(0):
-        raise InvalidRequest(f"next update must be in the future, not {next_update} from now")
+    if next_update <= this_update:
+        raise InvalidRequest(f"next update {next_update} must come after this update {this_update}")
     entries = [_entry(revocation) for revocation in revocations]
     ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     builder = x509.CertificateRevocationListBuilder(
         issuer_name=issuer.subject,
         last_update=this_update,
-        next_update=this_update + next_update,
+        next_update=next_update,
         extensions=[
             x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(number)),
             x509.Extension(
