@@ -128,3 +128,8 @@ def test_rotation_needs_a_positive_window(keyring: KeyRing, now: datetime) -> No
 def test_signing_key_repr_shows_no_private_key(keyring: KeyRing) -> None:
     assert "private" not in repr(keyring.current)
     assert isinstance(keyring.current, SigningKey)
+
+
+def test_empty_passphrase_is_refused_rather_than_storing_in_clear(keyring: KeyRing) -> None:
+    with pytest.raises(KeyRingError, match="empty passphrase"):
+        keyring.to_json(passphrase=b"")

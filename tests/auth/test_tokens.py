@@ -464,3 +464,11 @@ def test_gateway_bundle_verifies_against_published_jwks_and_nowhere_else(
     with pytest.raises(UnknownKey):
         verify_claims(bundle, KeyRing.generate(now=now), typ="labgate-bundle+jwt",
                       issuer=ISSUER, audience="labgate:gateway:bench3", now=now)  # fmt: skip
+
+
+def test_binding_to_something_that_is_not_a_thumbprint_is_refused_at_minting(
+    keyring: KeyRing, now: datetime
+) -> None:
+    for bad in ("", "abc", "x" * 43 + "=", "!" * 43):
+        with pytest.raises(ValueError, match="cnf_x5t_s256"):
+            _mint(keyring, now, cnf_x5t_s256=bad)

@@ -246,9 +246,11 @@ def _iso(moment: datetime | None) -> str:
 
 
 def _dump_key(key: SigningKey, passphrase: bytes | None) -> dict[str, str | None]:
+    if passphrase is not None and not passphrase:
+        raise KeyRingError("an empty passphrase would store the key ring unprotected")
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
-        if passphrase
+        if passphrase is not None
         else serialization.NoEncryption()
     )
     pem = key.private_key.private_bytes(

@@ -20,10 +20,12 @@ How a password is read, for both policies (the decisions, and why):
   removed, is looked up in the shipped list (see data/README.md). Trivial changes of a listed
   password are refused too ("common_password_variant"): changes of case; digits or symbols
   added before or after it ("Iloveyou!2024"); the usual character-for-letter swaps
-  ("p@ssw0rd"); and a listed password, or any unit of 4 characters or fewer, repeated
-  ("passwordpassword", "abcabcabcabcabc": "repetitive"). A run of consecutive characters
-  ("123456789012345", "abcdefghijklmnop") is "sequential". Inserting a word in the middle, or
-  changing letters, is not caught: that is left to the length rule.
+  ("p@ssw0rd"); and a listed password (or a variant of one), or any unit of 4 characters or
+  fewer, repeated, a partial last copy allowed ("dragon!dragon!dragon", "abcabcabcabcabc":
+  "repetitive"). A run of consecutive characters ("123456789012345" with the digits wrapping
+  round, "abcdefghijklmnop", either direction) is "sequential". Keyboard walks that are not in
+  the list ("zaq12wsxcde34rfv"), a word inserted in the middle, or letters changed, are not
+  caught: that is left to the length rule.
 ENHANCED applies the same checks (a composition rule alone admits "Password1234!!") and then
 requires an upper-case letter, a lower-case letter, a decimal digit and a special character
 (anything that is neither a letter, a digit nor whitespace).
@@ -45,8 +47,8 @@ from labgate.auth.passwords import normalise_password
 NIST_MIN_LENGTH = 15
 # The instrument's enhanced-security rule.
 ENHANCED_MIN_LENGTH = 14
-# NIST asks that at least 64 be accepted and the task at least 128; 256 code points is a long
-# passphrase and keeps hashing and these checks cheap.
+# NIST asks that at least 64 be accepted and labgate promises at least 128; 256 code points is
+# a long passphrase and keeps hashing and these checks cheap.
 MAX_LENGTH = 256
 # User names shorter than this are not checked for containment (see the module docstring).
 MIN_USERNAME_FOR_CONTAINMENT = 3

@@ -123,6 +123,13 @@ def check_certificate_binding(
     return Allowed()
 
 
+def _is_thumbprint(value: str) -> bool:
+    try:
+        return len(_b64url_decode(value)) == hashlib.sha256().digest_size and len(value) == 43
+    except ValueError:
+        return False
+
+
 def sign_claims(keyring: KeyRing, claims: Mapping[str, Any], *, typ: str) -> str:
     """Sign `claims` with the ring's current key; header ``alg``=EdDSA, ``kid``, ``typ``."""
     key = keyring.current
@@ -152,6 +159,10 @@ def mint_access_token(
                         ("role", role), ("typ", typ)):  # fmt: skip
         if not isinstance(value, str) or not value:
             raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    if cnf_x5t_s256 is not None and not _is_thumbprint(cnf_x5t_s256):
+        raise ValueError(
+            f"cnf_x5t_s256 must be a base64url SHA-256 (43 characters), got {cnf_x5t_s256!r}"
+        )
     issued = datetime.fromtimestamp(int(now.timestamp()), tz=UTC)
     claims = AccessClaims(
         issuer=issuer,
