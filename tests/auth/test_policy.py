@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labgate.auth.decisions import Allowed, Denied
 from labgate.auth.policy import (
@@ -167,3 +169,20 @@ def test_enhanced_reports_every_missing_class_in_the_detail() -> None:
     denied = check_password("onlylowercaseletters", username="alice", policy=ENHANCED)
     assert isinstance(denied, Denied) and denied.reason == Reason.MISSING_UPPERCASE
     assert "a digit" in denied.detail and "a special character" in denied.detail
+
+
+def test_compatibility_characters_that_expand_cannot_pad_length() -> None:
+    # U+FDFA is one typed character that NFKC turns into 18; U+FB03 ("ffi") one into three.
+    for typed in ("\ufdfa", "\ufdfa\ufdfa", "\ufb03" * 5, "\u337f" * 4):
+        denied = check_password(typed, username="alice", policy=NIST)
+        assert isinstance(denied, Denied) and denied.reason == Reason.TOO_SHORT, typed
+
+
+@settings(max_examples=300, deadline=None)
+@given(password=st.text(max_size=300), username=st.text(max_size=40))
+def test_any_text_gets_a_decision_never_an_error(password: str, username: str) -> None:
+    for policy in (NIST, ENHANCED):
+        decision = check_password(password, username=username, policy=policy)
+        assert isinstance(decision, Allowed | Denied)
+        if isinstance(decision, Allowed):
+            assert len(password.strip()) >= (15 if policy is NIST else 14)

@@ -6,8 +6,10 @@ only factor; ENHANCED is the composition rule of the instrument's own "enhanced 
 How a password is read, for both policies (the decisions, and why):
 - NFKC normalisation first, the same as `passwords.normalise_password` applies before hashing,
   so the policy judges exactly what gets hashed.
-- Length is counted in Unicode code points of the normalised form, never in bytes (NIST: each
-  code point counts as one character); a 15-character password of 3-byte characters passes.
+- Length is counted in Unicode code points, never in bytes (NIST: each code point counts as
+  one character); a 15-character password of 3-byte characters passes. The count is the
+  smaller of the typed and the normalised form, because NFKC both merges (a letter and its
+  combining accent) and expands (one ligature or compatibility character becomes several).
 - Whitespace is kept in what is hashed (a passphrase's spaces are part of it) but does not count
   towards the minimum beyond a single space between words: leading and trailing whitespace is
   ignored and runs of whitespace count once, so padding cannot stretch a short password.
@@ -38,6 +40,7 @@ import functools
 import gzip
 import itertools
 import unicodedata
+from dataclasses import dataclass
 from importlib import resources
 
 from labgate.auth.decisions import Allowed, Denied
@@ -105,20 +108,39 @@ def check_password(
     password: str, *, username: str, policy: PasswordPolicy = PasswordPolicy.NIST
 ) -> Allowed | Denied:
     """Judge a new (or stored, at login) password against `policy`."""
-    normal = normalise_password(password)
-    spaced = " ".join(normal.split())
+    candidate = _Candidate.read(password)
     for check in (_check_length_and_characters, _check_username, _check_common):
-        denied = check(normal, spaced, username, policy)
+        denied = check(candidate, username, policy)
         if denied is not None:
             return denied
     if policy is PasswordPolicy.ENHANCED:
-        return _check_composition(spaced)
+        return _check_composition(candidate.spaced)
     return Allowed()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Candidate:
+    """A password read the way the policy judges it."""
+
+    normal: str  # NFKC, what gets hashed
+    spaced: str  # normal, whitespace runs collapsed and the ends trimmed
+    length: int  # characters that count towards the minimum
+
+    @classmethod
+    def read(cls, password: str) -> _Candidate:
+        normal = normalise_password(password)
+        spaced = " ".join(normal.split())
+        # NFKC can shrink a password (e + combining accent -> one character) and grow it
+        # (U+FDFA is one character typed, 18 after NFKC; a ligature is one typed, up to three
+        # after). The smaller count is the honest one: one typed character is one character.
+        typed = " ".join(password.split())
+        return cls(normal=normal, spaced=spaced, length=min(len(spaced), len(typed)))
+
+
 def _check_length_and_characters(
-    normal: str, spaced: str, username: str, policy: PasswordPolicy
+    candidate: _Candidate, username: str, policy: PasswordPolicy
 ) -> Denied | None:
+    normal = candidate.normal
     if len(normal) > MAX_LENGTH:
         return Denied(
             reason=Reason.TOO_LONG,
@@ -130,30 +152,28 @@ def _check_length_and_characters(
             detail="password contains a control character (tab, newline, NUL or similar)",
         )
     minimum = NIST_MIN_LENGTH if policy is PasswordPolicy.NIST else ENHANCED_MIN_LENGTH
-    if len(spaced) < minimum:
+    if candidate.length < minimum:
         return Denied(
             reason=Reason.TOO_SHORT,
-            detail=f"password has {len(spaced)} characters (whitespace runs count once, "
+            detail=f"password has {candidate.length} characters (whitespace runs count once, "
             f"leading and trailing whitespace not at all); at least {minimum} are required",
         )
     return None
 
 
-def _check_username(
-    normal: str, spaced: str, username: str, policy: PasswordPolicy
-) -> Denied | None:
+def _check_username(candidate: _Candidate, username: str, policy: PasswordPolicy) -> Denied | None:
     name = "".join(normalise_password(username).casefold().split())
     if len(name) < MIN_USERNAME_FOR_CONTAINMENT:
         return None
-    folded = spaced.casefold()
+    folded = candidate.spaced.casefold()
     if name in folded or name in folded.replace(" ", ""):
         return Denied(reason=Reason.CONTAINS_USERNAME, detail="password contains the user name")
     return None
 
 
-def _check_common(normal: str, spaced: str, username: str, policy: PasswordPolicy) -> Denied | None:
+def _check_common(candidate: _Candidate, username: str, policy: PasswordPolicy) -> Denied | None:
     listed = common_passwords()
-    folded = spaced.casefold()
+    folded = candidate.spaced.casefold()
     compact = folded.replace(" ", "")
     if folded in listed or compact in listed:
         return Denied(
