@@ -37,8 +37,8 @@ class PasswordRules:
         decision = check_password(password, username=username, policy=self.policy)
         if isinstance(decision, Denied):
             raise PasswordRejected(
-                f"new password refused by the {self.policy.value} policy: "
-                f"{decision.detail or decision.reason}",
+                f"new password refused by the {self.policy.value} policy "
+                f"({decision.reason}): {decision.detail or decision.reason}",
                 reason=decision.reason,
             )
 

@@ -121,7 +121,7 @@ def _create_admin(
 
 
 def _create_private_sqlite_file(url: str) -> None:
-    """Make a new SQLite file 0600 before SQLite does (it would use the umask): hashes live there."""
+    """Make a new SQLite file 0600 before SQLite does (it follows the umask): hashes live there."""
     database = make_url(url).database
     if not url.startswith("sqlite") or not database or database == ":memory:":
         return

@@ -1,0 +1,237 @@
+"""Fixtures for the control server: a real data directory, a real database, a real app.
+
+Every test that takes `settings` runs once on SQLite and once on PostgreSQL when
+LABGATE_TEST_POSTGRES_URL is set. PostgreSQL tests get a database made for this test session
+(dropped at the end) and a schema of their own inside it (dropped after the test).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import ssl
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from fastapi.testclient import TestClient
+
+from labgate.control.app import create_app
+from labgate.control.layout import ADMIN_PASSWORD_FILE, ca_root_path
+from labgate.control.provisioning import initialise
+from labgate.control.serving import uvicorn_config
+from labgate.control.settings import ControlSettings, normalise_database_url
+
+# Cheap argon2 for tests; the production parameters are tested once, in test_accounts.py.
+FAST_ARGON2 = {"argon2_memory_kib": 64, "argon2_time_cost": 1, "argon2_parallelism": 1}
+STRONG_PASSWORD = "violet staple hammock orbit quietly"
+
+
+class Clock:
+    """Real time plus an offset the test can move forward."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+def _postgres_admin_url() -> str | None:
+    url = os.environ.get("LABGATE_TEST_POSTGRES_URL")
+    return normalise_database_url(url) if url else None
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A database of this test session's own on the PostgreSQL server; dropped afterwards."""
+    admin_url = _postgres_admin_url()
+    if admin_url is None:
+        pytest.skip("LABGATE_TEST_POSTGRES_URL is not set")
+    name = "labgate_test_" + secrets.token_hex(4)
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """None (SQLite in the data directory) or a fresh PostgreSQL schema for this test."""
+    if request.param == "sqlite":
+        yield None
+        return
+    base = request.getfixturevalue("postgres_database")
+    schema = "t_" + secrets.token_hex(6)
+    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield str(sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}))
+    finally:
+        with engine.connect() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "server"
+
+
+@pytest.fixture
+def settings(data_dir: Path, database_url: str | None) -> ControlSettings:
+    """An initialised server's settings (database, CA, keys, admin user all real)."""
+    settings = ControlSettings.load(data_dir, database_url=database_url, **FAST_ARGON2)
+    initialise(settings, config={"database_url": database_url})
+    return settings
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def client(settings: ControlSettings, clock: Clock) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, clock=clock), base_url="https://testserver") as client:
+        yield client
+
+
+class Api:
+    """An HTTP client (TestClient or httpx against a live server) with the steps tests repeat."""
+
+    STRONG_PASSWORD = STRONG_PASSWORD
+
+    def __init__(self, http: Any, settings: ControlSettings) -> None:
+        self.http = http
+        self.settings = settings
+
+    def __getattr__(self, name: str) -> Any:  # get, post, put, delete, request
+        return getattr(self.http, name)
+
+    def __enter__(self) -> Api:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+
+    @staticmethod
+    def bearer(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    @property
+    def admin_password(self) -> str:
+        return (self.settings.data_dir / ADMIN_PASSWORD_FILE).read_text().strip()
+
+    def login(self, username: str, password: str) -> dict[str, Any]:
+        response = self.http.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def login_fully(self, username: str, one_time: str) -> dict[str, Any]:
+        """Log in with a one-time password and change it; the full session's tokens."""
+        restricted = self.login(username, one_time)
+        assert restricted["password_change_required"] is True
+        response = self.http.post(
+            "/api/v1/auth/password",
+            headers=self.bearer(restricted["access_token"]),
+            json={"old_password": one_time, "new_password": STRONG_PASSWORD},
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def admin_tokens(self) -> dict[str, Any]:
+        return self.login_fully("admin", self.admin_password)
+
+    def admin(self) -> dict[str, str]:
+        return self.bearer(self.admin_tokens()["access_token"])
+
+    def create_user(self, admin: dict[str, str], username: str, role: str) -> dict[str, str]:
+        """A new user with a full session; its Authorization headers."""
+        response = self.http.post(
+            "/api/v1/users", headers=admin, json={"username": username, "role": role}
+        )
+        assert response.status_code == 201, response.text
+        one_time = response.json()["one_time_password"]
+        return self.bearer(self.login_fully(username, one_time)["access_token"])
+
+    def create_device(self, owner: dict[str, str], name: str, **extra: Any) -> dict[str, Any]:
+        response = self.http.post("/api/v1/devices", headers=owner, json={"name": name, **extra})
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def refresh(self, token: str, **kwargs: Any) -> Any:
+        return self.http.post("/api/v1/auth/refresh", json={"refresh_token": token}, **kwargs)
+
+
+@pytest.fixture
+def api(client: TestClient, settings: ControlSettings) -> Api:
+    return Api(client, settings)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    settings: ControlSettings
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        kwargs.setdefault("verify", ssl.create_default_context(cafile=self.root))
+        return httpx.Client(base_url=self.url, **kwargs)
+
+    @property
+    def root(self) -> Path:
+        return ca_root_path(self.settings.data_dir)
+
+    def api(self, **kwargs: Any) -> Api:
+        return Api(self.client(**kwargs), self.settings)
+
+
+@pytest.fixture
+def live_server(settings: ControlSettings, clock: Clock) -> Iterator[LiveServer]:
+    """`labgate server run`'s uvicorn setup (TLS, peer certificates) on a thread, port 0."""
+    server = uvicorn.Server(
+        uvicorn_config(settings, create_app(settings, clock=clock), listen="127.0.0.1:0")
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        threading.Event().wait(0.02)
+    assert server.started, "server did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield LiveServer(
+            url=f"https://127.0.0.1:{port}", settings=settings, server=server, thread=thread
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=2)
+        if thread.is_alive():  # a client kept a connection open: stop waiting for it
+            server.force_exit = True
+            thread.join(timeout=10)
