@@ -202,7 +202,11 @@ class SqliteInventory:
                 (_epoch(unexpired_at),),
             ).fetchall()
         for serial, revoked_at, reason in rows:
-            yield Revocation(serial=int(serial, 16), revoked_at=_time(revoked_at), reason=reason)
+            yield Revocation(
+                serial=int(serial, 16),
+                revoked_at=datetime.fromtimestamp(revoked_at, tz=UTC),
+                reason=reason,
+            )
 
     def next_crl_number(self) -> int:
         with self._transaction() as db:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
@@ -66,15 +66,21 @@ def build_crl(
     return builder.sign(issuer_key, signature_hash(issuer_key))
 
 
+# One shared reason extension per reason; RFC 5280 5.3.1: "unspecified" is left out entirely.
+_REASON_EXTENSIONS: dict[str, list[x509.Extension[x509.ExtensionType]]] = {
+    name: [] if flag is x509.ReasonFlags.unspecified
+    else [x509.Extension(x509.CRLReason.oid, False, x509.CRLReason(flag))]
+    for name, flag in REASONS.items()
+}  # fmt: skip
+
+
 def _entry(revocation: Revocation) -> x509.RevokedCertificate:
-    builder = (
-        x509.RevokedCertificateBuilder()
-        .serial_number(revocation.serial)
-        .revocation_date(revocation.revoked_at)
-    )
-    # RFC 5280 5.3.1: the reason code should be absent rather than "unspecified".
-    if revocation.reason != x509.ReasonFlags.unspecified.value:
-        builder = builder.add_extension(
-            x509.CRLReason(reason_flag(revocation.reason)), critical=False
-        )
-    return builder.build()
+    # The builder's constructor takes everything at once (a naive UTC date, as its setter would
+    # make): at 100,000 entries the chained setters' copies cost a third of the CRL's time.
+    try:
+        extensions = _REASON_EXTENSIONS[revocation.reason]
+    except KeyError:
+        reason_flag(revocation.reason)  # raises, naming the reason
+        raise
+    revoked_at = revocation.revoked_at.astimezone(UTC).replace(tzinfo=None)
+    return x509.RevokedCertificateBuilder(revocation.serial, revoked_at, extensions).build()
