@@ -166,9 +166,8 @@ def test_observer_cannot_open_drawer(connect: MachineFactory, observer_password:
     with pytest.raises(CommandError, match="AccessLevelExceeded"):
         machine.drawer_open()
     # Asking for Controller directly, past qslib's own limit, still fails at the instrument.
-    with machine:
-        with pytest.raises(CommandError, match="InsufficientAccess"):
-            machine.run_command("OPEN")
+    with machine, pytest.raises(CommandError, match="InsufficientAccess"):
+        machine.run_command("OPEN")
     assert machine.drawer_position == "Closed"
 
 

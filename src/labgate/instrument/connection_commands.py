@@ -66,7 +66,7 @@ async def set_access(session: Session, command: Command) -> Outcome:
         return Error(
             ident=command.ident,
             error_class="AccessLevelExceeded",
-            fields=(("accessLimit", values.quote(session.ceiling.label)),),
+            fields=(("accessLimit", f'"{session.ceiling.label}"'),),
             message=f"Access level {wanted.label} exceeds limit {session.ceiling.label}",
         )
     session.level = wanted

@@ -59,7 +59,7 @@ async def read_file(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=f"<quote>\n{text}</quote>")
 
 
-@handles("FILE:WRITE", help="FILE:WRITE PATH <quote.base64> data: write a file")
+@handles("FILE:WRITE", help="FILE:WRITE PATH, then base64 in a quote.base64 tag: write a file")
 async def write_file(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     body = command.body

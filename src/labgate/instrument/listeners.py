@@ -74,7 +74,9 @@ async def open_stream_listener(
     host: str, port: int, name: str, handler: Handler, context: ssl.SSLContext | None
 ) -> asyncio.Server:
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await handler(reader, writer, name, peer_of(writer))
+        # Cancelled at shutdown only; asyncio would log a cancelled connection task as an error.
+        with contextlib.suppress(asyncio.CancelledError):
+            await handler(reader, writer, name, peer_of(writer))
 
     return await asyncio.start_server(
         accepted,

@@ -14,7 +14,9 @@ from labgate.scpi.messages import Command, Error, Ok
 NO_RUN = "No run in progress"
 
 
-@handles("PROTOCOL", help="PROTOCOL -volume= -runmode= NAME <multiline.protocol> body: define")
+@handles(
+    "PROTOCOL", help="PROTOCOL -volume= -runmode= NAME, then a multiline.protocol block: define"
+)
 async def define(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     if len(args) != 1 or command.body is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from labgate.instrument.commandlog import RAW_LIMIT, CommandLog
 from labgate.instrument.state import InstrumentState
-from labgate.scpi import access, values
+from labgate.scpi import access
 from labgate.scpi.access import AccessLevel, Denied
 from labgate.scpi.errors import FramingError, MessageError, ParseError
 from labgate.scpi.framing import Decoder
@@ -220,8 +220,9 @@ def insufficient(ident: int, decision: Denied, current: AccessLevel) -> Error:
         ident=ident,
         error_class="InsufficientAccess",
         fields=(
-            ("requiredAccess", values.quote(decision.required.label)),
-            ("currentAccess", values.quote(current.label)),
+            # Quoted as the instrument writes them (labels are single words).
+            ("requiredAccess", f'"{decision.required.label}"'),
+            ("currentAccess", f'"{current.label}"'),
         ),
         message=_one_line(f"{decision.command} requires {decision.required.label} access"),
     )

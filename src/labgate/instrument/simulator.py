@@ -36,6 +36,8 @@ log = logging.getLogger("labgate.instrument")
 
 COMMAND_LOG = "commands.jsonl"
 STATUS_FILE = "status.json"
+# Sessions get this long to notice their closed streams before they are cancelled.
+SHUTDOWN_SECONDS = 2.0
 Address = tuple[str, int]
 
 
@@ -55,6 +57,7 @@ class RunningSimulator:
         self._servers: list[asyncio.Server] = []
         self._legacy: LegacyListener | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self._state: InstrumentState | None = None
         self._commands: CommandLog | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -89,6 +92,10 @@ class RunningSimulator:
             server.close()
         if self._legacy is not None:
             await self._legacy.aclose()
+        for writer in list(self._writers):
+            writer.close()  # the session sees the end of its stream and finishes by itself
+        if self._sessions:
+            await asyncio.wait(list(self._sessions), timeout=SHUTDOWN_SECONDS)
         for task in list(self._sessions):
             task.cancel()
         if self._sessions:
@@ -120,6 +127,7 @@ class RunningSimulator:
         task = asyncio.current_task()
         assert task is not None
         self._sessions.add(task)
+        self._writers.add(writer)
         assert self._state is not None and self._commands is not None
         try:
             session = Session(state=self._state, security=self._security, commands=self._commands,
@@ -128,6 +136,7 @@ class RunningSimulator:
         finally:
             self._gate.release()
             self._sessions.discard(task)
+            self._writers.discard(writer)
 
     def _publish_status(self) -> None:
         # For a parent process (run_in_process) that cannot read this object's memory.

@@ -78,6 +78,11 @@ class InstrumentState:
         self._listeners.discard(listener)
 
     def announce(self, topic: str, text: str) -> None:
+        # Delivered on the next loop turn, so the reply to the command that caused an event
+        # (the NEXT of an RP, say) goes out before the event does.
+        asyncio.get_running_loop().call_soon(self._deliver, topic, text)
+
+    def _deliver(self, topic: str, text: str) -> None:
         for listener in list(self._listeners):
             listener(topic, text)
 
