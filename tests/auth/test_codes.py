@@ -90,3 +90,23 @@ def test_expiry_edge_and_single_use(now: datetime) -> None:
     assert isinstance(expired, Denied) and expired.reason == "code_expired"
     used = check_code_attempt(issued_at=now, wrong_attempts=0, used=True, now=now)
     assert isinstance(used, Denied) and used.reason == "code_used"
+
+
+def test_guesser_is_stopped_before_the_right_code_even_when_it_comes(now: datetime) -> None:
+    # The attacker's loop, as the server runs it: check the attempt, compare, count a miss.
+    code = new_user_code()
+    wrong_attempts = 0
+    outcomes = []
+    for guess in ["BBBBBBBB", "CCCCCCCC", "DDDDDDDD", "FFFFFFFF", "GGGGGGGG", code]:
+        decision = check_code_attempt(
+            issued_at=now, wrong_attempts=wrong_attempts, used=False, now=now
+        )
+        if isinstance(decision, Denied):
+            outcomes.append(decision.reason)
+            continue
+        if codes_match(code, guess):
+            outcomes.append("linked")
+        else:
+            wrong_attempts += 1
+            outcomes.append("wrong")
+    assert outcomes == ["wrong"] * 5 + ["code_attempts_exhausted"]
