@@ -24,6 +24,7 @@ _PLAIN = re.compile(r'[^ "<$]+')
 _DOUBLE_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _OPTION = re.compile(r"-([A-Za-z_][A-Za-z0-9_.]*)=(.*)", re.DOTALL)
 _BARE = re.compile(r"[^\s\"'\\<>]+")
+_SUBSTITUTION = re.compile(r"\$[(\[{]")
 _GROUP_CLOSE = {"(": ")", "[": "]", "{": "}"}
 _GROUP_BRACKETS = {
     "(": re.compile(r"[()]"),
@@ -133,6 +134,8 @@ def quote(value: str) -> str:
     Bare when that is unambiguous (no space, quote, backslash, angle bracket, not `-key=...`),
     else double-quoted with backslash escapes, as qslib does (qslib would put a value with a
     newline in `<quote>` tags; escapes keep any value, even one holding `</quote>`, in one line).
+    A value holding `$(`, `${` or `$[` is quoted so that it stays one token even when its brackets
+    do not balance; quoting does not stop the instrument from substituting inside it.
     A value that holds a tag (`<b>`) cannot be one token: the framing, which knows nothing of
     quotes, would open the tag, and qslib knows no escape for `<`; that raises `MessageError`.
     """
@@ -141,7 +144,8 @@ def quote(value: str) -> str:
         raise MessageError(
             f"value {value!r} holds the tag {tag.group(0)!r}, which no quoting can carry"
         )
-    if _BARE.fullmatch(value) and not (value.startswith("-") and "=" in value):
+    bare = _BARE.fullmatch(value) and not (value.startswith("-") and "=" in value)
+    if bare and not _SUBSTITUTION.search(value):
         return value
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
     escaped = escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
