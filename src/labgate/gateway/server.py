@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from labgate.gateway.accept import listen, upgrade
 from labgate.gateway.audit import AuditLog
 from labgate.gateway.auditchain import AuditError
 from labgate.gateway.client_tls import TlsFiles, build_client_context, peer_certificate
@@ -85,11 +86,11 @@ class Gateway:
         await self.audit.start()
         self.audit.record({"event": "gateway_start", "instruments": list(self.slots)})
         for index, listener in enumerate(self._listeners):
-            server = await asyncio.start_server(
-                lambda r, w, index=index: self._admit(index, r, w),  # type: ignore[misc]
+            server = await listen(
                 listener.endpoint.host,
                 listener.endpoint.port,
-                backlog=1024,
+                lambda transport, index=index: self._admit(index, transport),  # type: ignore[misc]
+                self._tasks,
             )
             self._servers.append(server)
             host, port = server.sockets[0].getsockname()[:2]
@@ -162,31 +163,57 @@ class Gateway:
 
     # ------------------------------------------------------------------ admission
 
-    async def _admit(
-        self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        if task is not None:  # kept so that aclose() can wait for every connection to finish
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+    async def _admit(self, index: int, transport: asyncio.Transport) -> None:
         self._next_conn += 1
         conn = self._next_conn
-        peer = _peer(writer)
+        peer = _peer(transport)
         limits = self.state.config.limits
         if self._connections >= limits.max_connections:
             self._refuse_early(conn, peer, "connection_limit",
                                f"{limits.max_connections} connections already open")  # fmt: skip
-            writer.transport.abort()
+            transport.abort()
             return
         self._connections += 1
         try:
-            await self._handshake_and_run(index, conn, peer, reader, writer)
+            await self._handshake_and_run(index, conn, peer, transport)
         finally:
             self._connections -= 1
-            if not writer.transport.is_closing():
-                writer.transport.abort()
+            if not transport.is_closing():
+                transport.abort()
 
     async def _handshake_and_run(
+        self, index: int, conn: int, peer: str, transport: asyncio.Transport
+    ) -> None:
+        state = self.state
+        timeout = state.config.limits.handshake_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await upgrade(transport, state.contexts[index], timeout=timeout)
+        except TimeoutError:
+            self._refuse_early(
+                conn, peer, "handshake_timeout", f"no TLS handshake within {timeout:g} s"
+            )
+            return
+        except ssl.SSLError as exc:
+            # OpenSSL's verify message when the certificate failed ("certificate revoked"),
+            # else its reason code in words ("peer did not return a certificate").
+            reason = getattr(exc, "verify_message", None) or (exc.reason or str(exc))
+            reason = reason.replace("_", " ").lower()
+            if reason == "callback failed":  # only the SNI callback can fail in a handshake
+                reason = "the server name (SNI) names no instrument on this shared listener"
+            self._refuse_early(conn, peer, "tls", f"TLS handshake failed: {reason}")
+            return
+        except (OSError, ConnectionError) as exc:
+            self._refuse_early(
+                conn, peer, "connection_lost", f"connection lost in handshake: {exc!r}"
+            )
+            return
+        try:
+            await self._verified(index, conn, peer, reader, writer)
+        finally:
+            writer.transport.abort()
+
+    async def _verified(
         self,
         index: int,
         conn: int,
@@ -194,25 +221,6 @@ class Gateway:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
     ) -> None:
-        state = self.state
-        timeout = state.config.limits.handshake_timeout
-        try:
-            async with asyncio.timeout(timeout):
-                await writer.start_tls(state.contexts[index], ssl_handshake_timeout=timeout)
-        except TimeoutError:
-            self._refuse_early(
-                conn, peer, "handshake_timeout", f"no TLS handshake within {timeout:g} s"
-            )
-            return
-        except ssl.SSLError as exc:
-            reason = getattr(exc, "verify_message", None) or exc.reason or str(exc)
-            self._refuse_early(conn, peer, "tls", f"TLS handshake failed: {reason}")
-            return
-        except (OSError, ConnectionError) as exc:
-            self._refuse_early(
-                conn, peer, "connection_lost", f"connection lost in handshake: {exc}"
-            )
-            return
         self.metrics.handshakes.inc()
         ssl_object = writer.get_extra_info("ssl_object")
         instrument = self._instrument_for(index, getattr(ssl_object, "labgate_server_name", None))
@@ -382,8 +390,8 @@ def _sni_callback(listener: _Listener) -> Any:
     return choose
 
 
-def _peer(writer: asyncio.StreamWriter) -> str:
-    address = writer.get_extra_info("peername")
+def _peer(transport: asyncio.BaseTransport) -> str:
+    address = transport.get_extra_info("peername")
     if not address:
         return "unknown"
     return str(Endpoint(host=str(address[0]), port=int(address[1])))
