@@ -73,9 +73,10 @@ def past_ca(ca_dir: Path) -> Iterator[Callable[[float], CertificateAuthority]]:
 
 @pytest.fixture
 def other_ca(tmp_path: Path) -> Iterator[CertificateAuthority]:
-    """A second, unrelated CA: its certificates must be worthless to the first one's peers."""
+    """A second, unrelated CA under the very same name: its certificates must be worthless to the
+    first one's peers even though every subject and issuer name matches."""
     with CertificateAuthority.init(
-        tmp_path / "other-ca", name="Other CA", passphrase=PASSPHRASE
+        tmp_path / "other-ca", name="Test Lab CA", passphrase=PASSPHRASE
     ) as authority:
         yield authority
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -104,9 +104,13 @@ def test_init_without_a_passphrase_is_refused_unless_unencrypted_is_asked(tmp_pa
         assert ca.issue(Profile.CLIENT, "demo").key_pem is not None
 
 
-def test_wrong_passphrase_is_a_clear_error(ca_dir: Path) -> None:
-    with pytest.raises(WrongPassphrase, match=r"issuing\.key"):
+def test_wrong_passphrase_is_a_clear_error_that_keeps_the_secret(
+    ca_dir: Path, passphrase: bytes
+) -> None:
+    with pytest.raises(WrongPassphrase, match=r"issuing\.key") as caught:
         CertificateAuthority.open(ca_dir, passphrase=b"not the passphrase")
+    assert "not the passphrase" not in str(caught.value)
+    assert passphrase.decode() not in str(caught.value)
 
 
 def test_missing_passphrase_for_encrypted_keys_is_a_clear_error(ca_dir: Path) -> None:
@@ -295,3 +299,30 @@ def test_a_failed_issue_writes_and_records_nothing(ca: CertificateAuthority, tmp
     with pytest.raises(ProfileViolation):
         ca.issue(Profile.CLIENT, "bob", dns=["evil.example"])
     assert ca.inventory.entries() == before
+
+
+def test_a_forged_certificate_under_the_issuing_name_cannot_be_renewed_or_revoked(
+    ca: CertificateAuthority,
+) -> None:
+    """An attacker copies the issuing CA's name into a certificate signed by their own key."""
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    genuine = ca.issue(Profile.CLIENT, "alice").certificate
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(genuine.subject)
+        .issuer_name(ca.issuing.subject)
+        .public_key(attacker.public_key())
+        .serial_number(genuine.serial_number)  # even the serial of a real certificate
+        .not_valid_before(genuine.not_valid_before_utc)
+        .not_valid_after(genuine.not_valid_after_utc)
+        .add_extension(
+            genuine.extensions.get_extension_for_class(x509.SubjectAlternativeName).value,
+            critical=False,
+        )
+        .sign(attacker, hashes.SHA256())
+    )
+    pem = forged.public_bytes(serialization.Encoding.PEM)
+    with pytest.raises(UnknownCertificate, match="was not issued by"):
+        ca.renew(pem)
+    with pytest.raises(UnknownCertificate, match="was not issued by"):
+        ca.entry_of(pem)

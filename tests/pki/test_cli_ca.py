@@ -293,3 +293,19 @@ def test_labgate_ca_runs_as_a_real_command(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert "error: a CA already exists" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_ca_command_module_does_not_load_cryptography_until_a_command_runs() -> None:
+    probe = "import sys, labgate.cli.ca; print('cryptography' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"
+
+
+def test_a_wrong_passphrase_never_reaches_the_output(runner: CliRunner, ca_dir: Path) -> None:
+    result = run(runner, "crl", "--dir", str(ca_dir), "--out", str(ca_dir / "c.pem"),
+                 env={"LABGATE_CA_PASSPHRASE": "guessed-passphrase-123"})  # fmt: skip
+    assert result.exit_code == 1
+    assert "guessed-passphrase-123" not in result.output
+    assert not (ca_dir / "c.pem").exists()

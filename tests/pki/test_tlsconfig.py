@@ -192,3 +192,19 @@ def test_gateway_and_device_certificates_both_serve_and_authenticate(
     both = to_files(ca.issue(profile, "site-a", dns=["localhost"]), "both")
     assert handshake(_server(material, both), _client(material)).ok
     assert handshake(_server(material), _client(material, both)).ok
+
+
+def test_tls_1_2_clients_are_held_to_the_same_rules(
+    material: Material, past_ca: Any, to_files: Any
+) -> None:
+    def tls12(files: Any) -> ssl.SSLContext:
+        context = _client(material, files)
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        return context
+
+    assert handshake(_server(material), tls12(material.client)).ok
+    old = to_files(past_ca(3).issue(Profile.CLIENT, "bob"), "bob")
+    outcome = handshake(_server(material), tls12(old))
+    assert isinstance(outcome.server_error, ssl.SSLCertVerificationError)
+    assert "certificate has expired" in outcome.server_error.verify_message
+    assert isinstance(outcome.client_error, ssl.SSLError)
