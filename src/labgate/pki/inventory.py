@@ -6,6 +6,12 @@ file next to the keys. The control server can implement the same interface on it
 Serials are unique because the database says so (a primary key), not because random numbers
 rarely collide: `add` raises SerialTaken and the authority signs again with a fresh serial. Every
 change is one transaction, begun IMMEDIATE so two processes never both read-then-write.
+
+Durability: WAL with synchronous=FULL syncs the log at every commit. NORMAL syncs it only at
+checkpoints: still safe when the process crashes (the log is in the OS's cache), but a power cut
+or kernel crash can take back the last commits while the certificate files written after them,
+fsynced, survive; the inventory would then not know a certificate that exists. FULL is the
+default; NORMAL is there for bulk work where that trade is understood.
 """
 
 from __future__ import annotations
