@@ -9,6 +9,8 @@ import contextlib
 import datetime
 import json
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -231,6 +233,15 @@ class GatewayThread:
         self._thread.start()
         self.gateway = Gateway(config)
         self.call(self.gateway.start())
+        # As `labgate gateway` does: reload when a configured file changes.
+        self._watch = self.call(self._start_watching())
+
+    async def _start_watching(self) -> asyncio.Task[None]:
+        from labgate.gateway.reload import watch
+
+        task = asyncio.create_task(watch(self.gateway, asyncio.Event()))
+        await asyncio.sleep(0)  # let it read the files' current state before any test writes
+        return task
 
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
@@ -246,6 +257,7 @@ class GatewayThread:
         return host, int(port)
 
     def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self._watch.cancel)
         with contextlib.suppress(Exception):
             self.call(self.gateway.aclose())
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -340,3 +352,55 @@ def machine() -> Callable[..., Any]:
 @pytest.fixture
 def instrument_password() -> str:
     return INSTRUMENT_PASSWORD
+
+
+class RawClient:
+    """A TLS client that speaks SCPI lines by hand: for sessions held open, and for attackers."""
+
+    def __init__(self, gw: Any, pki: Pki, who: str, instrument: str = "qs5-plain") -> None:
+        context = ssl.create_default_context(cafile=str(pki.root))
+        context.load_cert_chain(str(pki.clients[who].pem))
+        host, port = gw.address(instrument)
+        raw = socket.create_connection((host, port), timeout=10)
+        self.sock = context.wrap_socket(raw, server_hostname=instrument)
+        self._buffer = b""
+
+    def send(self, line: str | bytes) -> None:
+        data = line.encode() if isinstance(line, str) else line
+        self.sock.sendall(data if data.endswith(b"\n") else data + b"\n")
+
+    def line(self) -> bytes:
+        """The next line (b"" once the gateway has closed the connection)."""
+        while b"\n" not in self._buffer:
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, ssl.SSLError):
+                chunk = b""
+            if not chunk:
+                rest, self._buffer = self._buffer, b""
+                return rest
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def ask(self, line: str) -> bytes:
+        self.send(line)
+        return self.line()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+@pytest.fixture
+def raw_client() -> Iterator[Callable[..., RawClient]]:
+    opened: list[RawClient] = []
+
+    def open_(gw: Any, pki: Pki, who: str, instrument: str = "qs5-plain") -> RawClient:
+        client = RawClient(gw, pki, who, instrument)
+        opened.append(client)
+        return client
+
+    yield open_
+    for client in opened:
+        client.close()

@@ -75,6 +75,7 @@ async def _serve(settings: object) -> None:
     running = Gateway(settings)
     await running.start()
     watcher = asyncio.create_task(watch(running, reload))
+    await asyncio.sleep(0)  # the watcher notes the files as they are before anyone is told
     sys.stdout.write(running.ready_line() + "\n")
     sys.stdout.flush()
     logging.getLogger("labgate.gateway").info("ready: %s", running.ready_line())
