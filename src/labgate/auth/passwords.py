@@ -4,7 +4,7 @@ Parameters (RFC 9106 section 4, the "second recommended option", which is also a
 low-memory profile): argon2id, 3 passes over 64 MiB (65536 KiB), 4 lanes, 16-byte random salt,
 32-byte tag. Measured on the project's 2-core machine with argon2-cffi 25.1: hash and verify
 each take 112-116 ms when the machine is otherwise idle (load average 0.2); with the machine
-shared by other work (load average 6 on 2 cores) the median rose to 310-410 ms. Four lanes on
+shared by other work (load average 5 to 7 on 2 cores) medians of 200-480 ms were seen. Four lanes on
 two cores share the cores, so parallel logins queue: size the server's login concurrency to
 the cores. `needs_rehash` lets the server upgrade stored hashes when these parameters change.
 
