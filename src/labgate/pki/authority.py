@@ -16,7 +16,6 @@ process drew it) is refused by the database, and the certificate is signed again
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -146,8 +145,8 @@ class CertificateAuthority:
         write_atomic(
             directory / ISSUING_KEY, keys.private_pem(issuing_key, stored_passphrase), mode=PRIVATE
         )
-        write_atomic(directory / ISSUING_CRT, _pem(issuing), mode=PUBLIC)
-        write_atomic(directory / ROOT_CRT, _pem(root), mode=PUBLIC)
+        write_atomic(directory / ISSUING_CRT, certificates.pem(issuing), mode=PUBLIC)
+        write_atomic(directory / ROOT_CRT, certificates.pem(root), mode=PUBLIC)
         return cls(
             directory=directory,
             root=root,
@@ -173,12 +172,13 @@ class CertificateAuthority:
         missing = [f for f in (ROOT_CRT, ISSUING_CRT, ISSUING_KEY) if not (directory / f).is_file()]
         if missing:
             raise CaNotFound(f"no complete CA in {directory} (missing {', '.join(missing)})")
-        root = _read_certificate(directory / ROOT_CRT)
-        issuing = _read_certificate(directory / ISSUING_CRT)
+        root = certificates.read_certificate(directory / ROOT_CRT)
+        issuing = certificates.read_certificate(directory / ISSUING_CRT)
         issuing_key = keys.load_private(
             (directory / ISSUING_KEY).read_bytes(), passphrase, source=str(directory / ISSUING_KEY)
         )
-        if keys.public_der(issuing_key.public_key()) != keys.public_der(_public(issuing)):
+        expected = keys.public_der(certificates.public_key_of(issuing))
+        if keys.public_der(issuing_key.public_key()) != expected:
             raise CorruptKey(f"{directory / ISSUING_KEY} is not the key of {ISSUING_CRT}")
         try:
             issuing.verify_directly_issued_by(root)
@@ -207,11 +207,11 @@ class CertificateAuthority:
 
     @property
     def root_pem(self) -> bytes:
-        return _pem(self.root)
+        return certificates.pem(self.root)
 
     @property
     def issuing_pem(self) -> bytes:
-        return _pem(self.issuing)
+        return certificates.pem(self.issuing)
 
     # -- signing -----------------------------------------------------------------------------------
 
@@ -252,7 +252,7 @@ class CertificateAuthority:
 
     def renew(self, cert_pem: bytes, *, new_key: bool = False, days: int | None = None) -> Issued:
         """Same subject and SANs, new serial and validity; a new key pair too if `new_key`."""
-        old = _load_certificate(cert_pem, source="the certificate to renew")
+        old = certificates.load_certificate(cert_pem, source="the certificate to renew")
         entry = self._own_entry(old)
         if entry.revoked_at is not None:
             raise AlreadyRevoked(f"serial {entry.serial:x} is revoked; it cannot be renewed")
@@ -262,12 +262,12 @@ class CertificateAuthority:
             raise InvalidRequest(
                 f"serial {entry.serial:x} is a CA certificate, not a leaf"
             ) from None
-        request = _request_of(old, profile, entry.name)
+        request = profiles.request_of(old, profile, entry.name)
         _refuse_if_denied(request)
         lifetime = _lifetime(profile, days)
         self._check_can_sign()
-        key = keys.generate(_key_type_of(_public(old))) if new_key else None
-        public = key.public_key() if key is not None else _public(old)
+        key = keys.generate(keys.key_type_of(certificates.public_key_of(old))) if new_key else None
+        public = key.public_key() if key is not None else certificates.public_key_of(old)
         certificate = self._sign(request, public, lifetime, renewed_from=entry.serial)
         return Issued(
             certificate=certificate,
@@ -310,7 +310,7 @@ class CertificateAuthority:
 
     def entry_of(self, cert_pem: bytes) -> Entry:
         """The inventory's entry for a certificate this CA issued."""
-        return self._own_entry(_load_certificate(cert_pem, source="the certificate"))
+        return self._own_entry(certificates.load_certificate(cert_pem, source="the certificate"))
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -319,12 +319,12 @@ class CertificateAuthority:
         for label, cert in (("issuing", self.issuing), ("root", self.root)):
             if now >= cert.not_valid_after_utc:
                 raise CaExpired(
-                    f"the {label} CA {_cn(cert)!r} expired {_iso(cert.not_valid_after_utc)}; "
-                    "it may no longer sign"
+                    f"the {label} CA {certificates.common_name(cert)!r} expired "
+                    f"{_iso(cert.not_valid_after_utc)}; it may no longer sign"
                 )
             if now < cert.not_valid_before_utc:
                 raise CaExpired(
-                    f"the {label} CA {_cn(cert)!r} is not valid until "
+                    f"the {label} CA {certificates.common_name(cert)!r} is not valid until "
                     f"{_iso(cert.not_valid_before_utc)} (check the clock)"
                 )
 
@@ -370,8 +370,8 @@ class CertificateAuthority:
             cert.verify_directly_issued_by(self.issuing)
         except (ValueError, TypeError, InvalidSignature):
             raise UnknownCertificate(
-                f"certificate {_cn(cert)!r} (serial {cert.serial_number:x}) was not issued by "
-                f"{_cn(self.issuing)!r}"
+                f"certificate {certificates.common_name(cert)!r} (serial {cert.serial_number:x}) "
+                f"was not issued by {certificates.common_name(self.issuing)!r}"
             ) from None
         entry = self.inventory.get(cert.serial_number)
         if entry is None:
@@ -409,35 +409,6 @@ def _lifetime(profile: Profile, days: int | None) -> timedelta:
     return lifetime
 
 
-def _request_of(cert: x509.Certificate, profile: Profile, name: str) -> LeafRequest:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return profiles.build_request(profile, name)
-    return profiles.build_request(
-        profile,
-        name,
-        dns=san.get_values_for_type(x509.DNSName),
-        ips=_addresses(san.get_values_for_type(x509.IPAddress)),
-        uris=san.get_values_for_type(x509.UniformResourceIdentifier),
-    )
-
-
-def _addresses(values: Sequence[object]) -> list[str | names.IPAddress]:
-    # An IP SAN in a leaf is always an address; networks appear only in name constraints.
-    return [v for v in values if isinstance(v, ipaddress.IPv4Address | ipaddress.IPv6Address)]
-
-
-def _key_type_of(public: PublicKey) -> KeyType:
-    from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return KeyType.ECDSA_P384 if isinstance(public.curve, ec.SECP384R1) else KeyType.ECDSA_P256
-    if isinstance(public, rsa.RSAPublicKey):
-        return KeyType.RSA_3072
-    return KeyType.ED25519
-
-
 def _entry_for(
     cert: x509.Certificate,
     *,
@@ -454,38 +425,9 @@ def _entry_for(
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         issued_at=issued_at,
-        certificate_pem=_pem(cert),
+        certificate_pem=certificates.pem(cert),
         renewed_from=renewed_from,
     )
-
-
-def _public(cert: x509.Certificate) -> PublicKey:
-    public = cert.public_key()
-    if not isinstance(public, PublicKey):
-        raise InvalidRequest(
-            f"certificate {_cn(cert)!r} has an unsupported {type(public).__name__}"
-        )
-    return public
-
-
-def _read_certificate(path: Path) -> x509.Certificate:
-    return _load_certificate(path.read_bytes(), source=str(path))
-
-
-def _load_certificate(pem: bytes, *, source: str) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        raise CorruptCertificate(f"{source} is not a PEM certificate") from None
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _cn(cert: x509.Certificate) -> str:
-    values = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    return str(values[0].value) if values else cert.subject.rfc4514_string()
 
 
 def _iso(when: datetime) -> str:

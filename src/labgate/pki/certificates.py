@@ -1,4 +1,4 @@
-"""Building the CA's certificates: the root, the issuing CA, and leaves of each profile.
+"""The CA's certificates: building the root, the issuing CA and leaves; reading them back.
 
 Every `critical` flag is chosen here, on purpose: basic constraints and key usage are critical
 (a relying party that cannot read them must not accept the certificate); extended key usage,
@@ -8,11 +8,14 @@ SANs (the subject is never empty) and the key identifiers are not.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from labgate.pki.errors import CorruptCertificate, InvalidRequest
 from labgate.pki.keys import PrivateKey, PublicKey, signature_hash
 from labgate.pki.profiles import LeafRequest
 
@@ -144,3 +147,35 @@ def _leaf_key_usage(public: PublicKey) -> x509.KeyUsage:
 def _authority_key_id(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+# -- reading certificates back -------------------------------------------------------------
+
+
+def public_key_of(cert: x509.Certificate) -> PublicKey:
+    public = cert.public_key()
+    if not isinstance(public, PublicKey):
+        raise InvalidRequest(
+            f"certificate {common_name(cert)!r} has an unsupported {type(public).__name__}"
+        )
+    return public
+
+
+def read_certificate(path: Path) -> x509.Certificate:
+    return load_certificate(path.read_bytes(), source=str(path))
+
+
+def load_certificate(pem: bytes, *, source: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise CorruptCertificate(f"{source} is not a PEM certificate") from None
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def common_name(cert: x509.Certificate) -> str:
+    values = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(values[0].value) if values else cert.subject.rfc4514_string()

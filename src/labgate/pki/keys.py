@@ -48,6 +48,15 @@ def signature_hash(key: PrivateKey) -> hashes.SHA256 | hashes.SHA384 | None:
     return hashes.SHA256()
 
 
+def key_type_of(public: PublicKey) -> KeyType:
+    """The KeyType of an existing key (a renewal with a new key keeps the type)."""
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return KeyType.ECDSA_P384 if isinstance(public.curve, ec.SECP384R1) else KeyType.ECDSA_P256
+    if isinstance(public, rsa.RSAPublicKey):
+        return KeyType.RSA_3072
+    return KeyType.ED25519
+
+
 def private_pem(key: PrivateKey, passphrase: bytes | None) -> bytes:
     """PKCS#8 PEM, encrypted with the best encryption available when a passphrase is given."""
     encryption: serialization.KeySerializationEncryption

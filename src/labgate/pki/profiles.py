@@ -13,12 +13,14 @@ own identity never is, or a client could name itself a gateway.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import TypeVar
 
+from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
 from labgate.pki import identity, names
@@ -125,6 +127,26 @@ def judge(request: LeafRequest) -> Decision:
                 f"may not claim (expected {expected})"
             )
     return Allowed()
+
+
+def request_of(cert: x509.Certificate, profile: Profile, name: str) -> LeafRequest:
+    """The request an issued certificate answered: its name and SANs (for renewal)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return build_request(profile, name)
+    return build_request(
+        profile,
+        name,
+        dns=san.get_values_for_type(x509.DNSName),
+        ips=_addresses(san.get_values_for_type(x509.IPAddress)),
+        uris=san.get_values_for_type(x509.UniformResourceIdentifier),
+    )
+
+
+def _addresses(values: Sequence[object]) -> list[str | names.IPAddress]:
+    # An IP SAN in a leaf is always an address; networks appear only in name constraints.
+    return [v for v in values if isinstance(v, ipaddress.IPv4Address | ipaddress.IPv6Address)]
 
 
 def _unique(values: Iterable[_T]) -> tuple[_T, ...]:
