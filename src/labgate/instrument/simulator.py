@@ -175,10 +175,11 @@ class RunningSimulator:
         if config.passwords:
             return dict(config.passwords)
         if config.secrets_file is not None:
+            loaded = load_secrets(config.secrets_file)
             if loosely_readable(config.secrets_file):
                 log.warning("secrets file %s is readable by others; chmod 600 it",
                             config.secrets_file)  # fmt: skip
-            return load_secrets(config.secrets_file)
+            return loaded
         made, self.passwords_file = generate_secrets(config.state_dir, config.access_limit)
         log.warning("instrument passwords are in %s (mode 0600)", self.passwords_file)
         return made
