@@ -57,26 +57,28 @@ def demo(
 def _explain(running: RunningDemo) -> None:
     from rich.console import Console
     from rich.panel import Panel
-    from rich.syntax import Syntax
     from rich.table import Table
 
     from labgate.demo.stack import INSTRUMENT
 
-    console = Console()
+    console = Console(soft_wrap=True)
     where = Table(show_header=True, header_style="bold", box=None)
-    where.add_column("part")
-    where.add_column("listens on")
-    where.add_column("what")
-    for name, address in running.simulator.items():
-        if name in ("plain", "tls", "legacy") and address:
-            where.add_row(f"simulator ({name})", str(address), "the instrument: weak, unfiltered")
+    where.add_column("part", no_wrap=True)
+    where.add_column("address", no_wrap=True)
     instruments = running.gateway.get("instruments", {})
     assert isinstance(instruments, dict)
     for name, address in instruments.items():
-        where.add_row(f"gateway: {name}", str(address), "mutual TLS, every command checked")
+        where.add_row(f"gateway for {name} (mutual TLS)", str(address))
     if running.gateway.get("metrics"):
-        where.add_row("gateway metrics", f"http://{running.gateway['metrics']}/metrics", "")
-    console.print(Panel(where, title="labgate demo: running", expand=False))
+        where.add_row("gateway metrics", f"http://{running.gateway['metrics']}/metrics")
+    for name in ("plain", "tls", "legacy"):
+        if running.simulator.get(name):
+            where.add_row(f"instrument, {name} (unprotected)", str(running.simulator[name]))
+    console.print(Panel(where, title="labgate demo", expand=False))
+    console.print(
+        "The instrument's own ports have only its weak passwords, and Controller there is root: "
+        "a lab firewalls them off and goes through the gateway.\n"
+    )
 
     host, port = running.instrument_address()
     operator, observer = running.identities
@@ -89,12 +91,12 @@ with m:
     print(m.machine_status())
     m.drawer_open()    # {operator.level}: allowed
 
-# The same with the {observer.level} certificate: status works, the drawer does not move,
-# and the instrument never sees the command.
+# With the {observer.level} certificate, status still works; drawer_open() fails with
+# qslib's access error, and the instrument never sees the command:
 #   client_certificate_path="{observer.pem}"
 """
-    console.print("Reach the instrument through the gateway with qslib:")
-    console.print(Syntax(code, "python", theme="ansi_dark", background_color="default"))
+    console.print("Reach it with qslib (copy these lines into Python):\n")
+    console.print(code, highlight=False, markup=False)
     console.print(
         f"Audit log: {running.audit_log}    part logs: {running.logs}\n"
         "The demo CA's keys are NOT encrypted: it is for this demo only.\n"
