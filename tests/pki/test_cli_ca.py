@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from typer.testing import CliRunner, Result
 
 from labgate.cli import ca as ca_cli
 from labgate.cli.app import app
-from labgate.pki import KeyType, Profile
+from labgate.pki import CertificateAuthority, KeyType, Profile
 
 PASS = "cli test passphrase"
 ENV = {"LABGATE_CA_PASSPHRASE": PASS}
@@ -219,9 +220,20 @@ def test_sign_renew_revoke_crl_and_list(runner: CliRunner, ca_dir: Path, tmp_pat
     assert table.exit_code == 0 and "labgate:gateway:site-a" in table.stdout
 
 
-def test_list_expiring_shows_only_what_expires_within_the_days(
-    runner: CliRunner, ca_dir: Path, tmp_path: Path
+def test_list_expiring_shows_only_what_is_still_valid_and_expires_within_the_days(
+    runner: CliRunner, tmp_path: Path
 ) -> None:
+    # Made in the past, so it can issue a client certificate that has already expired.
+    CertificateAuthority.init(
+        tmp_path / "old",
+        passphrase=PASS.encode(),
+        clock=lambda: datetime.now(UTC) - timedelta(days=3),
+    ).close()
+    ca_dir = tmp_path / "old"
+    with CertificateAuthority.open(
+        ca_dir, passphrase=PASS.encode(), clock=lambda: datetime.now(UTC) - timedelta(days=2)
+    ) as past:
+        past.issue(Profile.CLIENT, "yesterday")
     d = str(ca_dir)
     run(
         runner,

@@ -309,7 +309,8 @@ def crl(
 def list_(
     directory: DirOption,
     expiring: Annotated[
-        int | None, typer.Option("--expiring", help="Only those expiring within DAYS.")
+        int | None,
+        typer.Option("--expiring", help="Only valid ones expiring within DAYS (not revoked)."),
     ] = None,
     revoked: Annotated[bool, typer.Option("--revoked", help="Only revoked ones.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
@@ -324,7 +325,13 @@ def list_(
         before = None if expiring is None else now + timedelta(days=expiring)
         inventory = open_inventory(directory)
         try:
-            entries = inventory.entries(expiring_before=before, revoked=revoked)
+            # "Expiring" means still valid now and not for much longer: yesterday's expired
+            # day-long client certificates would otherwise bury the ones that need renewing.
+            entries = inventory.entries(
+                expiring_before=before,
+                unexpired_at=None if expiring is None else now,
+                revoked=revoked,
+            )
         finally:
             inventory.close()
         if json_output:

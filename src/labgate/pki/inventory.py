@@ -70,8 +70,14 @@ class Inventory(Protocol):
         """Mark revoked; UnknownCertificate or AlreadyRevoked when it cannot be."""
 
     def entries(
-        self, *, expiring_before: datetime | None = None, revoked: bool = False
-    ) -> list[Entry]: ...
+        self,
+        *,
+        expiring_before: datetime | None = None,
+        unexpired_at: datetime | None = None,
+        revoked: bool = False,
+    ) -> list[Entry]:
+        """All entries, or those unrevoked that expire before `expiring_before`, those not
+        expired at `unexpired_at`, those revoked; the filters combine."""
 
     def revocations(self, *, unexpired_at: datetime) -> Iterator[Revocation]:
         """Revoked certificates not yet expired at `unexpired_at` (what a CRL must list)."""
@@ -182,13 +188,20 @@ class SqliteInventory:
         return self.get(serial) or entry
 
     def entries(
-        self, *, expiring_before: datetime | None = None, revoked: bool = False
+        self,
+        *,
+        expiring_before: datetime | None = None,
+        unexpired_at: datetime | None = None,
+        revoked: bool = False,
     ) -> list[Entry]:
         clauses: list[str] = []
         params: list[object] = []
         if expiring_before is not None:
             clauses.append("not_after <= ? AND revoked_at IS NULL")
             params.append(_epoch(expiring_before))
+        if unexpired_at is not None:
+            clauses.append("not_after > ?")
+            params.append(_epoch(unexpired_at))
         if revoked:
             clauses.append("revoked_at IS NOT NULL")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
