@@ -168,3 +168,20 @@ def test_large_base64_block_fed_in_pieces_is_one_message() -> None:
 def test_limits_refuse_non_positive_values(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         Limits(**{field: 0})
+
+
+def test_a_tag_after_a_run_of_stray_angle_brackets_is_found() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"x <<<<a>\n") == []  # `<a>` opened a tag: the b"\n" is inside it
+    assert decoder.open_tags == ("a",)
+    assert decoder.feed(b"<< </a>\n") == [b"x <<<<a>\n<< </a>"]
+
+
+def test_stray_angle_brackets_before_a_newline_do_not_hide_it() -> None:
+    assert Decoder().feed(b"a < b << c\nd <x\nOK 1\n") == [b"a < b << c", b"d <x", b"OK 1"]
+
+
+def test_a_tag_cut_after_stray_angle_brackets_waits_for_the_rest() -> None:
+    decoder = Decoder()
+    assert decoder.feed(b"OK 1 <<<quo") == []
+    assert decoder.feed(b"te>\n</quote>\n") == [b"OK 1 <<<quote>\n</quote>"]

@@ -59,8 +59,8 @@ MAX_TAG_NAME = 255
 
 # A whole tag, anchored at a `<`.
 _TAG = re.compile(rb"<(/?)([A-Za-z0-9_.-]{1,%d})>" % MAX_TAG_NAME)
-# What a tag cut short by the end of the buffer can look like: it may still become a tag.
-_TAG_PREFIX = re.compile(rb"</?[A-Za-z0-9_.-]{0,%d}" % MAX_TAG_NAME)
+# A tag cut short by the end of the data: it may still become a tag when more comes.
+_TAG_CUT = re.compile(rb"</?[A-Za-z0-9_.-]{0,%d}\Z" % MAX_TAG_NAME)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,11 +121,18 @@ class Decoder:
             raise FramingError(f"the stream was already refused: {self._failed}")
         if not data:
             return []
-        if self._buf:
-            self._buf += data
-            work: bytes | bytearray = self._buf
+        work: bytes | bytearray
+        if not self._buf:
+            work = data  # no copy at all until a message is cut out
+        elif len(self._buf) <= len(data):
+            # A short tail of the last read: one copy buys the fast bytes path. The copy is no
+            # bigger than the data fed, so it adds O(1) per byte overall.
+            work = bytes(self._buf) + data
+            self._buf = bytearray()
         else:
-            work = data  # common case: no copy at all until a message is cut out
+            # A long message in progress (a base64 block): append, scan only the new part.
+            self._buf += data
+            work = self._buf
         try:
             messages, consumed = self._cut(work)
         except FramingError as exc:
@@ -167,36 +174,54 @@ class Decoder:
         start = 0  # start of the current message
         pos = self._scan
         line_start = self._line_start
-        lt = -2  # cached position of the next b"<" at or after pos (-1: none; -2: unknown)
+        lt = -2  # the next b"<" at or after pos, once found (-1: there is none)
         while True:
+            if lt < pos and lt != -1:
+                lt = work.find(b"<", pos)
             if not stack:
-                nl = work.find(b"\n", pos)
-                if lt < pos and lt != -1:
-                    lt = work.find(b"<", pos)
-                if nl != -1 and (lt == -1 or nl < lt):
+                before_tag = end if lt == -1 else lt
+                nl = work.find(b"\n", pos, before_tag)
+                if nl != -1:
+                    # Whole lines before the next `<`: the first may have begun in an earlier
+                    # piece or before a tag; the rest are cut in one C-level split.
                     if nl - line_start > limits.max_line:
                         raise _line_too_long(limits, nl - line_start)
                     if nl - start > limits.max_message:
                         raise _message_too_large(limits, nl - start)
                     out.append(_copy(work, start, nl) if in_buffer else bytes(work[start:nl]))
+                    last = work.rfind(b"\n", nl + 1, before_tag)
+                    if last != -1:
+                        lines = bytes(work[nl + 1 : last]).split(b"\n")
+                        longest = max(map(len, lines))
+                        if longest > limits.max_line:
+                            raise _line_too_long(limits, longest)
+                        if longest > limits.max_message:
+                            raise _message_too_large(limits, longest)
+                        out += lines
+                        nl = last
                     start = pos = line_start = nl + 1
                     continue
-                if lt == -1:
-                    pos = end
-                    if end - line_start > limits.max_line:
-                        raise _line_too_long(limits, end - line_start)
-                    break
-                if lt - line_start > limits.max_line:
+                if lt != -1 and lt - line_start > limits.max_line:
                     raise _line_too_long(limits, lt - line_start)
-            else:
-                lt = work.find(b"<", pos)
-                if lt == -1:
-                    pos = end
-                    break
-            pos = self._tag(work, lt, stack)
-            if pos < 0:  # a tag cut by the end of the data: wait for more at its `<`
-                pos = lt
+            if lt == -1:
+                pos = end
                 break
+            match = _TAG.match(work, lt)
+            if match is None:
+                # Not a tag. Jump to the next real tag in C (a run of `<<<<` costs no Python
+                # loop); outside tags only up to the next b"\n", which ends the message first.
+                bound = end if stack else _find_or_end(work, b"\n", lt + 1, end)
+                found = _TAG.search(work, lt + 1, bound)
+                if found is not None:
+                    pos = lt = found.start()
+                    continue
+                if bound < end:
+                    pos, lt = bound, -2
+                    continue
+                cut = _TAG_CUT.search(work, max(lt, end - MAX_TAG_NAME - 2))
+                pos = cut.start() if cut is not None else end  # a tag cut short: wait at its `<`
+                break
+            pos = self._tag(match, stack)
             if not stack:
                 line_start = pos
             if pos - start > limits.max_message:
@@ -209,14 +234,8 @@ class Decoder:
         self._line_start = line_start
         return out, start
 
-    def _tag(self, work: bytes | bytearray, lt: int, stack: list[bytes]) -> int:
-        """Handle the `<` at `lt`: return where scanning goes on, or -1 to wait for more data."""
-        match = _TAG.match(work, lt)
-        if match is None:
-            prefix = _TAG_PREFIX.match(work, lt)
-            if prefix is not None and prefix.end() == len(work):
-                return -1
-            return lt + 1  # plain text
+    def _tag(self, match: re.Match[bytes], stack: list[bytes]) -> int:
+        """Push or pop the tag `match` found; return where scanning goes on."""
         closing, name = match.group(1), match.group(2)
         if closing:
             if not stack or stack[-1] != name:
@@ -234,6 +253,11 @@ class Decoder:
                     f"the limit is max_depth={self._limits.max_depth}"
                 )
         return match.end()
+
+
+def _find_or_end(work: bytes | bytearray, needle: bytes, start: int, end: int) -> int:
+    found = work.find(needle, start, end)
+    return end if found == -1 else found
 
 
 def _copy(work: bytes | bytearray, start: int, stop: int) -> bytes:
