@@ -309,10 +309,12 @@ def gateway_process(
 def gateway_factory(
     tmp_path: Path, pki: Pki, simulator: Any
 ) -> Iterator[Callable[..., GatewayThread]]:
+    """`start(instrument=None, **config)`: a gateway in a thread, in front of `simulator` or the
+    one given."""
     started: list[GatewayThread] = []
 
-    def start(**kw: Any) -> GatewayThread:
-        path = write_config(tmp_path, pki, simulator, **kw)
+    def start(instrument: Any = None, **kw: Any) -> GatewayThread:
+        path = write_config(tmp_path, pki, instrument or simulator, **kw)
         running = GatewayThread(load_config(path))
         started.append(running)
         return running
@@ -320,6 +322,13 @@ def gateway_factory(
     yield start
     for running in started:
         running.stop()
+
+
+@pytest.fixture
+def small_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A simulator of its own that admits 8 connections at most, like a fragile instrument."""
+    with start_simulator(tmp_path_factory.mktemp("small"), max_connections=8) as running:
+        yield running
 
 
 @pytest.fixture

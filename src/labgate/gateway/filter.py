@@ -105,6 +105,12 @@ class SessionFilter:
     level: AccessLevel = AccessLevel.GUEST
     _pending: dict[int, _Pending] = field(default_factory=dict)
 
+    @property
+    def awaiting_level(self) -> bool:
+        """An ACC is on its way to the instrument: later commands must wait for its answer, or
+        they would be judged at the old level."""
+        return any(p.sets_level is not None for p in self._pending.values())
+
     def from_client(self, raw: bytes, *, now: float) -> Verdict:
         try:
             command = parse_command(raw)

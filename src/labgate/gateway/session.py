@@ -63,6 +63,7 @@ class Session:
         self._metrics = metrics
         self._last_activity = time.monotonic()
         self._ended = asyncio.Event()
+        self._settled = asyncio.Event()  # set whenever no ACC is awaiting the instrument's answer
         self.end_reason = ""
 
     def close(self, reason: str) -> None:
@@ -96,8 +97,9 @@ class Session:
                 self._writer.close()
             else:
                 self._writer.transport.abort()
-            await self._upstream.close()
+            # Recorded as the client is let go, before the slower goodbye to the instrument.
             self._record(self._event("disconnect", reason=self.end_reason))
+            await self._upstream.close()
 
     def _end(self, reason: str) -> None:
         if not self._ended.is_set():
@@ -111,6 +113,10 @@ class Session:
                 self._last_activity = time.monotonic()
                 for raw in decoder.feed(data):
                     self._handle(self.filter.from_client(raw, now=time.monotonic()))
+                    while self.filter.awaiting_level:  # pipelined commands wait for the ACC
+                        await self._upstream.writer.drain()
+                        self._settled.clear()
+                        await self._settled.wait()
                 await self._upstream.writer.drain()
                 await self._writer.drain()
             decoder.close()
@@ -162,6 +168,8 @@ class Session:
     def _relay(self, messages: list[bytes]) -> None:
         for raw in messages:
             relayed = self.filter.from_upstream(raw)
+            if not self.filter.awaiting_level:
+                self._settled.set()
             if relayed.to_client:
                 self._writer.write(relayed.to_client)
             if relayed.status is not None and relayed.sent_at is not None:

@@ -1,0 +1,135 @@
+"""Limits: each one passed gets a clear refusal in the log, never a crash, and the fragile
+instrument never holds more upstream sessions than it was promised."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import time
+from typing import Any
+
+import pytest
+
+
+def _events(gateway: Any, kind: str) -> list[dict[str, Any]]:
+    gateway.call(gateway.gateway.audit.flush())
+    lines = gateway.gateway.audit.path.read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e.get("event") == kind]
+
+
+async def _one_client(address: tuple[str, int], context: ssl.SSLContext) -> str:
+    """One session: greeting, a status query, a short pause so sessions overlap, QUIT."""
+    reader, writer = await asyncio.open_connection(
+        *address, ssl=context, server_hostname="qs5-plain"
+    )
+    try:
+        first = await asyncio.wait_for(reader.readline(), 30)
+        if first.startswith(b"ERRor 0 [InstrumentBusy]"):
+            return "busy"
+        assert first.startswith(b"READy"), first
+        writer.write(b"0 ACC -stealth=false -exclusive=false Observer\n1 POW?\n")
+        assert (await reader.readline()).startswith(b"OK 0")
+        assert (await reader.readline()).startswith(b"OK 1")
+        await asyncio.sleep(0.3)
+        writer.write(b"2 QUIT\n")
+        assert (await reader.readline()).startswith(b"OK 2")
+        return "served"
+    finally:
+        writer.close()
+
+
+def test_fifty_clients_never_put_more_than_eight_sessions_on_the_instrument(
+    pki: Any, gateway_factory: Any, small_simulator: Any
+) -> None:
+    gateway = gateway_factory(
+        small_simulator,
+        extra_gateway="max_connections_per_identity = 64",
+        extra_instrument="max_upstream = 8\nupstream_queue = 20\nupstream_wait = 5",
+    )
+    context = ssl.create_default_context(cafile=str(pki.root))
+    context.load_cert_chain(str(pki.clients["alice"].pem))
+    address = gateway.address("qs5-plain")
+
+    async def crowd() -> list[str]:
+        return await asyncio.gather(*(_one_client(address, context) for _ in range(50)))
+
+    outcomes = asyncio.run(crowd())
+    assert len(outcomes) == 50
+    assert set(outcomes) <= {"served", "busy"}
+    assert outcomes.count("served") >= 8
+    assert outcomes.count("busy") >= 1  # 50 > 8 slots + 20 waiting: some are told at once
+    assert small_simulator.peak_connections <= 8
+    busy = _events(gateway, "refused")
+    assert busy and all(e["kind"] == "instrument_busy" for e in busy)
+    assert "is busy" in busy[0]["reason"]
+
+
+def test_connection_limit_refuses_and_logs(gateway_factory: Any, pki: Any, raw_client: Any) -> None:
+    gateway = gateway_factory(extra_gateway="max_connections = 1")
+    first = raw_client(gateway, pki, "alice")
+    assert first.line().startswith(b"READy")
+    with pytest.raises((ssl.SSLError, ConnectionResetError, OSError)):
+        second = raw_client(gateway, pki, "olive")
+        assert second.line() == b""
+        raise ConnectionResetError("closed without a greeting")
+    refusals = _events(gateway, "handshake_failure")
+    assert refusals[-1]["kind"] == "connection_limit"
+    assert first.ask("0 ACC?").startswith(b"OK 0")  # the gateway is still serving
+
+
+def test_per_identity_limit_refuses_with_a_clear_error(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = gateway_factory(extra_gateway="max_connections_per_identity = 2")
+    sessions = [raw_client(gateway, pki, "alice") for _ in range(2)]
+    assert all(s.line().startswith(b"READy") for s in sessions)
+    third = raw_client(gateway, pki, "alice").line()
+    assert third.startswith(b"ERRor 0 [IOError]") and b"2 sessions open" in third
+    assert raw_client(gateway, pki, "olive").line().startswith(b"READy")  # others still get in
+
+
+def test_handshake_timeout_drops_a_silent_connection(gateway_factory: Any) -> None:
+    gateway = gateway_factory(extra_gateway="handshake_timeout = 0.3")
+    with socket.create_connection(gateway.address("qs5-plain"), timeout=10) as silent:
+        started = time.monotonic()
+        assert silent.recv(1) == b""  # closed by the gateway, not by us
+        assert time.monotonic() - started < 5
+    assert _events(gateway, "handshake_failure")[-1]["kind"] == "handshake_timeout"
+
+
+def test_idle_timeout_ends_a_quiet_session(gateway_factory: Any, pki: Any, raw_client: Any) -> None:
+    gateway = gateway_factory(extra_gateway="idle_timeout = 0.5")
+    client = raw_client(gateway, pki, "alice")
+    assert client.line().startswith(b"READy")
+    client.sock.settimeout(10)
+    assert client.line() == b""
+    assert _events(gateway, "disconnect")[-1]["reason"].startswith("idle for 0.5 s")
+
+
+def test_maximum_session_length_is_enforced(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = gateway_factory(extra_gateway="max_session = 0.5")
+    client = raw_client(gateway, pki, "alice")
+    assert client.line().startswith(b"READy")
+    client.sock.settimeout(10)
+    assert b"maximum length" in client.line()
+    assert client.line() == b""
+
+
+def test_overlong_line_is_refused_and_never_forwarded(
+    gateway_factory: Any, pki: Any, raw_client: Any, simulator: Any
+) -> None:
+    gateway = gateway_factory(extra_gateway="max_line = 1024")
+    client = raw_client(gateway, pki, "alice")
+    assert client.line().startswith(b"READy")
+    mark = len(simulator.received())
+    client.send(b"0 RET " + b"A" * 4096)
+    client.sock.settimeout(10)
+    answer = client.line()
+    assert answer.startswith(b"ERRor 0 [IOError]") and b"framing" in answer
+    assert client.line() == b""
+    assert all("AAAA" not in e.get("raw", "") for e in simulator.received()[mark:])
+    assert _events(gateway, "disconnect")[-1]["reason"].startswith("client broke a framing limit")
