@@ -46,8 +46,9 @@ def test_missing_secrets_file_is_named(tmp_path: Path) -> None:
     assert str(missing) in result.output
 
 
-def test_sim_runs_as_a_process_prints_one_ready_line_and_stops_on_sigterm(
-    tmp_path: Path,
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_sim_runs_as_a_process_prints_one_ready_line_and_stops_cleanly(
+    tmp_path: Path, stop: signal.Signals
 ) -> None:
     child = subprocess.Popen(
         [sys.executable, "-m", "labgate", "sim", "--plain-port", "0", "--tls-port", "0",
@@ -65,7 +66,7 @@ def test_sim_runs_as_a_process_prints_one_ready_line_and_stops_on_sigterm(
         host, _, port = ready["plain"].rpartition(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             assert sock.recv(200).startswith(b"READy -session=")
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(stop)
         out, err = child.communicate(timeout=30)
     finally:
         if child.poll() is None:

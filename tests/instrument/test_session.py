@@ -299,4 +299,7 @@ def test_secrets_never_reach_the_command_log(
     password = request.getfixturevalue(password_fixture)
     client = raw(threaded.plain)
     _login(client, password, "Observer")
-    assert password not in threaded.command_log.read_text()
+    log_text = threaded.command_log.read_text()
+    assert password not in log_text
+    auth = [entry for entry in threaded.received() if entry["command"] == "AUTH"]
+    assert auth and all(entry["raw"] == "1 AUTH [redacted]" for entry in auth)

@@ -250,12 +250,23 @@ def _shown(raw: bytes) -> str:
     return raw[:RAW_LIMIT].decode("utf-8", errors="backslashreplace")
 
 
+# Commands whose arguments are kept out of the log: an AUTH answer is derived from a password,
+# and CONF access lines carry passwords in clear.
+REDACTED = frozenset({"AUTH", "CONFIG=", "CONFIG*", "CONFIG?"})
+
+
 def _entry(command: Command, raw: bytes) -> dict[str, Any]:
+    if command.canonical in REDACTED:
+        shown = f"{command.ident} {command.name} [redacted]"
+    elif command.body is not None:
+        shown = _shown(raw.split(b"<", 1)[0])
+    else:
+        shown = _shown(raw)
     entry: dict[str, Any] = {
         "ident": command.ident,
         "name": command.name,
         "command": command.canonical,
-        "raw": _shown(raw) if command.body is None else _shown(raw.split(b"<", 1)[0]),
+        "raw": shown,
         "size": len(raw),
     }
     if command.body is not None:

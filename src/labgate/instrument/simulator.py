@@ -62,6 +62,7 @@ class RunningSimulator:
         self._commands: CommandLog | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._published_peak = -1
 
     @property
     def peak_connections(self) -> int:
@@ -122,7 +123,7 @@ class RunningSimulator:
                         self._gate.active)  # fmt: skip
             writer.close()
             return
-        if self._gate.peak == self._gate.active:
+        if self._gate.peak > self._published_peak:
             self._publish_status()
         task = asyncio.current_task()
         assert task is not None
@@ -140,6 +141,7 @@ class RunningSimulator:
 
     def _publish_status(self) -> None:
         # For a parent process (run_in_process) that cannot read this object's memory.
+        self._published_peak = self._gate.peak
         status = {"peak_connections": self._gate.peak, **self.ready_line()}
         write_atomically(self.config.state_dir / STATUS_FILE, json.dumps(status).encode())
 
