@@ -109,11 +109,12 @@ class Instrument(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
+        # uvloop's transports are not asyncio.Transport subclasses, but write like one.
+        self.transport = writer = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.write(GREETING)
+        writer.write(GREETING)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -329,14 +330,19 @@ class Target:
     tls: bool
     proc: subprocess.Popen[bytes] | None = None
     note: str = ""
+    pss_start_mib: float = float("nan")  # after one smoke session, before any load
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
 
+# Every process this run starts, so that all of them are killed at the end whatever failed.
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
 def spawn(argv: list[str], log: Path, **kwargs: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+    proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
         argv,
         stdin=subprocess.DEVNULL,
         stdout=kwargs.pop("stdout", log.open("wb")),
@@ -344,6 +350,8 @@ def spawn(argv: list[str], log: Path, **kwargs: object) -> subprocess.Popen[byte
         start_new_session=True,  # own process group: kill_tree reaches forked children
         **kwargs,
     )
+    STARTED.append(proc)
+    return proc
 
 
 def start_socat(work: Path, certs: Certs, backend: int) -> Target:
@@ -532,7 +540,7 @@ class Session:
 
     @property
     def reused(self) -> bool:
-        return isinstance(self.sock, ssl.SSLSocket) and self.sock.session_reused
+        return isinstance(self.sock, ssl.SSLSocket) and bool(self.sock.session_reused)
 
     @property
     def tls_session(self) -> ssl.SSLSession | None:
@@ -687,7 +695,7 @@ class Bench:
         if failed:
             error = f"{failed} of {failed + done} sessions failed, e.g. {error}"
         failed_fraction = failed / (failed + done) if failed + done else 1.0
-        if not done:
+        if failed_fraction > 0.5:  # the few that completed say nothing about a rate or a cost
             return NAN, NAN, NAN, failed_fraction, error
         reused = sum(c.reused for c in counts) / done
         return done / elapsed, cpu / done * 1000, reused, failed_fraction, error
@@ -724,7 +732,7 @@ class Bench:
     def held_sessions(self, target: Target, figures: Figures) -> None:
         if not target.pid:
             return
-        figures.values["pss_idle_mib"] = tree_pss_mib(target.pid)
+        figures.values["pss_before_mib"] = tree_pss_mib(target.pid)
         total = self.sizes.held_sessions
         shares = [
             total // self.sizes.workers + (i < total % self.sizes.workers)
@@ -779,16 +787,18 @@ ROWS = [
     ("bulk_mib_per_s", "bulk MiB/s (8 MiB replies)", "{:.0f}"),
     ("cpu_ms_per_mib", "proxy CPU per MiB (ms)", "{:.2f}"),
     ("pss_held_mib", "PSS with N sessions open (MiB)", "{:.1f}"),
-    ("pss_idle_mib", "PSS idle (MiB)", "{:.1f}"),
+    ("pss_before_mib", "PSS just before opening them (MiB)", "{:.1f}"),
+    ("pss_start_mib", "PSS at start, before any load (MiB)", "{:.1f}"),
 ]
-LOWER_IS_BETTER = {
-    "rtt_p50_us",
-    "rtt_p99_us",
-    "cpu_ms_per_session",
-    "resumed_cpu_ms_per_session",
-    "cpu_ms_per_mib",
-    "pss_held_mib",
-    "pss_idle_mib",
+# Rows where one proxy can be called best ("*" in the table): lower is better, except rates.
+BEST_MARKED = {
+    "rtt_p50_us": min,
+    "cpu_ms_per_session": min,
+    "resumed_cpu_ms_per_session": min,
+    "cpu_ms_per_mib": min,
+    "pss_held_mib": min,
+    "sessions_per_s": max,
+    "bulk_mib_per_s": max,
 }
 
 
@@ -808,12 +818,18 @@ def summarise(results: dict[str, list[Figures]]) -> dict[str, dict[str, float]]:
 def print_table(table: dict[str, dict[str, float]], held: int) -> None:
     names = list(table)
     width = max(len(label) for _, label, _ in ROWS) + 2
-    print("".ljust(width) + "".join(n.rjust(10) for n in names))
+    print("".ljust(width) + "".join((n + " ").rjust(10) for n in names))
     for key, label, fmt in ROWS:
+        proxies = [table[n].get(key, NAN) for n in names if n != "no proxy"]
+        pick = BEST_MARKED.get(key)
+        real = [v for v in proxies if v == v]
+        best = pick(real) if pick and len(real) > 1 else None
         cells = []
         for name in names:
             value = table[name].get(key, NAN)
-            cells.append(("-" if value != value else fmt.format(value)).rjust(10))
+            text = "-" if value != value else fmt.format(value)
+            mark = "*" if name != "no proxy" and value == best else " "
+            cells.append((text + mark).rjust(10))
         print(label.replace("N sessions", f"{held} sessions").ljust(width) + "".join(cells))
 
 
@@ -914,9 +930,7 @@ def start_backend(work: Path, bulk_size: int) -> tuple[subprocess.Popen[bytes], 
     return proc, int(line)
 
 
-def start_targets(
-    names: list[str], work: Path, certs: Certs, backend: int, started: list[subprocess.Popen[bytes]]
-) -> list[Target]:
+def start_targets(names: list[str], work: Path, certs: Certs, backend: int) -> list[Target]:
     targets = [
         Target(name="no proxy", port=backend, tls=False, note="client -> backend, plain TCP")
     ]
@@ -924,22 +938,32 @@ def start_targets(
         if name != "labgate" and shutil.which(name) is None:
             print(f"  {name}: not installed (run bench/setup.sh); left out")
             continue
+        spawned = len(STARTED)
         try:
             target = PROXIES[name](work, certs, backend)
             if target.proc:
-                started.append(target.proc)
                 wait_listening(target.port, target.proc)
             smoke = Session(Address(port=target.port, tls=True, certs=certs))
             smoke.request(b"POW?")
             smoke.close()
+            if target.pid:
+                time.sleep(0.3)
+                target.pss_start_mib = tree_pss_mib(target.pid)
         except (OSError, RuntimeError, ConnectionError, ValueError, KeyError) as err:
             log = work / f"{name}.log"
             tail = log.read_text(errors="replace")[-400:].strip() if log.exists() else ""
             print(f"  {name}: not usable ({type(err).__name__}: {err}); left out. {tail}")
+            for proc in STARTED[spawned:]:
+                kill_tree(proc)
             continue
         print(f"  {name}: {target.note}; 127.0.0.1:{target.port}")
         targets.append(target)
     return targets
+
+
+def kill_all() -> None:
+    for proc in reversed(STARTED):
+        kill_tree(proc)
 
 
 def check_gateway_audit(targets: list[Target], work: Path) -> str:
@@ -972,22 +996,20 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             **{**{f: getattr(sizes, f) for f in Sizes.__dataclass_fields__}, "rounds": args.rounds}
         )
     raise_fd_limit()
-    started: list[subprocess.Popen[bytes]] = []
     with (
         tempfile.TemporaryDirectory(prefix="labgate-bench-") as tmp,
         contextlib.ExitStack() as stack,
     ):
         work = Path(tmp)
-        stack.callback(lambda: [kill_tree(p) for p in reversed(started)])
+        stack.callback(kill_all)
         certs = make_certs(work)
         print(f"certificates: {certs.source}")
-        backend, backend_port = start_backend(work, sizes.bulk_bytes)
-        started.append(backend)
+        _, backend_port = start_backend(work, sizes.bulk_bytes)
         print(
             f"backend: 127.0.0.1:{backend_port} (asyncio{' + uvloop' if _has_uvloop() else ''}), "
             f"bulk reply {len(bulk_reply_body(sizes.bulk_bytes))} bytes"
         )
-        targets = start_targets(args.only, work, certs, backend_port, started)
+        targets = start_targets(args.only, work, certs, backend_port)
         pool = stack.enter_context(
             ProcessPoolExecutor(
                 max_workers=sizes.workers, mp_context=multiprocessing.get_context("fork")
@@ -1007,12 +1029,15 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     print(f"  {target.name}: {error}")
                 results[target.name].append(figures)
         table = summarise(results)
+        for target in targets:
+            table[target.name]["pss_start_mib"] = target.pss_start_mib
         audit_check = check_gateway_audit(targets, work)
     print(
         f"\nmedians of {sizes.rounds} round(s); {sizes.workers} client processes; "
         f"{os.cpu_count()} CPUs; proxy CPU from /proc, client CPU not counted"
     )
     print_table(table, sizes.held_sessions)
+    print("(* best proxy on that row; '-' where a figure does not apply or most sessions failed)")
     print_targets(table)
     if audit_check:
         print(f"\nlabgate's audit log of this run, after a clean stop: {audit_check}")
@@ -1041,6 +1066,11 @@ def _has_uvloop() -> bool:
     return True
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so that every started process is killed on the way out."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--serve-backend":
         serve_backend(int(sys.argv[2]))
@@ -1059,8 +1089,7 @@ def main() -> None:
     unknown = set(args.only) - set(PROXIES)
     if unknown:
         parser.error(f"unknown proxy {sorted(unknown)}; known: {', '.join(PROXIES)}")
-    # SIGTERM must unwind like Ctrl-C so that every started process is killed.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     report = run(args)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str))
