@@ -163,7 +163,12 @@ class Api:
         return body
 
     def admin_tokens(self) -> dict[str, Any]:
-        return self.login_fully("admin", self.admin_password)
+        """A full admin session: the first call changes the one-time password, later ones log in."""
+        if getattr(self, "_admin_ready", False):
+            return self.login("admin", STRONG_PASSWORD)
+        tokens = self.login_fully("admin", self.admin_password)
+        self._admin_ready = True
+        return tokens
 
     def admin(self) -> dict[str, str]:
         return self.bearer(self.admin_tokens()["access_token"])
@@ -235,3 +240,56 @@ def live_server(settings: ControlSettings, clock: Clock) -> Iterator[LiveServer]
         if thread.is_alive():  # a client kept a connection open: stop waiting for it
             server.force_exit = True
             thread.join(timeout=10)
+
+
+def _make_csr(
+    common_name: str, *, uris: tuple[str, ...] = (), dns: tuple[str, ...] = ()
+) -> tuple[bytes, str]:
+    """A new EC key (PEM) and a CSR for it naming `common_name` and any SANs asked for."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    )
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
+    names += [x509.DNSName(d) for d in dns]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    csr = builder.sign(key, hashes.SHA256())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )  # fmt: skip
+    return key_pem, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def tls_identity(tmp: Path, name: str, chain_pem: bytes | str, key_pem: bytes) -> tuple[Path, Path]:
+    """Write a certificate chain and its key to files an ssl context can load."""
+    chain = tmp / f"{name}.crt"
+    key = tmp / f"{name}.key"
+    chain.write_bytes(chain_pem.encode() if isinstance(chain_pem, str) else chain_pem)
+    key.write_bytes(key_pem)
+    key.chmod(0o600)
+    return chain, key
+
+
+@pytest.fixture
+def mtls(live_server: LiveServer, tmp_path: Path) -> Any:
+    """`mtls(name, chain_pem, key_pem)`: an Api on the live server presenting that certificate."""
+
+    def connect(name: str, chain_pem: bytes | str, key_pem: bytes) -> Api:
+        chain, key = tls_identity(tmp_path, name, chain_pem, key_pem)
+        context = ssl.create_default_context(cafile=live_server.root)
+        context.load_cert_chain(chain, key)
+        return live_server.api(verify=context)
+
+    return connect
+
+
+@pytest.fixture
+def make_csr() -> Any:
+    return _make_csr
