@@ -123,12 +123,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     # A child process: qslib keeps the GIL while it waits on the network, so nothing it talks to
     # may run on a thread of the test process.
-    with start_simulator(tmp_path_factory.mktemp("instrument")) as running:
+    with _start_simulator(tmp_path_factory.mktemp("instrument")) as running:
         yield running
 
 
 @contextlib.contextmanager
-def start_simulator(state: Path, *, max_connections: int = 64) -> Iterator[Any]:
+def _start_simulator(state: Path, *, max_connections: int = 64) -> Iterator[Any]:
     from labgate.instrument import SimulatorConfig, run_in_process
     from labgate.scpi.access import AccessLevel
 
@@ -324,10 +324,16 @@ def gateway_factory(
         running.stop()
 
 
+@pytest.fixture(scope="session")
+def start_simulator() -> Callable[..., contextlib.AbstractContextManager[Any]]:
+    """`with start_simulator(state_dir, max_connections=64) as sim:` a simulator of one's own."""
+    return _start_simulator
+
+
 @pytest.fixture
 def small_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A simulator of its own that admits 8 connections at most, like a fragile instrument."""
-    with start_simulator(tmp_path_factory.mktemp("small"), max_connections=8) as running:
+    with _start_simulator(tmp_path_factory.mktemp("small"), max_connections=8) as running:
         yield running
 
 
