@@ -165,11 +165,13 @@ def write_config(
     extra_gateway: str = "",
     extra_instrument: str = "",
     shared_listen: str | None = None,
+    upstream_pin: str | None = None,
+    password: str = INSTRUMENT_PASSWORD,
 ) -> Path:
     secret = directory / "instrument.secret"
-    secret.write_text(INSTRUMENT_PASSWORD + "\n")
+    secret.write_text(password + "\n")
     secret.chmod(0o600)
-    pin = spki_pin(_first_der(Path(simulator.tls_cert)))
+    pin = upstream_pin or spki_pin(_first_der(Path(simulator.tls_cert)))
     plain, tls, legacy = simulator.plain, simulator.tls, simulator.legacy
     grants = GRANTS if grants is None else grants
     grant_text = "".join(
