@@ -1,0 +1,187 @@
+"""`labgate server`: through Typer's runner, and as real processes serving HTTPS."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from labgate.cli.app import app
+from labgate.control.layout import ca_root_path
+
+FAST = {"LABGATE_ARGON2_MEMORY_KIB": "64", "LABGATE_ARGON2_TIME_COST": "1",
+        "LABGATE_ARGON2_PARALLELISM": "1"}  # fmt: skip
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for name, value in FAST.items():
+        monkeypatch.setenv(name, value)
+    return CliRunner()
+
+
+def test_init_writes_a_private_one_time_password_and_refuses_twice(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    data = tmp_path / "srv"
+    result = runner.invoke(app, ["server", "init", "--data", str(data)])
+    assert result.exit_code == 0, result.output
+    password_file = data / "admin-password"
+    assert str(password_file) in result.output
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    assert (data / "server.key").stat().st_mode & 0o777 == 0o600
+    assert (data / "signing-keys.json").stat().st_mode & 0o777 == 0o600
+    assert (data / "labgate.db").stat().st_mode & 0o777 == 0o600
+    assert password_file.read_text().strip() not in result.output
+    assert b"ENCRYPTED" in (data / "ca" / "issuing.key").read_bytes()
+    again = runner.invoke(app, ["server", "init", "--data", str(data)])
+    assert again.exit_code == 1
+    assert "already holds a server" in again.output
+
+
+def test_init_records_the_password_policy(runner: CliRunner, tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    bad = runner.invoke(app, ["server", "init", "--data", str(data), "--password-policy", "weak"])
+    assert bad.exit_code == 1
+    assert "expected nist or enhanced" in bad.output
+    good = runner.invoke(
+        app, ["server", "init", "--data", str(data), "--password-policy", "enhanced"]
+    )
+    assert good.exit_code == 0, good.output
+    config = tomllib.loads((data / "server.toml").read_text())
+    assert config["password_policy"] == "enhanced"
+
+
+def test_migrate_and_rotate_keys(runner: CliRunner, tmp_path: Path) -> None:
+    data = tmp_path / "srv"
+    missing = runner.invoke(app, ["server", "migrate", "--data", str(data)])
+    assert missing.exit_code == 1
+    assert "holds no server" in missing.output
+    assert runner.invoke(app, ["server", "init", "--data", str(data)]).exit_code == 0
+    migrated = runner.invoke(app, ["server", "migrate", "--data", str(data)])
+    assert migrated.exit_code == 0, migrated.output
+    assert "at revision 0001" in migrated.output
+    before = json.loads((data / "signing-keys.json").read_text())["current"]["kid"]
+    rotated = runner.invoke(app, ["server", "rotate-keys", "--data", str(data)])
+    assert rotated.exit_code == 0, rotated.output
+    assert f"still verifying: {before}" in rotated.output
+
+
+def test_placeholder_passphrase_is_refused(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LABGATE_KEY_PASSPHRASE", "changethis")
+    result = runner.invoke(app, ["server", "init", "--data", str(tmp_path / "srv")])
+    assert result.exit_code == 1
+    assert "placeholder" in result.output
+
+
+class Running:
+    """A `labgate server run` process and the address it announced."""
+
+    def __init__(self, data: Path, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "labgate", "server", "run", "--data", str(data),
+             "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line, self.process.stderr.read() if self.process.stderr else "no output"
+        self.ready = json.loads(line)
+        context = ssl.create_default_context(cafile=ca_root_path(data))
+        self.http = httpx.Client(base_url=self.ready["url"], verify=context, timeout=30)
+
+    def stop(self) -> int:
+        self.http.close()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+
+def _init(data: Path, env: dict[str, str], database_url: str | None) -> str:
+    command = [sys.executable, "-m", "labgate", "server", "init", "--data", str(data)]
+    if database_url:
+        command += ["--database-url", database_url]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return (data / "admin-password").read_text().strip()
+
+
+@pytest.fixture
+def env() -> dict[str, str]:
+    return {**os.environ, **FAST}
+
+
+@pytest.fixture
+def servers(tmp_path: Path, env: dict[str, str]) -> Iterator[list[Running]]:
+    started: list[Running] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def test_run_serves_https_and_announces_its_address(
+    tmp_path: Path, env: dict[str, str], servers: list[Running]
+) -> None:
+    data = tmp_path / "srv"
+    _init(data, env, None)
+    servers.append(Running(data, env))
+    ready = servers[0].ready
+    assert ready["event"] == "ready" and ready["host"] == "127.0.0.1" and ready["port"] > 0
+    health = servers[0].http.get("/healthz")
+    assert health.json() == {"status": "ok", "database": "ok"}
+    assert "max-age" in health.headers["strict-transport-security"]
+    # uvicorn shuts down gracefully, then re-raises the signal so the exit status tells why.
+    assert servers.pop().stop() in (0, -signal.SIGTERM)
+
+
+def test_two_processes_on_one_postgresql_behave_as_one_server(
+    tmp_path: Path, env: dict[str, str], servers: list[Running], database_url: str | None
+) -> None:
+    if database_url is None:
+        pytest.skip("replicas share a PostgreSQL database; SQLite is one process's store")
+    data = tmp_path / "srv"
+    one_time = _init(data, env, database_url)
+    servers.extend([Running(data, env), Running(data, env)])
+    a, b = servers[0].http, servers[1].http
+
+    def post(http: httpx.Client, path: str, body: dict[str, Any] | None = None,
+             token: str | None = None) -> httpx.Response:  # fmt: skip
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return http.post(path, json=body, headers=headers)
+
+    restricted = post(a, "/api/v1/auth/login", {"username": "admin", "password": one_time}).json()
+    full = post(b, "/api/v1/auth/password",
+                {"old_password": one_time, "new_password": "violet staple hammock orbit quietly"},
+                restricted["access_token"]).json()  # fmt: skip
+    # A refresh token used on A cannot mint anything new on B.
+    first = post(a, "/api/v1/auth/refresh", {"refresh_token": full["refresh_token"]})
+    replay = post(b, "/api/v1/auth/refresh", {"refresh_token": full["refresh_token"]})
+    assert first.status_code == replay.status_code == 200
+    assert replay.json() == first.json()  # the grace answer: the same pair, nothing new
+    post(a, "/api/v1/auth/refresh", {"refresh_token": first.json()["refresh_token"]})
+    reused = post(b, "/api/v1/auth/refresh", {"refresh_token": full["refresh_token"]})
+    assert reused.status_code == 401
+    assert reused.json()["code"] == "refresh_token_reused"
+    # A revocation on one is seen by the other at once.
+    credentials = {"username": "admin", "password": "violet staple hammock orbit quietly"}
+    fresh = post(b, "/api/v1/auth/login", credentials).json()
+    me = {"Authorization": f"Bearer {fresh['access_token']}"}
+    assert b.get("/api/v1/me", headers=me).status_code == 200
+    assert post(a, "/api/v1/auth/logout", token=fresh["access_token"]).status_code == 200
+    assert b.get("/api/v1/me", headers=me).status_code == 401
