@@ -32,6 +32,7 @@ Handler = Callable[
 # A client that cannot finish a handshake in this long is not coming (qslib allows itself 10 s).
 HANDSHAKE_SECONDS = 10.0
 BRIDGE_CHUNK = 64 * 1024
+ACCEPT_BACKOFF_SECONDS = 0.1
 
 
 @dataclass(slots=True)
@@ -115,19 +116,25 @@ class LegacyListener:
     async def _accept_loop(self, listening: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            client, address = await loop.sock_accept(listening)
-            client.setblocking(True)
-            near, far = socket.socketpair()
-            self._open.update((client, near, far))
-            threading.Thread(
-                target=self._bridge, args=(client, near), name="labgate-legacy", daemon=True
-            ).start()
-            reader, writer = await asyncio.open_connection(sock=far)
-            task = asyncio.create_task(
-                self._handler(reader, writer, "legacy", f"{address[0]}:{address[1]}")
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            try:
+                client, address = await loop.sock_accept(listening)
+                await self._adopt(client, f"{address[0]}:{address[1]}")
+            except OSError as exc:  # out of descriptors, say: keep serving the others
+                log.warning("legacy listener: %s", exc)
+                await asyncio.sleep(ACCEPT_BACKOFF_SECONDS)
+
+    async def _adopt(self, client: socket.socket, peer: str) -> None:
+        client.setblocking(True)
+        near, far = socket.socketpair()
+        # `far` belongs to the asyncio stream from here on; the bridge owns `client` and `near`.
+        self._open.update((client, near))
+        threading.Thread(
+            target=self._bridge, args=(client, near), name="labgate-legacy", daemon=True
+        ).start()
+        reader, writer = await asyncio.open_connection(sock=far)
+        task = asyncio.create_task(self._handler(reader, writer, "legacy", peer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _bridge(self, client: socket.socket, near: socket.socket) -> None:
         """Handshake, then copy bytes both ways until either side ends (runs on its own thread)."""
