@@ -421,3 +421,26 @@ def raw_client() -> Iterator[Callable[..., RawClient]]:
     yield open_
     for client in opened:
         client.close()
+
+
+@pytest.fixture
+def config_writer() -> Callable[..., Path]:
+    """`write(directory, pki, simulator, **options) -> Path` of a gateway.toml."""
+    return write_config
+
+
+@pytest.fixture
+def gateway_process_factory(
+    tmp_path: Path, pki: Pki, simulator: Any
+) -> Iterator[Callable[..., GatewayProcess]]:
+    """`start(**config)`: `labgate gateway` as a child process; stopped at the end of the test."""
+    started: list[GatewayProcess] = []
+
+    def start(**kw: Any) -> GatewayProcess:
+        running = GatewayProcess(write_config(tmp_path, pki, simulator, **kw))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()

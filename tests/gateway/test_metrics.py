@@ -1,0 +1,54 @@
+"""/metrics: sessions, handshakes and their failures by reason, commands by decision, latency."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import urllib.request
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def _scrape(gateway: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    url = f"http://{gateway.gateway.metrics_address}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_count_sessions_decisions_failures_and_latency(
+    gateway: Any, pki: Any, raw_client: Any
+) -> None:
+    client = raw_client(gateway, pki, "olive")
+    assert client.line().startswith(b"READy")
+    assert client.ask("0 ACC Observer") == b"OK 0"
+    assert client.ask("1 POW?").startswith(b"OK 1")
+    assert client.ask("2 OPEN").startswith(b"ERRor 2 [InsufficientAccess]")
+    _try_without_certificate(gateway, pki)
+    metrics = _scrape(gateway)
+    plain = (("instrument", "qs5-plain"),)
+    assert metrics[("labgate_gateway_sessions", plain)] == 1
+    assert metrics[("labgate_gateway_sessions_started_total", plain)] >= 1
+    assert metrics[("labgate_gateway_handshakes_total", ())] >= 1
+    allowed = (("decision", "allowed"), ("instrument", "qs5-plain"))
+    denied = (("decision", "denied"), ("instrument", "qs5-plain"))
+    assert metrics[("labgate_gateway_commands_total", allowed)] >= 2
+    assert metrics[("labgate_gateway_commands_total", denied)] == 1
+    assert metrics[("labgate_gateway_upstream_latency_seconds_count", plain)] >= 2
+    failed = (("reason", "tls"),)
+    assert metrics[("labgate_gateway_handshake_failures_total", failed)] == 1
+
+
+def _try_without_certificate(gateway: Any, pki: Any) -> None:
+    context = ssl.create_default_context(cafile=str(pki.root))
+    with socket.create_connection(gateway.address("qs5-plain"), timeout=10) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname="qs5-plain") as tls:
+                assert tls.recv(100) == b""
+        except (ssl.SSLError, ConnectionResetError):
+            pass  # refused: the alert or the end of the stream, either is a refusal
