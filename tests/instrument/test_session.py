@@ -119,9 +119,11 @@ def test_only_qslib_fixed_expressions_are_evaluated(
     client = raw(threaded.plain)
     _login(client, controller_password)
     assert client.ask('3 RET $[ "$(ENG?)" or "unknown" ]') == Ok(ident=3, text="Down")
-    reply = client.ask("4 RET $[ __import__('os').system('touch /tmp/pwned') ]")
+    marker = threaded.config.state_dir / "pwned"
+    reply = client.ask(f"4 RET $[ open('{marker}', 'w').write('x') ]")
     assert isinstance(reply, Error) and reply.error_class == "InvocationError"
     assert "fixed" in reply.message
+    assert not marker.exists()
 
 
 def test_arbitrary_expression_needs_controller(
