@@ -2,7 +2,9 @@
 
 `SimulatorError` is the root. `ConfigError` is a start-up problem the operator must fix (a bad
 secrets file, a certificate that cannot serve). `FileStoreError` and its kinds are refusals of the
-instrument's file store; the protocol layer turns them into `ERRor` replies.
+instrument's file store; the protocol layer turns them into `ERRor` replies. Two more live next
+to the code that raises them: `protocols.ProtocolError` (a protocol body that cannot run) and
+`expansion.Refusal` (a substitution that failed; it carries the `ERRor` to answer with).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING
 
 from labgate.instrument.dispatch import handles
+from labgate.instrument.errors import SimulatorError
 from labgate.scpi import values
 from labgate.scpi.errors import MessageError, ParseError
 from labgate.scpi.messages import Command, Error, Ok
@@ -29,7 +30,7 @@ _STAGE_COUNT = re.compile(
 )
 
 
-class Refusal(Exception):
+class Refusal(SimulatorError):
     """Expansion failed; `reply` is the `ERRor` the whole command answers with."""
 
     def __init__(self, reply: Error) -> None:

@@ -7,6 +7,7 @@ line parsed with `parse_command` (behind a placeholder ident), so no second gram
 
 from __future__ import annotations
 
+from labgate.instrument.errors import SimulatorError
 from labgate.instrument.run import StagePlan, StepPlan
 from labgate.scpi import values
 from labgate.scpi.errors import FramingError, ParseError
@@ -14,7 +15,7 @@ from labgate.scpi.framing import Decoder
 from labgate.scpi.messages import Command, parse_command
 
 
-class ProtocolError(ValueError):
+class ProtocolError(SimulatorError):
     """A protocol body the simulator cannot run; the message names the part."""
 
 
