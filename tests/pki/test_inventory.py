@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from labgate.pki import (
     SerialTaken,
     SqliteInventory,
 )
-from labgate.pki.inventory import Entry
+from labgate.pki.inventory import Entry, Revocation
 
 # Each child draws serials from a deliberately tiny pool shared by all children, so collisions
 # between processes really happen (dozens expected) and must be resolved by the database.
@@ -206,3 +207,61 @@ def test_the_inventory_runs_in_wal_mode(ca_dir: Path) -> None:
     db = sqlite3.connect(ca_dir / "inventory.sqlite3")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
+
+
+class DictInventory:
+    """Another backend for the same interface, as the control server's database would be."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, Entry] = {}
+        self.crl_number = 0
+
+    def add(self, entry: Entry) -> None:
+        if entry.serial in self.rows:
+            raise SerialTaken(f"serial {entry.serial:x} taken")
+        self.rows[entry.serial] = entry
+
+    def get(self, serial: int) -> Entry | None:
+        return self.rows.get(serial)
+
+    def revoke(self, serial: int, *, reason: str, when: datetime) -> Entry:
+        from dataclasses import replace
+
+        entry = replace(self.rows[serial], revoked_at=when, revocation_reason=reason)
+        self.rows[serial] = entry
+        return entry
+
+    def entries(self, **filters: object) -> list[Entry]:
+        return list(self.rows.values())
+
+    def revocations(self, *, unexpired_at: datetime) -> Iterator[Revocation]:
+        for e in self.rows.values():
+            if e.revoked_at is not None and e.revocation_reason and e.not_after > unexpired_at:
+                yield Revocation(
+                    serial=e.serial, revoked_at=e.revoked_at, reason=e.revocation_reason
+                )
+
+    def next_crl_number(self) -> int:
+        self.crl_number += 1
+        return self.crl_number
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_authority_runs_on_any_backend_of_the_inventory_interface(
+    ca_dir: Path, passphrase: bytes
+) -> None:
+    store = DictInventory()  # mypy checks it against the Inventory protocol at `open`
+    drawn = iter([(1 << 64) + 1, (1 << 64) + 1, (1 << 64) + 2])  # the second one collides
+    with CertificateAuthority.open(
+        ca_dir, passphrase=passphrase, inventory=store, serials=lambda: next(drawn)
+    ) as ca:
+        first = ca.issue(Profile.CLIENT, "alice")
+        second = ca.issue(Profile.CLIENT, "bob")
+        ca.revoke(first.serial, "keyCompromise")
+        crl = x509.load_pem_x509_crl(ca.crl())
+    assert (first.serial, second.serial) == ((1 << 64) + 1, (1 << 64) + 2)
+    assert set(store.rows) == {first.serial, second.serial}
+    assert crl.get_revoked_certificate_by_serial_number(first.serial) is not None
+    assert crl.get_revoked_certificate_by_serial_number(second.serial) is None

@@ -88,6 +88,9 @@ class Inventory(Protocol):
     def close(self) -> None: ...
 
 
+# The serial is the primary key, so the database itself refuses a repeated one (a UNIQUE
+# constraint), whichever process drew it. Serials are stored as lower-case hex: they are up to
+# 159 bits, beyond SQLite's 64-bit integers.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS certificates (
     serial TEXT PRIMARY KEY NOT NULL,
