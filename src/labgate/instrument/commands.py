@@ -5,6 +5,7 @@ from __future__ import annotations
 from labgate.instrument import (  # noqa: F401 - importing registers the handlers
     connection_commands,
     expansion,
+    experiment_commands,
     file_commands,
     hardware_commands,
     run_commands,

@@ -108,6 +108,12 @@ class FileStore:
             raise FileStoreError(f"{name!r}: is a folder, expected a file name")
         write_atomically(path, data)
 
+    def make_folder(self, name: str) -> None:
+        path = self.resolve(name)
+        if path.parent == self._root or path == self._root:
+            raise FileStoreError(f"{name!r}: expected context:folder, a folder inside a context")
+        path.mkdir(parents=True, exist_ok=True)
+
     def remove(self, name: str) -> None:
         path = self.resolve(name)
         if path.parent == self._root or path == self._root:
