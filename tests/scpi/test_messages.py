@@ -221,3 +221,27 @@ def test_serialise_refuses_text_that_would_frame_as_two_messages() -> None:
 def test_serialise_refuses_unencodable_text() -> None:
     with pytest.raises(MessageError, match="not UTF-8"):
         serialise(Ok(ident=1, text="\udcff"))
+
+
+def test_tag_block_argument_before_a_body_round_trips() -> None:
+    command = Command(
+        ident=3, name="X", args=("<quote>a b</quote>",), body=Body(tag="quote", content="\nc\n")
+    )
+    data = serialise(command)
+    assert data == b"3 X <quote>a b</quote> <quote>\nc\n</quote>\n"
+    assert parse_command(data[:-1]) == command
+
+
+def test_large_body_takes_the_shortcut_with_the_same_result() -> None:
+    content = "\n" + "QUJD" * 50_000 + "\n"
+    raw = f'12 FILE:WRITE "a b.txt" <quote.base64>{content}</quote.base64>'.encode()
+    command = parse_command(raw)
+    assert command.args == ('"a b.txt"',)
+    assert command.body == Body(tag="quote.base64", content=content)
+    assert serialise(command) == raw + b"\n"
+
+
+def test_a_lone_angle_bracket_argument_is_text_not_a_body() -> None:
+    command = parse_command(b"5 X a <")
+    assert command.args == ("a", "<")
+    assert command.body is None

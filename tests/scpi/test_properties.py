@@ -2,13 +2,14 @@
 
 import contextlib
 import os
+import re
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from labgate.scpi import names
 from labgate.scpi.access import INSTRUMENT, LABGATE, AccessLevel, Allowed, Denied, check
-from labgate.scpi.errors import FramingError, MessageError, ParseError
+from labgate.scpi.errors import FramingError, MessageError, ParseError, ScpiError
 from labgate.scpi.framing import Decoder, Limits
 from labgate.scpi.messages import (
     AnyMessage,
@@ -213,3 +214,41 @@ def test_arbitrary_bytes_raise_only_framing_or_parse_errors(data: bytes, sizes: 
         decoder.close()
     except FramingError:
         assert decoder.pending > 0  # only an unfinished message makes the end an error
+
+
+def reference_parse(text: str) -> Command:
+    """The general tokenizer with no shortcut for a closing body: what parse_command must equal."""
+    from labgate.scpi import values
+
+    ident, name, *rest = values.split(text)
+    body = None
+    opening = re.match(r"<[A-Za-z0-9_.-]+>", rest[-1]) if rest else None
+    if opening and values.tag_block_end(rest[-1], 0) == len(rest[-1]):
+        last = rest.pop()
+        tag = last[1 : last.index(">")]
+        body = Body(tag=tag, content=last[len(tag) + 2 : len(last) - len(tag) - 3])
+    options, args = values.split_options(rest)
+    return Command(ident=int(ident), name=name, options=options, args=args, body=body)
+
+
+command_text = st.lists(
+    st.sampled_from(
+        ["<q>", "</q>", "<r>", "</r>", " ", '"', "$(", ")", "x", "-k=", "\n", "<", "\\\\"]
+    ),
+    max_size=16,
+).map(lambda parts: "7 RUN " + "".join(parts))
+
+
+@PROPERTY
+@given(command_text)
+def test_parse_command_equals_the_general_tokenizer(text: str) -> None:
+    try:
+        expected: Command | type[ScpiError] = reference_parse(text)
+    except (ScpiError, ValueError) as exc:
+        expected = type(exc) if isinstance(exc, ScpiError) else ParseError
+    try:
+        got: Command | type[ScpiError] = parse_command(text.encode())
+    except ParseError:
+        got = ParseError
+    if isinstance(expected, Command) or isinstance(got, Command):
+        assert got == expected

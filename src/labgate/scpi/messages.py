@@ -38,6 +38,7 @@ _OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _ERROR_CLASS = re.compile(r"\[([^\]\s]*)\]")
 _TIMESTAMP = re.compile(r"[0-9]+\.[0-9]+")
 _TOPIC = re.compile(r"[^\s<>\"]+")
+_OPEN_TAG = re.compile(r"<([A-Za-z0-9_.-]{1,255})>")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -178,7 +179,7 @@ AnyMessage = Command | Reply
 def parse_command(raw: bytes) -> Command:
     """Parse one framed client message (without its b"\\n")."""
     text = _decode(raw)
-    tokens = values.split(text)
+    tokens, body = _tokens_and_body(text)
     if len(tokens) < 2:
         raise ParseError(f"command {_show(text)} needs an ident and a name: '<ident> <NAME> ...'")
     ident_token, name, *rest = tokens
@@ -186,31 +187,62 @@ def parse_command(raw: bytes) -> Command:
         raise ParseError(f"command ident {_show(ident_token)} is not a decimal number")
     if name.startswith("-") or name.startswith("<"):
         raise ParseError(f"command name {_show(name)} looks like an option or a tag")
-    body = None
-    if rest and _is_tag_block(rest[-1]):
+    if body is None and rest and _is_tag_block(rest[-1]):
         body = _body(rest.pop())
     options, args = values.split_options(rest)
     return Command(ident=int(ident_token), name=name, options=options, args=args, body=body)
 
 
+def _tokens_and_body(text: str) -> tuple[list[str], Body | None]:
+    """Tokens, and the closing body when the first tag opens a block that ends the text.
+
+    That is how every large command looks (`FILE:WRITE path <quote.base64>...`), and cutting the
+    block off first spares copying and re-scanning megabytes of base64 as a token. The result is
+    the one the general tokenizer gives: the shortcut is taken only when the text before the block
+    is itself complete tokens, so no quote or `$(` from before the block runs into it.
+    """
+    first = _OPEN_TAG.search(text)
+    if first is not None and first.start() > 0 and text[first.start() - 1] == " ":
+        try:
+            if values.tag_block_end(text, first.start()) == len(text):
+                tokens = values.split(text[: first.start()])
+                tag = first.group(1)
+                return tokens, Body(tag=tag, content=text[first.end() : len(text) - len(tag) - 3])
+        except ParseError:
+            pass  # the general tokenizer below says what is wrong
+    return values.split(text), None
+
+
 def parse_reply(raw: bytes) -> Reply:
     """Parse one framed instrument message (without its b"\\n")."""
-    text = _decode(raw)
-    keyword, _, rest = text.partition(" ")
-    parser = _REPLY_PARSERS.get(keyword.upper())
+    keyword, rest_at = _word(raw, 0)
+    kind = keyword.upper()
+    if kind in ("OK", "WARNING"):
+        # These carry the big bodies (FILE:READ? answers): decode the body once, from the
+        # original bytes, instead of decoding the whole reply and then slicing copies of it.
+        ident_token, text_at = _word(raw, rest_at)
+        ident = _ident(ident_token, raw[:40].decode("utf-8", "replace"))
+        text = _decode(raw, text_at)
+        return Ok(ident=ident, text=text) if kind == "OK" else Warning(ident=ident, text=text)
+    parser = _REPLY_PARSERS.get(kind)
     if parser is None:
         raise ParseError(
-            f"reply {_show(text)} starts with {_show(keyword)}; expected one of "
+            f"reply {raw[:60]!r} starts with {keyword!r}; expected one of "
             "READy, OK, NEXT, ERRor, WARNing, MESSage"
         )
-    return parser(rest)
+    return parser(_decode(raw, rest_at))
 
 
 def serialise(msg: AnyMessage) -> bytes:
     """The exact bytes of `msg`, with its trailing b"\\n"."""
-    text = _write(msg)
     try:
-        data = text.encode("utf-8") + b"\n"
+        if isinstance(msg, Command) and msg.body is not None:
+            # encode the (possibly huge) body once, on its own, and join: two copies, not three
+            tag = msg.body.tag
+            head = f"{_command_head(msg)} <{tag}>".encode()
+            data = b"".join((head, msg.body.content.encode(), f"</{tag}>\n".encode()))
+        else:
+            data = (_write(msg) + "\n").encode()
     except UnicodeEncodeError as exc:
         raise MessageError(f"{type(msg).__name__} holds text that is not UTF-8: {exc}") from exc
     _check_framed(data, msg)
@@ -220,14 +252,23 @@ def serialise(msg: AnyMessage) -> bytes:
 # ---- parsing -------------------------------------------------------------------------------
 
 
-def _decode(raw: bytes) -> str:
+def _decode(raw: bytes, start: int = 0) -> str:
     try:
-        return raw.decode("utf-8")
+        with memoryview(raw) as view:
+            return str(view[start:], "utf-8")
     except UnicodeDecodeError as exc:
+        at = start + exc.start
         raise ParseError(
-            f"message is not UTF-8 text (byte {exc.start}: {raw[exc.start : exc.start + 1]!r}); "
-            f"it starts {raw[:16]!r}"
+            f"message is not UTF-8 text (byte {at}: {raw[at : at + 1]!r}); it starts {raw[:16]!r}"
         ) from None
+
+
+def _word(raw: bytes, start: int) -> tuple[str, int]:
+    """The text from `start` to the next space, and where the text after that space begins."""
+    end = raw.find(b" ", start)
+    if end == -1:
+        return _decode(raw[start:]), len(raw)
+    return _decode(raw[start:end]), end + 1
 
 
 def _ident(token: str, text: str) -> int:
@@ -243,20 +284,10 @@ def _parse_ready(rest: str) -> Ready:
     return Ready(options=options)
 
 
-def _parse_ok(rest: str) -> Ok:
-    ident, _, text = rest.partition(" ")
-    return Ok(ident=_ident(ident, rest), text=text)
-
-
 def _parse_next(rest: str) -> Next:
     if " " in rest:
         raise ParseError(f"NEXT {_show(rest)}: expected only an ident")
     return Next(ident=_ident(rest, rest))
-
-
-def _parse_warning(rest: str) -> Warning:
-    ident, _, text = rest.partition(" ")
-    return Warning(ident=_ident(ident, rest), text=text)
 
 
 def _parse_error(rest: str) -> Error:
@@ -306,15 +337,14 @@ def _body(token: str) -> Body:
 
 
 def _is_tag_block(token: str) -> bool:
-    return token.startswith("<") and values.tag_block_end(token, 0) == len(token)
+    """Whether the whole token is one `<tag>...</tag>` block (a lone `<` is text, not a block)."""
+    return _OPEN_TAG.match(token) is not None and values.tag_block_end(token, 0) == len(token)
 
 
 _REPLY_PARSERS: dict[str, Callable[[str], Reply]] = {
     "READY": _parse_ready,
-    "OK": _parse_ok,
     "NEXT": _parse_next,
     "ERROR": _parse_error,
-    "WARNING": _parse_warning,
     "MESSAGE": _parse_message,
 }
 
@@ -345,11 +375,15 @@ def _write(msg: AnyMessage) -> str:
     raise TypeError(f"serialise() takes a Command or a reply, not {type(msg).__name__}")
 
 
+def _command_head(msg: Command) -> str:
+    return " ".join([str(msg.ident), msg.name, *_options_text(msg.options), *msg.args])
+
+
 def _write_command(msg: Command) -> str:
-    parts = [str(msg.ident), msg.name, *_options_text(msg.options), *msg.args]
-    if msg.body is not None:
-        parts.append(f"<{msg.body.tag}>{msg.body.content}</{msg.body.tag}>")
-    return " ".join(parts)
+    head = _command_head(msg)
+    if msg.body is None:
+        return head
+    return f"{head} <{msg.body.tag}>{msg.body.content}</{msg.body.tag}>"
 
 
 def _write_error(msg: Error) -> str:

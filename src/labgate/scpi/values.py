@@ -160,9 +160,8 @@ def unquote(token: str) -> str:
         return re.sub(r"\\(.)", _unescape, token[1:-1], flags=re.DOTALL)
     if token.startswith("'") and token.endswith("'") and len(token) >= 2:
         return token[1:-1]
-    if token.startswith("<") and tag_block_end(token, 0) == len(token):
-        opening = _TAG.match(token)
-        assert opening is not None  # tag_block_end found a block, so it starts with a tag
+    opening = _TAG.match(token)
+    if opening is not None and not opening.group(1) and tag_block_end(token, 0) == len(token):
         return token[opening.end() : len(token) - len(opening.group(0)) - 1]
     return token
 
