@@ -34,7 +34,8 @@ def test_unquote_reads_qslib_forms() -> None:
     assert unquote("<quote>\nab\n</quote>") == "\nab\n"
     assert unquote("plain") == "plain"
     assert unquote("<") == "<"
-    assert unquote("<a>") == "<a>"  # an opening tag alone is not a block
+    with pytest.raises(ParseError, match="never closed"):
+        unquote("<a> x")
 
 
 def test_a_value_holding_a_tag_cannot_be_quoted() -> None:
