@@ -305,3 +305,18 @@ def test_secrets_never_reach_the_command_log(
     assert password not in log_text
     auth = [entry for entry in threaded.received() if entry["command"] == "AUTH"]
     assert auth and all(entry["raw"] == "1 AUTH [redacted]" for entry in auth)
+
+
+def test_a_failing_handler_answers_an_error_and_the_session_goes_on(
+    threaded: RunningSimulator, raw: Raw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labgate.instrument.commands import HANDLERS
+
+    async def broken(session: Any, command: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(HANDLERS, "ACCESS?", broken)
+    client = raw(threaded.plain)
+    reply = client.ask("0 ACC?")
+    assert isinstance(reply, Error) and reply.message == "internal error in the simulator"
+    assert client.ask("1 ACC Guest") == Ok(ident=1)

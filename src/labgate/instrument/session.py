@@ -128,7 +128,7 @@ class Session:
             except FramingError as exc:
                 # The stream cannot be resynchronised: say why, then hang up.
                 log.warning("session %s (%s): %s", self.number, self.peer, exc)
-                self._record({"error": str(exc), "raw": ""})
+                self._record({"command": None, "error": str(exc), "raw": ""})
                 await self.send(_error(0, "InvocationError", f"input refused: {exc}"))
                 return
             for raw in messages:
@@ -143,11 +143,15 @@ class Session:
         try:
             command = parse_command(raw)
         except ParseError as exc:
-            self._record({"raw": _shown(raw), "error": str(exc)})
+            self._record({"command": None, "raw": _shown(raw), "error": str(exc)})
             await self.send(_error(_leading_ident(raw), "InvocationError", str(exc)))
             return
         self._record(_entry(command, raw))
-        outcome = await self.execute(command)
+        try:
+            outcome = await self.execute(command)
+        except Exception:  # a bug in one handler must not take the session or the server down
+            log.exception("session %s: %s failed", self.number, command.canonical)
+            outcome = _error(command.ident, "InvocationError", "internal error in the simulator")
         if isinstance(outcome, Deferred):
             await self.send(Next(ident=command.ident))
             task = asyncio.create_task(self._finish(command.ident, outcome))
