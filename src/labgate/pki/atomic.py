@@ -16,7 +16,9 @@ PRIVATE = 0o600
 PUBLIC = 0o644
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC, sync_dir: bool = True) -> None:
+    """Replace `path` with `data`. `sync_dir=False` leaves the directory flush to the caller, who
+    writes several files and then calls `sync_directory` once before reporting success."""
     directory = path.parent
     temporary = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
@@ -30,7 +32,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-    sync_directory(directory)
+    if sync_dir:
+        sync_directory(directory)
 
 
 def sync_directory(directory: Path) -> None:

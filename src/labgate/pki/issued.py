@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from labgate.pki import identity
-from labgate.pki.atomic import PRIVATE, PUBLIC, write_atomic
+from labgate.pki.atomic import PRIVATE, PUBLIC, sync_directory, write_atomic
 from labgate.pki.errors import InvalidRequest
 from labgate.pki.keys import load_private
 from labgate.pki.profiles import Profile
@@ -65,6 +65,8 @@ class Issued:
             written.append(_write(prefix, ".pem", self.chain_pem + self.key_pem, PRIVATE))
         if p12_password is not None:
             written.append(_write(prefix, ".p12", self.pkcs12(p12_password), PRIVATE))
+        # One directory flush makes every rename above durable before we report success.
+        sync_directory(prefix.parent)
         return written
 
     def pkcs12(self, password: bytes) -> bytes:
@@ -89,5 +91,5 @@ class Issued:
 
 def _write(prefix: Path, suffix: str, data: bytes, mode: int) -> Path:
     path = prefix.with_name(prefix.name + suffix)
-    write_atomic(path, data, mode=mode)
+    write_atomic(path, data, mode=mode, sync_dir=False)
     return path
