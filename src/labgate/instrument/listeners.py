@@ -98,7 +98,9 @@ class LegacyListener:
         self._handler = handler
         self._socket: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
+        # Touched by bridge threads and by the loop: guarded.
         self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -127,7 +129,8 @@ class LegacyListener:
         client.setblocking(True)
         near, far = socket.socketpair()
         # `far` belongs to the asyncio stream from here on; the bridge owns `client` and `near`.
-        self._open.update((client, near))
+        with self._open_lock:
+            self._open.update((client, near))
         threading.Thread(
             target=self._bridge, args=(client, near), name="labgate-legacy", daemon=True
         ).start()
@@ -184,7 +187,8 @@ class LegacyListener:
                 each.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 each.close()
-            self._open.discard(each)
+            with self._open_lock:
+                self._open.discard(each)
 
     async def aclose(self) -> None:
         if self._accepting is not None:
@@ -193,7 +197,9 @@ class LegacyListener:
                 await self._accepting
         if self._socket is not None:
             self._socket.close()
-        for each in list(self._open):
+        with self._open_lock:
+            still_open = list(self._open)
+        for each in still_open:
             self._close(each)
         for task in list(self._tasks):
             task.cancel()
