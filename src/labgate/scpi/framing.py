@@ -7,11 +7,14 @@ characters [A-Za-z0-9_.-]; tags nest as a stack, and a closing tag must match th
 stack. A `<` that does not begin such a tag (`Temperature < 37.5`, `<a b>`, `<>`) is plain text.
 
 The decoder never looks at bytes one at a time in Python. Outside tags it asks `bytes.find` for the
-next b"\\n" and the next b"<"; inside tags it asks only for the next b"<", so a base64 body of many
-megabytes (which holds no `<`) is skipped by one C-level search per `feed`. Every byte is scanned
+next b"<" and cuts every whole line before it with one `bytes.split`; inside tags it asks only for
+the next b"<", so a base64 body of many megabytes (which holds no `<`) is skipped by one C-level
+search per `feed`. A `<` that opens no tag is stepped over by a regex search for the next real
+tag, so a peer sending `<<<<...` costs C time, not a Python loop per byte. Every byte is scanned
 once: `_scan` remembers how far the pending buffer has been read, so a message that arrives in
-thousands of pieces costs the same as one that arrives whole. The only exception is a possible tag
-cut by the end of a piece (`<quo`): the scan stops before its `<` and resumes there.
+thousands of pieces costs the same as one that arrives whole. The only exception is a tag cut by
+the end of a piece (`<quo`): the scan stops at its `<` and resumes there, and `MAX_TAG_NAME`
+bounds what is re-read.
 
 Text and encodings
 ------------------

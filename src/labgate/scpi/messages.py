@@ -2,19 +2,21 @@
 
 Shapes, one message each (the framing has already cut the stream at the right b"\\n"):
 
-    READy -session=474800 -product=QuantStudio3_5 ...     Ready(options)
+    READy -session=474800 -product=QuantStudio3_5 ...  Ready(options)
     <ident> <NAME> [-opt=value ...] [args ...] [<tag>body</tag>]
-                                                           Command(ident, name, options, args, body)
-    OK <ident>[ <text>]                                    Ok(ident, text)
-    NEXT <ident>                                           Next(ident)
-    ERRor <ident> [<Class>] [-k="v" ...] --> <message>
-                                                  Error(ident, error_class, fields, message)
-    WARNing <ident> <text>                                 Warning(ident, text)
-    MESSage <Topic> [<unix-ts>] <text>                     Message(topic, timestamp, text)
+                                                        Command(ident, name, options, args, body)
+    OK <ident>[ <text>]                                 Ok(ident, text)
+    NEXT <ident>                                        Next(ident)
+    ERRor <ident> [<Class>] [-k="v" ...] --> <message>  Error(ident, error_class, fields, message)
+    WARNing <ident> <text>                              Warning(ident, text)
+    MESSage <Topic> [<unix-ts>] <text>                  Message(topic, timestamp, text)
 
 Tokens are kept raw (quotes, `$(...)`, `$[...]` as written): a gateway checks what the instrument
-will read, then forwards `serialise(command)`, the very text it checked. `parse(serialise(m)) == m`
-for every message; `serialise(parse(raw))` equals `raw` up to runs of spaces between tokens.
+will read, then forwards `serialise(command)`, the very text it checked. Options are the leading
+`-key=value` tokens; a bare `-verbose` is an argument. `parse(serialise(m)) == m` for every
+message. `serialise(parse(raw)) == raw` for every line qslib sent in the captures; in general it
+may differ in runs of spaces, the case of a reply keyword, an `-->` added to an ERRor that had
+none, or how a timestamp's digits are written.
 
 Bytes that are not UTF-8 (a TLS ClientHello sent to a plain port) raise `ParseError`; so does any
 message that does not fit its shape. Building a message that cannot be written raises
