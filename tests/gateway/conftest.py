@@ -167,6 +167,8 @@ def write_config(
     shared_listen: str | None = None,
     upstream_pin: str | None = None,
     password: str = INSTRUMENT_PASSWORD,
+    tls_files: tuple[Path, Path, Path] | None = None,
+    extra_sections: str = "",
 ) -> Path:
     secret = directory / "instrument.secret"
     secret.write_text(password + "\n")
@@ -178,15 +180,16 @@ def write_config(
         f'[[grant]]\nidentity = "labgate:user:{who}"\ninstrument = "*"\nlevel = "{level}"\n\n'
         for who, level in grants.items()
     )
+    cert, key, root = tls_files or (pki.gateway_crt, pki.gateway_key, pki.root)
+    tls_lines = f'cert = "{cert}"\nkey = "{key}"\nclient_ca = "{root}"'
+    if tls_files is None:  # another CA's files come without this CA's CRL
+        tls_lines += f'\ncrl = "{pki.crl}"'
     plain_listen = tls_listen = 'listen = "127.0.0.1:0"'
     if shared_listen is not None:  # qs5-plain and qs5-tls on one address, told apart by SNI
         plain_listen = tls_listen = shared_listen
     text = f"""
 [gateway]
-cert = "{pki.gateway_crt}"
-key = "{pki.gateway_key}"
-client_ca = "{pki.root}"
-crl = "{pki.crl}"
+{tls_lines}
 audit_log = "audit.jsonl"
 metrics_listen = "127.0.0.1:0"
 reload_interval = 0.2
@@ -213,7 +216,8 @@ upstream = "sslv3://{legacy[0]}:{legacy[1]}"
 upstream_pin = "{pin}"
 password_file = "instrument.secret"
 
-{grant_text}"""
+{grant_text}
+{extra_sections}"""
     path = directory / "gateway.toml"
     path.write_text(text)
     return path
@@ -374,9 +378,18 @@ def instrument_password() -> str:
 class RawClient:
     """A TLS client that speaks SCPI lines by hand: for sessions held open, and for attackers."""
 
-    def __init__(self, gw: Any, pki: Pki, who: str, instrument: str = "qs5-plain") -> None:
-        context = ssl.create_default_context(cafile=str(pki.root))
-        context.load_cert_chain(str(pki.clients[who].pem))
+    def __init__(
+        self,
+        gw: Any,
+        pki: Pki,
+        who: str,
+        instrument: str = "qs5-plain",
+        *,
+        ca: Path | None = None,
+        pem: Path | None = None,
+    ) -> None:
+        context = ssl.create_default_context(cafile=str(ca or pki.root))
+        context.load_cert_chain(str(pem or pki.clients[who].pem))
         host, port = gw.address(instrument)
         raw = socket.create_connection((host, port), timeout=10)
         self.sock = context.wrap_socket(raw, server_hostname=instrument)
@@ -413,8 +426,8 @@ class RawClient:
 def raw_client() -> Iterator[Callable[..., RawClient]]:
     opened: list[RawClient] = []
 
-    def open_(gw: Any, pki: Pki, who: str, instrument: str = "qs5-plain") -> RawClient:
-        client = RawClient(gw, pki, who, instrument)
+    def open_(gw: Any, pki: Pki, who: str, instrument: str = "qs5-plain", **kw: Any) -> RawClient:
+        client = RawClient(gw, pki, who, instrument, **kw)
         opened.append(client)
         return client
 

@@ -63,7 +63,7 @@ def _run_loop(main: Coroutine[None, None, None]) -> None:
 
 async def _serve(settings: object) -> None:
     from labgate.gateway.config import GatewayConfig
-    from labgate.gateway.reload import watch
+    from labgate.gateway.reload import follow_control, refresh_bundle, watch
     from labgate.gateway.server import Gateway
 
     assert isinstance(settings, GatewayConfig)
@@ -74,7 +74,11 @@ async def _serve(settings: object) -> None:
     loop.add_signal_handler(signal.SIGHUP, reload.set)
     running = Gateway(settings)
     await running.start()
+    # Grants from the control server are in force before anyone is told we are ready (if it
+    # cannot be reached, the file's grants hold and the fetch is tried again every poll).
+    await refresh_bundle(running)
     watcher = asyncio.create_task(watch(running, reload))
+    follower = asyncio.create_task(follow_control(running))
     await asyncio.sleep(0)  # the watcher notes the files as they are before anyone is told
     sys.stdout.write(running.ready_line() + "\n")
     sys.stdout.flush()
@@ -83,6 +87,7 @@ async def _serve(settings: object) -> None:
         await stop.wait()
     finally:
         watcher.cancel()
-        await asyncio.gather(watcher, return_exceptions=True)
+        follower.cancel()
+        await asyncio.gather(watcher, follower, return_exceptions=True)
         await running.aclose()
         logging.getLogger("labgate.gateway").info("stopped; audit log flushed")

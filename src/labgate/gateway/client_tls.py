@@ -40,7 +40,7 @@ class TlsFiles:
     cert: Path
     key: Path
     client_ca: Path
-    crl: Path | None
+    crls: tuple[Path, ...] = ()  # the configured CRL and the control server's, when present
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,8 +63,9 @@ def build_client_context(files: TlsFiles) -> ssl.SSLContext:
     context.verify_mode = ssl.CERT_REQUIRED
     _load(context.load_cert_chain, files.cert, files.key, what="gateway.cert / gateway.key")
     _load(context.load_verify_locations, files.client_ca, what="gateway.client_ca")
-    if files.crl is not None:
-        _load(context.load_verify_locations, files.crl, what="gateway.crl")
+    for crl in files.crls:
+        _load(context.load_verify_locations, crl, what="gateway.crl")
+    if files.crls:
         context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     return context
 

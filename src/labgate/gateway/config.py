@@ -107,6 +107,8 @@ class ControlConfig:
     cert: Path | None = None  # client certificate towards the control server; default gateway.cert
     key: Path | None = None  # its key; default gateway.key
     poll_interval: float = 60.0  # seconds between bundle fetches
+    issuer: str = "labgate:control"  # the bundle's `iss`, as the control server signs it
+    cache_dir: Path = Path("control-cache")  # last accepted version and the bundle's CRL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -401,7 +403,16 @@ def _grant(item: Mapping[str, Any], prefix: str) -> Grant:
 def _control(item: object, base: Path) -> ControlConfig:
     if not isinstance(item, dict):
         raise ConfigError("[control]: expected a table")
-    known = {"url", "gateway_name", "server_ca", "cert", "key", "poll_interval"}
+    known = {
+        "url",
+        "gateway_name",
+        "server_ca",
+        "cert",
+        "key",
+        "poll_interval",
+        "issuer",
+        "cache_dir",
+    }
     _refuse_unknown(item, known, "control.")
     reader = _Reader(item, "control.", base)
     url = reader.string("url")
@@ -414,6 +425,8 @@ def _control(item: object, base: Path) -> ControlConfig:
         cert=reader.file("cert") if "cert" in item else None,
         key=reader.file("key") if "key" in item else None,
         poll_interval=reader.number("poll_interval", 60.0),
+        issuer=item.get("issuer", "labgate:control"),
+        cache_dir=base / item.get("cache_dir", "control-cache"),
     )
 
 

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
+from labgate.gateway.bundles import BundleStore, fetch, read_bundle
+from labgate.gateway.errors import GatewayError
 from labgate.gateway.server import Gateway
+
+log = logging.getLogger("labgate.gateway")
 
 Signature = tuple[int, int, int] | None
 
@@ -54,3 +60,40 @@ async def watch(gateway: Gateway, requested: asyncio.Event) -> None:
             await gateway.reload()
             if set(gateway.state.config.watched_files()) != set(watcher.paths):
                 watcher.rebase(gateway.state.config.watched_files())
+
+
+async def follow_control(gateway: Gateway) -> None:
+    """Fetch the control server's bundle every `poll_interval`; runs until cancelled."""
+    control = gateway.state.config.control
+    if control is None:
+        return
+    while True:
+        await asyncio.sleep(control.poll_interval)
+        await refresh_bundle(gateway)
+
+
+async def refresh_bundle(gateway: Gateway) -> bool:
+    """One fetch: apply a newer valid bundle; drop an expired one. True if one was applied."""
+    config = gateway.state.config
+    control = config.control
+    if control is None:
+        return False
+    store = BundleStore(control)
+    now = datetime.now(UTC)
+    try:
+        token, jwks = await fetch(
+            control, cert=control.cert or config.cert, key=control.key or config.key
+        )
+        floor = max(store.last_version(), gateway.bundle.version if gateway.bundle else 0)
+        bundle = read_bundle(token, jwks, control=control, now=now, above_version=floor)
+        await asyncio.to_thread(store.keep, bundle)
+        gateway.use_bundle(bundle, store.crl_path)
+    except GatewayError as exc:
+        gateway.record({"event": "bundle_refused", "reason": str(exc)})
+        log.warning("%s", exc)
+        if gateway.bundle is not None and gateway.bundle.expired(now):
+            gateway.record({"event": "bundle_expired", "version": gateway.bundle.version})
+            gateway.use_bundle(None, None)
+        return False
+    gateway.record({"event": "bundle", "version": bundle.version, "grants": len(bundle.grants)})
+    return True

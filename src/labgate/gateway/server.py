@@ -16,11 +16,13 @@ import ssl
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from labgate.gateway.accept import listen, upgrade
 from labgate.gateway.audit import AuditLog
 from labgate.gateway.auditchain import AuditError
+from labgate.gateway.bundles import Bundle
 from labgate.gateway.client_tls import TlsFiles, build_client_context, peer_certificate
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
 from labgate.gateway.errors import GatewayError, InstrumentBusy, UpstreamError
@@ -43,7 +45,7 @@ class LiveState:
     config: GatewayConfig
     contexts: Mapping[int, ssl.SSLContext]  # by listener index
     grants: GrantTable
-    revoked: RevocationList | None
+    revoked: tuple[RevocationList, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +73,8 @@ class Gateway:
             for i in config.instruments
         }
         self.sessions: set[Session] = set()
+        self.bundle: Bundle | None = None
+        self.bundle_crl: Path | None = None
         self.addresses: dict[str, str] = {}
         self.metrics_address: str | None = None
         self._servers: list[asyncio.Server] = []
@@ -137,22 +141,29 @@ class Gateway:
                 config = (
                     await asyncio.to_thread(load_config, source) if source else self.state.config
                 )
-            state = await asyncio.to_thread(_build_state, config, self._listeners)
+            state = await asyncio.to_thread(
+                _build_state, config, self._listeners, self.bundle, self.bundle_crl
+            )
         except GatewayError as exc:
             self.metrics.reloads.labels("failed").inc()
-            self._record({"event": "reload_failed", "reason": str(exc)})
+            self.record({"event": "reload_failed", "reason": str(exc)})
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
         self.apply(state)
+
+    def use_bundle(self, bundle: Bundle | None, crl: Path | None) -> None:
+        """Put a verified control-server bundle in force (None: the last one expired)."""
+        self.bundle, self.bundle_crl = bundle, crl
+        self.apply(_build_state(self.state.config, self._listeners, bundle, crl))
 
     def apply(self, state: LiveState) -> None:
         """Switch to new state; close or lower live sessions that it no longer allows."""
         self.state = state
         self.metrics.reloads.labels("applied").inc()
-        self._record({"event": "reload", "grants": len(state.grants.grants)})
+        self.record({"event": "reload", "grants": len(state.grants.grants)})
         for session in list(self.sessions):
             certificate = session.info.certificate
-            if state.revoked is not None and state.revoked.revokes(certificate):
+            if any(crl.revokes(certificate) for crl in state.revoked):
                 session.close("client certificate revoked")
                 continue
             decision = state.grants.decide(certificate.identity, session.info.instrument.name)
@@ -269,10 +280,10 @@ class Gateway:
                     client=(reader, writer),
                     upstream=upstream,
                     limits=self.state.config.limits,
-                    record=self._record,
+                    record=self.record,
                     metrics=self.metrics,
                 )
-                self._record({"event": "connect", **base, "grant": level.label})
+                self.record({"event": "connect", **base, "grant": level.label})
                 self.sessions.add(session)
                 self.metrics.sessions_started.labels(name).inc()
                 self.metrics.sessions.labels(name).inc()
@@ -300,7 +311,7 @@ class Gateway:
 
     def _refuse_early(self, conn: int, peer: str, kind: str, reason: str) -> None:
         self.metrics.handshake_failures.labels(kind).inc()
-        self._record({"event": "handshake_failure", "conn": conn, "peer": peer,
+        self.record({"event": "handshake_failure", "conn": conn, "peer": peer,
                       "kind": kind, "reason": reason})  # fmt: skip
         log.info("connection %d from %s refused: %s", conn, peer, reason)
 
@@ -315,7 +326,7 @@ class Gateway:
     ) -> None:
         """Refuse a verified client with one ERRor line that says why, then close."""
         self.metrics.handshake_failures.labels(kind).inc()
-        self._record({"event": "refused", **base, "kind": kind, "reason": reason})
+        self.record({"event": "refused", **base, "kind": kind, "reason": reason})
         log.info("connection %s refused: %s", base.get("conn"), reason)
         with contextlib.suppress(OSError, ssl.SSLError, TimeoutError, RuntimeError):
             writer.write(
@@ -329,7 +340,7 @@ class Gateway:
             async with asyncio.timeout(2):
                 await writer.wait_closed()
 
-    def _record(self, event: Mapping[str, object]) -> bool:
+    def record(self, event: Mapping[str, object]) -> bool:
         try:
             self.audit.record(event)
         except AuditError as exc:
@@ -360,18 +371,28 @@ def _group(instruments: tuple[InstrumentConfig, ...]) -> tuple[_Listener, ...]:
     return tuple(listeners)
 
 
-def _build_state(config: GatewayConfig, listeners: tuple[_Listener, ...]) -> LiveState:
-    files = TlsFiles(cert=config.cert, key=config.key, client_ca=config.client_ca, crl=config.crl)
+def _build_state(
+    config: GatewayConfig,
+    listeners: tuple[_Listener, ...],
+    bundle: Bundle | None = None,
+    bundle_crl: Path | None = None,
+) -> LiveState:
+    """The state for a configuration and, if one is in force, the control server's bundle:
+    its grants join the file's (for instruments this gateway knows), its CRL joins the file's."""
+    crls = tuple(p for p in (config.crl, bundle_crl if bundle else None) if p is not None)
+    files = TlsFiles(cert=config.cert, key=config.key, client_ca=config.client_ca, crls=crls)
     contexts = {}
     for index, listener in enumerate(listeners):
         context = build_client_context(files)
         context.sni_callback = _sni_callback(listener)
         contexts[index] = context
+    names = {i.name for i in config.instruments} | {"*"}
+    extra = tuple(g for g in bundle.grants if g.instrument in names) if bundle else ()
     return LiveState(
         config=config,
         contexts=contexts,
-        grants=GrantTable.of(config.grants, allow_full=config.allow_full),
-        revoked=RevocationList.load(config.crl) if config.crl is not None else None,
+        grants=GrantTable.of((*config.grants, *extra), allow_full=config.allow_full),
+        revoked=tuple(RevocationList.load(p) for p in crls),
     )
 
 
