@@ -124,6 +124,9 @@ def test_only_qslib_fixed_expressions_are_evaluated(
     assert isinstance(reply, Error) and reply.error_class == "InvocationError"
     assert "fixed" in reply.message
     assert not marker.exists()
+    # Same shape as a fixed expression, other text: not one of qslib's, so not evaluated.
+    near_miss = client.ask('5 RET $[ "$(DRAW?)" or "unknown" ]')
+    assert isinstance(near_miss, Error) and "fixed" in near_miss.message
 
 
 def test_arbitrary_expression_needs_controller(
@@ -320,3 +323,25 @@ def test_a_failing_handler_answers_an_error_and_the_session_goes_on(
     reply = client.ask("0 ACC?")
     assert isinstance(reply, Error) and reply.message == "internal error in the simulator"
     assert client.ask("1 ACC Guest") == Ok(ident=1)
+
+
+def test_files_are_moved_and_removed_over_the_wire(
+    threaded: RunningSimulator, raw: Raw, controller_password: str
+) -> None:
+    client = raw(threaded.plain)
+    _login(client, controller_password)
+    body = "aGVsbG8Kd29ybGQ=\n"  # what qslib sent in a captured FILE:WRITE
+    written = client.ask(
+        f"3 FILE:WRITE public_run_complete:new.txt <quote.base64>\n{body}\n</quote.base64>"
+    )
+    assert written == Ok(ident=3)
+    assert client.ask("4 FILE:MOVE public_run_complete:new.txt experiments:moved.txt") == Ok(
+        ident=4
+    )
+    read = client.ask("5 FILE:READ? experiments:moved.txt")
+    assert read == Ok(ident=5, text="<quote>\nhello\nworld</quote>")
+    assert client.ask("6 FILE:REMOVE experiments:moved.txt") == Ok(ident=6)
+    gone = client.ask("7 FILE:READ? experiments:moved.txt")
+    assert isinstance(gone, Error) and gone.error_class == "NoMatch"
+    listed = client.ask("8 FILE:LIST? public_run_complete:new*")
+    assert listed == Ok(ident=8, text="<quote.reply>\n</quote.reply>")

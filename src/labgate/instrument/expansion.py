@@ -3,8 +3,9 @@
 The scpi core parses a token into nodes; this module gives each node its value. `$(...)` runs the
 nested command through the session (so it is access-checked like any other) and takes its reply
 body. `$[...]` would run Python on a real instrument. The simulator evaluates only the fixed
-expressions that qslib's `machine_status()` and `run_status()` send, by matching their shape after
-their own substitutions; any other expression is refused, never executed.
+expressions that qslib's `machine_status()` and `run_status()` send (`access.FIXED_EXPRESSIONS`,
+byte for byte), by matching their shape after their own substitutions; any other expression is
+refused, never executed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from labgate.instrument.dispatch import handles
 from labgate.instrument.errors import SimulatorError
 from labgate.scpi import values
+from labgate.scpi.access import FIXED_EXPRESSIONS
 from labgate.scpi.errors import MessageError, ParseError
 from labgate.scpi.messages import Command, Error, Ok
 from labgate.scpi.substitution import CommandSub, ExprSub, Node, Text, VarSub, parse
@@ -28,6 +30,9 @@ _STAGES = re.compile(_VARIABLES + r"'(?P<macro>[^']*)-Stages'\.lower\(\),\s*-1\)
 _STAGE_COUNT = re.compile(
     _VARIABLES + r"'(?P<macro>[^']*)-Stage(?P<stage>[^']*)-Count'\.lower\(\),\s*-1\)\s*"
 )
+
+
+NOT_EVALUATED = "The simulator evaluates only qslib's fixed status expressions"
 
 
 class Refusal(SimulatorError):
@@ -67,6 +72,8 @@ async def _render(session: Session, command: Command, nodes: tuple[Node, ...]) -
         elif isinstance(node, CommandSub):
             parts.append(await _nested(session, command, node))
         elif isinstance(node, ExprSub):
+            if node.source not in FIXED_EXPRESSIONS:
+                raise Refusal(_invocation(command, NOT_EVALUATED))
             parts.append(_expression(session, command, await _render(session, command, node.nodes)))
     return "".join(parts)
 
@@ -108,9 +115,7 @@ def _expression(session: Session, command: Command, source: str) -> str:
         if not stage.isdigit() or not 1 <= int(stage) <= len(run.protocol.stages):
             return "-1"
         return str(run.protocol.stages[int(stage) - 1].repeat)
-    raise Refusal(
-        _invocation(command, "The simulator evaluates only qslib's fixed status expressions")
-    )
+    raise Refusal(_invocation(command, NOT_EVALUATED))
 
 
 def _invocation(command: Command, message: str) -> Error:
