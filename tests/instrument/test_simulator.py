@@ -192,3 +192,11 @@ def test_qslib_trying_tls_first_on_the_plain_port_falls_back_and_works(
     machine = Machine(host, port=port, ssl=None, password=controller_password)
     assert machine.machine_status().drawer in ("Open", "Closed")
     assert machine.run_status().state in ("Idle", "Running", "Paused")
+
+
+def test_the_child_process_reports_peak_connections_and_received_commands(
+    simulator: SimulatorProcess, connect: MachineFactory
+) -> None:
+    connect().machine_status()
+    assert simulator.peak_connections >= 1
+    assert any(entry["command"] == "RET" for entry in simulator.received())
