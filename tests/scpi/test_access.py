@@ -117,6 +117,9 @@ def test_the_fixed_expressions_are_the_ones_qslib_sends(client_lines: list[bytes
         "4 CONF? access secrets",
         "4 CONF* access secrets",
         "4 TOTALLYUNKNOWN",
+        "4 :SYST:EXEC reboot",
+        "4 \u017fyst:exec reboot",  # long s upper-cases to S: still not a name labgate knows
+        "4 SYST:EXEC\treboot",
     ],
 )
 def test_controller_cannot_reach_the_holes_through_labgate(text: str) -> None:

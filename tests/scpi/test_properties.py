@@ -252,3 +252,48 @@ def test_parse_command_equals_the_general_tokenizer(text: str) -> None:
         got = ParseError
     if isinstance(expected, Command) or isinstance(got, Command):
         assert got == expected
+
+
+def reference_frames(data: bytes) -> tuple[list[bytes], bool]:
+    """A byte-at-a-time model of the framing rules: (messages, whether a closing tag mismatched).
+
+    Slow and plain on purpose: the decoder's C-level shortcuts must give exactly this."""
+    tag = re.compile(rb"<(/?)([A-Za-z0-9_.-]{1,255})>")
+    messages: list[bytes] = []
+    stack: list[bytes] = []
+    start = i = 0
+    while i < len(data):
+        if data[i : i + 1] == b"<" and (match := tag.match(data, i)) is not None:
+            closing, name = match.groups()
+            if closing:
+                if not stack or stack[-1] != name:
+                    return messages, True
+                stack.pop()
+            else:
+                stack.append(name)
+            i = match.end()
+            continue
+        if data[i : i + 1] == b"\n" and not stack:
+            messages.append(data[start:i])
+            start = i + 1
+        i += 1
+    return messages, False
+
+
+@PROPERTY
+@given(protocolish, st.lists(st.integers(1, 40), max_size=12))
+def test_decoder_matches_the_byte_at_a_time_model(data: bytes, sizes: list[int]) -> None:
+    expected, mismatched = reference_frames(data)
+    decoder = Decoder(Limits(max_depth=1000))  # limits out of the way: the grammar alone
+    got: list[bytes] = []
+    pos = 0
+    try:
+        for size in [*sizes, len(data)]:
+            got += decoder.feed(data[pos : pos + size])
+            pos += size
+    except FramingError:
+        assert mismatched
+        assert got == expected[: len(got)]
+        return
+    assert not mismatched
+    assert got == expected
