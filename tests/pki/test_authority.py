@@ -21,6 +21,7 @@ from labgate.pki import (
     CaNotFound,
     CertificateAuthority,
     CorruptKey,
+    InsecureKeyFile,
     InvalidRequest,
     PassphraseRequired,
     Profile,
@@ -326,3 +327,10 @@ def test_a_forged_certificate_under_the_issuing_name_cannot_be_renewed_or_revoke
         ca.renew(pem)
     with pytest.raises(UnknownCertificate, match="was not issued by"):
         ca.entry_of(pem)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
+def test_a_ca_key_readable_by_others_is_refused(ca_dir: Path, passphrase: bytes, mode: int) -> None:
+    (ca_dir / "issuing.key").chmod(mode)
+    with pytest.raises(InsecureKeyFile, match=f"mode {mode:04o}"):
+        CertificateAuthority.open(ca_dir, passphrase=passphrase)

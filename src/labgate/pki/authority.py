@@ -16,6 +16,7 @@ process drew it) is refused by the database, and the certificate is signed again
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,6 +36,7 @@ from labgate.pki.errors import (
     CaNotFound,
     CorruptCertificate,
     CorruptKey,
+    InsecureKeyFile,
     InvalidRequest,
     PassphraseRequired,
     ProfileViolation,
@@ -174,6 +176,7 @@ class CertificateAuthority:
             raise CaNotFound(f"no complete CA in {directory} (missing {', '.join(missing)})")
         root = certificates.read_certificate(directory / ROOT_CRT)
         issuing = certificates.read_certificate(directory / ISSUING_CRT)
+        _check_private(directory / ISSUING_KEY)
         issuing_key = keys.load_private(
             (directory / ISSUING_KEY).read_bytes(), passphrase, source=str(directory / ISSUING_KEY)
         )
@@ -379,6 +382,16 @@ class CertificateAuthority:
                 f"serial {cert.serial_number:x} is signed by this CA but not in its inventory"
             )
         return entry
+
+
+def _check_private(path: Path) -> None:
+    # As ssh does with its keys: a CA key others can read (a careless `cp`, an archive restored
+    # with its modes lost) is refused, encrypted or not, rather than trusted.
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise InsecureKeyFile(
+            f"{path} has mode {mode:04o}; a CA key must be private to its owner (chmod 600)"
+        )
 
 
 def _passphrase_for_storage(passphrase: bytes | None, *, unencrypted: bool) -> bytes | None:

@@ -27,6 +27,10 @@ class CorruptKey(PkiError):
     """A key file cannot be read, or does not belong to its certificate."""
 
 
+class InsecureKeyFile(PkiError):
+    """A CA key file that others than its owner may read or write."""
+
+
 class CorruptCertificate(PkiError):
     """A certificate file cannot be read."""
 
