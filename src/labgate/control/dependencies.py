@@ -7,7 +7,7 @@ is seen by all of them at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -24,7 +24,11 @@ from labgate.control.runtime import Runtime
 PEER_CERTIFICATE = "peer_certificate_der"
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies that do no I/O are `async def` so FastAPI runs them on the event loop instead of
+# a thread-pool hop each; the one that reads the database (any_session) stays a plain def.
+
+
+async def get_runtime(request: Request) -> Runtime:
     runtime = request.app.state.runtime
     assert isinstance(runtime, Runtime)
     return runtime
@@ -33,7 +37,8 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
+    """A session for a (plain def) route; it commits or rolls back itself before returning."""
     with runtime.sessions() as session:
         yield session
 
@@ -41,7 +46,7 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def peer_certificate(request: Request) -> bytes | None:
+async def peer_certificate(request: Request) -> bytes | None:
     """The DER client certificate of this TLS connection (verified against our CA), if any."""
     value = request.scope.get("state", {}).get(PEER_CERTIFICATE)
     return value if isinstance(value, bytes) and value else None
@@ -54,7 +59,6 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1
 
 def any_session(
     runtime: RuntimeDep,
-    session: SessionDep,
     certificate: PeerCertificate,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -84,7 +88,9 @@ def any_session(
     assert claims is not None
     if not claims.subject.startswith(f"labgate:{claims.typ}:"):
         raise AuthenticationFailed(f"access token subject does not match its type {claims.typ!r}")
-    if is_denied(session, claims.jti):
+    with runtime.engine.connect() as connection:
+        denied = is_denied(connection, claims.jti)
+    if denied:
         runtime.metrics.denials.labels("revoked").inc()
         raise AuthenticationFailed("access token has been revoked")
     return Principal(
@@ -98,7 +104,7 @@ def any_session(
 AnySession = Annotated[Principal, Depends(any_session)]
 
 
-def full_session(principal: AnySession) -> Principal:
+async def full_session(principal: AnySession) -> Principal:
     """The caller, refused if its session may only change its password."""
     if principal.restricted:
         raise PasswordChangeRequired(
@@ -110,7 +116,7 @@ def full_session(principal: AnySession) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(full_session)]
 
 
-def admin(principal: CurrentPrincipal) -> Principal:
+async def admin(principal: CurrentPrincipal) -> Principal:
     principal.require_role("admin")
     return principal
 

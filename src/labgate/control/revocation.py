@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import Connection, delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from labgate.control.tables import DeniedToken, RefreshToken
 
 
-def is_denied(session: Session, jti: str) -> bool:
-    return bool(session.scalar(select(exists().where(DeniedToken.jti == jti))))
+def is_denied(connection: Connection | Session, jti: str) -> bool:
+    return bool(connection.scalar(select(exists().where(DeniedToken.jti == jti))))
 
 
 def deny(session: Session, entries: list[tuple[str, datetime]]) -> None:

@@ -11,7 +11,7 @@ router = APIRouter(prefix="/api/v1", tags=["me"])
 
 
 @router.get("/me", response_model=Me)
-def me(principal: CurrentPrincipal) -> Me:
+async def me(principal: CurrentPrincipal) -> Me:
     return Me(
         identity=principal.identity, kind=principal.kind, name=principal.name, role=principal.role
     )
