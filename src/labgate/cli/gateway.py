@@ -56,8 +56,8 @@ def gateway(config: ConfigOption, log_level: LogLevelOption = "info") -> None:
 
 
 def _run_loop(main: Coroutine[None, None, None]) -> None:
-    # The standard loop, not uvloop: uvloop's start_tls never completes on asyncio streams, and
-    # the gateway upgrades each accepted connection itself to see why a handshake failed.
+    # The standard loop, not uvloop: the gateway upgrades each accepted connection to TLS itself
+    # (to see why a handshake failed), and uvloop reads the ClientHello before that can happen.
     asyncio.run(main)
 
 

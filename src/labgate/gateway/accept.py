@@ -6,6 +6,9 @@ quick to speak, hits this every time). Here the accepted transport is paused in 
 before any byte can be read, and the TLS layer is put on top of it from there. Upgrading the
 connection ourselves (rather than giving the listener an SSL context) is what lets the gateway
 see, count and log every handshake failure with its reason.
+
+This needs the standard asyncio loop: uvloop starts reading right after `connection_made`
+whatever the protocol asked, so the ClientHello is read (and lost) before the upgrade.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 _STREAM_LIMIT = 256 * 1024
 
@@ -28,9 +31,9 @@ class _Paused(asyncio.Protocol):
         self._tasks = tasks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.pause_reading()
-        task = asyncio.get_running_loop().create_task(self._on_connection(transport))
+        stream = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        stream.pause_reading()
+        task = asyncio.get_running_loop().create_task(self._on_connection(stream))
         self._tasks.add(task)  # kept, so the task is neither collected nor forgotten at shutdown
         task.add_done_callback(self._tasks.discard)
 
