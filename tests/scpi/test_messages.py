@@ -245,3 +245,12 @@ def test_a_lone_angle_bracket_argument_is_text_not_a_body() -> None:
     command = parse_command(b"5 X a <")
     assert command.args == ("a", "<")
     assert command.body is None
+
+
+def test_option_value_in_quote_tags_spans_lines_as_one_token() -> None:
+    raw = b"9 STAGE -label=<quote>two\nlines</quote> 2 NAME"
+    assert Decoder().feed(raw + b"\n") == [raw]
+    command = parse_command(raw)
+    assert command.options == (("label", "<quote>two\nlines</quote>"),)
+    assert command.args == ("2", "NAME")
+    assert serialise(command) == raw + b"\n"
