@@ -413,6 +413,13 @@ class RawClient:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
+    def refused(self) -> bytes:
+        """For a refused client: check the greeting is marked refused, send a first command and
+        return the ERRor that answers it (b"" if the greeting was a real one)."""
+        if b" -refused=" not in self.line():
+            return b""
+        return self.ask("0 ACC?")
+
     def ask(self, line: str) -> bytes:
         self.send(line)
         return self.line()

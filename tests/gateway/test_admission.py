@@ -80,10 +80,10 @@ def test_revoked_certificate_is_refused(gateway: Any, pki: Any) -> None:
 
 
 def test_identity_without_grant_is_refused_before_the_instrument_is_contacted(
-    gateway: Any, pki: Any, simulator: Any
+    gateway: Any, pki: Any, simulator: Any, raw_client: Any
 ) -> None:
     mark = len(simulator.received())
-    line = _first_line(gateway, _context(pki, "nobody"))
+    line = raw_client(gateway, pki, "nobody").refused()
     assert line.startswith(b"ERRor 0 [AccessDenied]")
     assert b"labgate:user:nobody" in line
     assert simulator.received()[mark:] == []

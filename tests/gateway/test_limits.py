@@ -26,7 +26,10 @@ async def _one_client(address: tuple[str, int], context: ssl.SSLContext) -> str:
     )
     try:
         first = await asyncio.wait_for(reader.readline(), 30)
-        if first.startswith(b"ERRor 0 [InstrumentBusy]"):
+        if b" -refused=InstrumentBusy" in first:
+            writer.write(b"0 ACC?\n")
+            answer = await asyncio.wait_for(reader.readline(), 30)
+            assert answer.startswith(b"ERRor 0 [InstrumentBusy]") and b"is busy" in answer
             return "busy"
         assert first.startswith(b"READy"), first
         writer.write(b"0 ACC -stealth=false -exclusive=false Observer\n1 POW?\n")
@@ -85,7 +88,7 @@ def test_per_identity_limit_refuses_with_a_clear_error(
     gateway = gateway_factory(extra_gateway="max_connections_per_identity = 2")
     sessions = [raw_client(gateway, pki, "alice") for _ in range(2)]
     assert all(s.line().startswith(b"READy") for s in sessions)
-    third = raw_client(gateway, pki, "alice").line()
+    third = raw_client(gateway, pki, "alice").refused()
     assert third.startswith(b"ERRor 0 [IOError]") and b"2 sessions open" in third
     assert raw_client(gateway, pki, "olive").line().startswith(b"READy")  # others still get in
 

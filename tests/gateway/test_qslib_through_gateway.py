@@ -123,3 +123,15 @@ def test_denied_command_is_a_qslib_command_error(
 ) -> None:
     with pytest.raises(CommandError):
         machine(gateway_process, pki, "olive").run_command("POW off")
+
+
+def test_qslib_shows_why_it_was_refused(
+    gateway_process_factory: Any, pki: Any, machine: Any, raw_client: Any
+) -> None:
+    running = gateway_process_factory(extra_instrument="max_upstream = 1\nupstream_wait = 0.2")
+    with pytest.raises(CommandError, match="no grant for labgate:user:nobody"):
+        machine(running, pki, "nobody").machine_status()
+    holder = raw_client(running, pki, "alice")  # takes the one upstream slot
+    assert holder.line().startswith(b"READy")
+    with pytest.raises(CommandError, match="is busy"):
+        machine(running, pki, "olive").machine_status()

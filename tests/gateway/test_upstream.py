@@ -34,7 +34,7 @@ def test_wrong_pin_refuses_and_logs_the_pin_seen(
 ) -> None:
     gateway = gateway_factory(upstream_pin=WRONG_PIN)
     mark = len(simulator.received())
-    line = raw_client(gateway, pki, "alice", instrument).line()
+    line = raw_client(gateway, pki, "alice", instrument).refused()
     assert line.startswith(b"ERRor 0 [IOError]")
     refused = _events(gateway, "refused")[-1]
     assert refused["kind"] == "upstream"
@@ -53,7 +53,7 @@ def test_wrong_instrument_password_is_refused_and_never_logged(
     gateway_factory: Any, pki: Any, raw_client: Any
 ) -> None:
     gateway = gateway_factory(password="not-the-password-77")
-    line = raw_client(gateway, pki, "alice").line()
+    line = raw_client(gateway, pki, "alice").refused()
     assert line.startswith(b"ERRor 0 [IOError]") and b"refused the gateway's AUTH" in line
     gateway.call(gateway.gateway.audit.flush())
     assert b"not-the-password-77" not in gateway.gateway.audit.path.read_bytes()
@@ -73,7 +73,7 @@ def test_instrument_down_is_a_clear_error(
         tls_cert = Path(__file__)  # unused: the pin is given
 
     gateway = gateway_factory(Down(), upstream_pin=WRONG_PIN)
-    line = raw_client(gateway, pki, "alice").line()
+    line = raw_client(gateway, pki, "alice").refused()
     assert line.startswith(b"ERRor 0 [IOError]") and b"qs5-plain" in line
     assert _events(gateway, "refused")[-1]["kind"] == "upstream"
 

@@ -9,7 +9,6 @@ limit, an upstream slot, the upstream login. Only then does a `Session` relay an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import ssl
@@ -26,14 +25,13 @@ from labgate.gateway.bundles import Bundle
 from labgate.gateway.client_tls import TlsFiles, build_client_context, peer_certificate
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
 from labgate.gateway.errors import GatewayError, InstrumentBusy, UpstreamError
-from labgate.gateway.filter import one_line
 from labgate.gateway.grants import GrantTable, NotGranted
 from labgate.gateway.metrics import GatewayMetrics
+from labgate.gateway.refusal import tell_refused
 from labgate.gateway.revocation import RevocationList
 from labgate.gateway.session import Session, SessionInfo
 from labgate.gateway.slots import UpstreamSlots
 from labgate.gateway.upstream import connect
-from labgate.scpi.messages import Error, serialise
 
 log = logging.getLogger("labgate.gateway")
 
@@ -244,13 +242,13 @@ class Gateway:
         decision = self.state.grants.decide(certificate.identity, instrument.name)
         if isinstance(decision, NotGranted):
             await self._refuse(
-                writer, base, "no_grant", decision.reason, error_class="AccessDenied"
+                (reader, writer), base, "no_grant", decision.reason, error_class="AccessDenied"
             )
             return
         identity = certificate.identity or ""
         per_identity = self.state.config.limits.max_connections_per_identity
         if self._per_identity[identity] >= per_identity:
-            await self._refuse(writer, base, "identity_limit",
+            await self._refuse((reader, writer), base, "identity_limit",
                                f"{identity} already has {per_identity} sessions open")  # fmt: skip
             return
         self._per_identity[identity] += 1
@@ -295,10 +293,10 @@ class Gateway:
         except InstrumentBusy as exc:
             self.metrics.upstream_busy.labels(name).inc()
             await self._refuse(
-                writer, base, "instrument_busy", str(exc), error_class="InstrumentBusy"
+                (reader, writer), base, "instrument_busy", str(exc), error_class="InstrumentBusy"
             )
         except UpstreamError as exc:
-            await self._refuse(writer, base, "upstream", str(exc), error_class="IOError")
+            await self._refuse((reader, writer), base, "upstream", str(exc), error_class="IOError")
 
     def _instrument_for(self, index: int, server_name: str | None) -> InstrumentConfig | None:
         instruments = self._listeners[index].instruments
@@ -317,28 +315,18 @@ class Gateway:
 
     async def _refuse(
         self,
-        writer: asyncio.StreamWriter,
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         base: dict[str, object],
         kind: str,
         reason: str,
         *,
         error_class: str = "IOError",
     ) -> None:
-        """Refuse a verified client with one ERRor line that says why, then close."""
+        """Refuse a verified client, telling it why (see `refusal`)."""
         self.metrics.handshake_failures.labels(kind).inc()
         self.record({"event": "refused", **base, "kind": kind, "reason": reason})
         log.info("connection %s refused: %s", base.get("conn"), reason)
-        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError, RuntimeError):
-            writer.write(
-                serialise(
-                    Error(ident=0, error_class=error_class, fields=(), message=one_line(reason))
-                )
-            )
-            async with asyncio.timeout(2):
-                await writer.drain()
-            writer.close()
-            async with asyncio.timeout(2):
-                await writer.wait_closed()
+        await tell_refused(*connection, error_class=error_class, reason=reason)
 
     def record(self, event: Mapping[str, object]) -> bool:
         try:
