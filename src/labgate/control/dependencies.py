@@ -8,6 +8,7 @@ is seen by all of them at once.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from labgate.auth.errors import TokenError, WrongTokenType
-from labgate.auth.tokens import verify_access_token
+from labgate.auth.tokens import AccessClaims, verify_access_token
 from labgate.control.errors import AuthenticationFailed, PasswordChangeRequired
 from labgate.control.principals import RESTRICTED_ROLE, Principal
 from labgate.control.revocation import is_denied
@@ -65,27 +66,16 @@ def any_session(
     """The caller, including a session that may only change its password."""
     if credentials is None:
         raise AuthenticationFailed("this endpoint needs an access token (Authorization: Bearer)")
-    settings = runtime.settings
     now = runtime.clock()
     token = credentials.credentials
-    claims = None
-    for typ in ("user", "device"):
-        try:
-            claims = verify_access_token(
-                token,
-                runtime.keys.ring(),
-                issuer=settings.issuer,
-                audience=settings.audience,
-                now=now,
-                expected_typ=typ,
-                certificate_der=certificate,
-            )
-            break
-        except TokenError as error:
-            if typ == "device" or not isinstance(error, WrongTokenType):
-                runtime.metrics.denials.labels(type(error).__name__).inc()
-                raise AuthenticationFailed(f"access token refused: {error}") from None
-    assert claims is not None
+    try:
+        claims = runtime.verified.recheck(token, now=now, certificate_der=certificate)
+        if claims is None:
+            claims = _verify(runtime, token, now=now, certificate=certificate)
+            runtime.verified.remember(token, claims)
+    except TokenError as error:
+        runtime.metrics.denials.labels(type(error).__name__).inc()
+        raise AuthenticationFailed(f"access token refused: {error}") from None
     if not claims.subject.startswith(f"labgate:{claims.typ}:"):
         raise AuthenticationFailed(f"access token subject does not match its type {claims.typ!r}")
     with runtime.engine.connect() as connection:
@@ -99,6 +89,32 @@ def any_session(
         jti=claims.jti,
         restricted=claims.role == RESTRICTED_ROLE,
     )
+
+
+def _verify(
+    runtime: Runtime, token: str, *, now: datetime, certificate: bytes | None
+) -> AccessClaims:
+    settings = runtime.settings
+    try:
+        return verify_access_token(
+            token,
+            runtime.keys.ring(),
+            issuer=settings.issuer,
+            audience=settings.audience,
+            now=now,
+            expected_typ="user",
+            certificate_der=certificate,
+        )
+    except WrongTokenType:
+        return verify_access_token(
+            token,
+            runtime.keys.ring(),
+            issuer=settings.issuer,
+            audience=settings.audience,
+            now=now,
+            expected_typ="device",
+            certificate_der=certificate,
+        )
 
 
 AnySession = Annotated[Principal, Depends(any_session)]

@@ -20,6 +20,7 @@ from labgate.control.database import make_engine, session_factory
 from labgate.control.layout import ca_dir
 from labgate.control.metrics import Metrics
 from labgate.control.settings import ControlSettings
+from labgate.control.verified import VerifiedTokens
 from labgate.pki.authority import CertificateAuthority
 
 Clock = Callable[[], datetime]
@@ -48,6 +49,7 @@ class Runtime:
     keys: keystore.SigningKeys
     ca: CertificateAuthority
     metrics: Metrics
+    verified: VerifiedTokens
     clock: Clock
 
     @classmethod
@@ -64,6 +66,7 @@ class Runtime:
             keys=keys,
             ca=ca,
             metrics=Metrics.create(),
+            verified=VerifiedTokens(),
             clock=clock,
         )
 
