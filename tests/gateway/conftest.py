@@ -103,6 +103,13 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         clock=lambda: _days_ago(2),
     )
     clients["expired"] = _client(past, directory, "expired")
+    # A server certificate (serverAuth only) presented as a client certificate.
+    server = ca.issue(Profile.SERVER, "not-a-client", dns=["not-a-client.test"])
+    server.write(directory / "server-cert", combined=True)
+    clients["server-cert"] = Client(
+        name="server-cert", uri="", pem=directory / "server-cert.pem",
+        crt=directory / "server-cert.crt", key=directory / "server-cert.key", serial=server.serial,
+    )  # fmt: skip
     # A certificate naming alice, from a CA the gateway does not trust.
     other = CertificateAuthority.init(directory / "other-ca", passphrase=None, unencrypted=True)
     clients["stranger"] = _client(other, directory, "alice-elsewhere")

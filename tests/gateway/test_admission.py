@@ -79,6 +79,10 @@ def test_revoked_certificate_is_refused(gateway: Any, pki: Any) -> None:
     assert "certificate revoked" in _refused(gateway, _context(pki, "revoked"))
 
 
+def test_server_certificate_is_refused_as_a_client_certificate(gateway: Any, pki: Any) -> None:
+    assert "unsuitable certificate purpose" in _refused(gateway, _context(pki, "server-cert"))
+
+
 def test_identity_without_grant_is_refused_before_the_instrument_is_contacted(
     gateway: Any, pki: Any, simulator: Any, raw_client: Any
 ) -> None:

@@ -130,3 +130,11 @@ def test_malformed_command_is_answered_not_forwarded() -> None:
     verdict = _filter(level=AccessLevel.CONTROLLER).from_client(b"\xff\xfe not scpi", now=0)
     assert verdict.decision is Decision.MALFORMED and verdict.to_upstream == b""
     assert isinstance(parse_reply(verdict.to_client.rstrip(b"\n")), Error)
+
+
+def test_configuration_arguments_never_reach_the_audit_record() -> None:
+    f = _filter(AccessLevel.ADMINISTRATOR, level=AccessLevel.ADMINISTRATOR)
+    verdict = f.from_client(b"4 CONF access secrets hunter2 Full", now=0)
+    assert verdict.to_upstream == b""  # CONF needs Full, which needs allow_full
+    assert "hunter2" not in " ".join(verdict.args)
+    assert "hunter2" not in verdict.reason

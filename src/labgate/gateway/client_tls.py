@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ssl
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
@@ -51,6 +52,7 @@ class PeerCertificate:
     fingerprint: str  # sha256 hex of the DER, for the audit log
     serial: int
     issuer: x509.Name
+    not_after: datetime
 
 
 def build_client_context(files: TlsFiles) -> ssl.SSLContext:
@@ -88,4 +90,5 @@ def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> PeerCertifica
         fingerprint=hashlib.sha256(der).hexdigest(),
         serial=certificate.serial_number,
         issuer=certificate.issuer,
+        not_after=certificate.not_valid_after_utc,
     )

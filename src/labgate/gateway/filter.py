@@ -48,6 +48,8 @@ ACC = canonical("ACC")
 ACC_QUERY = canonical("ACC?")
 CHAL_QUERY = canonical("CHAL?")
 AUTH = canonical("AUTH")
+# `CONF access secrets <password> <LEVEL>` sets a password; AUTH carries a response to one.
+SECRET_BEARING = frozenset(canonical(n) for n in ("CONF", "CONF=", "CONF?", "AUTH"))
 
 
 class Decision(StrEnum):
@@ -236,7 +238,7 @@ class SessionFilter:
             decision=decision,
             reason=reason,
             command=command.canonical,
-            args=command.args if command.body is None else command.args[:1],
+            args=_logged_args(command),
             payload=payload,
             to_client=to_client,
             to_upstream=to_upstream,
@@ -254,6 +256,14 @@ def _insufficient(ident: int, required: AccessLevel, current: AccessLevel, reaso
         ident=ident, error_class="InsufficientAccess", fields=fields, message=one_line(reason)
     )
     return serialise(error)
+
+
+def _logged_args(command: Command) -> tuple[str, ...]:
+    """Arguments as the audit log keeps them: a body's path but not its content, and nothing of
+    a configuration or login command, whose arguments may be passwords."""
+    if command.canonical in SECRET_BEARING:
+        return (f"[{len(command.args)} arguments withheld]",) if command.args else ()
+    return command.args if command.body is None else command.args[:1]
 
 
 def _quoted(level: AccessLevel) -> str:

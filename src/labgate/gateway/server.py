@@ -14,7 +14,7 @@ import logging
 import ssl
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,34 +22,19 @@ from labgate.gateway.accept import listen, upgrade
 from labgate.gateway.audit import AuditLog
 from labgate.gateway.auditchain import AuditError
 from labgate.gateway.bundles import Bundle
-from labgate.gateway.client_tls import TlsFiles, build_client_context, peer_certificate
+from labgate.gateway.client_tls import peer_certificate
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
 from labgate.gateway.errors import GatewayError, InstrumentBusy, UpstreamError
-from labgate.gateway.grants import GrantTable, NotGranted
+from labgate.gateway.grants import NotGranted
 from labgate.gateway.metrics import GatewayMetrics
 from labgate.gateway.refusal import tell_refused
-from labgate.gateway.revocation import RevocationList
 from labgate.gateway.session import Session, SessionInfo
 from labgate.gateway.slots import UpstreamSlots
+from labgate.gateway.state import LiveState, build_state, group_listeners
 from labgate.gateway.upstream import connect
+from labgate.scpi.access import AccessLevel
 
 log = logging.getLogger("labgate.gateway")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LiveState:
-    """Everything a reload replaces at once; a handshake uses the contexts current at its start."""
-
-    config: GatewayConfig
-    contexts: Mapping[int, ssl.SSLContext]  # by listener index
-    grants: GrantTable
-    revoked: tuple[RevocationList, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Listener:
-    endpoint: Endpoint
-    instruments: tuple[InstrumentConfig, ...]
 
 
 class Gateway:
@@ -57,8 +42,8 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.metrics = GatewayMetrics()
-        self._listeners = _group(config.instruments)
-        self.state = _build_state(config, self._listeners)
+        self._listeners = group_listeners(config.instruments)
+        self.state = build_state(config, self._listeners)
         self.audit = AuditLog(
             config.audit_log,
             batch_size=config.audit_batch_size,
@@ -140,7 +125,7 @@ class Gateway:
                     await asyncio.to_thread(load_config, source) if source else self.state.config
                 )
             state = await asyncio.to_thread(
-                _build_state, config, self._listeners, self.bundle, self.bundle_crl
+                build_state, config, self._listeners, self.bundle, self.bundle_crl
             )
         except GatewayError as exc:
             self.metrics.reloads.labels("failed").inc()
@@ -152,7 +137,7 @@ class Gateway:
     def use_bundle(self, bundle: Bundle | None, crl: Path | None) -> None:
         """Put a verified control-server bundle in force (None: the last one expired)."""
         self.bundle, self.bundle_crl = bundle, crl
-        self.apply(_build_state(self.state.config, self._listeners, bundle, crl))
+        self.apply(build_state(self.state.config, self._listeners, bundle, crl))
 
     def apply(self, state: LiveState) -> None:
         """Switch to new state; close or lower live sessions that it no longer allows."""
@@ -237,6 +222,11 @@ class Gateway:
         if instrument is None or certificate is None:  # the SNI callback and OpenSSL refuse these
             self._refuse_early(conn, peer, "tls", "no instrument or no client certificate")
             return
+        if certificate.not_after <= datetime.now(UTC):
+            # OpenSSL checked the date at the full handshake; a resumed TLS session is not
+            # checked again, and may outlive the certificate it was made with.
+            self._refuse_early(conn, peer, "tls", "TLS session resumed with an expired certificate")
+            return
         base = {"conn": conn, "peer": peer, "identity": certificate.identity,
                 "fingerprint": certificate.fingerprint, "instrument": instrument.name}  # fmt: skip
         decision = self.state.grants.decide(certificate.identity, instrument.name)
@@ -263,7 +253,7 @@ class Gateway:
     async def _run_upstream(
         self,
         info: SessionInfo,
-        level: Any,
+        level: AccessLevel,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         base: dict[str, object],
@@ -335,68 +325,6 @@ class Gateway:
             log.error("audit record lost: %s", exc)
             return False
         return True
-
-
-def _group(instruments: tuple[InstrumentConfig, ...]) -> tuple[_Listener, ...]:
-    """One listener per listen address; port 0 always gets a listener (and free port) of its own."""
-    listeners: list[_Listener] = []
-    for instrument in instruments:
-        shared = next(
-            (
-                i
-                for i, lst in enumerate(listeners)
-                if lst.endpoint == instrument.listen and instrument.listen.port != 0
-            ),
-            None,
-        )
-        if shared is None:
-            listeners.append(_Listener(endpoint=instrument.listen, instruments=(instrument,)))
-        else:
-            old = listeners[shared]
-            listeners[shared] = _Listener(
-                endpoint=old.endpoint, instruments=(*old.instruments, instrument)
-            )
-    return tuple(listeners)
-
-
-def _build_state(
-    config: GatewayConfig,
-    listeners: tuple[_Listener, ...],
-    bundle: Bundle | None = None,
-    bundle_crl: Path | None = None,
-) -> LiveState:
-    """The state for a configuration and, if one is in force, the control server's bundle:
-    its grants join the file's (for instruments this gateway knows), its CRL joins the file's."""
-    crls = tuple(p for p in (config.crl, bundle_crl if bundle else None) if p is not None)
-    files = TlsFiles(cert=config.cert, key=config.key, client_ca=config.client_ca, crls=crls)
-    contexts = {}
-    for index, listener in enumerate(listeners):
-        context = build_client_context(files)
-        context.sni_callback = _sni_callback(listener)
-        contexts[index] = context
-    names = {i.name for i in config.instruments} | {"*"}
-    extra = tuple(g for g in bundle.grants if g.instrument in names) if bundle else ()
-    return LiveState(
-        config=config,
-        contexts=contexts,
-        grants=GrantTable.of((*config.grants, *extra), allow_full=config.allow_full),
-        revoked=tuple(RevocationList.load(p) for p in crls),
-    )
-
-
-def _sni_callback(listener: _Listener) -> Any:
-    names = {i.name.lower() for i in listener.instruments}
-    shared = len(names) > 1
-
-    def choose(ssl_object: Any, server_name: str | None, _context: ssl.SSLContext) -> int | None:
-        # On a shared listener the server name is the only way to tell instruments apart: refuse
-        # an unknown one inside the handshake, before any certificate is even looked at.
-        ssl_object.labgate_server_name = server_name
-        if shared and (server_name or "").lower() not in names:
-            return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-        return None
-
-    return choose
 
 
 def _peer(transport: asyncio.BaseTransport) -> str:
