@@ -90,3 +90,29 @@ def test_bundle_needs_that_gateways_own_certificate(
         revoked = fetch(gateway, "site-1")
         assert revoked.status_code == 403
         assert "revoked" in revoked.json()["message"]
+
+
+def test_the_gateways_own_reader_accepts_the_bundle(
+    live_server: Any, gateway_identity: Any, tmp_path: Any
+) -> None:
+    """End to end with the consumer: the gateway's fetch and verification, unchanged."""
+    import asyncio
+
+    from labgate.control.layout import ca_root_path
+    from labgate.gateway.bundles import fetch, read_bundle
+    from labgate.gateway.config import ControlConfig
+
+    with live_server.api() as api:
+        grant = {"principal": "labgate:device:d-1", "instrument": "*", "level": "Observer"}
+        assert api.post("/api/v1/grants", headers=api.admin(), json=grant).status_code == 201
+    chain, key, _ = gateway_identity(Profile.GATEWAY, "site-1")
+    (tmp_path / "gw.crt").write_bytes(chain)
+    (tmp_path / "gw.key").write_bytes(key)
+    control = ControlConfig(
+        url=live_server.url, gateway_name="site-1",
+        server_ca=ca_root_path(live_server.settings.data_dir),
+    )  # fmt: skip
+    token, jwks = asyncio.run(fetch(control, cert=tmp_path / "gw.crt", key=tmp_path / "gw.key"))
+    bundle = read_bundle(token, jwks, control=control, now=datetime.now(UTC), above_version=0)
+    assert [(g.identity, g.instrument) for g in bundle.grants] == [("labgate:device:d-1", "*")]
+    assert bundle.version >= 1

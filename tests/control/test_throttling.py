@@ -33,6 +33,15 @@ def test_account_locks_after_one_hundred_failures_until_reset(api: Any, clock: A
     locked = api.post("/api/v1/auth/login", json=attempt)
     assert locked.status_code == 423
     assert locked.json()["code"] == "account_locked"
+    from labgate.control import audit
+    from labgate.control.database import make_engine, session_factory
+
+    engine = make_engine(api.settings.resolved_database_url, pool_size=1)
+    with session_factory(engine)() as session:
+        assert [e.subject for e in audit.events(session, kind="login.locked")] == [
+            "labgate:user:victim"
+        ]
+    engine.dispose()
     admin = api.bearer(api.login("admin", api.STRONG_PASSWORD)["access_token"])  # hours later
     users = {u["username"]: u["id"] for u in api.get("/api/v1/users", headers=admin).json()}
     reset = api.post(f"/api/v1/users/{users['victim']}/password-reset", headers=admin)

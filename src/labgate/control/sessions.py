@@ -17,10 +17,21 @@ from labgate.auth import refresh as rules
 from labgate.auth.errors import MalformedRefreshToken, SealError
 from labgate.auth.tokens import certificate_thumbprint
 from labgate.control import accounts, audit, throttling
-from labgate.control.errors import AuthenticationFailed, CertificateRequired, RefreshTokenReused
+from labgate.control.errors import (
+    AccountLocked,
+    AuthenticationFailed,
+    CertificateRequired,
+    RefreshTokenReused,
+    Throttled,
+)
 from labgate.control.minting import mint_pair, new_family
 from labgate.control.principals import DEVICE_PREFIX, Principal, user_identity
-from labgate.control.revocation import deny, family_of_access_token, revoke_families
+from labgate.control.revocation import (
+    deny,
+    family_of_access_token,
+    purge_expired,
+    revoke_families,
+)
 from labgate.control.runtime import Runtime
 from labgate.control.schemas import TokenPair
 from labgate.control.tables import Device, RefreshToken, User
@@ -37,7 +48,18 @@ def login(
     """
     now = runtime.clock()
     keys = (accounts.account_key(username), accounts.address_key(address))
-    throttling.require_allowed(session, keys, runtime.settings, now=now)
+    try:
+        throttling.require_allowed(session, keys, runtime.settings, now=now)
+    except AccountLocked:
+        audit.record(
+            session, at=now, kind="login.locked", subject=user_identity(username), address=address
+        )
+        session.commit()
+        runtime.metrics.logins.labels("locked").inc()
+        raise
+    except Throttled:
+        runtime.metrics.logins.labels("throttled").inc()
+        raise
     try:
         user = accounts.authenticate(session, runtime.rules, username, password)
     except AuthenticationFailed:
@@ -247,6 +269,7 @@ def logout(session: Session, runtime: Runtime, principal: Principal, *, expires:
     if family is not None:
         revoke_families(session, [family], now=now)
     deny(session, [(principal.jti, expires)])
+    purge_expired(session, now=now)  # housekeeping: entries for tokens that expired anyway
     audit.record(session, at=now, kind="logout", subject=principal.identity)
     session.commit()
 
