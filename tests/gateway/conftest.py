@@ -93,7 +93,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     root.write_bytes(ca.root_pem)
     clients = {
         name: _client(ca, directory, name)
-        for name in ("alice", "olive", "adam", "nobody", "revoked", "later")
+        for name in ("alice", "olive", "adam", "gus", "nobody", "revoked", "later")
     }
     ca.revoke(clients["revoked"].serial, "keyCompromise")
     # An expired certificate: issued by the same CA, on a clock two days in the past.
@@ -154,6 +154,7 @@ def _start_simulator(state: Path, *, max_connections: int = 64) -> Iterator[Any]
 
 
 GRANTS = {
+    "gus": "Guest",
     "alice": "Controller",
     "olive": "Observer",
     "adam": "Administrator",

@@ -63,11 +63,14 @@ class Session:
         self._metrics = metrics
         self._last_activity = time.monotonic()
         self._ended = asyncio.Event()
+        self._forced = False
         self._settled = asyncio.Event()  # set whenever no ACC is awaiting the instrument's answer
         self.end_reason = ""
 
     def close(self, reason: str) -> None:
-        """End the session from outside (revocation, withdrawn grant, shutdown)."""
+        """End the session from outside (revocation, withdrawn grant, shutdown): the client's
+        connection is cut at once, whatever it was still to receive."""
+        self._forced = True
         self._end(reason)
 
     def change_grant(self, level: AccessLevel) -> None:
@@ -91,15 +94,17 @@ class Session:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(OSError, ssl.SSLError, RuntimeError):
-                await asyncio.wait_for(self._writer.drain(), 1.0)
-            if self.end_reason == "client closed":
-                self._writer.close()
-            else:
+            if self._forced:
                 self._writer.transport.abort()
+            else:
+                self._writer.close()  # the last reply (QUIT's OK, a refusal) still goes out
             # Recorded as the client is let go, before the slower goodbye to the instrument.
             self._record(self._event("disconnect", reason=self.end_reason))
             await self._upstream.close()
+            if not self._forced:
+                with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                    async with asyncio.timeout(2):  # a client that reads nothing is cut off
+                        await self._writer.wait_closed()
 
     def _end(self, reason: str) -> None:
         if not self._ended.is_set():
