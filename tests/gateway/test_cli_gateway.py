@@ -71,3 +71,24 @@ def test_command_prints_ready_line_reloads_on_sighup_and_stops_cleanly(
         timeout=60,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_unknown_log_level_is_refused(
+    tmp_path: Path, pki: Any, simulator: Any, config_writer: Any
+) -> None:
+    path = config_writer(tmp_path, pki, simulator)
+    result = CliRunner().invoke(app, ["gateway", "--config", str(path), "--log-level", "loud"])
+    assert result.exit_code == 2 and "--log-level 'loud'" in result.output
+
+
+def test_audit_log_held_by_another_gateway_stops_the_start(gateway_process_factory: Any) -> None:
+    first = gateway_process_factory()
+    # Same directory, so the same audit.jsonl: the second writer must not interleave its lines.
+    config = str(first.directory / "gateway.toml")
+    second = subprocess.run(
+        [sys.executable, "-m", "labgate", "gateway", "--config", config],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert second.returncode == 1
+    assert "audit" in second.stderr.lower()
+    assert second.stdout == ""  # never announced itself ready

@@ -216,3 +216,13 @@ def test_zero_limits_are_refused(tmp_path: Path) -> None:
         _load(tmp_path, BASE + INSTRUMENT + "max_upstream = 0\n")
     with pytest.raises(ConfigError, match=r"gateway\.idle_timeout"):
         _load(tmp_path, BASE + "idle_timeout = -1\n" + INSTRUMENT)
+
+
+def test_ipv6_loopback_is_loopback(tmp_path: Path) -> None:
+    config = _load(tmp_path, BASE + INSTRUMENT + 'listen = "[::1]:0"\n')
+    assert config.instruments[0].listen.is_loopback
+    assert str(config.instruments[0].listen) == "[::1]:0"
+
+
+def test_empty_metrics_listen_turns_metrics_off(tmp_path: Path) -> None:
+    assert _load(tmp_path, BASE + 'metrics_listen = ""\n' + INSTRUMENT).metrics_listen is None

@@ -30,11 +30,19 @@ LogLevelOption = Annotated[
 ]
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 def gateway(config: ConfigOption, log_level: LogLevelOption = "info") -> None:
     """Mutual TLS in front of instruments, every command checked against the caller's grant."""
+    from labgate.gateway.auditchain import AuditError
     from labgate.gateway.config import load_config
     from labgate.gateway.errors import GatewayError
 
+    if log_level.upper() not in LOG_LEVELS:
+        typer.echo(f"labgate gateway: --log-level {log_level!r}: expected one of "
+                   f"{', '.join(level.lower() for level in LOG_LEVELS)}", err=True)  # fmt: skip
+        raise typer.Exit(2)
     logging.basicConfig(
         stream=sys.stderr,
         level=log_level.upper(),
@@ -47,7 +55,7 @@ def gateway(config: ConfigOption, log_level: LogLevelOption = "info") -> None:
         raise typer.Exit(2) from exc
     try:
         _run_loop(_serve(settings))
-    except GatewayError as exc:
+    except (GatewayError, AuditError) as exc:  # a certificate that does not load, a locked log
         typer.echo(f"labgate gateway: {exc}", err=True)
         raise typer.Exit(1) from exc
     except OSError as exc:  # a listen address already taken, say
