@@ -78,6 +78,21 @@ def test_migrate_and_rotate_keys(runner: CliRunner, tmp_path: Path) -> None:
     assert f"still verifying: {before}" in rotated.output
 
 
+def test_run_refuses_an_uninitialised_or_outdated_server(runner: CliRunner, tmp_path: Path) -> None:
+    empty = runner.invoke(app, ["server", "run", "--data", str(tmp_path / "none")])
+    assert empty.exit_code == 1
+    assert "labgate server init" in empty.output
+    data = tmp_path / "srv"
+    assert runner.invoke(app, ["server", "init", "--data", str(data)]).exit_code == 0
+    import sqlite3
+
+    with sqlite3.connect(data / "labgate.db") as db:
+        db.execute("DELETE FROM alembic_version")
+    outdated = runner.invoke(app, ["server", "run", "--data", str(data)])
+    assert outdated.exit_code == 1
+    assert "labgate server migrate" in outdated.output
+
+
 def test_placeholder_passphrase_is_refused(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

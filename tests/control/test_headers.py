@@ -67,3 +67,33 @@ def test_metrics_and_jwks_are_served(api: Any) -> None:
     keys = api.get("/.well-known/jwks.json").json()["keys"]
     assert [k["alg"] for k in keys] == ["EdDSA"]
     assert all("d" not in k for k in keys)  # public halves only
+
+
+def test_unexpected_failure_is_a_bare_json_500_with_headers(settings: Any, clock: Any) -> None:
+    """A broken database mid-request: the client gets a code, not the exception."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from labgate.control.app import create_app
+
+    app = create_app(settings, clock=clock)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        with app.state.runtime.engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE denied_tokens"))
+        tokens = client.post("/api/v1/auth/login", json={"username": "admin", "password": "x" * 20})
+        assert tokens.status_code == 401
+        from labgate.control.layout import ADMIN_PASSWORD_FILE
+
+        password = (settings.data_dir / ADMIN_PASSWORD_FILE).read_text().strip()
+        token = client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": password}
+        ).json()["access_token"]
+        response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "code": "internal_error",
+        "message": "the server could not handle this request",
+    }
+    assert "denied_tokens" not in response.text
+    for name, fragment in EXPECTED.items():
+        assert fragment in response.headers[name]

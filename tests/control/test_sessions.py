@@ -180,3 +180,36 @@ def test_twenty_concurrent_refreshes_mint_exactly_one_pair(live_server: Any) -> 
         )
     engine.dispose()
     assert minted == 2  # the login's token and exactly one successor
+
+
+ENHANCED_REFUSALS = {
+    "Sh0rt!pass": "too_short",
+    "alllowercase-with-digit-1": "missing_uppercase",
+    "ALLUPPERCASE-WITH-DIGIT-1": "missing_lowercase",
+    "No-Digits-In-This-One": "missing_digit",
+    "NoSpecial1234567Chars": "missing_special",
+}
+
+
+def test_enhanced_policy_is_enforced_through_the_api(api: Any, clock: Any) -> None:
+    from labgate.control.app import create_app
+
+    enhanced = api.settings.model_copy(update={"password_policy": "enhanced"})
+    with TestClient(create_app(enhanced, clock=clock)) as client:
+        strict = type(api)(client, enhanced)
+        one_time = strict.admin_password
+        headers = strict.bearer(strict.login("admin", one_time)["access_token"])
+        for candidate, reason in ENHANCED_REFUSALS.items():
+            response = client.post(
+                "/api/v1/auth/password",
+                headers=headers,
+                json={"old_password": one_time, "new_password": candidate},
+            )
+            assert response.status_code == 422, candidate
+            assert f"({reason})" in response.json()["message"]
+        accepted = client.post(
+            "/api/v1/auth/password",
+            headers=headers,
+            json={"old_password": one_time, "new_password": "Violet-Staple-Hammock-42"},
+        )
+        assert accepted.status_code == 200, accepted.text

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from labgate.control import errors
-
-log = logging.getLogger("labgate.control")
 
 STATUS: tuple[tuple[type[errors.ControlError], int], ...] = (
     (errors.PasswordChangeRequired, 403),
@@ -80,14 +76,8 @@ async def http_error(request: Request, error: Exception) -> JSONResponse:
     return body(code, message, error.status_code, dict(error.headers or {}))
 
 
-async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-    # The trace goes to the server log only; the client learns nothing about the inside.
-    log.error("unhandled %s on %s %s", type(error).__name__, request.method, request.url.path)
-    return body("internal_error", "the server could not handle this request", 500)
-
-
 def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.ControlError, control_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    # Unexpected exceptions are answered by labgate.control.headers, the outermost layer.

@@ -16,7 +16,13 @@ from labgate.auth.passwords import PasswordHasher
 from labgate.auth.policy import PasswordPolicy
 from labgate.control import keystore
 from labgate.control.accounts import PasswordRules
-from labgate.control.database import make_engine, session_factory
+from labgate.control.database import (
+    current_revision,
+    head_revision,
+    make_engine,
+    session_factory,
+)
+from labgate.control.errors import NotInitialised
 from labgate.control.layout import ca_dir
 from labgate.control.metrics import Metrics
 from labgate.control.settings import ControlSettings
@@ -24,6 +30,17 @@ from labgate.control.verified import VerifiedTokens
 from labgate.pki.authority import CertificateAuthority
 
 Clock = Callable[[], datetime]
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse to serve a database whose schema is older (or newer) than this code's."""
+    found, wanted = current_revision(engine), head_revision()
+    if found != wanted:
+        engine.dispose()
+        raise NotInitialised(
+            f"the database is at schema revision {found or 'none'}, this labgate needs "
+            f"{wanted}: run `labgate server migrate` (or `init` for a new server)"
+        )
 
 
 def utc_now() -> datetime:
@@ -58,6 +75,7 @@ class Runtime:
         keys = keystore.SigningKeys(keystore.keyring_path(settings), passphrase)
         ca = CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase)
         engine = make_engine(settings.resolved_database_url)
+        require_current_schema(engine)
         return cls(
             settings=settings,
             engine=engine,

@@ -21,6 +21,7 @@ from labgate.control.errors import (
     AccountLocked,
     AuthenticationFailed,
     CertificateRequired,
+    Forbidden,
     RefreshTokenReused,
     Throttled,
 )
@@ -285,7 +286,7 @@ def change_password(
     """Change the caller's password; every old session ends and a full one begins."""
     now = runtime.clock()
     if principal.kind != "user":
-        raise AuthenticationFailed("only users have passwords")
+        raise Forbidden(f"{principal.identity} is a device; only users have passwords")
     user = accounts.find_user(session, principal.name)
     if user is None or user.disabled:
         raise AuthenticationFailed("user not found or disabled")
