@@ -231,3 +231,48 @@ def test_denial_names_the_part_and_the_levels() -> None:
     assert decision.command == "SYSTEM:EXEC"
     assert "needs Full" in decision.reason
     assert "the session has Controller" in decision.reason
+
+
+# ---- RAND?: a key that AUTH turns into Administrator ----------------------------------------
+
+ADMINISTRATOR = AccessLevel.ADMINISTRATOR
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "6 RAND?",
+        "6 rand?",
+        "6 Rand?",
+        "6 RET $(RAND?)",
+        "6 RET $(rand?)",
+        '6 RET "key $(RAND?)"',
+        "6 RET ${Key:-$(RAND?)}",
+        "6 RET $(RET $(RAND?))",
+        "6 FILE:LIST? -verbose=$(RAND?) public_run_complete:*",
+    ],
+)
+def test_no_grant_below_full_can_mint_an_instrument_key(text: str) -> None:
+    # Administrator is the most labgate hands out below Full, and what the key itself gives.
+    for level in (OBSERVER, CONTROLLER, ADMINISTRATOR):
+        decision = check(cmd(text), level, LABGATE)
+        assert isinstance(decision, Denied), (text, level)
+        assert decision.required is FULL
+        assert decision.command == "RAND?"
+
+
+def test_a_key_minted_in_a_body_is_found() -> None:
+    command = Command(ident=1, name="RET", args=("x",), body=Body(tag="quote", content="$(RAND?)"))
+    decision = check(command, ADMINISTRATOR, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.command == "RAND?"
+
+
+def test_full_may_mint_a_key() -> None:
+    assert check(cmd("6 RAND?"), FULL, LABGATE) == Allowed(required=FULL)
+
+
+def test_the_instrument_mints_keys_for_controllers_not_observers() -> None:
+    # qslib's generate_random_key(): "Requires Controller or higher access".
+    assert isinstance(check(cmd("6 RAND?"), OBSERVER, INSTRUMENT), Denied)
+    assert check(cmd("6 RAND?"), CONTROLLER, INSTRUMENT) == Allowed(required=CONTROLLER)

@@ -1,14 +1,21 @@
 """Access levels and the level each command needs: the instrument's rules and labgate's.
 
+What LABGATE refuses below Full, and why:
+
+- `SYST:*` (a shell), `eval?` and any `$[ ... ]` but qslib's fixed ones (Python on the
+  instrument), and `CONF*` (reads and writes the instrument's passwords): each is root.
+- `RAND?`: the instrument mints a 6-digit key, valid 10 minutes, that gives Administrator
+  through `AUTH`. Minting instrument credentials is above any grant labgate hands out.
+- Every command it does not know, and any text whose substitutions it cannot parse: nobody can
+  say what the instrument would run.
+
 The instrument knows five levels, in this order; a session at one level may do everything the
 levels below it may. Two tables say which level each command needs:
 
 - `INSTRUMENT`: what the machine itself enforces (it drives the simulator). Its weakness is the
   reason labgate exists: `SYST:EXEC` (a shell), `eval?` (Python) and `$[ ... ]` (Python inside any
   argument) are reachable at Controller, so Controller is root.
-- `LABGATE`: the gateway's policy. The same, except that every `SYST:*` command, `eval?`, the
-  `CONF` commands, any `$[ ... ]` other than the fixed ones qslib's status calls send, and every
-  command it does not know need Full.
+- `LABGATE`: the gateway's policy. The same, except for the refusals listed above.
 
 `check()` judges a whole command: its own name, and every nested `$( ... )` and `$[ ... ]` found
 anywhere in it (name, option values, arguments, body), at any depth. Text it cannot parse is
@@ -102,7 +109,6 @@ _LEVELS: dict[str, tuple[AccessLevel, AccessLevel]] = {
     "BLOCK?":                  (OBSERVER,      OBSERVER),
     "LST?":                    (OBSERVER,      OBSERVER),
     "ISTAT?":                  (OBSERVER,      OBSERVER),
-    "RAND?":                   (OBSERVER,      OBSERVER),
     "RUNTITLE?":               (OBSERVER,      OBSERVER),
     "PROTOCOL?":               (OBSERVER,      OBSERVER),
     "TBC:SAMPLETEMPERATURES?": (OBSERVER,      OBSERVER),
@@ -150,6 +156,9 @@ _LEVELS: dict[str, tuple[AccessLevel, AccessLevel]] = {
     "CONFIG?":                 (ADMINISTRATOR, FULL),  # reads passwords; instrument: a guess
     "CONFIG=":                 (ADMINISTRATOR, FULL),  # writes access; instrument: a guess
     "CONFIG*":                 (ADMINISTRATOR, FULL),
+    # a 6-digit key, valid 10 minutes, that AUTH turns into Administrator (qslib's
+    # generate_random_key(): "Requires Controller"); minting credentials is above any grant
+    "RAND?":                   (CONTROLLER,    FULL),
 }
 # fmt: on
 
