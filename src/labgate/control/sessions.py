@@ -1,32 +1,23 @@
-"""Sessions: login, refresh-token rotation, logout, password change.
+"""Sessions: login (throttled, counted in the database), logout, password change.
 
-Refresh follows `labgate.auth.refresh`: the presented token is looked up by its hash and judged by
-`decide`; a Rotate consumes it with one conditional UPDATE that must touch exactly one row, in
-the same transaction that stores the successor (sealed for grace replays). Losing that race
-means another request, on any replica, won: the row is read again and judged again.
+Refresh-token rotation lives in `labgate.control.rotation`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from labgate.auth import refresh as rules
-from labgate.auth.errors import MalformedRefreshToken, SealError
-from labgate.auth.tokens import certificate_thumbprint
 from labgate.control import accounts, audit, throttling
 from labgate.control.errors import (
     AccountLocked,
     AuthenticationFailed,
-    CertificateRequired,
     Forbidden,
-    RefreshTokenReused,
     Throttled,
 )
 from labgate.control.minting import mint_pair, new_family
-from labgate.control.principals import DEVICE_PREFIX, Principal, user_identity
+from labgate.control.principals import Principal, user_identity
 from labgate.control.revocation import (
     deny,
     family_of_access_token,
@@ -35,8 +26,6 @@ from labgate.control.revocation import (
 )
 from labgate.control.runtime import Runtime
 from labgate.control.schemas import TokenPair
-from labgate.control.tables import Device, RefreshToken, User
-from labgate.pki.identity import identity_of
 
 
 def login(
@@ -97,170 +86,6 @@ def login(
     session.commit()
     runtime.metrics.logins.labels("restricted" if restricted else "ok").inc()
     return minted.pair
-
-
-def refresh(
-    session: Session, runtime: Runtime, *, token: str, certificate_der: bytes | None
-) -> TokenPair:
-    """Rotate a refresh token, replay the successor within the grace, or catch a reuse."""
-    now = runtime.clock()
-    try:
-        token_hash = rules.hash_refresh_token(token)
-    except MalformedRefreshToken:
-        raise AuthenticationFailed("refresh token not accepted") from None
-    grace = timedelta(seconds=runtime.settings.refresh_grace_seconds)
-    for _ in range(2):
-        row = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
-        decision = rules.decide(_state(session, row), now=now, grace=grace)
-        if isinstance(decision, rules.Rotate):
-            assert row is not None
-            pair = _rotate(session, runtime, row, token, certificate_der, now=now)
-            if pair is not None:
-                runtime.metrics.refreshes.labels("rotated").inc()
-                return pair
-            session.rollback()  # another request consumed it first: judge the row again
-            continue
-        return _not_rotated(session, runtime, decision, row, token, now=now)
-    raise AuthenticationFailed("refresh token not accepted")
-
-
-def _state(session: Session, row: RefreshToken | None) -> rules.RefreshTokenState | None:
-    if row is None:
-        return None
-    successor_used = False
-    if row.successor_id is not None:
-        successor_used = bool(
-            session.scalar(select(RefreshToken.used).where(RefreshToken.id == row.successor_id))
-        )
-    return rules.RefreshTokenState(
-        family_id=row.family_id,
-        expires_at=row.expires_at,
-        rotated_at=row.used_at if row.used else None,
-        successor_used=successor_used,
-        family_revoked=row.revoked,
-    )
-
-
-def _rotate(
-    session: Session,
-    runtime: Runtime,
-    row: RefreshToken,
-    token: str,
-    certificate_der: bytes | None,
-    *,
-    now: datetime,
-) -> TokenPair | None:
-    """Consume `row` in one UPDATE and mint its successor; None if another request won."""
-    role, cnf = _holder(session, row, certificate_der)
-    consumed = session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.id == row.id,
-            RefreshToken.used.is_(False),
-            RefreshToken.revoked.is_(False),
-            RefreshToken.expires_at > now,
-        )
-        .values(used=True, used_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if getattr(consumed, "rowcount", 0) != 1:
-        return None
-    minted = mint_pair(
-        session,
-        runtime,
-        subject=row.subject,
-        role=role,
-        family_id=row.family_id,
-        restricted=row.restricted,
-        cnf_thumbprint=cnf,
-        now=now,
-    )
-    sealed = rules.seal_successor(token, minted.pair.model_dump_json().encode("utf-8"))
-    session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == row.id)
-        .values(successor_id=minted.row.id, successor_sealed=sealed)
-        .execution_options(synchronize_session=False)
-    )
-    if row.subject.startswith(DEVICE_PREFIX):
-        session.execute(
-            update(Device)
-            .where(Device.id == row.subject.removeprefix(DEVICE_PREFIX))
-            .values(last_seen_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    session.commit()
-    return minted.pair
-
-
-def _holder(
-    session: Session, row: RefreshToken, certificate_der: bytes | None
-) -> tuple[str, str | None]:
-    """The role for the successor, and the certificate it is bound to (devices, RFC 8705)."""
-    if row.subject.startswith(DEVICE_PREFIX):
-        device = session.get(Device, row.subject.removeprefix(DEVICE_PREFIX))
-        if device is None or device.revoked:
-            raise AuthenticationFailed("refresh token not accepted")
-        return "device", _device_binding(row, certificate_der)
-    user = session.scalar(select(User).where(User.username == row.subject.rsplit(":", 1)[1]))
-    if user is None or user.disabled:
-        raise AuthenticationFailed("refresh token not accepted")
-    return user.role, None
-
-
-def _device_binding(row: RefreshToken, certificate_der: bytes | None) -> str | None:
-    """Bind to the device's certificate when it presents one naming it; once bound, always."""
-    if certificate_der is None:
-        if row.cnf_thumbprint is not None:
-            raise CertificateRequired(
-                f"tokens of {row.subject} are bound to its certificate; connect with it"
-            )
-        return None
-    from cryptography import x509
-
-    if identity_of(x509.load_der_x509_certificate(certificate_der)) != row.subject:
-        raise CertificateRequired(f"the client certificate does not name {row.subject}")
-    return certificate_thumbprint(certificate_der)
-
-
-def _not_rotated(
-    session: Session,
-    runtime: Runtime,
-    decision: rules.RefreshDecision,
-    row: RefreshToken | None,
-    token: str,
-    *,
-    now: datetime,
-) -> TokenPair:
-    if isinstance(decision, rules.GraceReplay) and row is not None and row.successor_sealed:
-        try:
-            replayed = TokenPair.model_validate_json(
-                rules.open_successor(token, row.successor_sealed)
-            )
-        except SealError:
-            raise AuthenticationFailed("refresh token not accepted") from None
-        session.rollback()
-        runtime.metrics.refreshes.labels("grace").inc()
-        return replayed
-    if isinstance(decision, rules.Reuse | rules.GraceReplay) and row is not None:
-        revoke_families(session, [decision.family_id], now=now)
-        audit.record(
-            session,
-            at=now,
-            kind="refresh.reuse",
-            subject=row.subject,
-            family=decision.family_id,
-            rotated_at=decision.rotated_at.isoformat(),
-        )
-        session.commit()
-        runtime.metrics.refreshes.labels("reuse").inc()
-        raise RefreshTokenReused(
-            "refresh token was already used; every session of this login is now revoked"
-        )
-    session.rollback()
-    reason = decision.reason if isinstance(decision, rules.Refused) else "refused"
-    runtime.metrics.refreshes.labels(reason).inc()
-    raise AuthenticationFailed(f"refresh token not accepted ({reason})")
 
 
 def logout(session: Session, runtime: Runtime, principal: Principal, *, expires: datetime) -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
-from labgate.control import sessions
+from labgate.control import rotation, sessions
 from labgate.control.dependencies import (
     AnySession,
     PeerCertificate,
@@ -46,7 +46,7 @@ def login(
 def refresh(
     body: RefreshRequest, runtime: RuntimeDep, session: SessionDep, certificate: PeerCertificate
 ) -> TokenPair:
-    return sessions.refresh(session, runtime, token=body.refresh_token, certificate_der=certificate)
+    return rotation.refresh(session, runtime, token=body.refresh_token, certificate_der=certificate)
 
 
 @router.post("/logout", response_model=Done)
