@@ -4,10 +4,13 @@ idents are mapped. No sockets: bytes in, bytes out."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
+
+import pytest
 
 from labgate.gateway.filter import Decision, SessionFilter
 from labgate.scpi.access import AccessLevel
-from labgate.scpi.messages import Command, Error, Next, Ok, parse_command, parse_reply
+from labgate.scpi.messages import Command, Error, Next, Ok, parse_command, parse_reply, serialise
 
 
 def _filter(
@@ -138,3 +141,23 @@ def test_configuration_arguments_never_reach_the_audit_record() -> None:
     assert verdict.to_upstream == b""  # CONF needs Full, which needs allow_full
     assert "hunter2" not in " ".join(verdict.args)
     assert "hunter2" not in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"OK 2",
+        b"OK 2 -stealth=False -exclusive=False Observer",
+        b"OK 2 <quote.base64>\naGVsbG8=\n</quote.base64>",
+        b'ERRor 2 [InsufficientAccess] -requiredAccess="Controller" --> no',
+        b"ERRor 2 --> plain",
+        b"WARNing 2 careful",
+        b"OK 02 not canonical",
+        b"ok 2 lower case",
+    ],
+)
+def test_relayed_reply_is_the_parsed_reply_under_the_clients_ident(raw: bytes) -> None:
+    f = _filter(level=AccessLevel.OBSERVER)
+    f.from_client(b"77 POW?", now=0)
+    out = f.from_upstream(raw).to_client
+    assert out == serialise(replace(parse_reply(raw), ident=77))

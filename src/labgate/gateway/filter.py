@@ -164,7 +164,7 @@ class SessionFilter:
             self.level = pending.sets_level
         if pending.client_ident is None:
             return Relayed(to_client=b"")
-        out = serialise(replace(reply, ident=pending.client_ident))
+        out = _with_ident(raw, reply, pending.client_ident)
         return Relayed(
             to_client=out, command=pending.command, status=status, sent_at=pending.sent_at
         )
@@ -256,6 +256,23 @@ def _insufficient(ident: int, required: AccessLevel, current: AccessLevel, reaso
         ident=ident, error_class="InsufficientAccess", fields=fields, message=one_line(reason)
     )
     return serialise(error)
+
+
+_REPLY_WORDS: dict[type, bytes] = {Ok: b"OK ", Error: b"ERRor ", Warning: b"WARNing "}
+
+
+def _with_ident(raw: bytes, reply: Ok | Error | Warning, ident: int) -> bytes:
+    """The reply as the client must see it: the same message under the client's ident.
+
+    Equal to `serialise(replace(reply, ident=ident))`, but when the instrument wrote the head in
+    the canonical form (`OK 12 ...`) only the head is rewritten and the body (a file of many
+    megabytes, say) is passed on as received instead of being rebuilt. Anything else goes the
+    long way through `serialise`.
+    """
+    head = _REPLY_WORDS[type(reply)] + str(reply.ident).encode()
+    if raw.startswith(head) and raw[len(head) : len(head) + 1] in (b"", b" "):
+        return _REPLY_WORDS[type(reply)] + str(ident).encode() + raw[len(head) :] + b"\n"
+    return serialise(replace(reply, ident=ident))
 
 
 def _logged_args(command: Command) -> tuple[str, ...]:

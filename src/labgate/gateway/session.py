@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from labgate.gateway.client_tls import PeerCertificate
 from labgate.gateway.config import InstrumentConfig, SessionLimits
@@ -64,6 +65,8 @@ class Session:
         self._last_activity = time.monotonic()
         self._ended = asyncio.Event()
         self._forced = False
+        self._counters: dict[str, Any] = {}
+        self._latency = metrics.upstream_latency.labels(info.instrument.name)
         self._settled = asyncio.Event()  # set whenever no ACC is awaiting the instrument's answer
         self.end_reason = ""
 
@@ -132,7 +135,6 @@ class Session:
             self._end(f"client connection lost: {exc}")
 
     def _handle(self, verdict: Verdict) -> None:
-        instrument = self.info.instrument.name
         event = self._event(
             "command",
             command=verdict.command,
@@ -144,10 +146,10 @@ class Session:
             event["payload"] = {"bytes": verdict.payload.size, "sha256": verdict.payload.sha256}
         if not self._record(event):
             # Fail closed: a command that cannot be recorded is not forwarded.
-            self._metrics.commands.labels(instrument, "unrecorded").inc()
+            self._count("unrecorded")
             self._refuse_stream("the audit log cannot record commands; none is forwarded")
             return
-        self._metrics.commands.labels(instrument, verdict.decision.value).inc()
+        self._count(verdict.decision.value)
         if verdict.to_client:
             self._writer.write(verdict.to_client)
         if verdict.to_upstream:
@@ -179,7 +181,7 @@ class Session:
                 self._writer.write(relayed.to_client)
             if relayed.status is not None and relayed.sent_at is not None:
                 latency = time.monotonic() - relayed.sent_at
-                self._metrics.upstream_latency.labels(self.info.instrument.name).observe(latency)
+                self._latency.observe(latency)
                 self._record(
                     self._event(
                         "reply",
@@ -219,6 +221,14 @@ class Session:
                 )
             )
         self._end(reason)
+
+    def _count(self, decision: str) -> None:
+        # Labelled children are looked up once per session, not once per command.
+        counter = self._counters.get(decision)
+        if counter is None:
+            counter = self._metrics.commands.labels(self.info.instrument.name, decision)
+            self._counters[decision] = counter
+        counter.inc()
 
     def _event(self, kind: str, **fields: object) -> dict[str, object]:
         info = self.info
