@@ -54,8 +54,9 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.kill()
 
 
-async def load(url: str, context: ssl.SSLContext, headers: dict[str, str], *,
-               clients: int, seconds: float) -> float:  # fmt: skip
+async def load(
+    url: str, context: ssl.SSLContext, headers: dict[str, str], *, clients: int, seconds: float
+) -> float:
     """Requests per second of GET `url` from `clients` concurrent keep-alive connections."""
     done = 0
     deadline = time.perf_counter() + seconds
@@ -73,8 +74,9 @@ async def load(url: str, context: ssl.SSLContext, headers: dict[str, str], *,
     return done / (time.perf_counter() - started)
 
 
-async def refreshes(base: str, context: ssl.SSLContext, tokens: list[str], *,
-                    seconds: float) -> float:  # fmt: skip
+async def refreshes(
+    base: str, context: ssl.SSLContext, tokens: list[str], *, seconds: float
+) -> float:
     """Rotations per second, each client rotating its own family as fast as it can."""
     done = 0
     deadline = time.perf_counter() + seconds
@@ -110,8 +112,17 @@ def bench_database(label: str, database_url: str | None, args: argparse.Namespac
             init += ["--database-url", database_url]
         subprocess.run(init, check=True, capture_output=True)
         context = ssl.create_default_context(cafile=data / "ca" / "root.crt")
-        run = [sys.executable, "-m", "labgate", "server", "run", "--data", str(data),
-               "--listen", "127.0.0.1:0"]  # fmt: skip
+        run = [
+            sys.executable,
+            "-m",
+            "labgate",
+            "server",
+            "run",
+            "--data",
+            str(data),
+            "--listen",
+            "127.0.0.1:0",
+        ]
         server, ready = start(run)
         bare, bare_ready = start([sys.executable, __file__, "--bare-server", str(data)])
         try:
@@ -120,9 +131,11 @@ def bench_database(label: str, database_url: str | None, args: argparse.Namespac
                 one_time = (data / "admin-password").read_text().strip()
                 first = {"username": "admin", "password": one_time}
                 restricted = http.post("/api/v1/auth/login", json=first).json()
-                http.post("/api/v1/auth/password",
-                          headers={"Authorization": f"Bearer {restricted['access_token']}"},
-                          json={"old_password": one_time, "new_password": PASSWORD})  # fmt: skip
+                http.post(
+                    "/api/v1/auth/password",
+                    headers={"Authorization": f"Bearer {restricted['access_token']}"},
+                    json={"old_password": one_time, "new_password": PASSWORD},
+                )
                 known = login_times(http, "admin", PASSWORD, args.logins)
                 unknown = login_times(http, "nobody-" + secrets.token_hex(3), PASSWORD, args.logins)
                 families = []
@@ -130,12 +143,29 @@ def bench_database(label: str, database_url: str | None, args: argparse.Namespac
                     login = {"username": "admin", "password": PASSWORD}
                     families.append(http.post("/api/v1/auth/login", json=login).json())
             headers = {"Authorization": f"Bearer {families[0]['access_token']}"}
-            floor = asyncio.run(load(bare_ready["url"] + "/api/v1/me", context, {},
-                                     clients=args.clients, seconds=args.seconds))  # fmt: skip
-            authed = asyncio.run(load(base + "/api/v1/me", context, headers,
-                                      clients=args.clients, seconds=args.seconds))  # fmt: skip
-            rotations = asyncio.run(refreshes(base, context, [f["refresh_token"] for f in families],
-                                              seconds=args.seconds))  # fmt: skip
+            floor = asyncio.run(
+                load(
+                    bare_ready["url"] + "/api/v1/me",
+                    context,
+                    {},
+                    clients=args.clients,
+                    seconds=args.seconds,
+                )
+            )
+            authed = asyncio.run(
+                load(
+                    base + "/api/v1/me",
+                    context,
+                    headers,
+                    clients=args.clients,
+                    seconds=args.seconds,
+                )
+            )
+            rotations = asyncio.run(
+                refreshes(
+                    base, context, [f["refresh_token"] for f in families], seconds=args.seconds
+                )
+            )
         finally:
             stop(server)
             stop(bare)
@@ -143,11 +173,15 @@ def bench_database(label: str, database_url: str | None, args: argparse.Namespac
     verdict = "meets" if ratio >= 0.5 else "MISSES"
     print(f"[{label}]")
     print(f"  bare FastAPI constant, {args.clients} clients: {floor:8.0f} req/s  (floor)")
-    print(f"  authenticated GET /api/v1/me:        {authed:8.0f} req/s  "
-          f"({ratio:.0%} of floor; target >= 50%: {verdict})")  # fmt: skip
+    print(
+        f"  authenticated GET /api/v1/me:        {authed:8.0f} req/s  "
+        f"({ratio:.0%} of floor; target >= 50%: {verdict})"
+    )
     print(f"  refresh rotations, {args.clients} families:      {rotations:8.0f} /s")
-    print(f"  login (argon2id m=64 MiB t=3 p=4):   {known * 1000:8.0f} ms median"
-          f"  (unknown user: {unknown * 1000:.0f} ms)")  # fmt: skip
+    print(
+        f"  login (argon2id m=64 MiB t=3 p=4):   {known * 1000:8.0f} ms median"
+        f"  (unknown user: {unknown * 1000:.0f} ms)"
+    )
 
 
 def bare_server(data: Path) -> None:
@@ -165,10 +199,17 @@ def bare_server(data: Path) -> None:
         return {"identity": "labgate:user:admin", "kind": "user", "name": "admin", "role": "admin"}
 
     context = tls_context(ControlSettings.load(data))
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=PeerCertificateProtocol,
-                            ssl_certfile=str(data / "server.crt"),
-                            ssl_context_factory=lambda _c, _d: context, log_level="warning",
-                            access_log=False, lifespan="off")  # fmt: skip
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        http=PeerCertificateProtocol,
+        ssl_certfile=str(data / "server.crt"),
+        ssl_context_factory=lambda _c, _d: context,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
 
     async def serve() -> None:
@@ -205,8 +246,10 @@ def main() -> None:
     if args.bare_server:
         bare_server(args.bare_server)
         return
-    print(f"labgate control server benchmark: {args.clients} clients, {args.seconds:.0f} s each, "
-          f"{os.cpu_count()} CPUs")  # fmt: skip
+    print(
+        f"labgate control server benchmark: {args.clients} clients, {args.seconds:.0f} s each, "
+        f"{os.cpu_count()} CPUs"
+    )
     bench_database("SQLite", None, args)
     if args.postgres:
         url, (admin, name) = postgres_database(args.postgres)

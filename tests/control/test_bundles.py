@@ -56,10 +56,16 @@ def test_gateway_gets_a_signed_bundle_with_growing_versions(
     assert first.headers["content-type"] == "application/jose"
     keys = PublicKeySet.from_jwks(jwks)
     claims = [
-        verify_claims(r.text, keys, typ="labgate-bundle+jwt", issuer=live_server.settings.issuer,
-                      audience="labgate:gateway:site-1", now=datetime.now(UTC))
+        verify_claims(
+            r.text,
+            keys,
+            typ="labgate-bundle+jwt",
+            issuer=live_server.settings.issuer,
+            audience="labgate:gateway:site-1",
+            now=datetime.now(UTC),
+        )
         for r in (first, second)
-    ]  # fmt: skip
+    ]
     assert claims[1]["version"] > claims[0]["version"]
     assert claims[0]["grants"] == [
         {"identity": "labgate:user:alice", "instrument": "qs5-bench3", "level": "Controller"}
@@ -109,9 +115,10 @@ def test_the_gateways_own_reader_accepts_the_bundle(
     (tmp_path / "gw.crt").write_bytes(chain)
     (tmp_path / "gw.key").write_bytes(key)
     control = ControlConfig(
-        url=live_server.url, gateway_name="site-1",
+        url=live_server.url,
+        gateway_name="site-1",
         server_ca=ca_root_path(live_server.settings.data_dir),
-    )  # fmt: skip
+    )
     token, jwks = asyncio.run(fetch(control, cert=tmp_path / "gw.crt", key=tmp_path / "gw.key"))
     bundle = read_bundle(token, jwks, control=control, now=datetime.now(UTC), above_version=0)
     assert [(g.identity, g.instrument) for g in bundle.grants] == [("labgate:device:d-1", "*")]

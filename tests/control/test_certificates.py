@@ -38,10 +38,21 @@ def test_issued_chain_verifies_with_openssl(api: Any, make_csr: Any, tmp_path: P
     chain = tmp_path / "chain.pem"
     chain.write_text(body["chain_pem"])
     result = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(ca_root_path(api.settings.data_dir)),
-         "-untrusted", str(chain), "-purpose", "sslclient", str(leaf)],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(ca_root_path(api.settings.data_dir)),
+            "-untrusted",
+            str(chain),
+            "-purpose",
+            "sslclient",
+            str(leaf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
 
 

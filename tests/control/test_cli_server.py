@@ -20,8 +20,11 @@ from typer.testing import CliRunner
 from labgate.cli.app import app
 from labgate.control.layout import ca_root_path
 
-FAST = {"LABGATE_ARGON2_MEMORY_KIB": "64", "LABGATE_ARGON2_TIME_COST": "1",
-        "LABGATE_ARGON2_PARALLELISM": "1"}  # fmt: skip
+FAST = {
+    "LABGATE_ARGON2_MEMORY_KIB": "64",
+    "LABGATE_ARGON2_TIME_COST": "1",
+    "LABGATE_ARGON2_PARALLELISM": "1",
+}
 
 
 @pytest.fixture
@@ -107,10 +110,22 @@ class Running:
 
     def __init__(self, data: Path, env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "labgate", "server", "run", "--data", str(data),
-             "--listen", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "labgate",
+                "server",
+                "run",
+                "--data",
+                str(data),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         assert line, self.process.stderr.read() if self.process.stderr else "no output"
@@ -175,15 +190,19 @@ def test_two_processes_on_one_postgresql_behave_as_one_server(
     servers.extend([Running(data, env), Running(data, env)])
     a, b = servers[0].http, servers[1].http
 
-    def post(http: httpx.Client, path: str, body: dict[str, Any] | None = None,
-             token: str | None = None) -> httpx.Response:  # fmt: skip
+    def post(
+        http: httpx.Client, path: str, body: dict[str, Any] | None = None, token: str | None = None
+    ) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return http.post(path, json=body, headers=headers)
 
     restricted = post(a, "/api/v1/auth/login", {"username": "admin", "password": one_time}).json()
-    full = post(b, "/api/v1/auth/password",
-                {"old_password": one_time, "new_password": "violet staple hammock orbit quietly"},
-                restricted["access_token"]).json()  # fmt: skip
+    full = post(
+        b,
+        "/api/v1/auth/password",
+        {"old_password": one_time, "new_password": "violet staple hammock orbit quietly"},
+        restricted["access_token"],
+    ).json()
     # A refresh token used on A cannot mint anything new on B.
     first = post(a, "/api/v1/auth/refresh", {"refresh_token": full["refresh_token"]})
     replay = post(b, "/api/v1/auth/refresh", {"refresh_token": full["refresh_token"]})

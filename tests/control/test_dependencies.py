@@ -24,10 +24,16 @@ def b64(data: bytes) -> str:
 def claims(api: Any, **overrides: Any) -> dict[str, Any]:
     now = int(datetime.now(UTC).timestamp())
     base = {
-        "iss": api.settings.issuer, "aud": api.settings.audience, "sub": "labgate:user:admin",
-        "typ": "user", "role": "admin", "jti": "forged-1", "iat": now, "nbf": now,
+        "iss": api.settings.issuer,
+        "aud": api.settings.audience,
+        "sub": "labgate:user:admin",
+        "typ": "user",
+        "role": "admin",
+        "jti": "forged-1",
+        "iat": now,
+        "nbf": now,
         "exp": now + 300,
-    }  # fmt: skip
+    }
     base.update(overrides)
     return base
 
@@ -55,18 +61,24 @@ def test_alg_none_is_refused(api: Any) -> None:
 def test_hs256_keyed_with_the_public_key_is_refused(api: Any) -> None:
     key = ring(api).current
     public = key.public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    token = jwt.encode(claims(api), public, algorithm="HS256",
-                       headers={"kid": key.kid, "typ": "at+jwt"})  # fmt: skip
+    token = jwt.encode(
+        claims(api), public, algorithm="HS256", headers={"kid": key.kid, "typ": "at+jwt"}
+    )
     assert_refused(api, token)
 
 
 def test_token_signed_by_another_key_is_refused(api: Any) -> None:
     stranger = KeyRing.generate(now=datetime.now(UTC))
     token, _ = mint_access_token(
-        stranger, issuer=api.settings.issuer, audience=api.settings.audience,
-        subject="labgate:user:admin", role="admin", typ="user", ttl=timedelta(minutes=5),
+        stranger,
+        issuer=api.settings.issuer,
+        audience=api.settings.audience,
+        subject="labgate:user:admin",
+        role="admin",
+        typ="user",
+        ttl=timedelta(minutes=5),
         now=datetime.now(UTC),
-    )  # fmt: skip
+    )
     assert_refused(api, token)
 
 
@@ -77,16 +89,21 @@ def test_token_signed_by_another_key_is_refused(api: Any) -> None:
 def test_wrong_audience_issuer_or_type_is_refused(api: Any, field: str, value: str) -> None:
     key = ring(api).current
     forged = claims(api, **{field: value})
-    token = jwt.encode(forged, key.private_key, algorithm="EdDSA",
-                       headers={"kid": key.kid, "typ": "at+jwt"})  # fmt: skip
+    token = jwt.encode(
+        forged, key.private_key, algorithm="EdDSA", headers={"kid": key.kid, "typ": "at+jwt"}
+    )
     assert_refused(api, token)
 
 
 def test_expired_and_not_yet_valid_tokens_are_refused(api: Any, clock: Any) -> None:
     key = ring(api).current
     later = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
-    future = jwt.encode(claims(api, iat=later, nbf=later, exp=later + 300), key.private_key,
-                        algorithm="EdDSA", headers={"kid": key.kid, "typ": "at+jwt"})  # fmt: skip
+    future = jwt.encode(
+        claims(api, iat=later, nbf=later, exp=later + 300),
+        key.private_key,
+        algorithm="EdDSA",
+        headers={"kid": key.kid, "typ": "at+jwt"},
+    )
     assert_refused(api, future)
     tokens = api.admin_tokens()
     assert api.get("/api/v1/me", headers=api.bearer(tokens["access_token"])).status_code == 200
@@ -113,9 +130,10 @@ def test_rotated_key_keeps_verifying_old_tokens_and_signs_new_ones(api: Any) -> 
     old = api.admin_tokens()
     settings = api.settings
     rotated = keystore.rotate(
-        keystore.keyring_path(settings), keystore.load_passphrase(settings),
+        keystore.keyring_path(settings),
+        keystore.load_passphrase(settings),
         now=datetime.now(UTC),
-    )  # fmt: skip
+    )
     time.sleep(keystore.RELOAD_INTERVAL_SECONDS + 0.1)  # the app re-reads the ring this often
     assert api.get("/api/v1/me", headers=api.bearer(old["access_token"])).status_code == 200
     fresh = api.refresh(old["refresh_token"]).json()

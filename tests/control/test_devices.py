@@ -23,16 +23,23 @@ def test_device_reads_and_updates_only_itself(api: Any) -> None:
     headers = device_headers(api, first)
     assert api.get(f"/api/v1/devices/{mine}", headers=headers).status_code == 200
     assert api.get(f"/api/v1/devices/{theirs}", headers=headers).status_code == 404
-    moved = api.put(f"/api/v1/devices/{theirs}/location", headers=headers,
-                    json={"latitude": 1.0, "longitude": 2.0})  # fmt: skip
+    moved = api.put(
+        f"/api/v1/devices/{theirs}/location",
+        headers=headers,
+        json={"latitude": 1.0, "longitude": 2.0},
+    )
     assert moved.status_code == 404
     listed = api.get("/api/v1/devices", headers=headers).json()
     assert [d["id"] for d in listed] == [mine]
     assert api.post(f"/api/v1/devices/{theirs}/revoke", headers=headers).status_code == 404
     assert api.post(f"/api/v1/devices/{mine}/revoke", headers=headers).status_code == 403
     me = api.get("/api/v1/me", headers=headers).json()
-    assert me == {"identity": f"labgate:device:{mine}", "kind": "device", "name": mine,
-                  "role": "device"}  # fmt: skip
+    assert me == {
+        "identity": f"labgate:device:{mine}",
+        "kind": "device",
+        "name": mine,
+        "role": "device",
+    }
 
 
 def test_device_cannot_use_user_or_admin_endpoints(api: Any) -> None:
@@ -94,8 +101,9 @@ def test_disabling_a_user_ends_every_session(api: Any) -> None:
     assert user_id["name"] == "dora"
     assert api.post(f"/api/v1/users/{users['dora']}/disable", headers=admin).status_code == 200
     assert api.get("/api/v1/me", headers=victim).status_code == 401
-    refused = api.post("/api/v1/auth/login",
-                       json={"username": "dora", "password": api.STRONG_PASSWORD})  # fmt: skip
+    refused = api.post(
+        "/api/v1/auth/login", json={"username": "dora", "password": api.STRONG_PASSWORD}
+    )
     assert refused.status_code == 401
 
 

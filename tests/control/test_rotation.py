@@ -86,9 +86,10 @@ def test_twenty_concurrent_refreshes_mint_exactly_one_pair(live_server: Any) -> 
     engine = make_engine(settings.resolved_database_url, pool_size=1)
     with session_factory(engine)() as session:
         family = session.scalar(
-            select(RefreshToken.family_id).where(RefreshToken.subject == "labgate:user:admin")
+            select(RefreshToken.family_id)
+            .where(RefreshToken.subject == "labgate:user:admin")
             .order_by(RefreshToken.id.desc())
-        )  # fmt: skip
+        )
         minted = session.scalar(
             select(func.count()).select_from(RefreshToken).where(RefreshToken.family_id == family)
         )

@@ -11,8 +11,12 @@ def test_one_time_password_session_may_only_change_its_password(api: Any) -> Non
     tokens = api.login("admin", api.admin_password)
     assert tokens["password_change_required"] is True
     headers = api.bearer(tokens["access_token"])
-    for method, path in (("GET", "/api/v1/me"), ("GET", "/api/v1/users"),
-                         ("GET", "/api/v1/devices"), ("GET", "/api/v1/grants")):  # fmt: skip
+    for method, path in (
+        ("GET", "/api/v1/me"),
+        ("GET", "/api/v1/users"),
+        ("GET", "/api/v1/devices"),
+        ("GET", "/api/v1/grants"),
+    ):
         response = api.request(method, path, headers=headers)
         assert response.status_code == 403
         assert response.json()["code"] == "password_change_required"
@@ -57,9 +61,10 @@ def test_policy_cannot_be_bypassed_through_the_api(api: Any) -> None:
     }
     for candidate, reason in refused.items():
         response = api.post(
-            "/api/v1/auth/password", headers=headers,
+            "/api/v1/auth/password",
+            headers=headers,
             json={"old_password": one_time, "new_password": candidate},
-        )  # fmt: skip
+        )
         assert response.status_code == 422, candidate
         assert response.json()["code"] == "password_rejected"
         assert reason in response.json()["message"] or reason == "unchanged"
@@ -70,9 +75,10 @@ def test_policy_cannot_be_bypassed_through_the_api(api: Any) -> None:
 def test_wrong_old_password_does_not_change_it(api: Any) -> None:
     headers = api.bearer(api.login("admin", api.admin_password)["access_token"])
     response = api.post(
-        "/api/v1/auth/password", headers=headers,
+        "/api/v1/auth/password",
+        headers=headers,
         json={"old_password": "not the old one at all", "new_password": api.STRONG_PASSWORD},
-    )  # fmt: skip
+    )
     assert response.status_code == 401
     assert api.login("admin", api.admin_password)["password_change_required"]
 

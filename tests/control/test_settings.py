@@ -52,8 +52,10 @@ def test_production_argon2_parameters_hash_and_verify(tmp_path: Path) -> None:
     rules = password_rules(ControlSettings.load(tmp_path))
     assert rules.hasher == PasswordHasher()
     assert (rules.hasher.time_cost, rules.hasher.memory_cost_kib, rules.hasher.parallelism) == (
-        3, 65536, 4,
-    )  # fmt: skip
+        3,
+        65536,
+        4,
+    )
     stored = rules.hasher.hash("violet staple hammock orbit quietly")
     assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
     assert rules.hasher.verify(stored, "violet staple hammock orbit quietly")
