@@ -41,7 +41,7 @@ def test_qslib_works_through_the_gateway(
     assert status.drawer in ("Open", "Closed")
     assert m.run_status().name is not None
     assert m.drawer_position in ("Open", "Closed", "Unknown")
-    payload = os.urandom(1024 * 1024) if instrument == "qs5-plain" else os.urandom(64 * 1024)
+    payload = os.urandom(1024 * 1024)
     path = f"public_run_complete/gateway-{instrument}.bin"
     with m.at_access("Controller"):
         m.write_file(path, payload)
