@@ -129,3 +129,40 @@ def test_enhanced_policy_is_enforced_through_the_api(api: Any, clock: Any) -> No
             json={"old_password": one_time, "new_password": "Violet-Staple-Hammock-42"},
         )
         assert accepted.status_code == 200, accepted.text
+
+
+def test_unknown_user_costs_as_much_as_a_wrong_password(api: Any, clock: Any) -> None:
+    """Timing must not tell which names exist (production argon2 parameters)."""
+    import statistics
+    import time
+
+    from labgate.control.app import create_app
+
+    production = api.settings.model_copy(
+        update={"argon2_time_cost": None, "argon2_memory_kib": None, "argon2_parallelism": None}
+    )
+    admin = api.admin()
+    api.post("/api/v1/users", headers=admin, json={"username": "real-user", "role": "viewer"})
+    with TestClient(create_app(production, clock=clock)) as client:
+        reset = client.post(  # re-hash the user's password with the production parameters
+            f"/api/v1/users/{client.get('/api/v1/users', headers=admin).json()[-1]['id']}"
+            "/password-reset",
+            headers=admin,
+        )
+        assert reset.status_code == 200
+
+        def median_login(username: str) -> float:
+            times = []
+            for _ in range(3):
+                began = time.perf_counter()
+                response = client.post(
+                    "/api/v1/auth/login",
+                    json={"username": username, "password": "wrong password for timing"},
+                )
+                times.append(time.perf_counter() - began)
+                assert response.status_code == 401
+            return statistics.median(times)
+
+        known, unknown = median_login("real-user"), median_login("no-such-user")
+    # Without the dummy verification an unknown name answers ~100x faster; allow wide noise.
+    assert unknown > known / 3, (known, unknown)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from labgate import __version__
 from labgate.control import http_errors
-from labgate.control.headers import SecurityHeaders
+from labgate.control.edge import Edge
 from labgate.control.routers import auth, certificates, devices, gateways, grants, me, public, users
 from labgate.control.runtime import Clock, Runtime, utc_now
 from labgate.control.settings import ControlSettings
@@ -42,5 +42,5 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
     for module in (auth, me, users, devices, grants, certificates, gateways, public):
         app.include_router(module.router)
     http_errors.install(app)
-    app.add_middleware(SecurityHeaders, metrics=runtime.metrics)
+    app.add_middleware(Edge, metrics=runtime.metrics)
     return app

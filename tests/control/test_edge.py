@@ -1,4 +1,4 @@
-"""Security headers on every response, and errors as JSON with a stable code and no insides."""
+"""The edge of every exchange: security headers, JSON errors, bounded bodies, no insides."""
 
 from __future__ import annotations
 
@@ -97,3 +97,22 @@ def test_unexpected_failure_is_a_bare_json_500_with_headers(settings: Any, clock
     assert "denied_tokens" not in response.text
     for name, fragment in EXPECTED.items():
         assert fragment in response.headers[name]
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(api: Any) -> None:
+    huge = {"username": "admin", "password": "p" * 100_000}
+    declared = api.post("/api/v1/auth/login", json=huge)
+    assert declared.status_code == 413
+    assert declared.json()["code"] == "too_large"
+    assert "strict-transport-security" in declared.headers
+
+    def chunks() -> Any:  # no Content-Length: the limit counts what arrives
+        yield b'{"username": "admin", "password": "'
+        for _ in range(20):
+            yield b"p" * 8192
+        yield b'"}'
+
+    streamed = api.post(
+        "/api/v1/auth/login", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413

@@ -1,0 +1,122 @@
+"""The outermost layer of every exchange: a bound on request bodies, security headers on every
+response, the request counter, and the last word on an unexpected exception (a JSON 500 with the
+headers, never a trace).
+
+Plain ASGI rather than BaseHTTPMiddleware: it adds a few header tuples per response and nothing
+else, which keeps the per-request cost close to zero. Starlette's own error middleware sits
+outside user middleware, so a 500 it produced would lack these headers; catching here prevents
+that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from labgate.control.metrics import Metrics
+
+# The largest legitimate body is a CSR (at most 16 KiB of PEM in JSON); nothing needs more.
+MAX_BODY_BYTES = 64 * 1024
+
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (
+        b"content-security-policy",
+        b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    ),
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+)
+_OURS = {name for name, _ in SECURITY_HEADERS}
+# Metric labels come from this set only, so a client cannot grow the label space.
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+log = logging.getLogger("labgate.control")
+
+
+def _error(code: str, message: str) -> bytes:
+    return json.dumps({"code": code, "message": message}).encode()
+
+
+INTERNAL_ERROR = _error("internal_error", "the server could not handle this request")
+TOO_LARGE = _error("too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+
+
+class BodyTooLarge(Exception):
+    """The client sent more than MAX_BODY_BYTES."""
+
+
+class Edge:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+        started = False
+        refused = False  # answered 413 mid-body: whatever the application sends later is dropped
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OURS]
+                message["headers"] = kept + list(SECURITY_HEADERS)
+                self.metrics.requests.labels(method, str(message["status"])).inc()
+            await send(message)
+
+        async def answer(status: int, body: bytes) -> None:
+            headers = [(b"content-type", b"application/json")]
+            await send_with_headers(
+                {"type": "http.response.start", "status": status, "headers": headers}
+            )
+            await send_with_headers({"type": "http.response.body", "body": body})
+
+        if _declared_length(scope) > MAX_BODY_BYTES:
+            await answer(413, TOO_LARGE)
+            return
+        received = 0
+
+        async def bounded_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES and not started:
+                # Answer now: the framework turns any error raised while reading the body into
+                # its own 400, which `refused` then keeps from reaching the client.
+                await answer(413, TOO_LARGE)
+                refused = True
+                raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, bounded_receive, send_with_headers)
+        except BodyTooLarge:
+            return
+        except Exception as error:
+            # The trace goes to the server log only; the client learns nothing about the inside.
+            log.exception("unhandled %s on %s %s", type(error).__name__, method, scope["path"])
+            if started:
+                raise
+            await answer(500, INTERNAL_ERROR)
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return MAX_BODY_BYTES + 1  # unreadable: treat as too large
+    return 0
