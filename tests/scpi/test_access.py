@@ -276,3 +276,71 @@ def test_the_instrument_mints_keys_for_controllers_not_observers() -> None:
     # qslib's generate_random_key(): "Requires Controller or higher access".
     assert isinstance(check(cmd("6 RAND?"), OBSERVER, INSTRUMENT), Denied)
     assert check(cmd("6 RAND?"), CONTROLLER, INSTRUMENT) == Allowed(required=CONTROLLER)
+
+
+# ---- qslib's own use passes labgate ----------------------------------------------------------
+# The real client drives a simulated instrument through a run; the simulator's command log is the
+# witness of what qslib sent, and each command must pass LABGATE at the level its session had.
+
+import tempfile  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from qslib import Experiment, Machine, Protocol, Stage, Step  # noqa: E402
+from qslib.scpi_commands import CommandError  # noqa: E402
+
+from labgate.instrument import SimulatorConfig, run_in_process  # noqa: E402
+
+PASSWORD = "controller-password-for-policy-tests"
+
+
+@pytest.fixture(scope="module")
+def qslib_commands() -> Iterator[list[dict[str, Any]]]:
+    with tempfile.TemporaryDirectory() as state:
+        config = SimulatorConfig(
+            state_dir=Path(state),
+            plain_port=0,
+            tls_port=None,
+            passwords={PASSWORD: CONTROLLER},
+            access_limit=AccessLevel.GUEST,
+            time_scale=100.0,
+        )
+        with run_in_process(config) as simulator:
+            assert simulator.plain is not None
+            host, port = simulator.plain
+            _drive_qslib(Machine(host, port=port, ssl=False, password=PASSWORD))
+            yield simulator.received()
+
+
+def _drive_qslib(machine: Machine) -> None:
+    protocol = Protocol([Stage([Step(30, 95.0)]), Stage([Step(20, 60.0)], repeat=10)])
+    experiment = Experiment(name="qPCR run 7", protocol=protocol)
+    experiment.run(machine)
+    machine.run_status()
+    machine.machine_status()
+    machine.get_running_protocol()
+    with machine:
+        assert machine.get_expfile_list("qPCR_run_7/*") == ["qPCR_run_7/apldbio/"]
+        assert machine.get_run_title() == "qPCR_run_7"
+    # The simulator sets no ${LogFolder}, so this last write of change_protocol_from_now fails
+    # there; what matters here is that qslib sent it and labgate would pass it.
+    with pytest.raises(CommandError):
+        experiment.change_protocol_from_now([Stage([Step(10, 60.0)])], machine)
+    machine.abort_current_run()
+    with machine.at_access("Controller"):
+        machine.write_file("public_run_complete:qPCR_run_7.eds", b"not really a zip")
+    assert machine.list_runs_in_storage() == ["qPCR_run_7"]
+    assert machine.read_file("qPCR_run_7.eds", context="public_run_complete")
+    assert machine.list_files("public_run_complete:*", verbose=True)
+
+
+def test_qslibs_run_workflow_passes_labgate_at_the_level_qslib_used(
+    qslib_commands: list[dict[str, Any]],
+) -> None:
+    sent = {entry["command"] for entry in qslib_commands}
+    assert {"PROTOCOL", "RP", "EXP:NEW", "EXP:ZIPWRITE", "FILE:WRITE", "FILE:READ?"} <= sent
+    for entry in qslib_commands:
+        command = parse_command(entry["raw"].strip().encode())
+        decision = check(command, AccessLevel.parse(entry["level"]), LABGATE)
+        assert isinstance(decision, Allowed), (entry["raw"], decision)

@@ -6,6 +6,11 @@ What LABGATE refuses below Full, and why:
   instrument), and `CONF*` (reads and writes the instrument's passwords): each is root.
 - `RAND?`: the instrument mints a 6-digit key, valid 10 minutes, that gives Administrator
   through `AUTH`. Minting instrument credentials is above any grant labgate hands out.
+- A name the instrument splices into Python, commands or file names that is not a safe name:
+  the protocol name and options of `PROTOCOL`, the arguments and options of `RP`, the names
+  `EXP:NEW`, `EXP:RUN` and `EXP:ATTR=` take. qslib's fixed `run_status()` expression is Python
+  built from `${RunMacro}` (the protocol's name), so whoever names a protocol would write code
+  that runs for every Observer (see `arguments`).
 - Every command it does not know, and any text whose substitutions it cannot parse: nobody can
   say what the instrument would run.
 
@@ -28,7 +33,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
 
-from labgate.scpi import names, substitution
+from labgate.scpi import arguments, names, substitution
 from labgate.scpi.errors import ParseError
 from labgate.scpi.messages import Command
 
@@ -180,6 +185,9 @@ class CommandTable:
     """Any other `$[ ... ]`."""
     unparsable: AccessLevel
     """A command whose substitutions cannot be parsed (an unclosed `$(`, say)."""
+    unsafe_argument: AccessLevel | None = None
+    """A name the instrument would splice into code or a path that `arguments` refuses; None:
+    arguments are not judged."""
 
     def level_of(self, name: str) -> AccessLevel:
         """The level the command called `name` (any spelling) needs by itself."""
@@ -222,6 +230,7 @@ LABGATE = CommandTable(
     fixed_expression=OBSERVER,
     other_expression=FULL,
     unparsable=FULL,
+    unsafe_argument=FULL,
 )
 
 
@@ -253,6 +262,8 @@ def required_level(command: Command, table: CommandTable) -> AccessLevel:
 def _needs(command: Command, table: CommandTable) -> Iterator[_Need]:
     own = table.level_of(command.name)
     yield _Need(level=own, part=command.canonical, reason=f"{command.canonical} needs {own.label}")
+    body = None if command.body is None else command.body.content
+    yield from _unsafe(command.canonical, command.options, command.args, body, table)
     try:
         nodes = [node for text in _texts(command) for node in substitution.parse(text)]
     except ParseError as exc:
@@ -272,6 +283,7 @@ def _needs(command: Command, table: CommandTable) -> Iterator[_Need]:
                 part=nested,
                 reason=f"nested {_short(node.source)} runs {nested}, which needs {need.label}",
             )
+            yield from _unsafe(nested, node.options, node.args, None, table)
         elif isinstance(node, substitution.ExprSub):
             if node.source in FIXED_EXPRESSIONS:
                 yield _Need(
@@ -287,6 +299,23 @@ def _needs(command: Command, table: CommandTable) -> Iterator[_Need]:
                     f"is not one of qslib's fixed expressions; it needs "
                     f"{table.other_expression.label}",
                 )
+
+
+def _unsafe(
+    name: str,
+    options: tuple[tuple[str, str], ...],
+    args: tuple[str, ...],
+    body: str | None,
+    table: CommandTable,
+) -> Iterator[_Need]:
+    if table.unsafe_argument is None:
+        return
+    for unsafe in arguments.judge(name, options, args, body):
+        yield _Need(
+            level=table.unsafe_argument,
+            part=unsafe.command,
+            reason=f"{unsafe.reason}; it needs {table.unsafe_argument.label}",
+        )
 
 
 def _texts(command: Command) -> Iterator[str]:

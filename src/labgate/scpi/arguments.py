@@ -1,0 +1,182 @@
+"""Arguments the instrument turns into code: the names labgate lets through below Full.
+
+Theory of operation
+-------------------
+Checking command names and substitutions is not enough: some arguments are data that the
+instrument later splices into text it runs.
+
+qslib's `run_status()` sends, as one of its fixed expressions,
+
+    $[ top.getChild('PROTOcolDEFinition').variables.get('${RunMacro}-Stages'.lower(), -1) ]
+
+and the instrument substitutes `${RunMacro}` into that Python source before it evaluates it.
+`RunMacro` is the name of the protocol the current run uses (the simulator models it so), and
+the expression is sent at Observer by every client that asks how a run is going. So whoever names
+a protocol writes Python that later runs for everyone: a protocol called
+`x'+__import__('os').system('...')+'` turns qslib's own status call into a shell. The same holds
+for the run's title (`${RunTitle}`, which qslib splices into `AbortRun ${RunTitle}` and into
+folder and file names), and for the options `PROTOCOL` and `RP` store as variables
+(`${SampleVolume}`, `${RunMode}`).
+
+Read from qslib 0.15.3's source, these are the commands that set such names:
+
+- `PROTOCOL [-volume=V] [-runmode=M] NAME <multiline.protocol>...`: NAME becomes `${Protocol}`
+  and, once a run uses it, `${RunMacro}`; the options become `${SampleVolume}`, `${RunMode}`.
+- `RP [-samplevolume=V] [-runmode=M] PROTOCOL TITLE`: starts a run; TITLE becomes `${RunTitle}`.
+- `EXP:NEW TITLE TEMPLATE`: the run's folder (`experiments:TITLE/`).
+- `EXP:RUN -asynchronous <block> zip "TITLE.eds" "TITLE" </block>` (qslib's `compile_eds`).
+- `EXP:ATTR= "TITLE" collected True`.
+
+labgate passes these below Full only when every such argument (and every option value) is a
+safe name: 1 to `MAX_NAME` characters of `A-Z a-z 0-9 _ . + -`, the first one a letter, digit
+or `_`, written bare or in double quotes. No quote can close the string literal the name lands
+in, no backslash can escape it, no `$` can make the instrument substitute something labgate
+never saw (a `$(...)` reply or a variable), no whitespace can split it into two tokens, and no
+leading `.` or `-` can make it `..` or an option. Anything else needs Full, and the decision names
+the argument. Names qslib makes itself pass: `Prot_2026-11-23T05-29-40` (its default protocol
+name), run names with spaces turned into `_` (`runtitle_safe`), volumes such as `50` or `25.5`.
+
+Names that were stored before the gateway saw them (a protocol made on the touch screen) are
+beyond any gateway's reach; the protocol body (stages, steps) is judged only for substitutions.
+"""
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from labgate.scpi import values
+from labgate.scpi.errors import ParseError
+
+# A name becomes a folder (`TITLE/`) and a file (`TITLE.eds`): 128 leaves room for the
+# instrument's suffixes under the usual 255-byte file name limit and is plenty for a title.
+MAX_NAME = 128
+SAFE_NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.+-]{{0,{MAX_NAME - 1}}}")
+_SAFE_CHAR = re.compile(r"[A-Za-z0-9_.+-]")
+# A bare word after a dash carries no value (`-asynchronous`, `-verbose`): a flag, not a name.
+_FLAG = re.compile(r"-[A-Za-z][A-Za-z0-9_]*")
+# The one thing qslib's compile_eds() asks EXP:RUN to run inside its block.
+_EXP_RUN_VERBS = frozenset({"zip"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsafe:
+    """An argument labgate passes only at Full: `command` (canonical), which `argument`, why."""
+
+    command: str
+    argument: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Parts:
+    command: str
+    options: tuple[tuple[str, str], ...]
+    args: tuple[str, ...]
+    body: str | None
+
+
+def judge(
+    command: str,
+    options: tuple[tuple[str, str], ...],
+    args: tuple[str, ...],
+    body: str | None = None,
+) -> Iterator[Unsafe]:
+    """Every argument of the command called `command` (canonical) that needs Full, and why."""
+    rule = _RULES.get(command)
+    if rule is not None:
+        yield from rule(_Parts(command=command, options=options, args=args, body=body))
+
+
+def name_problem(token: str) -> str | None:
+    """Why raw `token` is not a safe name, or None when it is one."""
+    quoted = len(token) >= 2 and token[0] == token[-1] == '"'
+    value = token[1:-1] if quoted else token
+    if SAFE_NAME.fullmatch(value):
+        return None
+    if not value:
+        return "is empty"
+    if len(value) > MAX_NAME:
+        return f"is {len(value)} characters long, more than {MAX_NAME}"
+    if not _SAFE_CHAR.fullmatch(value[0]) or value[0] in ".+-":
+        return f"starts with {value[0]!r}"
+    bad = next(char for char in value if not _SAFE_CHAR.fullmatch(char))
+    return f"holds {bad!r}"
+
+
+# ---- rules per command ------------------------------------------------------------------------
+
+
+def _names(parts: _Parts, labels: tuple[str, ...], *, flags: bool = False) -> Iterator[Unsafe]:
+    """Every option value and every argument (but flags, where `flags`) must be a safe name."""
+    for key, value in parts.options:
+        yield from _name(parts.command, f"option -{key}", value)
+    tokens = [token for token in parts.args if not (flags and _FLAG.fullmatch(token))]
+    for index, token in enumerate(tokens):
+        label = labels[index] if index < len(labels) else f"argument {index + 1}"
+        yield from _name(parts.command, label, token)
+
+
+def _protocol(parts: _Parts) -> Iterator[Unsafe]:
+    return _names(parts, ("protocol name",))
+
+
+def _run_protocol(parts: _Parts) -> Iterator[Unsafe]:
+    return _names(parts, ("protocol name", "run title"))
+
+
+def _new_experiment(parts: _Parts) -> Iterator[Unsafe]:
+    return _names(parts, ("run title", "template"))
+
+
+def _experiment_attribute(parts: _Parts) -> Iterator[Unsafe]:
+    return _names(parts, ("run title", "attribute", "value"))
+
+
+def _run_in_experiment(parts: _Parts) -> Iterator[Unsafe]:
+    yield from _names(parts, (), flags=True)  # qslib sends -asynchronous
+    if parts.body is None:
+        return
+    try:
+        tokens = values.split(parts.body)
+    except ParseError as exc:
+        yield Unsafe(command=parts.command, argument="block", reason=f"block cannot be read: {exc}")
+        return
+    if not tokens or tokens[0] not in _EXP_RUN_VERBS:
+        verb = repr(tokens[0][:40]) if tokens else "nothing"
+        yield Unsafe(
+            command=parts.command,
+            argument="block",
+            reason=f"{parts.command}'s block runs {verb}; labgate passes only qslib's "
+            f"{' or '.join(sorted(_EXP_RUN_VERBS))} of safe names below Full",
+        )
+        return
+    for index, token in enumerate(tokens[1:]):
+        yield from _name(parts.command, f"block argument {index + 1}", token)
+
+
+def _name(command: str, argument: str, token: str) -> Iterator[Unsafe]:
+    problem = name_problem(token)
+    if problem is not None:
+        yield Unsafe(
+            command=command,
+            argument=argument,
+            reason=f"{command}'s {argument} {_show(token)} {problem}: labgate passes only safe "
+            f"names ({MAX_NAME} at most of A-Z a-z 0-9 _ . + -, not starting with . + -, bare "
+            "or in double quotes) below Full, since the instrument splices them into Python "
+            "(${RunMacro}), commands and file names",
+        )
+
+
+def _show(token: str, width: int = 40) -> str:
+    return repr(token if len(token) <= width else token[: width - 3] + "...")
+
+
+_Rule = Callable[[_Parts], Iterator[Unsafe]]
+
+_RULES: dict[str, _Rule] = {
+    "PROTOCOL": _protocol,
+    "RP": _run_protocol,
+    "EXP:NEW": _new_experiment,
+    "EXP:ATTR=": _experiment_attribute,
+    "EXP:RUN": _run_in_experiment,
+}
