@@ -161,3 +161,29 @@ def test_relayed_reply_is_the_parsed_reply_under_the_clients_ident(raw: bytes) -
     f.from_client(b"77 POW?", now=0)
     out = f.from_upstream(raw).to_client
     assert out == serialise(replace(parse_reply(raw), ident=77))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"5 ACC $(SYST:EXEC id) Observer",
+        b"5 ACC -stealth=$(OPEN) Observer",
+        b"5 ACC -evil=true Observer",
+        b"5 ACC Observer <quote>x</quote>",
+        b"5 ACC",
+    ],
+)
+def test_access_requests_with_anything_extra_are_refused(raw: bytes) -> None:
+    verdict = _filter(AccessLevel.CONTROLLER).from_client(raw, now=0)
+    assert verdict.to_upstream == b""
+    error = parse_reply(verdict.to_client.rstrip(b"\n"))
+    assert isinstance(error, Error) and error.error_class == "InvocationError"
+
+
+def test_access_request_is_forwarded_as_rebuilt() -> None:
+    verdict = _filter(AccessLevel.CONTROLLER).from_client(
+        b'5 ACC -stealth="False" -exclusive=false "observer"', now=0
+    )
+    sent = parse_command(verdict.to_upstream.rstrip(b"\n"))
+    assert sent.options == (("stealth", "false"), ("exclusive", "false"))
+    assert sent.args == ("Observer",)

@@ -25,6 +25,7 @@ WORDS = [
     "EXP:DELETE run", "SYST:EXEC id", 'SYST:EXEC "killall zygote"', "eval? 1+1",
     "CONF=x 1", "SUBS+ Temperature", "UNS Temperature", "NOSUCHTHING", "CHAL?", "AUTH 00",
     "ACC Full", "ACC Administrator", "ACC Controller", "ACC Observer", "ACC Guest",
+    "ACC $(SYST:EXEC id) Observer", "ACC -stealth=$(OPEN) Guest",
 ]  # fmt: skip
 EXPRESSIONS = [*sorted(FIXED_EXPRESSIONS), '$[ __import__("os").system("id") ]', "$[ 1+1 ]"]
 

@@ -187,13 +187,13 @@ class SessionFilter:
 
     def _access(self, command: Command, now: float) -> Verdict:
         try:
-            wanted = AccessLevel.parse(unquote(command.args[-1]))
-        except (IndexError, ValueError) as exc:
+            wanted, options = _access_request(command)
+        except ValueError as exc:
             error = Error(
                 ident=command.ident,
                 error_class="InvocationError",
                 fields=(),
-                message=one_line(f"ACC needs an access level as its last argument: {exc}"),
+                message=one_line(exc),
             )
             return self._verdict(command, Decision.DENIED, str(exc), to_client=serialise(error))
         if wanted > self.grant:
@@ -205,7 +205,12 @@ class SessionFilter:
                 message=reason,
             )
             return self._verdict(command, Decision.DENIED, reason, to_client=serialise(error))
-        return self._forward(command, now, reason=f"within grant {self.grant.label}", sets=wanted)
+        # Forwarded as built here, not as received: the instrument would expand a `$(...)` in
+        # any other argument, and ACC is not judged by the policy table.
+        clean = Command(
+            ident=command.ident, name=command.name, options=options, args=(wanted.label,), body=None
+        )
+        return self._forward(clean, now, reason=f"within grant {self.grant.label}", sets=wanted)
 
     def _forward(
         self, command: Command, now: float, *, reason: str, sets: AccessLevel | None = None
@@ -273,6 +278,19 @@ def _with_ident(raw: bytes, reply: Ok | Error | Warning, ident: int) -> bytes:
     if raw.startswith(head) and raw[len(head) : len(head) + 1] in (b"", b" "):
         return _REPLY_WORDS[type(reply)] + str(ident).encode() + raw[len(head) :] + b"\n"
     return serialise(replace(reply, ident=ident))
+
+
+def _access_request(command: Command) -> tuple[AccessLevel, tuple[tuple[str, str], ...]]:
+    """`ACC [-stealth=B] [-exclusive=B] <Level>` read strictly; ValueError says what is wrong."""
+    if len(command.args) != 1 or command.body is not None:
+        raise ValueError("ACC takes exactly one argument, the access level")
+    options = []
+    for key, value in command.options:
+        flag = unquote(value).lower()
+        if key.lower() not in ("stealth", "exclusive") or flag not in ("true", "false"):
+            raise ValueError(f"ACC option -{key}={value} is not -stealth or -exclusive true/false")
+        options.append((key.lower(), flag))
+    return AccessLevel.parse(unquote(command.args[0])), tuple(options)
 
 
 def _logged_args(command: Command) -> tuple[str, ...]:
