@@ -39,3 +39,25 @@ def test_a_database_holding_a_server_is_not_taken_over(settings: Any, tmp_path: 
 def test_same_directory_is_not_initialised_twice(settings: Any) -> None:
     with pytest.raises(AlreadyInitialised, match="already holds a server"):
         initialise(settings, config={})
+
+
+def test_server_certificate_is_renewed_before_it_expires(settings: Any) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+
+    from labgate.control import keystore
+    from labgate.control.layout import ca_dir, server_certificate_path
+    from labgate.control.provisioning import renew_server_certificate_if_due
+    from labgate.pki.authority import CertificateAuthority
+
+    path = server_certificate_path(settings.data_dir)
+    before = x509.load_pem_x509_certificate(path.read_bytes())
+    passphrase = keystore.load_passphrase(settings)
+    with CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase) as ca:
+        now = datetime.now(UTC)
+        assert renew_server_certificate_if_due(settings, ca, now=now) is False
+        assert renew_server_certificate_if_due(settings, ca, now=now + timedelta(days=75))
+    after = x509.load_pem_x509_certificate(path.read_bytes())
+    assert after.serial_number != before.serial_number
+    assert after.public_key() != before.public_key()

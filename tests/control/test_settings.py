@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from labgate.auth.passwords import PasswordHasher
-from labgate.control.runtime import password_rules
+from labgate.control.accounts import password_rules
 from labgate.control.settings import ControlSettings
 
 

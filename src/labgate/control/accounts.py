@@ -20,6 +20,7 @@ from labgate.control import audit
 from labgate.control.errors import AuthenticationFailed, Conflict, NotFound, PasswordRejected
 from labgate.control.principals import user_identity
 from labgate.control.revocation import revoke_subject
+from labgate.control.settings import ControlSettings
 from labgate.control.tables import FailedLogins, User
 
 # 32 URL-safe characters (192 bits): meets either policy and is never in a common-password list.
@@ -46,6 +47,16 @@ class PasswordRules:
         return not isinstance(
             check_password(password, username=username, policy=self.policy), Denied
         )
+
+
+def password_rules(settings: ControlSettings) -> PasswordRules:
+    defaults = PasswordHasher()
+    hasher = PasswordHasher(
+        time_cost=settings.argon2_time_cost or defaults.time_cost,
+        memory_cost_kib=settings.argon2_memory_kib or defaults.memory_cost_kib,
+        parallelism=settings.argon2_parallelism or defaults.parallelism,
+    )
+    return PasswordRules(hasher=hasher, policy=PasswordPolicy(settings.password_policy))
 
 
 def new_one_time_password() -> str:

@@ -11,9 +11,10 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
 from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,7 +30,6 @@ from labgate.control.layout import (
     server_certificate_path,
     server_key_path,
 )
-from labgate.control.runtime import password_rules
 from labgate.control.settings import CONFIG_FILE, ControlSettings
 from labgate.control.tables import User
 from labgate.pki.atomic import PRIVATE, PUBLIC, write_atomic
@@ -38,6 +38,9 @@ from labgate.pki.profiles import Profile
 
 ADMIN_USERNAME = "admin"
 SERVER_NAME = "labgate-server"
+# `run` renews the server certificate (90 days, from the CA's SERVER profile) this long before
+# it expires.
+SERVER_RENEW_BEFORE = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,17 +103,34 @@ def _create_ca(settings: ControlSettings, passphrase: bytes) -> None:
     with CertificateAuthority.init(
         ca_dir(settings.data_dir), name="labgate CA", passphrase=passphrase
     ) as ca:
-        dns = [n for n in settings.server_names if not _is_ip(n)]
-        ips = [n for n in settings.server_names if _is_ip(n)]
-        issued = ca.issue(Profile.SERVER, SERVER_NAME, dns=dns, ips=ips)
-        write_atomic(server_key_path(settings.data_dir), issued.key_pem or b"", mode=PRIVATE)
-        write_atomic(server_certificate_path(settings.data_dir), issued.chain_pem, mode=PUBLIC)
+        _issue_server_certificate(settings, ca)
+
+
+def _issue_server_certificate(settings: ControlSettings, ca: CertificateAuthority) -> None:
+    dns = [n for n in settings.server_names if not _is_ip(n)]
+    ips = [n for n in settings.server_names if _is_ip(n)]
+    issued = ca.issue(Profile.SERVER, SERVER_NAME, dns=dns, ips=ips)
+    # The key first, so the certificate on disk never lacks its key.
+    write_atomic(server_key_path(settings.data_dir), issued.key_pem or b"", mode=PRIVATE)
+    write_atomic(server_certificate_path(settings.data_dir), issued.chain_pem, mode=PUBLIC)
+
+
+def renew_server_certificate_if_due(
+    settings: ControlSettings, ca: CertificateAuthority, *, now: datetime
+) -> bool:
+    """Issue a fresh server certificate (new key) when the current one has < 30 days left."""
+    pem = server_certificate_path(settings.data_dir).read_bytes()
+    not_after = x509.load_pem_x509_certificate(pem).not_valid_after_utc
+    if not_after - now > SERVER_RENEW_BEFORE:
+        return False
+    _issue_server_certificate(settings, ca)
+    return True
 
 
 def _create_admin(
     settings: ControlSettings, sessions: sessionmaker[Session], *, now: datetime
 ) -> Path:
-    rules = password_rules(settings)
+    rules = accounts.password_rules(settings)
     with sessions() as session, session.begin():
         _, password = accounts.create_user(
             session, rules, username=ADMIN_USERNAME, role="admin", now=now

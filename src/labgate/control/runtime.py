@@ -12,10 +12,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from labgate.auth.passwords import PasswordHasher
-from labgate.auth.policy import PasswordPolicy
 from labgate.control import keystore
-from labgate.control.accounts import PasswordRules
+from labgate.control.accounts import PasswordRules, password_rules
 from labgate.control.database import (
     current_revision,
     head_revision,
@@ -25,6 +23,7 @@ from labgate.control.database import (
 from labgate.control.errors import NotInitialised
 from labgate.control.layout import ca_dir
 from labgate.control.metrics import Metrics
+from labgate.control.provisioning import renew_server_certificate_if_due
 from labgate.control.settings import ControlSettings
 from labgate.control.verified import VerifiedTokens
 from labgate.pki.authority import CertificateAuthority
@@ -47,16 +46,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def password_rules(settings: ControlSettings) -> PasswordRules:
-    defaults = PasswordHasher()
-    hasher = PasswordHasher(
-        time_cost=settings.argon2_time_cost or defaults.time_cost,
-        memory_cost_kib=settings.argon2_memory_kib or defaults.memory_cost_kib,
-        parallelism=settings.argon2_parallelism or defaults.parallelism,
-    )
-    return PasswordRules(hasher=hasher, policy=PasswordPolicy(settings.password_policy))
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Runtime:
     settings: ControlSettings
@@ -74,6 +63,7 @@ class Runtime:
         passphrase = keystore.load_passphrase(settings)
         keys = keystore.SigningKeys(keystore.keyring_path(settings), passphrase)
         ca = CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase)
+        renew_server_certificate_if_due(settings, ca, now=clock())
         engine = make_engine(settings.resolved_database_url)
         require_current_schema(engine)
         return cls(
