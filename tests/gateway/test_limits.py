@@ -136,3 +136,25 @@ def test_overlong_line_is_refused_and_never_forwarded(
     assert client.line() == b""
     assert all("AAAA" not in e.get("raw", "") for e in simulator.received()[mark:])
     assert _events(gateway, "disconnect")[-1]["reason"].startswith("client broke a framing limit")
+
+
+def test_session_ends_when_the_client_certificate_expires(
+    gateway_factory: Any, pki: Any, raw_client: Any, tmp_path: Any
+) -> None:
+    import datetime
+
+    from labgate.pki.authority import CertificateAuthority
+    from labgate.pki.profiles import Profile
+
+    # A day-long client certificate issued a day ago, less two seconds: it expires mid-session.
+    issued_at = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1, seconds=-2)
+    with CertificateAuthority.open(
+        pki.directory / "ca", passphrase=None, clock=lambda: issued_at
+    ) as ca:
+        ca.issue(Profile.CLIENT, "brief").write(tmp_path / "brief", combined=True)
+    gateway = gateway_factory(grants={"brief": "Controller"})
+    client = raw_client(gateway, pki, "brief", pem=tmp_path / "brief.pem")
+    assert client.line().startswith(b"READy")
+    client.sock.settimeout(10)
+    assert b"certificate expired during the session" in client.line()
+    assert client.line() == b""

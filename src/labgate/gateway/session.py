@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from labgate.gateway.client_tls import PeerCertificate
@@ -192,10 +193,15 @@ class Session:
                 )
 
     async def _watch_time(self) -> None:
-        started = time.monotonic()
         limits = self._limits
+        started = time.monotonic()
+        # A session does not outlive the certificate it was admitted with.
+        expires = started + (self.info.certificate.not_after - datetime.now(UTC)).total_seconds()
         while True:
             now = time.monotonic()
+            if now >= expires:
+                self._refuse_stream("the client certificate expired during the session")
+                return
             if now - started >= limits.max_session:
                 self._refuse_stream(
                     f"session reached the maximum length of {limits.max_session:g} s"
@@ -204,13 +210,10 @@ class Session:
             if now - self._last_activity >= limits.idle_timeout:
                 self._end(f"idle for {limits.idle_timeout:g} s")
                 return
-            await asyncio.sleep(
-                max(
-                    0.05,
-                    min(started + limits.max_session, self._last_activity + limits.idle_timeout)
-                    - now,
-                )
+            wake = min(
+                expires, started + limits.max_session, self._last_activity + limits.idle_timeout
             )
+            await asyncio.sleep(max(0.05, wake - now))
 
     def _refuse_stream(self, reason: str) -> None:
         """Tell the client why its session ends (ident 0: no command of its is to blame)."""
