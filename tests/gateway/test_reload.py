@@ -132,3 +132,23 @@ def test_reload_on_request(gateway: Any, pki: Any, raw_client: Any) -> None:
     _rewrite_grants(config, {"alice": "Observer"})
     gateway.call(gateway.gateway.reload())  # what SIGHUP does
     assert client.ask("1 ACC?").endswith(b"Observer")
+
+
+def test_grant_withdrawn_while_waiting_for_a_slot_is_refused_when_the_slot_comes(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    from labgate.gateway.grants import NotGranted
+
+    gateway = gateway_factory(extra_instrument="max_upstream = 1\nupstream_wait = 10")
+    holder = _session_at(raw_client, gateway, pki, "alice", "Observer")
+    waiter = raw_client(gateway, pki, "olive")  # verified, now waiting for the one slot
+    _rewrite_grants(gateway.gateway.state.config.source, {"alice": "Controller"})
+    deadline = time.monotonic() + 5
+    while not isinstance(
+        gateway.gateway.state.grants.decide("labgate:user:olive", "qs5-plain"), NotGranted
+    ):
+        assert time.monotonic() < deadline, "the new grants were never loaded"
+        time.sleep(0.05)
+    assert holder.ask("1 QUIT") == b"OK 1"  # frees the slot
+    waiter.sock.settimeout(10)
+    assert waiter.refused().startswith(b"ERRor 0 [AccessDenied]")

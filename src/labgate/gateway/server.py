@@ -244,7 +244,7 @@ class Gateway:
         self._per_identity[identity] += 1
         try:
             info = SessionInfo(conn=conn, peer=peer, instrument=instrument, certificate=certificate)
-            await self._run_upstream(info, decision.level, reader, writer, base)
+            await self._run_upstream(info, reader, writer, base)
         finally:
             self._per_identity[identity] -= 1
             if not self._per_identity[identity]:
@@ -253,7 +253,6 @@ class Gateway:
     async def _run_upstream(
         self,
         info: SessionInfo,
-        level: AccessLevel,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         base: dict[str, object],
@@ -262,6 +261,15 @@ class Gateway:
         try:
             async with self.slots[name].slot():
                 upstream = await connect(info.instrument, limits=self.state.config.limits.framing)
+                # Judged again now: a reload during the wait for a slot may have withdrawn the
+                # grant or revoked the certificate, and no session may start on the old answer.
+                level = self._still_allowed(info)
+                if level is None:
+                    await upstream.close()
+                    await self._refuse((reader, writer), base, "no_grant",
+                                       "grant withdrawn or certificate revoked while waiting",
+                                       error_class="AccessDenied")  # fmt: skip
+                    return
                 session = Session(
                     info=info,
                     grant=level,
@@ -287,6 +295,13 @@ class Gateway:
             )
         except UpstreamError as exc:
             await self._refuse((reader, writer), base, "upstream", str(exc), error_class="IOError")
+
+    def _still_allowed(self, info: SessionInfo) -> AccessLevel | None:
+        state = self.state
+        if any(crl.revokes(info.certificate) for crl in state.revoked):
+            return None
+        decision = state.grants.decide(info.certificate.identity, info.instrument.name)
+        return None if isinstance(decision, NotGranted) else decision.level
 
     def _instrument_for(self, index: int, server_name: str | None) -> InstrumentConfig | None:
         instruments = self._listeners[index].instruments
