@@ -7,11 +7,9 @@ LABGATE_TEST_POSTGRES_URL is set. PostgreSQL tests get a database made for this 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import ssl
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,13 +19,12 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
 
 from labgate.control.app import create_app
 from labgate.control.layout import ADMIN_PASSWORD_FILE, ca_root_path
 from labgate.control.provisioning import initialise
-from labgate.control.serving import uvicorn_config
+from labgate.control.serving import run_in_thread
 from labgate.control.settings import ControlSettings, normalise_database_url
 
 # Cheap argon2 for tests; the production parameters are tested once, in test_accounts.py.
@@ -201,16 +198,14 @@ def api(client: TestClient, settings: ControlSettings) -> Api:
 class LiveServer:
     url: str
     settings: ControlSettings
-    server: uvicorn.Server
-    thread: threading.Thread
-
-    def client(self, **kwargs: Any) -> httpx.Client:
-        kwargs.setdefault("verify", ssl.create_default_context(cafile=self.root))
-        return httpx.Client(base_url=self.url, **kwargs)
 
     @property
     def root(self) -> Path:
         return ca_root_path(self.settings.data_dir)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        kwargs.setdefault("verify", ssl.create_default_context(cafile=self.root))
+        return httpx.Client(base_url=self.url, **kwargs)
 
     def api(self, **kwargs: Any) -> Api:
         return Api(self.client(**kwargs), self.settings)
@@ -218,28 +213,9 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(settings: ControlSettings, clock: Clock) -> Iterator[LiveServer]:
-    """`labgate server run`'s uvicorn setup (TLS, peer certificates) on a thread, port 0."""
-    server = uvicorn.Server(
-        uvicorn_config(settings, create_app(settings, clock=clock), listen="127.0.0.1:0")
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    for _ in range(500):
-        if server.started:
-            break
-        threading.Event().wait(0.02)
-    assert server.started, "server did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield LiveServer(
-            url=f"https://127.0.0.1:{port}", settings=settings, server=server, thread=thread
-        )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=2)
-        if thread.is_alive():  # a client kept a connection open: stop waiting for it
-            server.force_exit = True
-            thread.join(timeout=10)
+    """`labgate server run`'s setup (TLS, peer certificates) on a thread, on a free port."""
+    with run_in_thread(settings, clock=clock) as running:
+        yield LiveServer(url=running.url, settings=settings)
 
 
 def _make_csr(

@@ -12,7 +12,12 @@ import asyncio
 import json
 import ssl
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -20,16 +25,20 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from labgate.control.app import create_app
 from labgate.control.dependencies import PEER_CERTIFICATE
+from labgate.control.errors import ConfigurationError
 from labgate.control.layout import (
     ca_issuing_path,
     ca_root_path,
     server_certificate_path,
     server_key_path,
 )
+from labgate.control.runtime import Clock, utc_now
 from labgate.control.settings import ControlSettings, host_and_port
 from labgate.pki.tlsconfig import server_context
 
 Announce = Callable[[dict[str, Any]], None]
+# How long run_in_thread waits for the socket to listen.
+STARTUP_SECONDS = 30
 
 
 class PeerCertificateProtocol(H11Protocol):
@@ -99,6 +108,44 @@ async def _serve(server: uvicorn.Server, announce: Announce) -> None:
     shown = f"[{host}]" if ":" in host else host
     announce({"event": "ready", "host": host, "port": port, "url": f"https://{shown}:{port}"})
     await task
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunningServer:
+    """A server started by `run_in_thread`: where it listens and what clients trust."""
+
+    url: str
+    port: int
+    ca_root: Path
+
+
+@contextmanager
+def run_in_thread(
+    settings: ControlSettings, *, listen: str = "127.0.0.1:0", clock: Clock = utc_now
+) -> Iterator[RunningServer]:
+    """The same server as `run`, on a thread of its own (for the demo and for tests)."""
+    server = uvicorn.Server(
+        uvicorn_config(settings, create_app(settings, clock=clock), listen=listen)
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        server.should_exit = True
+        raise ConfigurationError(f"the control server did not start on {listen}")
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    try:
+        yield RunningServer(
+            url=f"https://{host}:{port}", port=port, ca_root=ca_root_path(settings.data_dir)
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=2)
+        if thread.is_alive():  # a client still holds a connection open: stop waiting for it
+            server.force_exit = True
+            thread.join(timeout=10)
 
 
 def print_ready(event: dict[str, Any]) -> None:
