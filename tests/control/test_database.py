@@ -33,3 +33,24 @@ def test_sqlite_runs_in_wal_mode(settings: Any) -> None:
         assert mode == "wal"
     finally:
         engine.dispose()
+
+
+def test_database_errors_do_not_carry_stored_values(settings: Any) -> None:
+    import pytest
+    import sqlalchemy as sa
+
+    engine = make_engine(settings.resolved_database_url, pool_size=1)
+    secret_hash = "$argon2id$v=19$m=64,t=1,p=1$c2VjcmV0LXNhbHQ$not-to-be-logged"
+    try:
+        with pytest.raises(sa.exc.IntegrityError) as caught, engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO users (username, password_hash, role, disabled,"
+                    " one_time_password, created_at) VALUES (:u, :h, 'viewer', false, false,"
+                    " CURRENT_TIMESTAMP)"
+                ),
+                {"u": "admin", "h": secret_hash},
+            )
+        assert secret_hash not in str(caught.value)
+    finally:
+        engine.dispose()

@@ -19,19 +19,26 @@ SQLITE_BUSY_MS = 30_000
 
 
 def make_engine(url: str, *, pool_size: int = 16) -> Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys and a generous busy timeout."""
+    """An engine for `url`; SQLite gets WAL, foreign keys and a generous busy timeout.
+
+    `hide_parameters`: a database error's message would otherwise carry the statement's values
+    (password and token hashes) into logs.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_MS / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # No pre-ping: it would cost a round trip on every checkout, which the deny-list lookup on
     # each request cannot afford; connections are recycled before servers usually drop them.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, hide_parameters=True
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
