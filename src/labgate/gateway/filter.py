@@ -276,7 +276,9 @@ def _with_ident(raw: bytes, reply: Ok | Error | Warning, ident: int) -> bytes:
     """
     head = _REPLY_WORDS[type(reply)] + str(reply.ident).encode()
     if raw.startswith(head) and raw[len(head) : len(head) + 1] in (b"", b" "):
-        return _REPLY_WORDS[type(reply)] + str(ident).encode() + raw[len(head) :] + b"\n"
+        # One copy of the body, not three: join over a view instead of slicing and adding.
+        parts = (_REPLY_WORDS[type(reply)], str(ident).encode(), memoryview(raw)[len(head) :])
+        return b"".join((*parts, b"\n"))
     return serialise(replace(reply, ident=ident))
 
 
