@@ -209,6 +209,7 @@ def bare_server(data: Path) -> None:
         log_level="warning",
         access_log=False,
         lifespan="off",
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
 

@@ -63,3 +63,18 @@ def test_address_throttle_ignores_x_forwarded_for(api: Any) -> None:
         statuses.append(response.status_code)
     assert statuses[:21] == [401] * 21
     assert statuses[21] == 429
+
+
+def test_real_server_keys_on_the_socket_peer_not_forwarded_headers(live_server: Any) -> None:
+    """Through uvicorn itself, which would read X-Forwarded-For from a loopback peer."""
+    with live_server.api() as api:
+        statuses = []
+        for n in range(22):
+            response = api.post(
+                "/api/v1/auth/login",
+                json={"username": f"user{n}", "password": "spray password one two"},
+                headers={"X-Forwarded-For": f"203.0.113.{n}", "Forwarded": f"for=198.51.100.{n}"},
+            )
+            statuses.append(response.status_code)
+    assert statuses[:21] == [401] * 21
+    assert statuses[21] == 429

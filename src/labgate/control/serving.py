@@ -84,6 +84,9 @@ def uvicorn_config(settings: ControlSettings, app: Any, *, listen: str) -> uvico
         log_level="warning",
         access_log=False,
         server_header=False,
+        # uvicorn would otherwise take the client address from X-Forwarded-For when the peer is
+        # 127.0.0.1; throttling must key on the socket's real peer.
+        proxy_headers=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
