@@ -44,8 +44,9 @@ class ControlSettings(BaseSettings):
     argon2_time_cost: int | None = Field(default=None, ge=1)
     argon2_memory_kib: int | None = Field(default=None, ge=8)
     argon2_parallelism: int | None = Field(default=None, ge=1)
-    user_access_seconds: int = Field(default=300, ge=1)
-    device_access_seconds: int = Field(default=24 * 3600, ge=1)
+    # At most 24 h: a rotated-out signing key verifies for 24 h more, and no longer.
+    user_access_seconds: int = Field(default=300, ge=1, le=24 * 3600)
+    device_access_seconds: int = Field(default=24 * 3600, ge=1, le=24 * 3600)
     user_refresh_seconds: int = Field(default=2 * 3600, ge=1)
     device_refresh_seconds: int = Field(default=3 * 365 * 24 * 3600, ge=1)
     refresh_grace_seconds: int = Field(default=30, ge=0, le=300)
