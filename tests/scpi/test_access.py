@@ -160,7 +160,7 @@ def test_a_nested_shell_command_is_found_wherever_it_hides(text: str) -> None:
 
 def test_a_nested_command_in_a_body_is_judged() -> None:
     body = Body(tag="quote", content="$(OPEN)")
-    command = Command(ident=1, name="FILE:LIST?", args=("p",), body=body)
+    command = Command(ident=1, name="FILE:LIST?", args=("public_run_complete:p",), body=body)
     decision = check(command, OBSERVER, LABGATE)
     assert isinstance(decision, Denied)
     assert decision.command == "OPEN"

@@ -88,7 +88,7 @@ def test_the_denial_says_what_is_wrong_with_the_name() -> None:
         ("9 EXP:NEW run ../ruo", "template"),
         (f'9 EXP:ATTR= "{BREAKOUT}" collected True', "run title"),
         ('9 EXP:ATTR= run "collected x" True', "attribute"),
-        ("9 EXP:ATTR= run collected $(RAND?)", "value"),
+        ("9 EXP:ATTR= run collected ${Collected}", "value"),
         (
             f'9 EXP:RUN -asynchronous <block> zip "{BREAKOUT}.eds" "run" </block>',
             "block argument 1",
@@ -175,3 +175,189 @@ def test_qslibs_volumes_and_run_modes_pass() -> None:
 
 def test_commands_without_names_are_not_judged_here() -> None:
     assert list(arguments.judge("OPEN", (), ("$weird'",), None)) == []
+
+
+# ---- file paths ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/passwd",
+        '"/data/vendor/IS/config/secrets"',
+        "public_run_complete:/etc/passwd",
+        "public_run_complete:../../../../etc/passwd",
+        "public_run_complete:run/../../secrets",
+        '"public_run_complete:..\\\\..\\\\etc"',  # backslashes, as Windows-minded tools write them
+        "public_run_complete:a\\b",
+        "public_run_complete:x\x00.eds",
+        '"public_run_complete:x\\n.eds"',
+        '"public_run_complete:x\x7f.eds"',
+        "public_run_complete:${HOME}",
+        "${LogFolder}/../../../etc/passwd",
+        "${LogFolder}/tcprotocol.xml",  # qslib writes it, it does not read it
+        "$(RUNTitle?)",
+        "public_run_complete:$(RUNTitle?).eds",
+        "~root/.ssh/id_rsa",
+        "public_run_complete:~/x",
+        "etc/passwd",  # relative to a folder nobody named
+        "data:vendor/IS/config",  # a context labgate does not know
+        "public_run_complete:experiments:x",
+        ":/etc/passwd",
+        "public_run_complete:.*",
+        "public_run_complete:run/.?/x",
+        '"public_run_complete:it\'s"',
+        "'public_run_complete:a'\"'\"'b'",
+        '"public_run_complete:x"y',
+        '""',
+    ],
+)
+@pytest.mark.parametrize(
+    "verb", ["FILE:READ? -encoding=base64", "FILE:LIST? -verbose", "FILE:ZIPREAD?"]
+)
+def test_an_observer_reads_nothing_outside_the_file_namespaces(verb: str, path: str) -> None:
+    decision = check(cmd(f"4 {verb} {path}"), OBSERVER, LABGATE)
+    assert isinstance(decision, Denied), path
+    assert decision.required is FULL
+    assert decision.command.startswith("FILE:")
+    assert "path" in decision.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4 FILE:REMOVE /data/vendor/IS/config/access.conf",
+        "4 FILE:REMOVE public_run_complete:../../config",
+        "4 FILE:MOVE public_run_complete:x.eds /etc/init.d/x",
+        "4 FILE:MOVE /etc/shadow public_run_complete:shadow.txt",
+        "4 FILE:MOVE public_run_complete:a.eds ${LogFolder}/tcprotocol.xml",
+        "4 FILE:WRITE /etc/profile <quote.base64>\naWQ=\n</quote.base64>",
+        "4 FILE:WRITE ${LogFolder}/../../../etc/profile <quote.base64>\naWQ=\n</quote.base64>",
+        "4 FILE:WRITE ${LogFolder}/init.rc <quote.base64>\naWQ=\n</quote.base64>",
+        "4 FILE:WRITE $(RUNTitle?) <quote.base64>\naWQ=\n</quote.base64>",
+        "4 FILE:READ? -encoding=/etc/passwd public_run_complete:x",
+        "4 EXP:READ? -encoding=base64 ../../config/secrets",
+        "4 EXP:READ? /etc/passwd",
+        "4 EXP:READ? public_run_complete:x.eds",
+        "4 EXP:LIST? ../*",
+        "4 EXP:LIST? -verbose run/.*",
+        '4 EXP:ZIPREAD? "../.."',
+        "4 EXP:ZIPWRITE ../escape/ <message>\nUEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\n</message>",
+        "4 EXP:DELETE ..",
+        "4 EXP:DELETE ${RunTitle}/..",
+        "5 RET $(FILE:READ? -encoding=plain /etc/passwd)",
+        "5 RET ${X:-$(EXP:READ? ../../config/secrets)}",
+    ],
+)
+def test_no_path_command_leaves_the_namespaces_below_full(text: str) -> None:
+    decision = check(cmd(text), ADMINISTRATOR, LABGATE)
+    assert isinstance(decision, Denied), text
+    assert decision.required is FULL
+    assert "path" in decision.reason or "option" in decision.reason or "source" in decision.reason
+
+
+def test_the_denial_names_the_argument_and_what_is_wrong() -> None:
+    decision = check(cmd("4 FILE:MOVE public_run_complete:a.eds /etc/x"), CONTROLLER, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.command == "FILE:MOVE"
+    assert "FILE:MOVE's target '/etc/x' is absolute" in decision.reason
+    decision = check(cmd("4 FILE:READ? public_run_complete:../x"), OBSERVER, LABGATE)
+    assert isinstance(decision, Denied)
+    assert "path 'public_run_complete:../x' has a '..' segment" in decision.reason
+
+
+def test_the_instrument_itself_checks_no_paths() -> None:
+    # the hole: on the machine an Observer reads whatever its path names
+    command = cmd("4 FILE:READ? -encoding=plain /data/vendor/IS/config/secrets")
+    assert check(command, OBSERVER, INSTRUMENT) == Allowed(required=OBSERVER)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # what qslib sends (machine.py, experiment.py) and the captures hold
+        "4 FILE:LIST? public_run_complete:*eds",
+        "4 FILE:LIST? -verbose public_run_complete:*",
+        "4 FILE:LIST? public_run_complete:",
+        "4 FILE:LIST? -verbose experiments:qPCR_run_7/",
+        "4 FILE:READ? -encoding=base64 public_run_complete:run_one.eds",
+        "4 FILE:READ? -encoding=base64 experiments:qPCR_run_7/apldbio/sds/messages.log",
+        '4 FILE:ZIPREAD? "experiments:qPCR_run_7"',
+        "4 EXP:LIST?",
+        "4 EXP:LIST? qPCR_run_7/apldbio/sds/filter/*_filterdata.xml",
+        "4 EXP:LIST? qPCR_run_7/apldbio/sds/quant/S01_C001_T01_P0001_M1_X1_E*.quant",
+        "4 EXP:READ? -encoding=base64 qPCR_run_7/apldbio/sds/filter/S01_C001_T01_P0001_M1_X1.xml",
+        "4 EXP:READ? -encoding=base64 'qPCR_run_7/apldbio/sds/x(1).xml'",  # shlex.quote's form
+        '4 EXP:ZIPREAD? "qPCR_run_7"',
+    ],
+)
+def test_observer_reads_of_the_ordinary_namespaces_pass(text: str) -> None:
+    assert check(cmd(text), OBSERVER, LABGATE) == Allowed(required=OBSERVER)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4 FILE:WRITE public_run_complete:new.txt <quote.base64>\naGk=\n</quote.base64>",
+        "4 FILE:WRITE public_run_complete/gateway-qs5.bin <quote.base64>\naGk=\n</quote.base64>",
+        "4 FILE:WRITE ${LogFolder}/tcprotocol.xml <quote.base64>\naGk=\n</quote.base64>",
+        "4 FILE:WRITE ${LogFolder}/qsl-tcprotocol.xml <quote.base64>\naGk=\n</quote.base64>",
+        "4 FILE:REMOVE public_run_complete:qPCR_run_7.eds",
+        '4 file:move "experiments:qPCR_run_7.eds" "public_run_complete:qPCR_run_7.eds"',
+        "4 EXP:ZIPWRITE qPCR_run_7/ <message>\nUEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\n</message>",
+        "4 EXP:DELETE qPCR_run_7",
+    ],
+)
+def test_controller_writes_in_the_namespaces_pass(text: str) -> None:
+    assert check(cmd(text), CONTROLLER, LABGATE) == Allowed(required=CONTROLLER)
+
+
+@pytest.mark.parametrize(
+    ("token", "experiments"),
+    [("public_run_complete:x.eds", False), ("run/x.xml", True), ("", True)],
+)
+def test_path_problem_passes_plain_paths(token: str, experiments: bool) -> None:
+    assert arguments.path_problem(token, experiments=experiments) is None
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("/etc/passwd", "is absolute"),
+        ("public_run_complete:/etc", "is absolute"),
+        ("public_run_complete:~/x", "is absolute"),
+        ("public_run_complete:a/../../b", "has a '..' segment"),
+        ("public_run_complete:a\\b", "holds '\\\\'"),
+        ("public_run_complete:x\x00", "control character '\\x00'"),
+        ('"public_run_complete:x\\ty"', "control character '\\t'"),
+        ("public_run_complete:\u0085x", "control character"),  # C1 next line
+        ("public_run_complete:${Secret}", "holds '$'"),
+        ('"public_run_complete:it\'s"', 'holds "\'"'),
+        ("public_run_complete:a:b", "more than one context"),
+        ("public_run_complete:.[.]", "glob segment starting with '.'"),
+        ("system:config", "outside the file namespaces"),
+        ("secrets.conf", "outside the file namespaces"),
+        ('"unclosed', "cannot be read as one value"),
+    ],
+)
+def test_each_path_rule_says_what_it_refused(token: str, problem: str) -> None:
+    found = arguments.path_problem(token)
+    assert found is not None and problem in found, found
+
+
+def test_exp_paths_name_no_context() -> None:
+    found = arguments.path_problem("experiments:x", experiments=True)
+    assert found is not None and "names a context" in found
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "public_run_complete:a/\u2025/\u2025/etc",  # two-dot leader: '..' once folded
+        "public_run_complete:\uff0fetc\uff0fpasswd",  # fullwidth solidus: '/'
+        "public_run_complete:a\ufe68b",  # small reverse solidus: a backslash
+    ],
+)
+def test_paths_that_fold_into_escapes_are_refused(token: str) -> None:
+    found = arguments.path_problem(token)
+    assert found is not None and "folded" in found, found

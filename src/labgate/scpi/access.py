@@ -11,6 +11,11 @@ What LABGATE refuses below Full, and why:
   `EXP:NEW`, `EXP:RUN` and `EXP:ATTR=` take. qslib's fixed `run_status()` expression is Python
   built from `${RunMacro}` (the protocol's name), so whoever names a protocol would write code
   that runs for every Observer (see `arguments`).
+- A file path that leaves the instrument's file namespaces (`FILE:*`, `EXP:*`): absolute, with
+  a `..` segment, a backslash, a quote, a control character or a `$` substitution the gateway
+  cannot know, or outside `arguments.NAMESPACES`; else an Observer reads the instrument's whole
+  disk. The one substitution passed is qslib's own `FILE:WRITE ${LogFolder}/tcprotocol.xml`
+  (and `qsl-tcprotocol.xml`).
 - Every command it does not know, and any text whose substitutions it cannot parse: nobody can
   say what the instrument would run.
 
@@ -263,7 +268,7 @@ def _needs(command: Command, table: CommandTable) -> Iterator[_Need]:
     own = table.level_of(command.name)
     yield _Need(level=own, part=command.canonical, reason=f"{command.canonical} needs {own.label}")
     body = None if command.body is None else command.body.content
-    yield from _unsafe(command.canonical, command.options, command.args, body, table)
+    calls: list[_Call] = [(command.canonical, command.options, command.args, body)]
     try:
         nodes = [node for text in _texts(command) for node in substitution.parse(text)]
     except ParseError as exc:
@@ -273,7 +278,21 @@ def _needs(command: Command, table: CommandTable) -> Iterator[_Need]:
             reason=f"its substitutions cannot be parsed ({exc}), so it needs "
             f"{table.unparsable.label}",
         )
-        return
+        nodes = []
+    yield from _substitution_needs(nodes, table, calls)
+    # Arguments last: where a nested command needs as much, naming that command says more.
+    for call in calls:
+        yield from _unsafe(*call, table)
+
+
+_Call = tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], str | None]
+"""A command as the argument rules see it: canonical name, options, arguments, body."""
+
+
+def _substitution_needs(
+    nodes: list[substitution.Node], table: CommandTable, calls: list[_Call]
+) -> Iterator[_Need]:
+    """What every nested command and expression needs; nested commands are added to `calls`."""
     for node in substitution.walk(tuple(nodes)):
         if isinstance(node, substitution.CommandSub):
             nested = names.canonical(node.name)
@@ -283,7 +302,7 @@ def _needs(command: Command, table: CommandTable) -> Iterator[_Need]:
                 part=nested,
                 reason=f"nested {_short(node.source)} runs {nested}, which needs {need.label}",
             )
-            yield from _unsafe(nested, node.options, node.args, None, table)
+            calls.append((nested, node.options, node.args, None))
         elif isinstance(node, substitution.ExprSub):
             if node.source in FIXED_EXPRESSIONS:
                 yield _Need(

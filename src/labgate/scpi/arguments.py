@@ -1,4 +1,4 @@
-"""Arguments the instrument turns into code: the names labgate lets through below Full.
+"""Arguments the instrument turns into code and file paths: what labgate passes below Full.
 
 Theory of operation
 -------------------
@@ -38,9 +38,36 @@ name), run names with spaces turned into `_` (`runtitle_safe`), volumes such as 
 
 Names that were stored before the gateway saw them (a protocol made on the touch screen) are
 beyond any gateway's reach; the protocol body (stages, steps) is judged only for substitutions.
+
+Paths
+-----
+`FILE:READ?`, `FILE:LIST?`, `FILE:ZIPREAD?`, `FILE:WRITE`, `FILE:REMOVE`, `FILE:MOVE` take
+instrument paths, `context:relative/path` (`public_run_complete:run.eds`); the `EXP:` commands
+take paths relative to the experiments folder (`run/apldbio/sds/...`). The instrument's Observer
+level would otherwise read anything on its disk. Below Full labgate passes a path only when,
+quotes removed, it
+
+- is relative: no leading `/` or `~`, neither before nor after the context;
+- has no `..` segment, and no glob segment that starts with `.` (`.*`, `.?`): a glob matches `..`
+  only through a pattern that starts with a literal `.`, as POSIX and Python globs treat dots;
+- holds no backslash, quote, control character (NUL included) or `$`: the gateway cannot know
+  what a `${...}` or `$(...)` will be when the instrument fills it in, and a quote or backslash
+  would be read one way here and maybe another there;
+- names one context (a second `:` is read differently by different parsers) and, for `FILE:`
+  commands, one of `NAMESPACES`, written as `context:` or as the first folder
+  (`public_run_complete/x.bin`): without one, a path is relative to a folder nobody named.
+  `EXP:` paths name no context at all.
+
+What qslib itself sends passes: `public_run_complete:*eds`, `public_run_complete:`,
+`experiments:RUN/`, `"experiments:RUN.eds"`, `RUN/apldbio/sds/filter/*_filterdata.xml`, and,
+the one substitution, `FILE:WRITE` of exactly `LOG_FOLDER_FILES` (qslib's `change_protocol`
+rewrites the running protocol's files in `${LogFolder}`). Exactly those two: were `${LogFolder}`
+unset, the instrument would read `/tcprotocol.xml`, so no path of the writer's choosing may follow.
+Option values of these commands (`-encoding=base64`) must be safe names; `-verbose` is a flag.
 """
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -56,6 +83,15 @@ _SAFE_CHAR = re.compile(r"[A-Za-z0-9_.+-]")
 _FLAG = re.compile(r"-[A-Za-z][A-Za-z0-9_]*")
 # The one thing qslib's compile_eds() asks EXP:RUN to run inside its block.
 _EXP_RUN_VERBS = frozenset({"zip"})
+
+# The instrument's file namespaces a session below Full may name: the two qslib uses and the two
+# more the simulator models after the real machine.
+NAMESPACES = frozenset({"public_run_complete", "experiments", "protocols", "calibrations"})
+# qslib's change_protocol() rewrites these in the running experiment's folder.
+LOG_FOLDER_FILES = frozenset({"${LogFolder}/tcprotocol.xml", "${LogFolder}/qsl-tcprotocol.xml"})
+_LIST_FLAGS = frozenset({"-verbose"})
+_GLOB_MAGIC = re.compile(r"[*?\[]")
+_NEVER_IN_PATHS = ("\\", "$", '"', "'")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +137,53 @@ def name_problem(token: str) -> str | None:
         return f"starts with {value[0]!r}"
     bad = next(char for char in value if not _SAFE_CHAR.fullmatch(char))
     return f"holds {bad!r}"
+
+
+def path_problem(token: str, *, experiments: bool = False, log_folder: bool = False) -> str | None:
+    """Why raw `token` is not a path labgate passes below Full, or None when it is one.
+
+    `experiments`: a path relative to the experiments folder (the `EXP:` commands), which names
+    no context. `log_folder`: `LOG_FOLDER_FILES` pass (qslib's `FILE:WRITE`).
+    """
+    try:
+        value = values.unquote(token)
+    except ParseError:
+        return "cannot be read as one value"
+    if log_folder and value in LOG_FOLDER_FILES:
+        return None
+    # A layer that folds compatibility forms would read 'a\u2025/b' (two-dot leader) as 'a../b'
+    # and a fullwidth solidus as '/': judge the folded text too.
+    folded = unicodedata.normalize("NFKC", value)
+    problem = _form_problem(value, experiments=experiments)
+    if problem is None and folded != value:
+        problem = _form_problem(folded, experiments=experiments)
+        return None if problem is None else f"{problem} once Unicode forms are folded (NFKC)"
+    return problem
+
+
+def _form_problem(value: str, *, experiments: bool) -> str | None:
+    control = next((char for char in value if unicodedata.category(char) == "Cc"), None)
+    if control is not None:
+        return f"holds the control character {control!r}"
+    found = next((char for char in _NEVER_IN_PATHS if char in value), None)
+    if found is not None:
+        return f"holds {found!r}"
+    context, colon, inner = value.partition(":") if ":" in value else ("", "", value)
+    if ":" in inner:
+        return "names more than one context (':')"
+    if experiments and colon:
+        return "names a context; EXP paths are relative to the experiments folder"
+    if inner.startswith(("/", "~")):
+        return "is absolute"
+    segments = inner.split("/")
+    if ".." in segments:
+        return "has a '..' segment"
+    if any(part.startswith(".") and _GLOB_MAGIC.search(part) for part in segments):
+        return "has a glob segment starting with '.', which can match '..'"
+    namespace = context if colon else segments[0]
+    if not experiments and namespace not in NAMESPACES:
+        return f"is outside the file namespaces {', '.join(sorted(NAMESPACES))}"
+    return None
 
 
 # ---- rules per command ------------------------------------------------------------------------
@@ -154,6 +237,43 @@ def _run_in_experiment(parts: _Parts) -> Iterator[Unsafe]:
         yield from _name(parts.command, f"block argument {index + 1}", token)
 
 
+def _paths(
+    parts: _Parts, labels: tuple[str, ...], *, experiments: bool = False, log_folder: bool = False
+) -> Iterator[Unsafe]:
+    """Option values must be safe names, and every argument but a listing's flag a path."""
+    for key, value in parts.options:
+        yield from _name(parts.command, f"option -{key}", value)
+    listing = parts.command.endswith(":LIST?")
+    tokens = [token for token in parts.args if not (listing and token in _LIST_FLAGS)]
+    for index, token in enumerate(tokens):
+        label = labels[index] if index < len(labels) else f"path {index + 1}"
+        problem = path_problem(token, experiments=experiments, log_folder=log_folder)
+        if problem is not None:
+            yield Unsafe(
+                command=parts.command,
+                argument=label,
+                reason=f"{parts.command}'s {label} {_show(token)} {problem}: labgate passes "
+                "only relative paths in the instrument's file namespaces, without '..', "
+                "backslashes, quotes, control characters or '$', below Full",
+            )
+
+
+def _file_path(parts: _Parts) -> Iterator[Unsafe]:
+    return _paths(parts, ("path",))
+
+
+def _file_write(parts: _Parts) -> Iterator[Unsafe]:
+    return _paths(parts, ("path",), log_folder=True)
+
+
+def _file_move(parts: _Parts) -> Iterator[Unsafe]:
+    return _paths(parts, ("source", "target"))
+
+
+def _experiment_path(parts: _Parts) -> Iterator[Unsafe]:
+    return _paths(parts, ("path",), experiments=True)
+
+
 def _name(command: str, argument: str, token: str) -> Iterator[Unsafe]:
     problem = name_problem(token)
     if problem is not None:
@@ -179,4 +299,15 @@ _RULES: dict[str, _Rule] = {
     "EXP:NEW": _new_experiment,
     "EXP:ATTR=": _experiment_attribute,
     "EXP:RUN": _run_in_experiment,
+    "FILE:READ?": _file_path,
+    "FILE:LIST?": _file_path,
+    "FILE:ZIPREAD?": _file_path,
+    "FILE:REMOVE": _file_path,
+    "FILE:WRITE": _file_write,
+    "FILE:MOVE": _file_move,
+    "EXP:READ?": _experiment_path,
+    "EXP:LIST?": _experiment_path,
+    "EXP:ZIPREAD?": _experiment_path,
+    "EXP:ZIPWRITE": _experiment_path,
+    "EXP:DELETE": _experiment_path,
 }
