@@ -170,6 +170,10 @@ class Gateway:
         self._connections += 1
         try:
             await self._handshake_and_run(index, conn, peer, transport)
+        except Exception as exc:  # one connection's failure must never take the gateway down
+            log.exception("connection %d from %s: unexpected failure", conn, peer)
+            self.record({"event": "internal_error", "conn": conn, "peer": peer,
+                         "reason": f"{type(exc).__name__}: {exc}"})  # fmt: skip
         finally:
             self._connections -= 1
             if not transport.is_closing():

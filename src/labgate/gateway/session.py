@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from labgate.scpi.framing import Decoder
 from labgate.scpi.messages import Error, serialise
 
 _READ_SIZE = 256 * 1024
+log = logging.getLogger("labgate.gateway")
 
 Record = Callable[[Mapping[str, object]], bool]  # audit: False when the record could not be kept
 
@@ -92,6 +94,8 @@ class Session:
             asyncio.create_task(self._from_upstream()),
             asyncio.create_task(self._watch_time()),
         ]
+        for task in tasks:
+            task.add_done_callback(self._end_on_failure)
         try:
             await self._ended.wait()
         finally:
@@ -109,6 +113,12 @@ class Session:
                 with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
                     async with asyncio.timeout(2):  # a client that reads nothing is cut off
                         await self._writer.wait_closed()
+
+    def _end_on_failure(self, task: asyncio.Task[None]) -> None:
+        # A bug in one direction ends the session (and is logged) instead of leaving it half alive.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session %d: %r", self.info.conn, task.exception())
+            self._end(f"internal error: {type(task.exception()).__name__}")
 
     def _end(self, reason: str) -> None:
         if not self._ended.is_set():
