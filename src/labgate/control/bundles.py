@@ -12,12 +12,14 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from labgate.auth.tokens import sign_claims
 from labgate.control import grants
-from labgate.control.errors import CertificateRequired, Forbidden, InvalidInput
+from labgate.control.errors import CertificateRequired, Forbidden, InvalidInput, NotFound
 from labgate.control.runtime import Runtime
+from labgate.control.tables import Counter
 from labgate.pki.errors import InvalidName, PkiError
 from labgate.pki.identity import gateway_uri, identity_of
 
@@ -47,7 +49,7 @@ def authenticate_gateway(runtime: Runtime, name: str, certificate_der: bytes | N
 
 
 def build_bundle(session: Session, runtime: Runtime, *, audience: str, now: datetime) -> str:
-    version = grants.next_version(session, BUNDLE_COUNTER)
+    version = next_version(session, BUNDLE_COUNTER)
     issued = int(now.timestamp())
     expires = now + timedelta(seconds=runtime.settings.bundle_seconds)
     claims = {
@@ -63,3 +65,16 @@ def build_bundle(session: Session, runtime: Runtime, *, audience: str, now: date
         "crl_pem": runtime.ca.crl().decode("ascii"),
     }
     return sign_claims(runtime.keys.ring(), claims, typ=BUNDLE_TYPE)
+
+
+def next_version(session: Session, name: str) -> int:
+    """Bump counter `name` in one UPDATE ... RETURNING: two replicas never get the same value."""
+    value = session.execute(
+        update(Counter)
+        .where(Counter.name == name)
+        .values(value=Counter.value + 1)
+        .returning(Counter.value)
+    ).scalar_one_or_none()
+    if value is None:
+        raise NotFound(f"counter {name!r} is missing; run `labgate server migrate`")
+    return int(value)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from labgate.control import audit
 from labgate.control.errors import Conflict, NotFound
 from labgate.control.principals import Principal
-from labgate.control.tables import Counter, Grant
+from labgate.control.tables import Grant
 
 
 def create_grant(
@@ -61,16 +61,3 @@ def delete_grant(session: Session, principal: Principal, grant_id: int, *, now: 
 
 def all_grants(session: Session) -> list[Grant]:
     return list(session.scalars(select(Grant).order_by(Grant.id)))
-
-
-def next_version(session: Session, name: str) -> int:
-    """Bump counter `name` in one UPDATE ... RETURNING: two replicas never get the same value."""
-    value = session.execute(
-        update(Counter)
-        .where(Counter.name == name)
-        .values(value=Counter.value + 1)
-        .returning(Counter.value)
-    ).scalar_one_or_none()
-    if value is None:
-        raise NotFound(f"counter {name!r} is missing; run `labgate server migrate`")
-    return int(value)

@@ -9,6 +9,7 @@ from labgate.control import accounts, devices
 from labgate.control.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.minting import mint_pair, new_family
 from labgate.control.principals import DEVICE_ROLE, Principal, device_identity, user_identity
+from labgate.control.runtime import Runtime
 from labgate.control.schemas import DeviceCreate, DeviceCreated, DeviceOut, Location
 from labgate.control.tables import Device, User
 
@@ -19,7 +20,7 @@ def _caller_user(session: Session, principal: Principal) -> User | None:
     return accounts.find_user(session, principal.name) if principal.kind == "user" else None
 
 
-def device_out(session: Session, device: Device, runtime: RuntimeDep) -> DeviceOut:
+def device_out(session: Session, device: Device, runtime: Runtime) -> DeviceOut:
     owner = session.get(User, device.owner_id) if device.owner_id is not None else None
     return DeviceOut(
         id=device.id,
