@@ -160,7 +160,9 @@ def change_password(
         raise AuthenticationFailed("old password not accepted")
     rules.require_acceptable(new_password, username=user.username)
     if new_password == old_password:
-        raise PasswordRejected("new password is the same as the old one", reason="unchanged")
+        raise PasswordRejected(
+            "new password refused (unchanged): it is the same as the old one", reason="unchanged"
+        )
     user.password_hash = rules.hasher.hash(new_password)
     user.one_time_password = False
     audit.record(
