@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from labgate.gateway.errors import ConfigError
 from labgate.pki.identity import identity_of
@@ -53,6 +54,7 @@ class PeerCertificate:
     serial: int
     issuer: x509.Name
     not_after: datetime
+    anchor: bytes | None = None  # DER of the trust anchor the chain was verified to, if known
 
 
 def build_client_context(files: TlsFiles) -> ssl.SSLContext:
@@ -91,4 +93,25 @@ def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> PeerCertifica
         serial=certificate.serial_number,
         issuer=certificate.issuer,
         not_after=certificate.not_valid_after_utc,
+        anchor=_anchor(ssl_object),
     )
+
+
+def _anchor(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> bytes | None:
+    # The verified chain is public API only from Python 3.13; 3.11 has it on the private object.
+    # Without it a reload cannot tell which sessions a removed CA had admitted (see trust_anchors).
+    try:
+        chain = ssl_object._sslobj.get_verified_chain()  # type: ignore[union-attr]
+        return bytes(chain[-1].public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
+    except (AttributeError, IndexError, ValueError):
+        return None
+
+
+def trust_anchors(client_ca: Path) -> frozenset[bytes]:
+    """DER of every certificate in the client CA file, to find sessions a new file no longer
+    trusts."""
+    try:
+        certificates = x509.load_pem_x509_certificates(client_ca.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"gateway.client_ca: cannot read {client_ca}: {exc}") from exc
+    return frozenset(c.public_bytes(Encoding.DER) for c in certificates)

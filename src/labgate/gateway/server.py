@@ -149,6 +149,9 @@ class Gateway:
             if any(crl.revokes(certificate) for crl in state.revoked):
                 session.close("client certificate revoked")
                 continue
+            if certificate.anchor is not None and certificate.anchor not in state.anchors:
+                session.close("the client CA that admitted it is no longer trusted")
+                continue
             decision = state.grants.decide(certificate.identity, session.info.instrument.name)
             if isinstance(decision, NotGranted):
                 session.close(f"grant withdrawn: {decision.reason}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labgate.gateway.bundles import Bundle
-from labgate.gateway.client_tls import TlsFiles, build_client_context
+from labgate.gateway.client_tls import TlsFiles, build_client_context, trust_anchors
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig
 from labgate.gateway.grants import GrantTable
 from labgate.gateway.revocation import RevocationList
@@ -29,6 +29,7 @@ class LiveState:
     contexts: Mapping[int, ssl.SSLContext]  # by listener index
     grants: GrantTable
     revoked: tuple[RevocationList, ...]
+    anchors: frozenset[bytes]  # the client CA file's certificates (DER)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +82,7 @@ def build_state(
         contexts=contexts,
         grants=GrantTable.of((*config.grants, *extra), allow_full=config.allow_full),
         revoked=tuple(RevocationList.load(p) for p in crls),
+        anchors=trust_anchors(config.client_ca),
     )
 
 
