@@ -76,6 +76,7 @@ def test_gateway_gets_a_signed_bundle_with_growing_versions(
     )
     assert crl.is_signature_valid(issuing.public_key())
     assert claims[0]["exp"] > claims[0]["iat"]
+    assert datetime.fromisoformat(claims[0]["expires_at"]).timestamp() >= claims[0]["exp"]
 
 
 def test_bundle_needs_that_gateways_own_certificate(

@@ -57,6 +57,9 @@ def build_bundle(session: Session, runtime: Runtime, *, audience: str, now: date
         "aud": audience,
         "iat": issued,
         "exp": int(expires.timestamp()),
+        # The same instants in words, for people reading a bundle (the JWT claims are the rule).
+        "issued_at": now.isoformat(),
+        "expires_at": expires.isoformat(),
         "version": version,
         "grants": [
             {"identity": g.principal, "instrument": g.instrument, "level": g.level}
