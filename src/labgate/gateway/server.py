@@ -71,7 +71,7 @@ class Gateway:
 
     async def start(self) -> None:
         await self.audit.start()
-        self.audit.record({"event": "gateway_start", "instruments": list(self.slots)})
+        self.record({"event": "gateway_start", "instruments": list(self.slots)})
         for index, listener in enumerate(self._listeners):
             server = await listen(
                 listener.endpoint.host,
@@ -107,7 +107,7 @@ class Gateway:
         if self._metrics_server is not None:
             await asyncio.to_thread(self._metrics_server.shutdown)
             self._metrics_server.server_close()
-        self.audit.record({"event": "gateway_stop"})
+        self.record({"event": "gateway_stop"})
         await self.audit.aclose()
 
     # ------------------------------------------------------------------ reload
