@@ -35,7 +35,7 @@ async def _one_client(address: tuple[str, int], context: ssl.SSLContext) -> str:
         writer.write(b"0 ACC -stealth=false -exclusive=false Observer\n1 POW?\n")
         assert (await reader.readline()).startswith(b"OK 0")
         assert (await reader.readline()).startswith(b"OK 1")
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)
         writer.write(b"2 QUIT\n")
         assert (await reader.readline()).startswith(b"OK 2")
         return "served"
@@ -49,7 +49,7 @@ def test_fifty_clients_never_put_more_than_eight_sessions_on_the_instrument(
     gateway = gateway_factory(
         small_simulator,
         extra_gateway="max_connections_per_identity = 64",
-        extra_instrument="max_upstream = 8\nupstream_queue = 20\nupstream_wait = 5",
+        extra_instrument="max_upstream = 8\nupstream_queue = 4\nupstream_wait = 5",
     )
     context = ssl.create_default_context(cafile=str(pki.root))
     context.load_cert_chain(str(pki.clients["alice"].pem))
@@ -62,7 +62,7 @@ def test_fifty_clients_never_put_more_than_eight_sessions_on_the_instrument(
     assert len(outcomes) == 50
     assert set(outcomes) <= {"served", "busy"}
     assert outcomes.count("served") >= 8
-    assert outcomes.count("busy") >= 1  # 50 > 8 slots + 20 waiting: some are told at once
+    assert outcomes.count("busy") >= 1  # more than 8 slots + 4 waiting: some are told at once
     assert small_simulator.peak_connections <= 8
     busy = _events(gateway, "refused")
     assert busy and all(e["kind"] == "instrument_busy" for e in busy)
