@@ -4,12 +4,19 @@ Attacks are judged as a Controller (who may define protocols and start runs) und
 must need Full, and the refusal must name the argument.
 """
 
+import ast
+import posixpath
+import unicodedata
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from qslib import Experiment, Protocol, Stage, Step
 
 from labgate.scpi import arguments
 from labgate.scpi.access import INSTRUMENT, LABGATE, AccessLevel, Allowed, Denied, check
 from labgate.scpi.messages import Command, parse_command
+from labgate.scpi.values import unquote
 
 OBSERVER = AccessLevel.OBSERVER
 CONTROLLER = AccessLevel.CONTROLLER
@@ -361,3 +368,71 @@ def test_exp_paths_name_no_context() -> None:
 def test_paths_that_fold_into_escapes_are_refused(token: str) -> None:
     found = arguments.path_problem(token)
     assert found is not None and "folded" in found, found
+
+
+# ---- properties: whatever passes cannot escape ---------------------------------------------------
+
+SAFE_TEXT = st.text(st.sampled_from("aZ09_.+-"), max_size=6)
+# Characters attackers reach for, and a few that look like them once Unicode forms are folded.
+TRICKY = st.sampled_from([*"'\"\\$()[]{}`;#:/~ \t\n\x00\x7f", "\u2019", "\u2025", "\uff0f"])
+# Names: safe text around one tricky character, or any text at all.
+NAMES = st.one_of(
+    st.builds(lambda a, b, c: a + b + c, SAFE_TEXT, TRICKY, SAFE_TEXT),
+    st.text(st.characters(), min_size=1, max_size=12),
+).map(lambda name: f'"{name}"' if " " in name else name)  # spaces: one quoted token
+# Paths: a context (or none), maybe a leading '/' or '~/', and segments, the dangerous ones often.
+SEGMENTS = st.one_of(
+    st.sampled_from(["..", ".", "", "*", ".*", ".?", "~", "\u2025", "\uff0f..", "${X}", "a:b"]),
+    st.sampled_from(["run", "x.eds", "*eds", "apldbio"]),
+    st.builds(lambda a, b, c: a + b + c, SAFE_TEXT, TRICKY, SAFE_TEXT),
+    st.text(st.characters(), max_size=6),
+)
+CONTEXTS = st.sampled_from(["", *sorted(arguments.NAMESPACES), "etc", "~"]).map(
+    lambda context: context + ":" if context else ""
+)
+PATHS = st.builds(
+    lambda context, lead, segments: context + lead + "/".join(segments),
+    CONTEXTS,
+    st.sampled_from(["", "", "/", "~/"]),
+    st.lists(SEGMENTS, min_size=1, max_size=4),
+).map(lambda path: path.replace(" ", "_"))
+MANY = settings(max_examples=400)
+
+
+@MANY
+@given(NAMES)
+def test_a_name_that_passes_stays_one_string_literal_in_qslibs_expression(token: str) -> None:
+    if arguments.name_problem(token) is not None:
+        return
+    value = token[1:-1] if token.startswith('"') else token
+    # the run_status() expression with ${RunMacro} filled in, as the instrument fills it in
+    source = f"'{value}-Stages'.lower()"
+    call = ast.parse(source, mode="eval").body
+    assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+    assert isinstance(call.func.value, ast.Constant) and call.func.value.value == f"{value}-Stages"
+    assert "$" not in value and value not in (".", "..") and not value.startswith("-")
+
+
+@MANY
+@given(PATHS, st.booleans())
+def test_a_path_that_passes_stays_inside_its_namespace(token: str, experiments: bool) -> None:
+    if arguments.path_problem(token, experiments=experiments) is not None:
+        return
+    for value in {unquote(token), unicodedata.normalize("NFKC", unquote(token))}:
+        assert "$" not in value and "\\" not in value
+        assert not any(unicodedata.category(char) == "Cc" for char in value)
+        inner = value.partition(":")[2] if ":" in value else value
+        if experiments:
+            assert ":" not in value
+        else:
+            namespace = value.partition(":")[0] if ":" in value else value.split("/")[0]
+            assert namespace in arguments.NAMESPACES
+        resolved = posixpath.normpath(posixpath.join("/namespace", inner))
+        assert resolved == "/namespace" or resolved.startswith("/namespace/"), value
+
+
+@given(st.sampled_from(sorted(arguments.NAMESPACES)), PATHS)
+def test_paths_inside_a_namespace_pass_or_fail_by_form_alone(namespace: str, rest: str) -> None:
+    # the namespace rule never rescues a bad form: any refusal names what is wrong
+    found = arguments.path_problem(f"{namespace}:{rest}")
+    assert found is None or "namespaces" not in found
