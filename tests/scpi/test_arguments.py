@@ -436,3 +436,15 @@ def test_paths_inside_a_namespace_pass_or_fail_by_form_alone(namespace: str, res
     # the namespace rule never rescues a bad form: any refusal names what is wrong
     found = arguments.path_problem(f"{namespace}:{rest}")
     assert found is None or "namespaces" not in found
+
+
+@pytest.mark.parametrize("text", ["4 FILE:LIST?", "4 FILE:LIST? -verbose", "4 FILE:READ?"])
+def test_a_file_command_without_a_path_needs_full(text: str) -> None:
+    decision = check(cmd(text), OBSERVER, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.required is FULL
+    assert "names no path" in decision.reason
+
+
+def test_listing_the_runs_needs_no_path() -> None:
+    assert check(cmd("4 EXP:LIST?"), OBSERVER, LABGATE) == Allowed(required=OBSERVER)

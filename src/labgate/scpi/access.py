@@ -30,6 +30,8 @@ levels below it may. Two tables say which level each command needs:
 `check()` judges a whole command: its own name, and every nested `$( ... )` and `$[ ... ]` found
 anywhere in it (name, option values, arguments, body), at any depth. Text it cannot parse is
 judged at the table's `unparsable` level, since nobody can say what the instrument would run.
+Under a table with an `unsafe_argument` level (LABGATE's is Full), the names and paths that
+`arguments` judges are checked too, in the command itself and in every nested one.
 """
 
 import fnmatch

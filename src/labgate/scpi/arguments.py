@@ -64,6 +64,7 @@ the one substitution, `FILE:WRITE` of exactly `LOG_FOLDER_FILES` (qslib's `chang
 rewrites the running protocol's files in `${LogFolder}`). Exactly those two: were `${LogFolder}`
 unset, the instrument would read `/tcprotocol.xml`, so no path of the writer's choosing may follow.
 Option values of these commands (`-encoding=base64`) must be safe names; `-verbose` is a flag.
+A `FILE:` command with no path at all needs Full too (`EXP:LIST?` alone lists the runs).
 """
 
 import re
@@ -245,6 +246,13 @@ def _paths(
         yield from _name(parts.command, f"option -{key}", value)
     listing = parts.command.endswith(":LIST?")
     tokens = [token for token in parts.args if not (listing and token in _LIST_FLAGS)]
+    if not tokens and not experiments:
+        yield Unsafe(
+            command=parts.command,
+            argument=labels[0],
+            reason=f"{parts.command} names no path, so the instrument would pick a folder "
+            "nobody named; labgate passes it below Full only with a path in a namespace",
+        )
     for index, token in enumerate(tokens):
         label = labels[index] if index < len(labels) else f"path {index + 1}"
         problem = path_problem(token, experiments=experiments, log_folder=log_folder)
