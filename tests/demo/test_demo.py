@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from qslib import Machine
-from qslib.scpi_commands import AccessLevelExceeded, InsufficientAccess
+from qslib.scpi_commands import AccessLevelExceeded, CommandError, InsufficientAccess
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -68,6 +71,36 @@ def test_observer_is_refused_the_drawer_before_the_instrument_sees_it(
     log = Path(demo["state_dir"]) / "instrument"
     received = "".join(p.read_text() for p in log.glob("*.jsonl"))
     assert "OPEN" not in received.replace("OPENED", "")
+
+
+def test_a_grant_withdrawn_on_the_server_ends_access_at_the_gateway(
+    demo: dict[str, Any],
+) -> None:
+    # Through the control server's API, as its administrator would.
+    context = ssl.create_default_context(cafile=demo["root_ca"])
+    with httpx.Client(base_url=demo["server"]["url"], verify=context, timeout=30) as api:
+        password = Path(demo["admin_password"]).read_text().strip()
+        token = api.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": password}
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        grants = api.get("/api/v1/grants", headers=auth).json()
+        (observer,) = [g for g in grants if g["principal"] == "labgate:user:observer"]
+        assert api.delete(f"/api/v1/grants/{observer['id']}", headers=auth).status_code == 200
+
+    # The gateway polls its signed bundle every few seconds; then the observer is refused.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with _machine(demo, "observer") as m:
+                m.run_command("DRAW?")
+        except CommandError as exc:
+            assert "AccessDenied" in str(exc), exc
+            break
+        assert time.monotonic() < deadline, "the gateway still serves a withdrawn grant"
+        time.sleep(1)
+    with _machine(demo, "operator") as m:  # the other grant stands
+        assert m.run_command("DRAW?") in ("Open", "Closed")
 
 
 def test_ctrl_c_stops_every_part_and_leaves_a_verifiable_audit_log(

@@ -26,6 +26,7 @@ def demo(
     """Start a simulated instrument behind the gateway, with certificates for you; Ctrl-C stops."""
     from labgate.demo import stack
     from labgate.demo.children import ChildFailed
+    from labgate.demo.enrolment import EnrolmentFailed
 
     directory = state_dir or stack.default_state_dir()
     stop = threading.Event()
@@ -46,7 +47,7 @@ def demo(
                             err=True,
                         )
                         raise typer.Exit(1)
-    except ChildFailed as exc:
+    except (ChildFailed, EnrolmentFailed) as exc:
         typer.echo(f"labgate demo: {exc}", err=True)
         raise typer.Exit(1) from None
     if not json_output:
@@ -59,7 +60,7 @@ def _explain(running: RunningDemo) -> None:
     from rich.panel import Panel
     from rich.table import Table
 
-    from labgate.demo.stack import INSTRUMENT
+    from labgate.demo.stack import BUNDLE_POLL_S, INSTRUMENT
 
     console = Console(soft_wrap=True)
     where = Table(show_header=True, header_style="bold", box=None)
@@ -71,6 +72,7 @@ def _explain(running: RunningDemo) -> None:
         where.add_row(f"gateway for {name} (mutual TLS)", str(address))
     if running.gateway.get("metrics"):
         where.add_row("gateway metrics", f"http://{running.gateway['metrics']}/metrics")
+    where.add_row("control server (HTTPS API)", str(running.server.get("url")))
     for name in ("plain", "tls", "legacy"):
         if running.simulator.get(name):
             where.add_row(f"instrument, {name} (unprotected)", str(running.simulator[name]))
@@ -97,8 +99,16 @@ with m:
 """
     console.print("Reach it with qslib (copy these lines into Python):\n")
     console.print(code, highlight=False, markup=False)
+    body = '{"username": "admin", "password": "..."}'
     console.print(
-        f"Audit log: {running.audit_log}    part logs: {running.logs}\n"
-        "The demo CA's keys are NOT encrypted: it is for this demo only.\n"
-        "Ctrl-C stops everything."
+        f"Log in to the control server as admin; the password is in {running.admin_password}:\n"
+        f"  curl --cacert {running.root_ca} -H 'Content-Type: application/json' \\\n"
+        f"       -d '{body}' {running.server.get('url')}/api/v1/auth/login\n"
+        "The gateway takes its grants from the server's signed bundle every "
+        f"{BUNDLE_POLL_S} s: delete a grant there, and that session ends.\n",
+        highlight=False,
+        markup=False,
+    )
+    console.print(
+        f"Audit log: {running.audit_log}    part logs: {running.logs}\nCtrl-C stops everything."
     )

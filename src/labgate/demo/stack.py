@@ -1,6 +1,6 @@
-"""The demo stack: a certificate authority, the instrument simulator, the gateway in front of it,
-and the certificates a person needs to reach it with qslib; all on free loopback ports, in one
-state directory.
+"""The demo stack: the control server (with its certificate authority), the instrument
+simulator, the gateway in front of it taking its grants from the server, and the certificates a
+person needs to reach it with qslib; all on free loopback ports, in one state directory.
 
 Each part runs as its own `labgate` sub-command (the same commands a deployment runs), so the
 demo shows the real thing, and stopping it is stopping processes in the reverse order.
@@ -12,6 +12,8 @@ import base64
 import hashlib
 import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -20,7 +22,11 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from labgate.demo.children import Child, start
+from labgate.control import layout
+from labgate.control.keystore import load_passphrase
+from labgate.control.settings import ControlSettings
+from labgate.demo.children import READY_TIMEOUT_S, Child, ChildFailed, start
+from labgate.demo.enrolment import enrol_admin
 from labgate.pki import CertificateAuthority, Profile
 from labgate.pki.atomic import PRIVATE, PUBLIC, write_atomic
 
@@ -31,6 +37,11 @@ LEGACY_INSTRUMENT = "qs5-legacy"
 # identity gets Observer, to show a command being refused before it reaches the instrument.
 OPERATOR = "operator"
 OBSERVER = "observer"
+# The gateway's name at the control server: its certificate says labgate:gateway:<name>.
+SITE = "demo-site"
+# Seconds between the gateway's fetches of its grant bundle: short, so that a grant changed on
+# the server shows in the demo within moments (a site would keep the default minute).
+BUNDLE_POLL_S = 5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +56,8 @@ class Identity:
 class RunningDemo:
     state_dir: Path
     root_ca: Path
+    server: dict[str, object]
+    admin_password: Path
     simulator: dict[str, object]
     gateway: dict[str, object]
     identities: tuple[Identity, ...]
@@ -63,6 +76,8 @@ class RunningDemo:
         return {
             "state_dir": str(self.state_dir),
             "root_ca": str(self.root_ca),
+            "server": self.server,
+            "admin_password": str(self.admin_password),
             "simulator": self.simulator,
             "gateway": self.gateway,
             "identities": {
@@ -81,7 +96,28 @@ def running(state_dir: Path) -> Iterator[RunningDemo]:
     logs = state_dir / "logs"
     logs.mkdir(exist_ok=True)
     with ExitStack() as stack:
-        ca = _certificate_authority(state_dir / "ca")
+        server_dir = state_dir / "server"
+        if not (server_dir / "server.toml").exists():
+            _run_once("server-init", ["server", "init", "--data", str(server_dir)], log_dir=logs)
+        server = start(
+            "server",
+            ["server", "run", "--data", str(server_dir), "--listen", "127.0.0.1:0"],
+            log_dir=logs,
+        )
+        stack.callback(server.stop)
+        admin_password = state_dir / "admin-password"
+        enrol_admin(
+            url=str(server.ready["url"]),
+            server_ca=layout.ca_root_path(server_dir),
+            one_time_password=server_dir / "admin-password",
+            new_password=admin_password,
+            grants={
+                f"labgate:user:{OPERATOR}": "Controller",
+                f"labgate:user:{OBSERVER}": "Observer",
+            },
+        )
+
+        ca = _certificate_authority(server_dir)
         stack.callback(ca.close)
         instrument_password = _instrument_secrets(state_dir)
         simulator = start(
@@ -101,41 +137,61 @@ def running(state_dir: Path) -> Iterator[RunningDemo]:
 
         gateway_dir = state_dir / "gateway"
         gateway_dir.mkdir(exist_ok=True, mode=0o700)
-        ca.issue(Profile.SERVER, INSTRUMENT, dns=[INSTRUMENT, LEGACY_INSTRUMENT, "localhost"],
-                 ips=["127.0.0.1"]).write(gateway_dir / "gateway")  # fmt: skip
+        # One certificate serves the gateway's clients and identifies it to the control server.
+        ca.issue(
+            Profile.GATEWAY,
+            SITE,
+            dns=[INSTRUMENT, LEGACY_INSTRUMENT, "localhost"],
+            ips=["127.0.0.1"],
+        ).write(gateway_dir / "gateway")
         write_atomic(gateway_dir / "root.crt", ca.root_pem, mode=PUBLIC)
         write_atomic(gateway_dir / "instrument.secret", instrument_password, mode=PRIVATE)
-        identities = tuple(
-            _identity(ca, name, level, state_dir / "you")
-            for name, level in ((OPERATOR, "Controller"), (OBSERVER, "Observer"))
+        identities = (
+            _identity(ca, OPERATOR, "Controller", state_dir / "you"),
+            _identity(ca, OBSERVER, "Observer", state_dir / "you"),
         )
         pin = _spki_pin(Path(str(simulator.ready["tls_cert"])))
-        config = _gateway_config(simulator.ready, pin, identities)
+        config = _gateway_config(simulator.ready, pin, control_url=str(server.ready["url"]))
         write_atomic(gateway_dir / "gateway.toml", config.encode(), mode=PUBLIC)
-        gateway = start("gateway", ["gateway", "--config", str(gateway_dir / "gateway.toml")],
-                        log_dir=logs)  # fmt: skip
+        gateway = start(
+            "gateway", ["gateway", "--config", str(gateway_dir / "gateway.toml")], log_dir=logs
+        )
         stack.callback(gateway.stop)
 
         yield RunningDemo(
             state_dir=state_dir,
             root_ca=gateway_dir / "root.crt",
+            server=server.ready,
+            admin_password=admin_password,
             simulator=simulator.ready,
             gateway=gateway.ready,
             identities=identities,
             audit_log=gateway_dir / "audit.jsonl",
             logs=logs,
-            children=(simulator, gateway),
+            children=(server, simulator, gateway),
         )
 
 
-def _certificate_authority(directory: Path) -> CertificateAuthority:
-    if (directory / "root.crt").exists():
-        return CertificateAuthority.open(directory, passphrase=None)
-    # Unencrypted keys: a demo CA on a throw-away state directory, said so in the CA's own
-    # warning and in the demo's output. A real CA uses `labgate ca init` with a passphrase.
-    return CertificateAuthority.init(
-        directory, name="labgate demo CA", passphrase=None, unencrypted=True
-    )
+def _run_once(name: str, args: list[str], *, log_dir: Path) -> None:
+    """A one-shot sub-command (such as `server init`), its output kept in the part's log."""
+    log_path = log_dir / f"{name}.log"
+    with open(log_path, "ab") as log:
+        status = subprocess.run(
+            [sys.executable, "-m", "labgate", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            timeout=READY_TIMEOUT_S,
+            check=False,
+        ).returncode
+    if status != 0:
+        raise ChildFailed(f"{name} exited with status {status}; see {log_path}")
+
+
+def _certificate_authority(server_dir: Path) -> CertificateAuthority:
+    """The control server's own CA: one trust anchor for the server, the gateway and users."""
+    passphrase = load_passphrase(ControlSettings.load(server_dir))
+    return CertificateAuthority.open(layout.ca_dir(server_dir), passphrase=passphrase)
 
 
 def _instrument_secrets(state_dir: Path) -> bytes:
@@ -162,18 +218,20 @@ def _spki_pin(cert_path: Path) -> str:
     return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
-def _gateway_config(sim: dict[str, object], pin: str, identities: tuple[Identity, ...]) -> str:
-    grants = "".join(
-        f'\n[[grant]]\nidentity = "{i.uri}"\ninstrument = "*"\nlevel = "{i.level}"\n'
-        for i in identities
-    )
-    return f"""# Written by `labgate demo`.
+def _gateway_config(sim: dict[str, object], pin: str, *, control_url: str) -> str:
+    return f"""# Written by `labgate demo`. Grants come from the control server's signed bundle.
 [gateway]
 cert = "gateway.crt"
 key = "gateway.key"
 client_ca = "root.crt"
 audit_log = "audit.jsonl"
 metrics_listen = "127.0.0.1:0"
+
+[control]
+url = "{control_url}"
+gateway_name = "{SITE}"
+server_ca = "root.crt"
+poll_interval = {BUNDLE_POLL_S}
 
 [[instrument]]
 name = "{INSTRUMENT}"
@@ -187,7 +245,7 @@ listen = "127.0.0.1:0"
 upstream = "sslv3://{sim["legacy"]}"
 upstream_pin = "{pin}"
 password_file = "instrument.secret"
-{grants}"""
+"""
 
 
 def default_state_dir() -> Path:
