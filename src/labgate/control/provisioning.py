@@ -110,8 +110,10 @@ def _issue_server_certificate(settings: ControlSettings, ca: CertificateAuthorit
     dns = [n for n in settings.server_names if not _is_ip(n)]
     ips = [n for n in settings.server_names if _is_ip(n)]
     issued = ca.issue(Profile.SERVER, SERVER_NAME, dns=dns, ips=ips)
+    # issue() makes the key pair, so the key is always there; never write an empty key file.
+    assert issued.key_pem is not None, "CertificateAuthority.issue returned no key"
     # The key first, so the certificate on disk never lacks its key.
-    write_atomic(server_key_path(settings.data_dir), issued.key_pem or b"", mode=PRIVATE)
+    write_atomic(server_key_path(settings.data_dir), issued.key_pem, mode=PRIVATE)
     write_atomic(server_certificate_path(settings.data_dir), issued.chain_pem, mode=PUBLIC)
 
 
