@@ -341,7 +341,7 @@ def _limits(reader: _Reader) -> SessionLimits:
     )
 
 
-def _upstream(text: object, key: str) -> Upstream:
+def parseparse_upstream(text: object, key: str) -> Upstream:
     expected = "plain://HOST:PORT, tls://HOST:PORT or sslv3://HOST:PORT"
     if not isinstance(text, str) or "://" not in text:
         raise ConfigError(f"{key}: expected {expected}, got {text!r}")
@@ -359,7 +359,7 @@ def _instrument(item: Mapping[str, Any], prefix: str, base: Path) -> InstrumentC
     name = reader.string("name")
     if not _NAME.match(name):
         raise ConfigError(f"{prefix}name: {name!r} is not a DNS label (letters, digits, '-')")
-    upstream = _upstream(reader.value("upstream"), f"{prefix}upstream")
+    upstream = parse_upstream(reader.value("upstream"), f"{prefix}upstream")
     pin = (
         parse_pin(item["upstream_pin"], f"{prefix}upstream_pin") if "upstream_pin" in item else None
     )
