@@ -341,7 +341,7 @@ def _limits(reader: _Reader) -> SessionLimits:
     )
 
 
-def parseparse_upstream(text: object, key: str) -> Upstream:
+def parse_upstream(text: object, key: str) -> Upstream:
     expected = "plain://HOST:PORT, tls://HOST:PORT or sslv3://HOST:PORT"
     if not isinstance(text, str) or "://" not in text:
         raise ConfigError(f"{key}: expected {expected}, got {text!r}")
