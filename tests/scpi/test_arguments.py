@@ -125,7 +125,7 @@ def test_an_unsafe_name_in_a_nested_command_is_found(text: str, command: str) ->
     assert isinstance(decision, Denied)
     assert decision.required is FULL
     assert decision.command == command
-    assert "safe names" in decision.reason
+    assert "must be a safe name" in decision.reason
 
 
 def test_full_may_name_things_as_it_likes() -> None:

@@ -230,8 +230,8 @@ def _run_in_experiment(parts: _Parts) -> Iterator[Unsafe]:
         yield Unsafe(
             command=parts.command,
             argument="block",
-            reason=f"{parts.command}'s block runs {verb}; labgate passes only qslib's "
-            f"{' or '.join(sorted(_EXP_RUN_VERBS))} of safe names below Full",
+            reason=f"{parts.command}'s block runs {verb}; only qslib's "
+            f"{' or '.join(sorted(_EXP_RUN_VERBS))} of safe names may run there",
         )
         return
     for index, token in enumerate(tokens[1:]):
@@ -251,7 +251,7 @@ def _paths(
             command=parts.command,
             argument=labels[0],
             reason=f"{parts.command} names no path, so the instrument would pick a folder "
-            "nobody named; labgate passes it below Full only with a path in a namespace",
+            "nobody named; a path in one of its file namespaces is needed",
         )
     for index, token in enumerate(tokens):
         label = labels[index] if index < len(labels) else f"path {index + 1}"
@@ -260,9 +260,9 @@ def _paths(
             yield Unsafe(
                 command=parts.command,
                 argument=label,
-                reason=f"{parts.command}'s {label} {_show(token)} {problem}: labgate passes "
-                "only relative paths in the instrument's file namespaces, without '..', "
-                "backslashes, quotes, control characters or '$', below Full",
+                reason=f"{parts.command}'s {label} {_show(token)} {problem}; a path must be "
+                "relative, in one of the instrument's file namespaces, without '..', "
+                "backslashes, quotes, control characters or '$'",
             )
 
 
@@ -288,10 +288,10 @@ def _name(command: str, argument: str, token: str) -> Iterator[Unsafe]:
         yield Unsafe(
             command=command,
             argument=argument,
-            reason=f"{command}'s {argument} {_show(token)} {problem}: labgate passes only safe "
-            f"names ({MAX_NAME} at most of A-Z a-z 0-9 _ . + -, not starting with . + -, bare "
-            "or in double quotes) below Full, since the instrument splices them into Python "
-            "(${RunMacro}), commands and file names",
+            reason=f"{command}'s {argument} {_show(token)} {problem}; the instrument splices it "
+            "into Python (${RunMacro}), commands and file names, so it must be a safe name: "
+            f"1 to {MAX_NAME} of A-Z a-z 0-9 _ . + -, not starting with . + -, bare or in "
+            "double quotes",
         )
 
 
