@@ -18,5 +18,5 @@ def test_python_dash_m_runs_the_same_command() -> None:
         [sys.executable, "-m", "labgate", "--help"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0
-    for sub in ("demo", "sim", "gateway", "ca", "server", "audit"):
+    for sub in ("demo", "sim", "gateway", "pin", "ca", "server", "audit"):
         assert sub in proc.stdout
