@@ -395,12 +395,16 @@ class RawClient:
         *,
         ca: Path | None = None,
         pem: Path | None = None,
+        context: ssl.SSLContext | None = None,
+        session: ssl.SSLSession | None = None,
     ) -> None:
-        context = ssl.create_default_context(cafile=str(ca or pki.root))
-        context.load_cert_chain(str(pem or pki.clients[who].pem))
+        if context is None:  # a TLS session resumes only through the context that made it
+            context = ssl.create_default_context(cafile=str(ca or pki.root))
+            context.load_cert_chain(str(pem or pki.clients[who].pem))
+        self.context = context
         host, port = gw.address(instrument)
         raw = socket.create_connection((host, port), timeout=10)
-        self.sock = context.wrap_socket(raw, server_hostname=instrument)
+        self.sock = context.wrap_socket(raw, server_hostname=instrument, session=session)
         self._buffer = b""
 
     def send(self, line: str | bytes) -> None:

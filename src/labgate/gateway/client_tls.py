@@ -100,11 +100,31 @@ def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> PeerCertifica
 def _anchor(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> bytes | None:
     # The verified chain is public API only from Python 3.13; 3.11 has it on the private object.
     # Without it a reload cannot tell which sessions a removed CA had admitted (see trust_anchors).
+    # A resumed TLS session has no verified chain (None): nothing was verified this time, and
+    # the caller falls back on the set of anchors in force when the ticket's context was built.
     try:
         chain = ssl_object._sslobj.get_verified_chain()  # type: ignore[union-attr]
+        if not chain:
+            return None
         return bytes(chain[-1].public_bytes(ssl._ssl.ENCODING_DER))  # type: ignore[attr-defined]
     except (AttributeError, IndexError, ValueError):
         return None
+
+
+def still_trusted(
+    certificate: PeerCertificate, admitted_under: frozenset[bytes], anchors: frozenset[bytes]
+) -> bool:
+    """Whether a session admitted under `admitted_under` (the client CA file's certificates when
+    its TLS context was built) is still trusted by a client CA file holding `anchors`.
+
+    With a known anchor: that anchor is still there. Without one (a resumed TLS session, whose
+    chain is not verified again): every anchor that could have admitted it is still there. A TLS
+    ticket resumes only on the context that issued it, and every reload builds new contexts, so
+    `admitted_under` is the set the original full handshake was verified against.
+    """
+    if certificate.anchor is not None:
+        return certificate.anchor in anchors
+    return admitted_under <= anchors
 
 
 def trust_anchors(client_ca: Path) -> frozenset[bytes]:

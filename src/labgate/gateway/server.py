@@ -22,7 +22,7 @@ from labgate.gateway.accept import listen, upgrade
 from labgate.gateway.audit import AuditLog
 from labgate.gateway.auditchain import AuditError
 from labgate.gateway.bundles import Bundle
-from labgate.gateway.client_tls import peer_certificate
+from labgate.gateway.client_tls import peer_certificate, still_trusted
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
 from labgate.gateway.errors import GatewayError, InstrumentBusy, UpstreamError
 from labgate.gateway.grants import NotGranted
@@ -149,7 +149,7 @@ class Gateway:
             if any(crl.revokes(certificate) for crl in state.revoked):
                 session.close("client certificate revoked")
                 continue
-            if certificate.anchor is not None and certificate.anchor not in state.anchors:
+            if not still_trusted(certificate, session.info.admitted_under, state.anchors):
                 session.close("the client CA that admitted it is no longer trusted")
                 continue
             decision = state.grants.decide(certificate.identity, session.info.instrument.name)
@@ -210,7 +210,7 @@ class Gateway:
             )
             return
         try:
-            await self._verified(index, conn, peer, reader, writer)
+            await self._verified(index, conn, peer, reader, writer, state.anchors)
         finally:
             writer.transport.abort()
 
@@ -221,6 +221,7 @@ class Gateway:
         peer: str,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        admitted_under: frozenset[bytes],
     ) -> None:
         self.metrics.handshakes.inc()
         ssl_object = writer.get_extra_info("ssl_object")
@@ -250,7 +251,8 @@ class Gateway:
             return
         self._per_identity[identity] += 1
         try:
-            info = SessionInfo(conn=conn, peer=peer, instrument=instrument, certificate=certificate)
+            info = SessionInfo(conn=conn, peer=peer, instrument=instrument,
+                               certificate=certificate, admitted_under=admitted_under)  # fmt: skip
             await self._run_upstream(info, reader, writer, base)
         finally:
             self._per_identity[identity] -= 1
@@ -306,6 +308,8 @@ class Gateway:
     def _still_allowed(self, info: SessionInfo) -> AccessLevel | None:
         state = self.state
         if any(crl.revokes(info.certificate) for crl in state.revoked):
+            return None
+        if not still_trusted(info.certificate, info.admitted_under, state.anchors):
             return None
         decision = state.grants.decide(info.certificate.identity, info.instrument.name)
         return None if isinstance(decision, NotGranted) else decision.level

@@ -40,6 +40,7 @@ class SessionInfo:
     peer: str
     instrument: InstrumentConfig
     certificate: PeerCertificate
+    admitted_under: frozenset[bytes]  # the client CA file's certificates (DER) at the handshake
 
     @property
     def identity(self) -> str:

@@ -1,0 +1,68 @@
+"""TLS 1.3 session resumption: a resumed session is served like a full one, a reload ends every
+ticket issued before it, and removing the client CA ends resumed sessions too (their chain is
+not verified again, so the gateway cannot tell which CA admitted them and assumes the worst)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _ticket_of(raw_client: Any, gateway: Any, pki: Any, who: str) -> tuple[Any, Any]:
+    """A full handshake that leaves a TLS 1.3 ticket behind: (client context, TLS session)."""
+    first = raw_client(gateway, pki, who)
+    assert first.line().startswith(b"READy")  # the ticket arrives after the handshake
+    assert first.ask("0 ACC?").startswith(b"OK 0")
+    assert not first.sock.session_reused
+    session = first.sock.session
+    assert session is not None and session.has_ticket
+    assert first.ask("1 QUIT") == b"OK 1"
+    first.close()
+    return first.context, session
+
+
+def test_a_resumed_session_is_served_and_checked(gateway: Any, pki: Any, raw_client: Any) -> None:
+    context, session = _ticket_of(raw_client, gateway, pki, "olive")
+    again = raw_client(gateway, pki, "olive", context=context, session=session)
+    assert again.line().startswith(b"READy")
+    assert again.sock.session_reused
+    # The grant still holds: olive is an Observer, and no more, on a resumed session too.
+    assert again.ask("0 ACC -stealth=false -exclusive=false Controller").startswith(
+        b"ERRor 0 [AccessLevelExceeded]"
+    )
+    assert again.ask("1 ACC -stealth=false -exclusive=false Observer") == b"OK 1"
+    assert again.ask("2 OPEN").startswith(b"ERRor 2 [InsufficientAccess]")
+
+
+def test_a_reload_ends_the_tickets_issued_before_it(
+    gateway: Any, pki: Any, raw_client: Any
+) -> None:
+    context, session = _ticket_of(raw_client, gateway, pki, "alice")
+    gateway.call(gateway.gateway.reload())  # new contexts: a CRL or CA change is never skipped
+    again = raw_client(gateway, pki, "alice", context=context, session=session)
+    assert again.line().startswith(b"READy")
+    assert not again.sock.session_reused  # a full handshake, verified against the new files
+
+
+def test_removing_the_client_ca_ends_resumed_sessions(
+    gateway: Any, pki: Any, raw_client: Any, tmp_path: Path
+) -> None:
+    from labgate.pki.authority import CertificateAuthority
+
+    context, session = _ticket_of(raw_client, gateway, pki, "alice")
+    resumed = raw_client(gateway, pki, "alice", context=context, session=session)
+    assert resumed.line().startswith(b"READy")
+    assert resumed.sock.session_reused
+    other = CertificateAuthority.init(tmp_path / "other", passphrase=None, unencrypted=True)
+    (tmp_path / "other-root.crt").write_bytes(other.root_pem)
+    config = gateway.gateway.state.config.source
+    text = config.read_text()
+    config.write_text(
+        re.sub(r'client_ca = ".*?"', f'client_ca = "{tmp_path / "other-root.crt"}"', text)
+    )
+    start = time.monotonic()
+    resumed.sock.settimeout(5)
+    assert resumed.line() == b"", "the resumed session stayed open"
+    assert time.monotonic() - start < 2.0
