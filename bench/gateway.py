@@ -526,8 +526,10 @@ class Session:
     def bulk(self) -> int:
         """FILE:READ? and its whole multi-line reply; returns the bytes received."""
         self.ident += 1
-        self.sock.sendall(b"%d FILE:READ? -encoding=base64 bench/large.eds\n" % self.ident)
+        # A path in the instrument's `experiments` namespace: the gateway's policy wants one.
+        self.sock.sendall(b"%d FILE:READ? -encoding=base64 experiments/large.eds\n" % self.ident)
         received, tail = len(self.buffer), self.buffer[-32:]
+        head = self.buffer[:64]
         self.buffer = b""
         view = memoryview(bytearray(1 << 20))
         while not tail.endswith(BULK_END):
@@ -536,6 +538,11 @@ class Session:
                 raise ConnectionError("connection closed inside a bulk reply")
             received += n
             tail = (tail + bytes(view[max(0, n - 32) : n]))[-32:]
+            if len(head) < 64:
+                head += bytes(view[: 64 - len(head)])
+                first_line = head.split(b"\n")[0]
+                if head.startswith(b"ERRor") and first_line != head:  # refused: no body comes
+                    raise ConnectionError(f"FILE:READ? answered {first_line!r}")
         return received
 
     @property
