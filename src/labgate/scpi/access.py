@@ -10,7 +10,9 @@ What LABGATE refuses below Full, and why:
   the protocol name and options of `PROTOCOL`, the arguments and options of `RP`, the names
   `EXP:NEW`, `EXP:RUN` and `EXP:ATTR=` take. qslib's fixed `run_status()` expression is Python
   built from `${RunMacro}` (the protocol's name), so whoever names a protocol would write code
-  that runs for every Observer (see `arguments`).
+  that runs for every Observer (see `arguments`). Likewise a `PROTOCOL` body with a line qslib
+  never writes (another command, `SET -variable=` anything but a plain value): the instrument
+  runs those lines later, on its own authority (see `protocols`).
 - A file path that leaves the instrument's file namespaces (`FILE:*`, `EXP:*`): absolute, with
   a `..` segment, a backslash, a quote, a control character or a `$` substitution the gateway
   cannot know, or outside `arguments.NAMESPACES`; else an Observer reads the instrument's whole

@@ -36,8 +36,9 @@ leading `.` or `-` can make it `..` or an option. Anything else needs Full, and 
 the argument. Names qslib makes itself pass: `Prot_2026-11-23T05-29-40` (its default protocol
 name), run names with spaces turned into `_` (`runtitle_safe`), volumes such as `50` or `25.5`.
 
-Names that were stored before the gateway saw them (a protocol made on the touch screen) are
-beyond any gateway's reach; the protocol body (stages, steps) is judged only for substitutions.
+The protocol body is itself commands the instrument runs later, among them `SET -variable=value`
+(qslib's pre-run cover temperature): `protocols` says what a body may hold. Names that were
+stored before the gateway saw them (a protocol made on the touch screen) are beyond its reach.
 
 Paths
 -----
@@ -72,7 +73,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from labgate.scpi import values
+from labgate.scpi import protocols, values
 from labgate.scpi.errors import ParseError
 
 # A name becomes a folder (`TITLE/`) and a file (`TITLE.eds`): 128 leaves room for the
@@ -201,7 +202,16 @@ def _names(parts: _Parts, labels: tuple[str, ...], *, flags: bool = False) -> It
 
 
 def _protocol(parts: _Parts) -> Iterator[Unsafe]:
-    return _names(parts, ("protocol name",))
+    yield from _names(parts, ("protocol name",))
+    problem = None if parts.body is None else protocols.body_problem(parts.body)
+    if problem is not None:
+        yield Unsafe(
+            command=parts.command,
+            argument="body",
+            reason=f"{parts.command}'s body {problem}; the instrument runs a protocol's lines "
+            "later on its own authority, so each must be one of qslib's protocol steps with "
+            "plain values (safe names, numbers)",
+        )
 
 
 def _run_protocol(parts: _Parts) -> Iterator[Unsafe]:
