@@ -448,3 +448,24 @@ def test_a_file_command_without_a_path_needs_full(text: str) -> None:
 
 def test_listing_the_runs_needs_no_path() -> None:
     assert check(cmd("4 EXP:LIST?"), OBSERVER, LABGATE) == Allowed(required=OBSERVER)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5 PROT? ../../etc/passwd",
+        "5 PROT? /etc/passwd",
+        "5 PROT? ${LogFolder}",
+        "5 PROT? $(RUNTitle?)",
+    ],
+)
+def test_an_observer_reads_protocols_by_safe_name_only(text: str) -> None:
+    decision = denied_for(text, "protocol name", level=OBSERVER)
+    assert decision.command == "PROTOCOL?"
+
+
+@pytest.mark.parametrize(
+    "text", ["5 PROT? ${Protocol}", "5 PROT? demo", '5 PROT? "Prot_2026-11-23"']
+)
+def test_qslibs_protocol_reads_pass(text: str) -> None:
+    assert check(cmd(text), OBSERVER, LABGATE) == Allowed(required=OBSERVER)

@@ -27,6 +27,10 @@ Read from qslib 0.15.3's source, these are the commands that set such names:
 - `EXP:RUN -asynchronous <block> zip "TITLE.eds" "TITLE" </block>` (qslib's `compile_eds`).
 - `EXP:ATTR= "TITLE" collected True`.
 
+`PROT? NAME` reads a stored protocol by name (perhaps a file), so its NAME is held to the same
+rule; qslib asks `PROT? ${Protocol}`, a variable only a judged `PROTOCOL` or `RP` set, and that
+one token passes as it is.
+
 labgate passes these below Full only when every such argument (and every option value) is a
 safe name: 1 to `MAX_NAME` characters of `A-Z a-z 0-9 _ . + -`, the first one a letter, digit
 or `_`, written bare or in double quotes. No quote can close the string literal the name lands
@@ -71,7 +75,7 @@ A `FILE:` command with no path at all needs Full too (`EXP:LIST?` alone lists th
 import re
 import unicodedata
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from labgate.scpi import protocols, values
 from labgate.scpi.errors import ParseError
@@ -92,6 +96,8 @@ NAMESPACES = frozenset({"public_run_complete", "experiments", "protocols", "cali
 # qslib's change_protocol() rewrites these in the running experiment's folder.
 LOG_FOLDER_FILES = frozenset({"${LogFolder}/tcprotocol.xml", "${LogFolder}/qsl-tcprotocol.xml"})
 _LIST_FLAGS = frozenset({"-verbose"})
+# What qslib's get_running_protocol() asks PROT? for.
+_RUNNING_PROTOCOL = "${Protocol}"
 _GLOB_MAGIC = re.compile(r"[*?\[]")
 _NEVER_IN_PATHS = ("\\", "$", '"', "'")
 
@@ -214,6 +220,13 @@ def _protocol(parts: _Parts) -> Iterator[Unsafe]:
         )
 
 
+def _protocol_query(parts: _Parts) -> Iterator[Unsafe]:
+    # qslib's get_running_protocol() asks `PROT? ${Protocol}`: a variable only a PROTOCOL or RP
+    # judged here set. Any other name must be safe: it names a stored protocol, perhaps a file.
+    others = tuple(arg for arg in parts.args if arg != _RUNNING_PROTOCOL)
+    return _names(replace(parts, args=others), ("protocol name",))
+
+
 def _run_protocol(parts: _Parts) -> Iterator[Unsafe]:
     return _names(parts, ("protocol name", "run title"))
 
@@ -314,6 +327,7 @@ _Rule = Callable[[_Parts], Iterator[Unsafe]]
 _RULES: dict[str, _Rule] = {
     "PROTOCOL": _protocol,
     "RP": _run_protocol,
+    "PROTOCOL?": _protocol_query,
     "EXP:NEW": _new_experiment,
     "EXP:ATTR=": _experiment_attribute,
     "EXP:RUN": _run_in_experiment,
