@@ -140,3 +140,20 @@ def test_plain_values_pass(line: str) -> None:
 def test_an_unreadable_body_is_refused() -> None:
     found = protocols.body_problem(step('HOLD "30'))
     assert found is not None and "cannot be read" in found
+
+
+def test_a_body_too_long_to_judge_quickly_needs_full() -> None:
+    # a hostile Controller's 8 MiB body of one line: refused before it is walked
+    body = "\tHOLD " + "1 " * (4 * 1024 * 1024)
+    decision = check(defined(body), ADMINISTRATOR, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.required is FULL
+    assert f"more than {protocols.MAX_BODY}" in decision.reason
+
+
+def test_an_exp_run_block_too_long_needs_full() -> None:
+    block = "zip " + "a " * protocols.MAX_BODY
+    command = Command(ident=1, name="EXP:RUN", body=Body(tag="block", content=block))
+    decision = check(command, ADMINISTRATOR, LABGATE)
+    assert isinstance(decision, Denied)
+    assert "block is too long" in decision.reason

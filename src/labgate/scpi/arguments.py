@@ -243,6 +243,9 @@ def _run_in_experiment(parts: _Parts) -> Iterator[Unsafe]:
     yield from _names(parts, (), flags=True)  # qslib sends -asynchronous
     if parts.body is None:
         return
+    if len(parts.body) > protocols.MAX_BODY:
+        yield Unsafe(command=parts.command, argument="block", reason="block is too long")
+        return
     try:
         tokens = values.split(parts.body)
     except ParseError as exc:

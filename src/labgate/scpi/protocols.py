@@ -41,6 +41,10 @@ VERBS = frozenset(
         "HACFILT", "HOLDANDCOLLECTFILTER", "HOLDANDCOLLECT", "EXP", "EXPOSURE", "SET",
     }
 )  # fmt: skip
+# Judging a body walks it once per nesting level in Python, on the gateway's event loop. qslib's
+# protocols are a few KiB (a 40-cycle qPCR with a melt curve is under 2 KiB); 256 KiB holds
+# hundreds of stages and keeps the walk of a hostile body to a fraction of a second.
+MAX_BODY = 256 * 1024
 BLOCK_VERBS = frozenset({"PRERUN", "PRER", "POSTRUN", "POSTR", "STAGE", "STAG", "STEP"})
 
 _NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}"
@@ -52,6 +56,8 @@ _OPEN_TAG = re.compile(r"<([A-Za-z0-9_.-]{1,255})>")
 
 def body_problem(content: str) -> str | None:
     """What in protocol body `content` labgate will not pass below Full, or None."""
+    if len(content) > MAX_BODY:
+        return f"is {len(content)} characters long, more than {MAX_BODY}"
     try:
         return _block_problem(content)
     except (FramingError, ParseError) as exc:
