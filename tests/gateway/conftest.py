@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvloop
 
 from labgate.gateway.config import GatewayConfig, load_config
 from labgate.gateway.pins import spki_pin
@@ -238,11 +239,17 @@ def _first_der(pem_path: Path) -> bytes:
     return x509.load_pem_x509_certificate(pem_path.read_bytes()).public_bytes(Encoding.DER)
 
 
+# The loop `labgate gateway` runs on (uvloop); `standard_gateway_factory` covers asyncio's own.
+LOOP: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+
+
 class GatewayThread:
     """A started Gateway on an event loop in a thread of its own."""
 
-    def __init__(self, config: GatewayConfig) -> None:
-        self.loop = asyncio.new_event_loop()
+    def __init__(
+        self, config: GatewayConfig, loop_factory: Callable[[], asyncio.AbstractEventLoop] = LOOP
+    ) -> None:
+        self.loop = loop_factory()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.gateway = Gateway(config)
@@ -330,6 +337,24 @@ def gateway_factory(
     def start(instrument: Any = None, **kw: Any) -> GatewayThread:
         path = write_config(tmp_path, pki, instrument or simulator, **kw)
         running = GatewayThread(load_config(path))
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture
+def standard_gateway_factory(
+    tmp_path: Path, pki: Pki, simulator: Any
+) -> Iterator[Callable[..., GatewayThread]]:
+    """As `gateway_factory`, on the standard asyncio loop instead of uvloop."""
+    started: list[GatewayThread] = []
+
+    def start(**kw: Any) -> GatewayThread:
+        path = write_config(tmp_path, pki, simulator, **kw)
+        running = GatewayThread(load_config(path), asyncio.new_event_loop)
         started.append(running)
         return running
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from labgate.gateway.accept import listen, upgrade
+from labgate.gateway.accept import Handshake, listen
 from labgate.gateway.audit import AuditLog
 from labgate.gateway.auditchain import AuditError
 from labgate.gateway.bundles import Bundle
@@ -76,8 +76,7 @@ class Gateway:
             server = await listen(
                 listener.endpoint.host,
                 listener.endpoint.port,
-                lambda transport, index=index: self._admit(index, transport),  # type: ignore[misc]
-                self._tasks,
+                lambda transport, index=index: self._accept(index, transport),  # type: ignore[misc]
             )
             self._servers.append(server)
             host, port = server.sockets[0].getsockname()[:2]
@@ -160,19 +159,38 @@ class Gateway:
 
     # ------------------------------------------------------------------ admission
 
-    async def _admit(self, index: int, transport: asyncio.Transport) -> None:
+    def _accept(self, index: int, transport: asyncio.Transport) -> None:
+        """A new connection (called before any byte is read): the connection limit, then the
+        TLS handshake starts on the context in force now."""
         self._next_conn += 1
         conn = self._next_conn
         peer = _peer(transport)
-        limits = self.state.config.limits
+        state = self.state
+        limits = state.config.limits
         if self._connections >= limits.max_connections:
             self._refuse_early(conn, peer, "connection_limit",
                                f"{limits.max_connections} connections already open")  # fmt: skip
             transport.abort()
             return
+        handshake = Handshake(transport, state.contexts[index], timeout=limits.handshake_timeout)
         self._connections += 1
+        task = asyncio.get_running_loop().create_task(
+            self._admit(index, conn, peer, transport, handshake, state)
+        )
+        self._tasks.add(task)  # kept, so the task is neither collected nor forgotten at shutdown
+        task.add_done_callback(self._tasks.discard)
+
+    async def _admit(
+        self,
+        index: int,
+        conn: int,
+        peer: str,
+        transport: asyncio.Transport,
+        handshake: Handshake,
+        state: LiveState,
+    ) -> None:
         try:
-            await self._handshake_and_run(index, conn, peer, transport)
+            await self._handshake_and_run(index, conn, peer, handshake, state)
         except Exception as exc:  # one connection's failure must never take the gateway down
             log.exception("connection %d from %s: unexpected failure", conn, peer)
             self.record({"event": "internal_error", "conn": conn, "peer": peer,
@@ -183,13 +201,13 @@ class Gateway:
                 transport.abort()
 
     async def _handshake_and_run(
-        self, index: int, conn: int, peer: str, transport: asyncio.Transport
+        self, index: int, conn: int, peer: str, handshake: Handshake, state: LiveState
     ) -> None:
-        state = self.state
         timeout = state.config.limits.handshake_timeout
         try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await upgrade(transport, state.contexts[index], timeout=timeout)
+            # The TLS protocol enforces the timeout itself; this one is only a backstop.
+            async with asyncio.timeout(timeout + 5):
+                reader, writer = await handshake.done()
         except TimeoutError:
             self._refuse_early(
                 conn, peer, "handshake_timeout", f"no TLS handshake within {timeout:g} s"
