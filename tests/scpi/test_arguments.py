@@ -469,3 +469,29 @@ def test_an_observer_reads_protocols_by_safe_name_only(text: str) -> None:
 )
 def test_qslibs_protocol_reads_pass(text: str) -> None:
     assert check(cmd(text), OBSERVER, LABGATE) == Allowed(required=OBSERVER)
+
+
+# -- command separators ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"1 DRAW? ;SYST:EXEC rm",
+        b"1 DRAW? ;OPEN",
+        b'1 DRAW? ";OPEN"',
+        b"1 POW? -x=;OPEN",
+        b"1 RET $(DRAW? ;OPEN)",
+        b"1 HELP? a;b",
+    ],
+)
+def test_a_semicolon_that_could_start_a_second_command_needs_full(line: bytes) -> None:
+    decision = check(parse_command(line), AccessLevel.ADMINISTRATOR, LABGATE)
+    assert isinstance(decision, Denied)
+    assert decision.required is AccessLevel.FULL
+    assert "';'" in decision.reason
+
+
+def test_the_instrument_table_models_the_machine_and_ignores_separators() -> None:
+    decision = check(parse_command(b"1 DRAW? ;OPEN"), AccessLevel.OBSERVER, INSTRUMENT)
+    assert isinstance(decision, Allowed)

@@ -70,6 +70,13 @@ rewrites the running protocol's files in `${LogFolder}`). Exactly those two: wer
 unset, the instrument would read `/tcprotocol.xml`, so no path of the writer's choosing may follow.
 Option values of these commands (`-encoding=base64`) must be safe names; `-verbose` is a flag.
 A `FILE:` command with no path at all needs Full too (`EXP:LIST?` alone lists the runs).
+
+Separators
+----------
+SCPI lets one line carry several commands separated by `;` (IEEE 488.2). Whether the
+instrument's parser does so is not known; if it does, `DRAW? ;SYST:EXEC ...` would be judged as a
+query and run a shell. So below Full no argument or option value of any command may hold a `;`,
+quoted or not (a quote is read one way here and maybe another there). qslib never sends one.
 """
 
 import re
@@ -126,9 +133,25 @@ def judge(
     body: str | None = None,
 ) -> Iterator[Unsafe]:
     """Every argument of the command called `command` (canonical) that needs Full, and why."""
+    yield from _separators(command, options, args)
     rule = _RULES.get(command)
     if rule is not None:
         yield from rule(_Parts(command=command, options=options, args=args, body=body))
+
+
+def _separators(
+    command: str, options: tuple[tuple[str, str], ...], args: tuple[str, ...]
+) -> Iterator[Unsafe]:
+    tokens = [(f"option -{key}", value) for key, value in options]
+    tokens += [(f"argument {index}", token) for index, token in enumerate(args, 1)]
+    for argument, token in tokens:
+        if ";" in token:
+            yield Unsafe(
+                command=command,
+                argument=argument,
+                reason=f"{command}'s {argument} {_show(token)} holds ';', which may end one "
+                "command and start another on the instrument",
+            )
 
 
 def name_problem(token: str) -> str | None:
