@@ -154,6 +154,10 @@ def test_configuration_arguments_never_reach_the_audit_record() -> None:
         b"WARNing 2 careful",
         b"OK 02 not canonical",
         b"ok 2 lower case",
+        b"OK 2",
+        b"WARNing 2",
+        b"OK 2  two spaces",
+        b"OK 2 caf\xc3\xa9, not ASCII",
     ],
 )
 def test_relayed_reply_is_the_parsed_reply_under_the_clients_ident(raw: bytes) -> None:
@@ -187,3 +191,9 @@ def test_access_request_is_forwarded_as_rebuilt() -> None:
     sent = parse_command(verdict.to_upstream.rstrip(b"\n"))
     assert sent.options == (("stealth", "false"), ("exclusive", "false"))
     assert sent.args == ("Observer",)
+
+
+def test_reply_that_is_not_utf8_is_dropped_however_canonical_its_head() -> None:
+    f = _filter(level=AccessLevel.OBSERVER)
+    f.from_client(b"77 POW?", now=0)
+    assert f.from_upstream(b"OK 2 \xff\xfe").parts == ()

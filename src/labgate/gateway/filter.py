@@ -23,6 +23,7 @@ belongs to this session alone, so every message on it is one this session subscr
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -82,12 +83,19 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Relayed:
-    """One reply from the instrument, rewritten for the client (empty: nothing to send)."""
+    """One reply from the instrument, rewritten for the client (no parts: nothing to send).
 
-    to_client: bytes
+    The parts are written in order; a big body is one part, a view of the bytes as received."""
+
+    parts: tuple[bytes | memoryview, ...] = ()
     command: str | None = None  # the command this reply ends, if it is a final reply
     status: str | None = None  # "OK", "ERRor", "WARNing" for a final reply
     sent_at: float | None = None  # when its command was forwarded, for latency
+
+    @property
+    def to_client(self) -> bytes:
+        """Everything the client is sent, in one piece (for tests and small replies)."""
+        return b"".join(self.parts)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -142,31 +150,53 @@ class SessionFilter:
         return self._forward(command, now, reason=f"needs {decision.required.label}")
 
     def from_upstream(self, raw: bytes) -> Relayed:
+        quick = _canonical_final(raw)
+        if quick is not None:
+            return self._final(raw, *quick)
         try:
             reply = parse_reply(raw)
         except ParseError:
-            return Relayed(to_client=b"")  # the instrument's garbage is not the client's business
+            return Relayed()  # the instrument's garbage is not the client's business
         if isinstance(reply, Message):
-            return Relayed(to_client=raw + b"\n")
+            return Relayed(parts=(raw, b"\n"))
         if isinstance(reply, Ready):
-            return Relayed(to_client=b"")  # only the first greeting is relayed, at session start
+            return Relayed()  # only the first greeting is relayed, at session start
         pending = self._pending.get(reply.ident)
         if pending is None:
-            return Relayed(to_client=b"")
+            return Relayed()
         if isinstance(reply, Next):
-            out = (
-                b"" if pending.client_ident is None else serialise(Next(ident=pending.client_ident))
-            )
-            return Relayed(to_client=out)
+            if pending.client_ident is None:
+                return Relayed()
+            return Relayed(parts=(serialise(Next(ident=pending.client_ident)),))
         del self._pending[reply.ident]
         status = {Ok: "OK", Error: "ERRor", Warning: "WARNing"}[type(reply)]
         if isinstance(reply, Ok) and pending.sets_level is not None:
             self.level = pending.sets_level
         if pending.client_ident is None:
-            return Relayed(to_client=b"")
-        out = _with_ident(raw, reply, pending.client_ident)
+            return Relayed()
+        out = serialise(replace(reply, ident=pending.client_ident))
         return Relayed(
-            to_client=out, command=pending.command, status=status, sent_at=pending.sent_at
+            parts=(out,), command=pending.command, status=status, sent_at=pending.sent_at
+        )
+
+    def _final(self, raw: bytes, word: bytes, ident: int, body_at: int) -> Relayed:
+        """An OK or WARNing whose head is canonical and whose bytes are ASCII: it says exactly
+        what `parse_reply` would, so only the ident is rewritten and the body, as received,
+        goes to the client as a view (no decoding, no copy of a file of many megabytes)."""
+        pending = self._pending.pop(ident, None)
+        if pending is None:
+            return Relayed()
+        if word == b"OK" and pending.sets_level is not None:
+            self.level = pending.sets_level
+        if pending.client_ident is None:
+            return Relayed()
+        head = b"%s %d" % (word, pending.client_ident)
+        status = "OK" if word == b"OK" else "WARNing"
+        return Relayed(
+            parts=(head, memoryview(raw)[body_at:], b"\n"),
+            command=pending.command,
+            status=status,
+            sent_at=pending.sent_at,
         )
 
     def lower_grant(self, grant: AccessLevel, *, now: float) -> bytes:
@@ -263,23 +293,21 @@ def _insufficient(ident: int, required: AccessLevel, current: AccessLevel, reaso
     return serialise(error)
 
 
-_REPLY_WORDS: dict[type, bytes] = {Ok: b"OK ", Error: b"ERRor ", Warning: b"WARNing "}
+# `OK 12 ...` / `WARNing 12 ...` as the instrument writes them: the word exactly so, the ident
+# without leading zeros, then a space or the end. Anything else goes through `parse_reply`.
+_CANONICAL_FINAL = re.compile(rb"(OK|WARNing) (0|[1-9][0-9]{0,17})(?= |\Z)")
 
 
-def _with_ident(raw: bytes, reply: Ok | Error | Warning, ident: int) -> bytes:
-    """The reply as the client must see it: the same message under the client's ident.
+def _canonical_final(raw: bytes) -> tuple[bytes, int, int] | None:
+    """(word, ident, where the rest begins) of a canonical OK/WARNing, else None.
 
-    Equal to `serialise(replace(reply, ident=ident))`, but when the instrument wrote the head in
-    the canonical form (`OK 12 ...`) only the head is rewritten and the body (a file of many
-    megabytes, say) is passed on as received instead of being rebuilt. Anything else goes the
-    long way through `serialise`.
+    Only ASCII qualifies (`isascii` is a C scan that allocates nothing): ASCII is valid UTF-8,
+    so `parse_reply` would accept the same message and return the same word, ident and text.
     """
-    head = _REPLY_WORDS[type(reply)] + str(reply.ident).encode()
-    if raw.startswith(head) and raw[len(head) : len(head) + 1] in (b"", b" "):
-        # One copy of the body, not three: join over a view instead of slicing and adding.
-        parts = (_REPLY_WORDS[type(reply)], str(ident).encode(), memoryview(raw)[len(head) :])
-        return b"".join((*parts, b"\n"))
-    return serialise(replace(reply, ident=ident))
+    match = _CANONICAL_FINAL.match(raw)
+    if match is None or not raw.isascii():
+        return None
+    return match.group(1), int(match.group(2)), match.end()
 
 
 def _access_request(command: Command) -> tuple[AccessLevel, tuple[tuple[str, str], ...]]:

@@ -189,8 +189,8 @@ class Session:
             relayed = self.filter.from_upstream(raw)
             if not self.filter.awaiting_level:
                 self._settled.set()
-            if relayed.to_client:
-                self._writer.write(relayed.to_client)
+            for part in relayed.parts:
+                self._writer.write(part)
             if relayed.status is not None and relayed.sent_at is not None:
                 latency = time.monotonic() - relayed.sent_at
                 self._latency.observe(latency)
