@@ -102,3 +102,10 @@ def test_simulator_commands_are_all_known() -> None:
     ]
     assert [name for name in needed if not is_known(name)] == []
     assert all(canonical(name) in KNOWN for name in needed)
+
+
+def test_qslibs_long_experiment_spelling_folds_to_the_exp_commands() -> None:
+    # Machine.compile_eds lists runs with `experiment:LIST? -verbose `; the rest use `EXP:`.
+    assert canonical("experiment:LIST?") == "EXP:LIST?"
+    assert canonical("EXPeriment:NEW") == "EXP:NEW"
+    assert not is_known("experiments:LIST?")  # not a spelling: stays unknown (Full)

@@ -70,6 +70,10 @@ _LITERAL = (
     "FILE:WRITE",
     "FILE:REMOVE",
     "FILE:MOVE",
+)
+
+# The experiment sub-system's commands, canonically `EXP:`; `EXPeriment:` is accepted too.
+_EXPERIMENT = (
     "EXP:LIST?",
     "EXP:READ?",
     "EXP:ZIPREAD?",
@@ -107,6 +111,11 @@ def _build() -> dict[str, str]:
             forms[":".join(spelling).upper()] = canonical_name
     for name in (*_LITERAL, *LED_VERBS):
         forms[name.upper()] = name.upper()
+    # The experiment sub-system: qslib writes `EXP:` for most calls but `experiment:LIST?` when it
+    # lists runs (Machine.list_runs_in_storage), so the long form folds to the same `EXP:` names.
+    for name in _EXPERIMENT:
+        forms[name] = name
+        forms["EXPERIMENT:" + name.removeprefix("EXP:")] = name
     return forms
 
 
