@@ -170,13 +170,11 @@ class Session:
             self._last_activity = time.monotonic()
 
     async def _from_upstream(self) -> None:
-        upstream = self._upstream
+        stream = self._upstream.stream
         try:
-            pending, upstream.backlog = upstream.backlog, []
-            self._relay(pending)
-            while data := await upstream.reader.read(_READ_SIZE):
+            while messages := await stream.messages():
                 self._last_activity = time.monotonic()
-                self._relay(upstream.decoder.feed(data))
+                self._relay(messages)
                 await self._writer.drain()
             self._end("instrument closed")
         except FramingError as exc:

@@ -17,12 +17,13 @@ import hmac
 import socket
 import ssl
 import threading
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 
 from labgate.gateway.config import InstrumentConfig, UpstreamScheme, read_secret
 from labgate.gateway.errors import UpstreamError
 from labgate.gateway.pins import check_pin
-from labgate.scpi.errors import ScpiError
+from labgate.scpi.errors import FramingError, ScpiError
 from labgate.scpi.framing import Decoder, Limits
 from labgate.scpi.messages import Command, Ok, Ready, Reply, parse_reply, serialise
 from labgate.scpi.names import canonical
@@ -30,16 +31,96 @@ from labgate.scpi.names import canonical
 _READ_SIZE = 256 * 1024
 
 
+class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
+    """The instrument's side of the connection: bytes go straight from the transport into the
+    framing decoder, and complete messages wait here until the session takes them.
+
+    No StreamReader in between: it would copy every byte twice more (into its buffer, and out
+    again), which for a FILE:READ? of many megabytes was a tenth of the gateway's CPU. While
+    messages wait untaken, reading pauses, so a slow client holds the instrument back instead
+    of making the gateway buffer for it.
+    """
+
+    def __init__(self, decoder: Decoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+        self.transport: asyncio.Transport | None = None
+        self._messages: deque[bytes] = deque()
+        self._ended: BaseException | bool = False  # True at end of stream, or what broke it
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._messages.extend(self.decoder.feed(data))
+        except FramingError as exc:
+            self._end(exc)
+            assert self.transport is not None
+            self.transport.pause_reading()  # nothing more of this stream can be understood
+            return
+        if self._messages:
+            self._wake()
+            assert self.transport is not None
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self._end(True)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._end(exc if exc is not None else True)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future[None]:
+        # What StreamWriter.wait_closed() awaits (StreamReaderProtocol's hook of the same name).
+        return self._closed
+
+    async def messages(self) -> list[bytes]:
+        """Every complete message received so far (waiting for one); [] at end of stream.
+        Raises FramingError or the OSError that broke the connection."""
+        while not self._messages:
+            if self._ended is True:
+                return []
+            if self._ended:
+                raise self._ended
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        taken = list(self._messages)
+        self._messages.clear()
+        if self.transport is not None and not self._ended:
+            self.transport.resume_reading()
+        return taken
+
+    def put_back(self, messages: list[bytes]) -> None:
+        """Messages taken but not used (read past the login's replies): they come out first."""
+        self._messages.extendleft(reversed(messages))
+
+    def _end(self, why: BaseException | bool) -> None:
+        if self._ended is False:
+            self._ended = why
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
 @dataclass(slots=True, kw_only=True)
 class UpstreamConnection:
     """A logged-in connection to the instrument. `next_ident` is the first ident still unused."""
 
-    reader: asyncio.StreamReader
+    stream: InstrumentStream
     writer: asyncio.StreamWriter
     greeting: bytes  # the instrument's READy line, with its b"\n", to relay to the client
-    decoder: Decoder
     next_ident: int = 0
-    backlog: list[bytes] = field(default_factory=list)  # messages read past the login replies
 
     async def close(self, *, quit_timeout: float = 2.0) -> None:
         """Say QUIT and wait for the instrument to hang up, so its connection count has dropped
@@ -50,9 +131,9 @@ class UpstreamConnection:
             )
             self.writer.write(quit_line)
             async with asyncio.timeout(quit_timeout):
-                while await self.reader.read(_READ_SIZE):
+                while await self.stream.messages():
                     pass
-        except (OSError, TimeoutError, ssl.SSLError):
+        except (OSError, TimeoutError, ssl.SSLError, FramingError):
             pass  # the instrument is gone or slow: closing our side is all that is left
         finally:
             self.writer.close()
@@ -68,9 +149,9 @@ async def connect(instrument: InstrumentConfig, *, limits: Limits) -> UpstreamCo
     target = instrument.upstream.endpoint
     try:
         async with asyncio.timeout(instrument.upstream_timeout):
-            reader, writer = await _open(instrument)
+            stream, writer = await _open(instrument, limits)
             try:
-                return await _greet_and_login(instrument, reader, writer, limits)
+                return await _greet_and_login(instrument, stream, writer)
             except BaseException:
                 writer.close()
                 raise
@@ -83,25 +164,30 @@ async def connect(instrument: InstrumentConfig, *, limits: Limits) -> UpstreamCo
         raise UpstreamError(f"instrument {instrument.name!r} at {target}: {exc}") from exc
 
 
-async def _open(instrument: InstrumentConfig) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open(
+    instrument: InstrumentConfig, limits: Limits
+) -> tuple[InstrumentStream, asyncio.StreamWriter]:
     host, port = instrument.upstream.endpoint.host, instrument.upstream.endpoint.port
     scheme = instrument.upstream.scheme
+    loop = asyncio.get_running_loop()
+    stream = InstrumentStream(Decoder(limits))
     if scheme is UpstreamScheme.PLAIN:
-        return await asyncio.open_connection(host, port, limit=_READ_SIZE)
-    assert instrument.upstream_pin is not None  # the config refuses tls/sslv3 without a pin
-    if scheme is UpstreamScheme.TLS:
-        reader, writer = await asyncio.open_connection(
-            host, port, ssl=_pinned_context(), server_hostname=None, limit=_READ_SIZE
+        transport, _ = await loop.create_connection(lambda: stream, host, port)
+    elif scheme is UpstreamScheme.TLS:
+        assert instrument.upstream_pin is not None  # the config refuses tls without a pin
+        transport, _ = await loop.create_connection(
+            lambda: stream, host, port, ssl=_pinned_context(), server_hostname=None
         )
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
         try:
             check_pin(der, expected=instrument.upstream_pin, instrument=instrument.name)
         except UpstreamError:
-            writer.close()
+            transport.close()
             raise
-        return reader, writer
-    inner = await asyncio.to_thread(_legacy_handshake, instrument)
-    return await asyncio.open_connection(sock=inner, limit=_READ_SIZE)
+    else:
+        inner = await asyncio.to_thread(_legacy_handshake, instrument)
+        transport, _ = await loop.create_connection(lambda: stream, sock=inner)
+    return stream, asyncio.StreamWriter(transport, stream, None, loop)
 
 
 def _pinned_context() -> ssl.SSLContext:
@@ -165,14 +251,9 @@ def _copy_to_tls(pair: socket.socket, connection: object) -> None:
 
 
 async def _greet_and_login(
-    instrument: InstrumentConfig,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    limits: Limits,
+    instrument: InstrumentConfig, stream: InstrumentStream, writer: asyncio.StreamWriter
 ) -> UpstreamConnection:
-    upstream = UpstreamConnection(
-        reader=reader, writer=writer, greeting=b"", decoder=Decoder(limits)
-    )
+    upstream = UpstreamConnection(stream=stream, writer=writer, greeting=b"")
     first = await _next_message(upstream)
     if not isinstance(parse_reply(first), Ready):
         raise UpstreamError(f"instrument {instrument.name!r} did not greet with READy")
@@ -202,12 +283,13 @@ async def _request(upstream: UpstreamConnection, name: str, args: tuple[str, ...
 
 
 async def _next_message(upstream: UpstreamConnection) -> bytes:
-    while not upstream.backlog:
-        data = await upstream.reader.read(_READ_SIZE)
-        if not data:
-            raise UpstreamError("the instrument closed the connection during login")
-        try:
-            upstream.backlog.extend(upstream.decoder.feed(data))
-        except ScpiError as exc:
-            raise UpstreamError(f"the instrument sent something that is not SCPI: {exc}") from exc
-    return upstream.backlog.pop(0)
+    """The next message during login; those after it stay queued in the stream for the session
+    (`InstrumentStream.messages` returns them first)."""
+    try:
+        messages = await upstream.stream.messages()
+    except ScpiError as exc:
+        raise UpstreamError(f"the instrument sent something that is not SCPI: {exc}") from exc
+    if not messages:
+        raise UpstreamError("the instrument closed the connection during login")
+    upstream.stream.put_back(messages[1:])
+    return messages[0]
