@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from labgate.instrument.filestore import FileStore
 from labgate.instrument.hardware import Hardware
+from labgate.instrument.randomkey import RandomKeys
 from labgate.instrument.run import ProtocolDefinition, Run
 
 log = logging.getLogger("labgate.instrument")
@@ -43,13 +44,15 @@ class Finished:
 
 
 class InstrumentState:
-    """The machine: hardware, protocols, the current run, files, and who listens to events."""
+    """The machine: hardware, protocols, the current run, files, the `RAND?` key, and who
+    listens to events."""
 
     def __init__(self, *, files: FileStore, time_scale: float) -> None:
         self.hardware = Hardware()
         self.files = files
         self.time_scale = time_scale
         self.protocols: dict[str, ProtocolDefinition] = {}
+        self.random_keys = RandomKeys()
         self.run: Run | None = None
         self._run_done: asyncio.Future[Finished] | None = None
         self._listeners: set[Listener] = set()
