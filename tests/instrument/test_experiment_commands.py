@@ -6,12 +6,14 @@ import base64
 import hashlib
 import hmac
 import io
+import time
 import zipfile
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from qslib import Experiment, Machine, Protocol, Stage, Step
+from qslib._qslib import CommandError
 
 from labgate.instrument import experiment_commands
 from labgate.instrument.process import SimulatorProcess
@@ -91,3 +93,104 @@ def test_zip_write_then_list_and_read(
     assert base64.b64decode(read.text.removeprefix("<quote>\n").removesuffix("</quote>")) == b"<x/>"
     assert client.ask("7 EXP:DELETE run3") == Ok(ident=7)
     assert client.ask("8 EXP:LIST? run3*") == Ok(ident=8, text="<quote.reply>\n</quote.reply>")
+
+
+def _machine(simulator: SimulatorProcess, password: str) -> Machine:
+    assert simulator.plain is not None
+    host, port = simulator.plain
+    return Machine(host, port=port, ssl=False, password=password)
+
+
+def _wait_for_stage(machine: Machine, stage: int) -> Any:
+    """The first run status that shows `stage` (one reading, so stage and counts agree)."""
+    deadline = time.monotonic() + 20.0
+    while (status := machine.run_status()).stage != stage:
+        assert time.monotonic() < deadline, f"the run did not reach stage {stage} in time"
+        time.sleep(0.05)
+    return status
+
+
+def _long_protocol(name: str, repeat: int = 100) -> Protocol:
+    # Stage 1 passes in 0.3 s at the test time scale; each cycle of stage 2 takes 2 s.
+    return Protocol([Stage([Step(30, 95)]), Stage([Step(200, 95)], repeat=repeat)], name=name)
+
+
+def test_log_folder_is_the_running_experiments_folder_inside_the_store(
+    simulator: SimulatorProcess, controller_password: str
+) -> None:
+    machine = _machine(simulator, controller_password)
+    with machine:
+        assert machine.run_command("RET ${LogFolder:-unset}") == "unset"
+    Experiment(name="log folder", protocol=_long_protocol("lf_p")).run(machine)
+    try:
+        with machine:
+            assert machine.run_command("RET ${LogFolder}") == "experiments:log_folder/apldbio/sds"
+    finally:
+        machine.abort_current_run()
+    with machine:
+        assert machine.run_command("RET ${LogFolder:-unset}") == "unset"
+
+
+def test_qslib_change_protocol_writes_the_log_folder_and_the_run_follows(
+    simulator: SimulatorProcess, controller_password: str
+) -> None:
+    machine = _machine(simulator, controller_password)
+    experiment = Experiment(name="changed run", protocol=_long_protocol("cp_p"))
+    experiment.run(machine)
+    try:
+        experiment.change_protocol(_long_protocol("cp_p", repeat=7), machine)
+        sds = simulator.state_dir / "files" / "experiments" / "changed_run" / "apldbio" / "sds"
+        for name in ("tcprotocol.xml", "qsl-tcprotocol.xml"):
+            assert (sds / name).read_bytes() == experiment._sdspath(name).read_bytes()
+        assert b"<NumOfRepetitions>7</NumOfRepetitions>" in (sds / "tcprotocol.xml").read_bytes()
+        status = _wait_for_stage(machine, 2)
+        assert status.num_cycles == 7  # the running run took the new definition
+    finally:
+        machine.abort_current_run()
+
+
+def test_qslib_change_protocol_from_now_appends_stages(
+    simulator: SimulatorProcess, controller_password: str
+) -> None:
+    machine = _machine(simulator, controller_password)
+    experiment = Experiment(name="from now", protocol=_long_protocol("fn_p"))
+    experiment.run(machine)
+    try:
+        experiment.change_protocol_from_now([Stage([Step(10, 60)], repeat=3)], machine)
+        assert len(machine.get_running_protocol().stages) == 3
+        assert machine.run_status().num_stages == 3
+    finally:
+        machine.abort_current_run()
+
+
+def test_redefining_the_running_protocol_without_its_current_stage_is_refused(
+    simulator: SimulatorProcess, controller_password: str
+) -> None:
+    machine = _machine(simulator, controller_password)
+    Experiment(name="shrunk", protocol=_long_protocol("sh_p")).run(machine)
+    try:
+        _wait_for_stage(machine, 2)
+        with pytest.raises(CommandError, match="the run is in stage 2; the new protocol has 1"):
+            machine.define_protocol(Protocol([Stage([Step(30, 95)])], name="sh_p"))
+        assert machine.run_status().num_stages == 2
+    finally:
+        machine.abort_current_run()
+
+
+def test_qslib_sync_from_machine_copies_nested_run_files(
+    simulator: SimulatorProcess, controller_password: str
+) -> None:
+    machine = _machine(simulator, controller_password)
+    experiment = Experiment(name="synced run", protocol=_long_protocol("sy_p"))
+    experiment.run(machine)
+    try:
+        machine.write_file("experiments:synced_run/apldbio/sds/filter/extra.xml", b"<extra/>")
+        listed = machine.list_files("experiments:synced_run/", verbose=True, recursive=True)
+        paths = {entry["path"] for entry in listed}
+        assert "experiments:synced_run/apldbio/sds/filter/extra.xml" in paths
+        assert "experiments:synced_run/apldbio/sds/experiment.xml" in paths
+        assert all(entry["type"] == "file" for entry in listed)
+        experiment.sync_from_machine(machine)
+        assert (experiment._dir_eds / "filter" / "extra.xml").read_bytes() == b"<extra/>"
+    finally:
+        machine.abort_current_run()

@@ -107,3 +107,26 @@ def test_writing_outside_through_the_wire_is_refused(
     moved = client.ask("4 FILE:MOVE public_run_complete:x ../../commands.jsonl")
     assert isinstance(moved, Error)
     assert threaded.command_log.exists()
+
+
+def test_a_folder_named_without_a_glob_lists_what_it_holds(store: FileStore) -> None:
+    store.write("experiments:run/apldbio/sds/a.xml", b"a")
+    store.write("experiments:run/apldbio/sds/filter/b.xml", b"b")
+    # qslib's recursive listing asks with each folder's listed name, no trailing slash; an
+    # answer naming the folder again sent it into endless recursion.
+    for name in ("experiments:run/apldbio/sds", "experiments:run/apldbio/sds/"):
+        listed = [(entry.name, entry.kind) for entry in store.list(name)]
+        assert listed == [
+            ("experiments:run/apldbio/sds/a.xml", "file"),
+            ("experiments:run/apldbio/sds/filter", "folder"),
+        ]
+    assert [entry.name for entry in store.list("experiments:run")] == ["experiments:run/apldbio"]
+    # A glob still matches names in the folder above, and a file names itself.
+    assert [entry.name for entry in store.list("experiments:ru*")] == ["experiments:run"]
+    only = store.list("experiments:run/apldbio/sds/a.xml")
+    assert [entry.name for entry in only] == ["experiments:run/apldbio/sds/a.xml"]
+
+
+def test_a_folder_listing_cannot_step_outside(store: FileStore) -> None:
+    with pytest.raises(PathEscape):
+        store.list("experiments:run/..")

@@ -18,6 +18,7 @@ from labgate.instrument.errors import FileMissing, FileStoreError, PathEscape
 from labgate.instrument.storage import write_atomically
 
 _CONTEXT = re.compile(r"[A-Za-z0-9_]+")
+_GLOB = re.compile(r"[*?\[]")
 # Contexts the real instrument has; made at start so listings of them work on a fresh store.
 STANDARD_CONTEXTS = ("public_run_complete", "experiments", "protocols", "calibrations")
 
@@ -72,8 +73,15 @@ class FileStore:
         return f"{parts[0]}:{'/'.join(parts[1:])}"
 
     def list(self, pattern: str) -> list[Entry]:
-        """Entries of one folder whose names match the glob after the last `/` (or `:`)."""
+        """Entries of one folder whose names match the glob after the last `/` (or `:`).
+
+        A pattern without glob characters that names a folder lists what the folder holds, as
+        `ls` does: qslib's recursive `list_files` asks again with each folder's own listed name
+        (`experiments:RUN/apldbio`, no trailing slash) and would recurse forever on the folder.
+        """
         folder_name, glob = _split_pattern(pattern)
+        if glob and not _GLOB.search(glob) and self.resolve(pattern).is_dir():
+            folder_name, glob = pattern, ""
         folder = self.resolve(folder_name)
         if not folder.is_dir():
             raise FileMissing(f"{pattern!r}: folder {folder_name!r} does not exist")

@@ -40,6 +40,16 @@ class ProtocolDefinition:
     stages: tuple[StagePlan, ...]
 
 
+def log_folder(title: str) -> str:
+    """Where a run's files live, as a file store name (qslib writes `${LogFolder}/tcprotocol.xml`).
+
+    The machine's is the absolute `/data/vendor/IS/experiments/TITLE/apldbio/sds`, the folder qslib
+    syncs from (`experiments:TITLE/` listed, `.../apldbio/sds/` stripped). The simulator names the
+    same folder inside its store, never a path of the host.
+    """
+    return f"experiments:{title}/apldbio/sds"
+
+
 @dataclass(slots=True)
 class Run:
     """A run in progress. Stage, cycle and step numbers start at 1, as the instrument's do."""
@@ -71,7 +81,20 @@ class Run:
             "SampleVolume": self.protocol.volume,
             "RunMode": self.protocol.runmode,
             "RunStartTime": f"{self.started_at:.3f}",
+            "LogFolder": log_folder(self.title),
         }
+
+    def redefine(self, protocol: ProtocolDefinition) -> str | None:
+        """Follow a new definition of the running protocol (qslib's `change_protocol` sends one
+        mid-run); the reason it cannot, if the step the run stands on is gone from it."""
+        if self.stage > len(protocol.stages):
+            return f"the run is in stage {self.stage}; the new protocol has {len(protocol.stages)}"
+        steps = len(protocol.stages[self.stage - 1].steps)
+        if self.step > steps:
+            return f"the run is at step {self.step} of stage {self.stage}; it now has {steps}"
+        # A repeat below the current cycle ends the stage when this cycle ends, as on the machine.
+        self.protocol = protocol
+        return None
 
     def status(self) -> str:
         """`ISTAT?`: the instrument's run state word."""

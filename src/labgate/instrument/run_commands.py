@@ -25,7 +25,7 @@ async def define(session: Session, command: Command) -> Outcome:
         stages = outline(command.body.content)
     except ProtocolError as exc:
         return error(command.ident, "InvocationError", str(exc))
-    session.state.protocols[args[0]] = ProtocolDefinition(
+    protocol = ProtocolDefinition(
         name=args[0],
         volume=option(command, "volume", "50") or "50",
         runmode=option(command, "runmode", "standard") or "standard",
@@ -33,6 +33,12 @@ async def define(session: Session, command: Command) -> Outcome:
         body=command.body.content,
         stages=stages,
     )
+    run = session.state.run
+    if run is not None and run.protocol.name == protocol.name:
+        refusal = run.redefine(protocol)
+        if refusal is not None:
+            return error(command.ident, "InvocationError", f"{protocol.name}: {refusal}")
+    session.state.protocols[protocol.name] = protocol
     return Ok(ident=command.ident)
 
 
