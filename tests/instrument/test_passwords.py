@@ -84,6 +84,8 @@ def test_config_repr_hides_passwords(tmp_path: Path) -> None:
         ({"cert": Path("c.pem")}, "--cert and --key"),
         ({"max_connections": 0}, "max_connections 0"),
         ({"time_scale": 0}, "time_scale 0"),
+        ({"idle_timeout": 0}, "idle_timeout 0: expected a positive number of seconds, or off"),
+        ({"idle_timeout": -5.0}, "idle_timeout -5.0"),
     ],
 )
 def test_bad_configuration_is_refused_by_name(

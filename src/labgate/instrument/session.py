@@ -79,6 +79,7 @@ class Session:
         listener: str,
         peer: str,
         writer: asyncio.StreamWriter,
+        idle_timeout: float | None = None,
     ) -> None:
         self.state = state
         self.security = security
@@ -94,6 +95,7 @@ class Session:
         self.topics: set[str] = set()
         self.timestamps = False
         self.quitting = False
+        self.idle_timeout = idle_timeout
         self._writer = writer
         self._pending: set[asyncio.Task[None]] = set()
 
@@ -116,7 +118,11 @@ class Session:
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         decoder = Decoder()
         while not self.quitting:
-            data = await reader.read(READ_CHUNK)
+            data = await self._receive(reader)
+            if data is None:
+                log.info("session %s (%s): nothing received for %s s, closing",
+                         self.number, self.peer, self.idle_timeout)  # fmt: skip
+                return
             if not data:
                 try:
                     decoder.close()
@@ -135,6 +141,18 @@ class Session:
                 await self.handle(raw)
                 if self.quitting:
                     return
+
+    async def _receive(self, reader: asyncio.StreamReader) -> bytes | None:
+        """The next bytes (empty at the end of the stream), or None once the client has been
+        silent for `idle_timeout`. A client waiting for the final reply to its own `NEXT` is not
+        idle: the wait is the instrument's, not the client's."""
+        while True:
+            try:
+                # Cancelling a pending read loses nothing: unread bytes stay in the reader.
+                return await asyncio.wait_for(reader.read(READ_CHUNK), self.idle_timeout)
+            except TimeoutError:
+                if not self._pending:
+                    return None
 
     # -- one message ------------------------------------------------------------------------
     async def handle(self, raw: bytes) -> None:

@@ -132,7 +132,8 @@ class RunningSimulator:
         assert self._state is not None and self._commands is not None
         try:
             session = Session(state=self._state, security=self._security, commands=self._commands,
-                              listener=listener, peer=peer, writer=writer)  # fmt: skip
+                              listener=listener, peer=peer, writer=writer,
+                              idle_timeout=self.config.idle_timeout)  # fmt: skip
             await session.serve(reader)
         finally:
             self._gate.release()
