@@ -21,6 +21,7 @@ from typing import Any
 from labgate.gateway.client_tls import PeerCertificate
 from labgate.gateway.config import InstrumentConfig, SessionLimits
 from labgate.gateway.filter import Decision, SessionFilter, Verdict, one_line
+from labgate.gateway.heap import BIG_MESSAGE, give_back_free_memory
 from labgate.gateway.metrics import GatewayMetrics
 from labgate.gateway.upstream import UpstreamConnection
 from labgate.scpi.access import AccessLevel
@@ -72,6 +73,7 @@ class Session:
         self._counters: dict[str, Any] = {}
         self._latency = metrics.upstream_latency.labels(info.instrument.name)
         self._settled = asyncio.Event()  # set whenever no ACC is awaiting the instrument's answer
+        self._carried_big = False  # a message of BIG_MESSAGE or more went through
         self.end_reason = ""
 
     def close(self, reason: str) -> None:
@@ -114,6 +116,8 @@ class Session:
                 with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
                     async with asyncio.timeout(2):  # a client that reads nothing is cut off
                         await self._writer.wait_closed()
+            if self._carried_big:
+                give_back_free_memory()
 
     def _end_on_failure(self, task: asyncio.Task[None]) -> None:
         # A bug in one direction ends the session (and is logged) instead of leaving it half alive.
@@ -132,6 +136,7 @@ class Session:
             while data := await self._reader.read(_READ_SIZE):
                 self._last_activity = time.monotonic()
                 for raw in decoder.feed(data):
+                    self._carried_big |= len(raw) >= BIG_MESSAGE
                     self._handle(self.filter.from_client(raw, now=time.monotonic()))
                     while self.filter.awaiting_level:  # pipelined commands wait for the ACC
                         await self._upstream.writer.drain()
@@ -184,6 +189,7 @@ class Session:
 
     def _relay(self, messages: list[bytes]) -> None:
         for raw in messages:
+            self._carried_big |= len(raw) >= BIG_MESSAGE
             relayed = self.filter.from_upstream(raw)
             if not self.filter.awaiting_level:
                 self._settled.set()
