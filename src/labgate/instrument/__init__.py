@@ -2,7 +2,9 @@
 
 Plain, TLS 1.2/1.3 and legacy SSLv3/TLS 1.0 listeners; passwords and access levels as the
 instrument has them (weak on purpose: `SYST:EXEC` and `eval?` pass at Controller and are only
-recorded); drawer, cover, temperatures, runs, files and events. Every command received is logged.
+recorded; `RAND?` at Controller mints a key that logs in as Administrator); drawer, cover,
+temperatures, runs, files and events. Every command received is logged; a client silent for
+`idle_timeout` is hung up on.
 """
 
 from labgate.instrument.config import SimulatorConfig
