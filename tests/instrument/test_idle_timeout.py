@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,3 +83,19 @@ def test_the_child_process_applies_the_idle_timeout(
 ) -> None:
     with run_in_process(make_config(tmp_path, idle_timeout=IDLE)) as sim:
         assert raw(sim.plain).closed_by_server()
+
+
+def test_a_silent_tls_client_is_closed_too(
+    tmp_path: Path, make_config: Callable[..., SimulatorConfig]
+) -> None:
+    with run_in_thread(make_config(tmp_path, idle_timeout=IDLE)) as sim:
+        assert sim.tls is not None
+        context = ssl.create_default_context(cafile=str(sim.tls_cert))
+        with (
+            socket.create_connection(sim.tls, timeout=10) as sock,
+            context.wrap_socket(sock, server_hostname="localhost") as tls,
+        ):
+            received = b""
+            while data := tls.recv(200):  # the greeting, then the end of the stream
+                received += data
+        assert received.startswith(b"READy -session=")
