@@ -92,7 +92,8 @@ class Run:
         steps = len(protocol.stages[self.stage - 1].steps)
         if self.step > steps:
             return f"the run is at step {self.step} of stage {self.stage}; it now has {steps}"
-        # A repeat below the current cycle ends the stage when this cycle ends, as on the machine.
+        # A repeat at or below the current cycle ends the stage when this cycle ends: what
+        # qslib's change_protocol_from_now counts on when it sets the repeat to the cycle.
         self.protocol = protocol
         return None
 

@@ -149,7 +149,8 @@ class Session:
         while True:
             try:
                 # Cancelling a pending read loses nothing: unread bytes stay in the reader.
-                return await asyncio.wait_for(reader.read(READ_CHUNK), self.idle_timeout)
+                async with asyncio.timeout(self.idle_timeout):
+                    return await reader.read(READ_CHUNK)
             except TimeoutError:
                 if not self._pending:
                     return None
