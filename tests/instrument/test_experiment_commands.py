@@ -91,8 +91,11 @@ def test_zip_write_then_list_and_read(
     read = client.ask("6 EXP:READ? -encoding=base64 'run3/apldbio/sds/a.xml'")
     assert isinstance(read, Ok)
     assert base64.b64decode(read.text.removeprefix("<quote>\n").removesuffix("</quote>")) == b"<x/>"
-    assert client.ask("7 EXP:DELETE run3") == Ok(ident=7)
-    assert client.ask("8 EXP:LIST? run3*") == Ok(ident=8, text="<quote.reply>\n</quote.reply>")
+    # A folder named without a trailing slash or a glob lists what it holds.
+    inside = client.ask("7 EXP:LIST? run3/apldbio")
+    assert inside == Ok(ident=7, text="<quote.reply>\nrun3/apldbio/sds/\n</quote.reply>")
+    assert client.ask("8 EXP:DELETE run3") == Ok(ident=8)
+    assert client.ask("9 EXP:LIST? run3*") == Ok(ident=9, text="<quote.reply>\n</quote.reply>")
 
 
 def _machine(simulator: SimulatorProcess, password: str) -> Machine:
