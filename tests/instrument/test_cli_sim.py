@@ -25,6 +25,8 @@ from labgate.cli.app import app
         (["--access-limit", "Boss"], "unknown access level 'Boss'"),
         (["--plain-port", "off", "--tls-port", "off"], "every listener is off"),
         (["--cert", "nowhere.pem", "--plain-port", "0", "--tls-port", "0"], "--cert and --key"),
+        (["--idle-timeout", "0"], "--idle-timeout"),
+        (["--idle-timeout", "soon"], "'soon': expected a positive number"),
     ],
 )
 def test_bad_options_are_refused_by_name(
@@ -80,3 +82,31 @@ def test_sim_runs_as_a_process_prints_one_ready_line_and_stops_cleanly(
     for line in passwords.read_text().splitlines():
         if line.startswith("secret"):
             assert line.split('"')[1] not in err
+
+
+def test_idle_timeout_is_in_the_help() -> None:
+    result = CliRunner().invoke(app, ["sim", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--idle-timeout" in result.output
+    assert "hung up on" in result.output
+
+
+def test_sim_hangs_up_on_a_silent_client_after_the_idle_timeout(tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "labgate", "sim", "--plain-port", "0", "--tls-port", "off",
+         "--state-dir", str(tmp_path), "--idle-timeout", "0.3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert child.stdout is not None
+        host, _, port = json.loads(child.stdout.readline())["plain"].rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            received = b""
+            while data := sock.recv(200):  # the greeting, then the end of the stream
+                received += data
+        assert received.startswith(b"READy -session=")
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.communicate(timeout=30)

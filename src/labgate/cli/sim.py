@@ -41,6 +41,13 @@ StateOption = Annotated[
 ConnectionsOption = Annotated[
     int, typer.Option("--max-connections", min=1, help="Connections held at once.")
 ]
+IdleOption = Annotated[
+    str,
+    typer.Option(
+        "--idle-timeout",
+        help="Seconds a silent client is kept before it is hung up on; off: never.",
+    ),
+]
 ScaleOption = Annotated[
     float, typer.Option("--time-scale", min=0.001, help="Simulated seconds per real second.")
 ]
@@ -70,6 +77,20 @@ def _port(flag: str, text: str) -> int | None:
     )
 
 
+def _seconds(flag: str, text: str) -> float | None:
+    if text.lower() == "off":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise typer.BadParameter(
+            f"{text!r}: expected a positive number of seconds, or off", param_hint=flag
+        )
+    return seconds
+
+
 def sim(
     host: HostOption = "127.0.0.1",
     plain_port: PlainOption = "7000",
@@ -79,6 +100,7 @@ def sim(
     access_limit: LimitOption = "Observer",
     state_dir: StateOption = None,
     max_connections: ConnectionsOption = 64,
+    idle_timeout: IdleOption = "600",
     time_scale: ScaleOption = 1.0,
     cert: CertOption = None,
     key: KeyOption = None,
@@ -107,6 +129,7 @@ def sim(
             secrets_file=secrets,
             access_limit=limit,
             max_connections=max_connections,
+            idle_timeout=_seconds("--idle-timeout", idle_timeout),
             time_scale=time_scale,
             cert=cert,
             key=key,
