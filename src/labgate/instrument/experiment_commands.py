@@ -13,10 +13,10 @@ import binascii
 import io
 import zipfile
 
-from labgate.instrument.dispatch import handles, option
+from labgate.instrument.dispatch import handles
 from labgate.instrument.errors import FileStoreError
 from labgate.instrument.expansion import expanded_args
-from labgate.instrument.file_commands import refused
+from labgate.instrument.file_commands import read_reply, refused
 from labgate.instrument.session import Outcome, Session, error
 from labgate.scpi.messages import Command, Ok
 
@@ -66,19 +66,7 @@ async def list_experiments(session: Session, command: Command) -> Outcome:
 
 @handles("EXP:READ?", help="EXP:READ? [-encoding=base64|plain] PATH: a file in a run folder")
 async def read_experiment_file(session: Session, command: Command) -> Outcome:
-    args = await expanded_args(session, command)
-    encoding = (option(command, "encoding", "plain") or "plain").lower()
-    if len(args) != 1 or encoding not in ("base64", "plain"):
-        return error(command.ident, "InvocationError", "EXP:READ? needs one path; base64|plain")
-    try:
-        data = session.state.files.read(CONTEXT + args[0])
-    except FileStoreError as exc:
-        return refused(command.ident, exc)
-    if encoding == "base64":
-        text = base64.encodebytes(data).decode("ascii")
-    else:
-        text = data.decode("utf-8", errors="replace")
-    return Ok(ident=command.ident, text=f"<quote>\n{text}</quote>")
+    return await read_reply(session, command, context=CONTEXT)
 
 
 @handles("EXP:ZIPWRITE", help="EXP:ZIPWRITE FOLDER, then a base64 zip in a message tag: unpack")

@@ -44,12 +44,19 @@ async def list_files(session: Session, command: Command) -> Outcome:
 
 @handles("FILE:READ?", help="FILE:READ? [-encoding=base64|plain] PATH: a file's content")
 async def read_file(session: Session, command: Command) -> Outcome:
+    return await read_reply(session, command)
+
+
+async def read_reply(session: Session, command: Command, *, context: str = "") -> Outcome:
+    """FILE:READ? and EXP:READ?: one file, under `context`, base64 or plain in a <quote> block."""
     args = await expanded_args(session, command)
     encoding = (option(command, "encoding", "plain") or "plain").lower()
     if len(args) != 1 or encoding not in ("base64", "plain"):
-        return error(command.ident, "InvocationError", "FILE:READ? needs one path; base64|plain")
+        return error(
+            command.ident, "InvocationError", f"{command.canonical} needs one path; base64|plain"
+        )
     try:
-        data = session.state.files.read(args[0])
+        data = session.state.files.read(context + args[0])
     except FileStoreError as exc:
         return refused(command.ident, exc)
     if encoding == "base64":
