@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from labgate.auth.errors import TokenError, WrongTokenType
+from labgate.auth.errors import TokenError
 from labgate.auth.tokens import AccessClaims, verify_access_token
 from labgate.control.errors import AuthenticationFailed, PasswordChangeRequired
 from labgate.control.principals import RESTRICTED_ROLE, Principal
@@ -95,26 +95,15 @@ def _verify(
     runtime: Runtime, token: str, *, now: datetime, certificate: bytes | None
 ) -> AccessClaims:
     settings = runtime.settings
-    try:
-        return verify_access_token(
-            token,
-            runtime.keys.ring(),
-            issuer=settings.issuer,
-            audience=settings.audience,
-            now=now,
-            expected_typ="user",
-            certificate_der=certificate,
-        )
-    except WrongTokenType:
-        return verify_access_token(
-            token,
-            runtime.keys.ring(),
-            issuer=settings.issuer,
-            audience=settings.audience,
-            now=now,
-            expected_typ="device",
-            certificate_der=certificate,
-        )
+    return verify_access_token(
+        token,
+        runtime.keys.ring(),
+        issuer=settings.issuer,
+        audience=settings.audience,
+        now=now,
+        expected_typ=("user", "device"),
+        certificate_der=certificate,
+    )
 
 
 AnySession = Annotated[Principal, Depends(any_session)]
