@@ -107,6 +107,9 @@ class Instrument(asyncio.Protocol):
         self.bulk = bulk
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
+        # What ACC? reports: a connection starts at Guest, and ACC changes it, as on the machine
+        # (the gateway checks it before it lends a warm connection to another session).
+        self.access = b"-stealth=False -exclusive=False Guest"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but write like one.
@@ -129,6 +132,11 @@ class Instrument(asyncio.Protocol):
         if command == b"FILE:READ?":
             self.transport.write(b"OK " + ident + b" " + self.bulk)
             return
+        if command == b"ACC?":
+            self.transport.write(b"OK " + ident + b" " + self.access + b"\n")
+            return
+        if command == b"ACC":
+            self.access = _access_state(rest)
         reply = {
             b"POW?": b"ON",
             b"DRAW?": b"Closed",
@@ -136,7 +144,6 @@ class Instrument(asyncio.Protocol):
             b"CHAL?": b"a1b2c3d4e5f60718",
             b"AUTH": b"",
             b"ACC": b"",
-            b"ACC?": b"-stealth=False -exclusive=False Controller",
             b"QUIT": b"",
         }.get(command)
         if reply is None:
@@ -145,6 +152,16 @@ class Instrument(asyncio.Protocol):
         self.transport.write(b"OK " + ident + (b" " + reply if reply else b"") + b"\n")
         if command == b"QUIT":
             self.transport.close()
+
+
+def _access_state(command: bytes) -> bytes:
+    """`ACC [-stealth=B] [-exclusive=B] LEVEL` -> what ACC? then reports."""
+    *options, level = command.split()[1:]
+    flags = {b"stealth": b"False", b"exclusive": b"False"}
+    for option in options:
+        key, _, value = option.lstrip(b"-").partition(b"=")
+        flags[key.lower()] = b"True" if value.lower() == b"true" else b"False"
+    return b"-stealth=%s -exclusive=%s %s" % (flags[b"stealth"], flags[b"exclusive"], level)
 
 
 def serve_backend(bulk_size: int) -> None:

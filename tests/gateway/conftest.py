@@ -136,7 +136,13 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def _start_simulator(state: Path, *, max_connections: int = 64) -> Iterator[Any]:
+def _start_simulator(
+    state: Path,
+    *,
+    max_connections: int = 64,
+    idle_timeout: float | None = 600.0,
+    time_scale: float = 100.0,
+) -> Iterator[Any]:
     from labgate.instrument import SimulatorConfig, run_in_process
     from labgate.scpi.access import AccessLevel
 
@@ -148,7 +154,8 @@ def _start_simulator(state: Path, *, max_connections: int = 64) -> Iterator[Any]
         access_limit=AccessLevel.GUEST,
         state_dir=state,
         max_connections=max_connections,
-        time_scale=100.0,  # the drawer opens in a blink
+        idle_timeout=idle_timeout,
+        time_scale=time_scale,  # 100 (the default): the drawer opens in a blink
     )
     with run_in_process(config) as running:
         yield running

@@ -226,3 +226,20 @@ def test_ipv6_loopback_is_loopback(tmp_path: Path) -> None:
 
 def test_empty_metrics_listen_turns_metrics_off(tmp_path: Path) -> None:
     assert _load(tmp_path, BASE + 'metrics_listen = ""\n' + INSTRUMENT).metrics_listen is None
+
+
+def test_warm_connections_default_to_two_within_max_upstream(tmp_path: Path) -> None:
+    assert _load(tmp_path, BASE + INSTRUMENT).instruments[0].upstream_idle == 2
+    small = _load(tmp_path, BASE + INSTRUMENT + "max_upstream = 1\n").instruments[0]
+    assert small.upstream_idle == 1  # never more warm connections than slots
+    off = _load(tmp_path, BASE + INSTRUMENT + "upstream_idle = 0\n").instruments[0]
+    assert off.upstream_idle == 0
+
+
+def test_more_warm_connections_than_slots_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"upstream_idle: 5 .* max_upstream=4"):
+        _load(tmp_path, BASE + INSTRUMENT + "max_upstream = 4\nupstream_idle = 5\n")
+    with pytest.raises(ConfigError, match=r"instrument\[0\]\.upstream_idle: .* at least 0"):
+        _load(tmp_path, BASE + INSTRUMENT + "upstream_idle = -1\n")
+    with pytest.raises(ConfigError, match=r"instrument\[0\]\.upstream_idle_timeout"):
+        _load(tmp_path, BASE + INSTRUMENT + "upstream_idle_timeout = 0\n")

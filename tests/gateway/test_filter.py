@@ -197,3 +197,64 @@ def test_reply_that_is_not_utf8_is_dropped_however_canonical_its_head() -> None:
     f = _filter(level=AccessLevel.OBSERVER)
     f.from_client(b"77 POW?", now=0)
     assert f.from_upstream(b"OK 2 \xff\xfe").parts == ()
+
+
+def _pooling(level: AccessLevel = AccessLevel.OBSERVER) -> SessionFilter:
+    return SessionFilter(
+        grant=AccessLevel.CONTROLLER, next_ident=2, level=level, keep_upstream=True
+    )
+
+
+def test_a_plain_session_leaves_its_connection_reusable_and_quit_is_answered_here() -> None:
+    f = _pooling()
+    sent = f.from_client(b"0 POW?", now=0)
+    assert not f.reusable  # a command awaits its reply
+    f.from_upstream(b"OK %d ON" % parse_command(sent.to_upstream.rstrip(b"\n")).ident)
+    assert f.reusable
+    quit_ = f.from_client(b"1 QUIT", now=0)
+    assert quit_.decision is Decision.ANSWERED and quit_.to_upstream == b""
+    assert quit_.to_client == b"OK 1\n" and f.quit
+
+
+def test_quit_goes_to_the_instrument_while_a_reply_is_awaited() -> None:
+    f = _pooling()
+    f.from_client(b"0 POW?", now=0)
+    quit_ = f.from_client(b"1 QUIT", now=0)
+    assert quit_.decision is Decision.ALLOWED and not f.quit and not f.reusable
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"0 SUBS+ Temperature",
+        b"0 SUBS+ -timestamp=true Run",
+        b"0 UNS Temperature",
+        b"0 POW? $(SUBS+ Run)",
+        b"0 ACC -exclusive=true Observer",
+        b"0 ACC -stealth=true Observer",
+    ],
+)
+def test_what_could_carry_over_makes_the_connection_unusable_for_others(line: bytes) -> None:
+    f = _pooling()
+    verdict = f.from_client(line, now=0)
+    if verdict.to_upstream:
+        ident = parse_command(verdict.to_upstream.rstrip(b"\n")).ident
+        f.from_upstream(b"OK %d" % ident)
+    assert f.unclean and not f.reusable
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"MESSage Temperature 37.0", b"OK 99", b"READy -session=1", b"\xff garbage", b"ERRor 77 x"],
+)
+def test_anything_unexpected_from_the_instrument_makes_the_connection_unusable(
+    reply: bytes,
+) -> None:
+    f = _pooling()
+    f.from_upstream(reply)
+    assert f.unclean and not f.reusable
+
+
+def test_without_warm_connections_quit_goes_to_the_instrument() -> None:
+    f = _filter()
+    assert f.from_client(b"0 QUIT", now=0).decision is Decision.ALLOWED and not f.reusable

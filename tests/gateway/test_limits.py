@@ -43,13 +43,17 @@ async def _one_client(address: tuple[str, int], context: ssl.SSLContext) -> str:
         writer.close()
 
 
+@pytest.mark.parametrize("warm", [0, 8], ids=["no-pool", "pooled"])
 def test_fifty_clients_never_put_more_than_eight_sessions_on_the_instrument(
-    pki: Any, gateway_factory: Any, small_simulator: Any
+    pki: Any, gateway_factory: Any, small_simulator: Any, warm: int
 ) -> None:
+    # Pooled: every slot may hold a warm connection, and they count against max_upstream too.
     gateway = gateway_factory(
         small_simulator,
         extra_gateway="max_connections_per_identity = 64",
-        extra_instrument="max_upstream = 8\nupstream_queue = 4\nupstream_wait = 5",
+        extra_instrument=(
+            f"max_upstream = 8\nupstream_queue = 4\nupstream_wait = 5\nupstream_idle = {warm}"
+        ),
     )
     context = ssl.create_default_context(cafile=str(pki.root))
     context.load_cert_chain(str(pki.clients["alice"].pem))
@@ -67,6 +71,15 @@ def test_fifty_clients_never_put_more_than_eight_sessions_on_the_instrument(
     busy = _events(gateway, "refused")
     assert busy and all(e["kind"] == "instrument_busy" for e in busy)
     assert "is busy" in busy[0]["reason"]
+    if warm:
+        # A second crowd is served on the warm connections, still within the bound.
+        slots = gateway.gateway.slots["qs5-plain"]
+        assert 1 <= gateway.run(lambda: slots.warm) <= 8
+        again = asyncio.run(crowd())
+        assert again.count("served") >= 8
+        assert gateway.run(lambda: slots.reused) >= 1
+        assert gateway.run(lambda: slots.held) <= 8
+        assert small_simulator.peak_connections <= 8
 
 
 def test_connection_limit_refuses_and_logs(gateway_factory: Any, pki: Any, raw_client: Any) -> None:

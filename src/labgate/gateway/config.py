@@ -76,6 +76,8 @@ class InstrumentConfig:
     upstream_queue: int = 64  # clients allowed to wait for a free upstream slot
     upstream_wait: float = 5.0  # seconds a client waits for a slot; below qslib's 10 s timeout
     upstream_timeout: float = 10.0  # seconds to connect, handshake, greet and log in upstream
+    upstream_idle: int = 2  # logged-in connections kept warm for the next session (0: none)
+    upstream_idle_timeout: float = 30.0  # seconds a warm connection may wait before it is closed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -241,7 +243,8 @@ _GATEWAY_KEYS = {
 }  # fmt: skip
 _INSTRUMENT_KEYS = {
     "name", "listen", "upstream", "upstream_pin", "password_file", "max_upstream",
-    "upstream_queue", "upstream_wait", "upstream_timeout",
+    "upstream_queue", "upstream_wait", "upstream_timeout", "upstream_idle",
+    "upstream_idle_timeout",
 }  # fmt: skip
 
 
@@ -374,17 +377,37 @@ def _instrument(item: Mapping[str, Any], prefix: str, base: Path) -> InstrumentC
     if password_file is not None:
         read_secret(password_file, f"{prefix}password_file")  # refuse a bad file at start
     default = InstrumentConfig(name=name, upstream=upstream)
+    max_upstream = reader.count("max_upstream", default.max_upstream)
     return InstrumentConfig(
         name=name,
         listen=parse_endpoint(item.get("listen", DEFAULT_LISTEN), f"{prefix}listen"),
         upstream=upstream,
         upstream_pin=pin,
         password_file=password_file,
-        max_upstream=reader.count("max_upstream", default.max_upstream),
+        max_upstream=max_upstream,
         upstream_queue=reader.count("upstream_queue", default.upstream_queue),
         upstream_wait=reader.number("upstream_wait", default.upstream_wait),
         upstream_timeout=reader.number("upstream_timeout", default.upstream_timeout),
+        upstream_idle=_idle_count(reader, default.upstream_idle, max_upstream),
+        upstream_idle_timeout=reader.number("upstream_idle_timeout", default.upstream_idle_timeout),
     )
+
+
+def _idle_count(reader: _Reader, default: int, max_upstream: int) -> int:
+    # Warm connections hold upstream slots, so there can never be more of them than slots.
+    if "upstream_idle" not in reader.table:
+        return min(default, max_upstream)
+    value = reader.table["upstream_idle"]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"{reader.prefix}upstream_idle: expected a whole number of at least 0, got {value!r}"
+        )
+    if value > max_upstream:
+        raise ConfigError(
+            f"{reader.prefix}upstream_idle: {value} warm connections cannot fit in "
+            f"max_upstream={max_upstream}"
+        )
+    return value
 
 
 def _grant(item: Mapping[str, Any], prefix: str) -> Grant:

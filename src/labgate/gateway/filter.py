@@ -18,6 +18,12 @@ Towards the instrument the gateway numbers commands itself (its login used the f
 maps each reply's ident back to the client's. A reply whose ident the gateway did not send is
 dropped, as the real client does. `MESSage` lines pass through unchanged: the upstream connection
 belongs to this session alone, so every message on it is one this session subscribed to.
+
+When the gateway keeps warm connections (`keep_upstream`), one may serve another session later,
+so the filter also notes anything that could carry over (`unclean`): a subscription, a request
+for stealth or exclusive access, a nested `$(...)` command (which may do either), and anything
+unexpected from the instrument. A QUIT with no command awaiting a reply is then answered here, so
+the logged-in connection survives the session; `reusable` says whether it may go back.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ ACC = canonical("ACC")
 ACC_QUERY = canonical("ACC?")
 CHAL_QUERY = canonical("CHAL?")
 AUTH = canonical("AUTH")
+QUIT = canonical("QUIT")
+# Commands that change what the instrument sends this connection unasked (MESSage events).
+SUBSCRIPTION_PREFIXES = ("SUBS", "UNS")
 # `CONF access secrets <password> <LEVEL>` sets a password; AUTH carries a response to one.
 SECRET_BEARING = frozenset(canonical(n) for n in ("CONF", "CONF=", "CONF?", "AUTH"))
 
@@ -113,7 +122,19 @@ class SessionFilter:
     grant: AccessLevel
     next_ident: int = 0
     level: AccessLevel = AccessLevel.GUEST
+    keep_upstream: bool = False  # a clean connection may serve a later session
+    unclean: str = ""  # why the connection must not serve another session ("" if it may)
+    quit: bool = False  # the client said QUIT and the gateway answered it
     _pending: dict[int, _Pending] = field(default_factory=dict)
+
+    @property
+    def reusable(self) -> bool:
+        """No command awaits a reply and nothing that could carry over was sent or received."""
+        return self.keep_upstream and not self.unclean and not self._pending
+
+    def _taint(self, why: str) -> None:
+        if not self.unclean:
+            self.unclean = why
 
     @property
     def awaiting_level(self) -> bool:
@@ -142,6 +163,9 @@ class SessionFilter:
             return self._answer(command, text, "session level kept by the gateway")
         if name == ACC:
             return self._access(command, now)
+        if name == QUIT and self.keep_upstream and not self._pending:
+            self.quit = True
+            return self._answer(command, "", "session ended here; the instrument connection stays")
         decision = check(command, self.level, LABGATE)
         if not isinstance(decision, Allowed):
             error = _insufficient(command.ident, decision.required, self.level, decision.reason)
@@ -156,13 +180,17 @@ class SessionFilter:
         try:
             reply = parse_reply(raw)
         except ParseError:
+            self._taint("the instrument sent a malformed reply")
             return Relayed()  # the instrument's garbage is not the client's business
         if isinstance(reply, Message):
+            self._taint("the instrument sent MESSage events")
             return Relayed(parts=(raw, b"\n"))
         if isinstance(reply, Ready):
+            self._taint("the instrument greeted again")
             return Relayed()  # only the first greeting is relayed, at session start
         pending = self._pending.get(reply.ident)
         if pending is None:
+            self._taint("the instrument answered a command nobody sent")
             return Relayed()
         if isinstance(reply, Next):
             if pending.client_ident is None:
@@ -185,6 +213,7 @@ class SessionFilter:
         goes to the client as a view (no decoding, no copy of a file of many megabytes)."""
         pending = self._pending.pop(ident, None)
         if pending is None:
+            self._taint("the instrument answered a command nobody sent")
             return Relayed()
         if word == b"OK" and pending.sets_level is not None:
             self.level = pending.sets_level
@@ -235,6 +264,8 @@ class SessionFilter:
                 message=reason,
             )
             return self._verdict(command, Decision.DENIED, reason, to_client=serialise(error))
+        if any(flag == "true" for _, flag in options):
+            self._taint("stealth or exclusive access was asked for")
         # Forwarded as built here, not as received: the instrument would expand a `$(...)` in
         # any other argument, and ACC is not judged by the policy table.
         clean = Command(
@@ -245,6 +276,10 @@ class SessionFilter:
     def _forward(
         self, command: Command, now: float, *, reason: str, sets: AccessLevel | None = None
     ) -> Verdict:
+        if command.canonical.startswith(SUBSCRIPTION_PREFIXES):
+            self._taint(f"{command.canonical} changes what the instrument sends unasked")
+        elif _nests_commands(command):
+            self._taint("a nested $(...) command may change the connection's state")
         ident = self._take_ident()
         self._pending[ident] = _Pending(
             client_ident=command.ident, command=command.canonical, sent_at=now, sets_level=sets
@@ -308,6 +343,11 @@ def _canonical_final(raw: bytes) -> tuple[bytes, int, int] | None:
     if match is None or not raw.isascii():
         return None
     return match.group(1), int(match.group(2)), match.end()
+
+
+def _nests_commands(command: Command) -> bool:
+    tokens = (*command.args, *(value for _, value in command.options))
+    return any("$(" in token for token in tokens)
 
 
 def _access_request(command: Command) -> tuple[AccessLevel, tuple[tuple[str, str], ...]]:

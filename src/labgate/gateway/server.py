@@ -31,7 +31,7 @@ from labgate.gateway.refusal import tell_refused
 from labgate.gateway.session import Session, SessionInfo
 from labgate.gateway.slots import UpstreamSlots
 from labgate.gateway.state import LiveState, build_state, group_listeners
-from labgate.gateway.upstream import connect
+from labgate.gateway.upstream import UpstreamConnection, connect, reset_to_baseline
 from labgate.scpi.access import AccessLevel
 
 log = logging.getLogger("labgate.gateway")
@@ -51,7 +51,12 @@ class Gateway:
         )
         self.slots = {
             i.name: UpstreamSlots(
-                instrument=i.name, size=i.max_upstream, queue=i.upstream_queue, wait=i.upstream_wait
+                instrument=i.name,
+                size=i.max_upstream,
+                queue=i.upstream_queue,
+                wait=i.upstream_wait,
+                idle=i.upstream_idle,
+                idle_timeout=i.upstream_idle_timeout,
             )
             for i in config.instruments
         }
@@ -103,6 +108,8 @@ class Gateway:
             session.close("gateway stopping")
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+        for slots in self.slots.values():
+            await slots.aclose()
         if self._metrics_server is not None:
             await asyncio.to_thread(self._metrics_server.shutdown)
             self._metrics_server.server_close()
@@ -285,14 +292,15 @@ class Gateway:
         base: dict[str, object],
     ) -> None:
         name = info.instrument.name
+        slots = self.slots[name]
         try:
-            async with self.slots[name].slot():
-                upstream = await connect(info.instrument, limits=self.state.config.limits.framing)
+            upstream = await self._lease(info.instrument)
+            handed = False
+            try:
                 # Judged again now: a reload during the wait for a slot may have withdrawn the
                 # grant or revoked the certificate, and no session may start on the old answer.
                 level = self._still_allowed(info)
                 if level is None:
-                    await upstream.close()
                     await self._refuse((reader, writer), base, "no_grant",
                                        "grant withdrawn or certificate revoked while waiting",
                                        error_class="AccessDenied")  # fmt: skip
@@ -305,16 +313,21 @@ class Gateway:
                     limits=self.state.config.limits,
                     record=self.record,
                     metrics=self.metrics,
+                    give_back=lambda up, keep: slots.give_back(up, keep=keep),
                 )
                 self.record({"event": "connect", **base, "grant": level.label})
                 self.sessions.add(session)
                 self.metrics.sessions_started.labels(name).inc()
                 self.metrics.sessions.labels(name).inc()
+                handed = True  # from here the session gives the connection back
                 try:
                     await session.run()
                 finally:
                     self.sessions.discard(session)
                     self.metrics.sessions.labels(name).dec()
+            finally:
+                if not handed:
+                    await slots.give_back(upstream, keep=False)
         except InstrumentBusy as exc:
             self.metrics.upstream_busy.labels(name).inc()
             await self._refuse(
@@ -322,6 +335,24 @@ class Gateway:
             )
         except UpstreamError as exc:
             await self._refuse((reader, writer), base, "upstream", str(exc), error_class="IOError")
+
+    async def _lease(self, instrument: InstrumentConfig) -> UpstreamConnection:
+        """A logged-in upstream connection holding one of the instrument's slots: a warm one
+        that is back at the baseline level and answers, else a new one."""
+        slots = self.slots[instrument.name]
+        check_timeout = min(instrument.upstream_timeout, 2.0)
+
+        async def back_at_baseline(upstream: UpstreamConnection) -> bool:
+            return await reset_to_baseline(upstream, timeout=check_timeout)
+
+        upstream = await slots.take(back_at_baseline)
+        if upstream is not None:
+            return upstream
+        try:
+            return await connect(instrument, limits=self.state.config.limits.framing)
+        except BaseException:
+            await slots.give_back(None, keep=False)
+            raise
 
     def _still_allowed(self, info: SessionInfo) -> AccessLevel | None:
         state = self.state

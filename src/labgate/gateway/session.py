@@ -1,6 +1,10 @@
 """One client session: relay between a verified client and its own upstream connection, every
 message through the session filter, every decision into the audit log.
 
+The client is greeted with the READy line its upstream connection received when it was opened:
+a warm connection (see `slots`) keeps its own greeting, which is still the true one for that
+connection (its session number is the instrument's for it), not one made up by the gateway.
+
 The session ends when either side closes, when the idle timeout or the maximum session length
 passes, when a framing limit is crossed, or when the gateway closes it (identity revoked, grant
 withdrawn, gateway stopping). Whatever the cause, it is recorded once, with its reason.
@@ -13,7 +17,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +37,10 @@ _READ_SIZE = 256 * 1024
 log = logging.getLogger("labgate.gateway")
 
 Record = Callable[[Mapping[str, object]], bool]  # audit: False when the record could not be kept
+# Where the upstream connection goes when the session ends: kept warm (True) or closed (False).
+GiveBack = Callable[[UpstreamConnection, bool], Awaitable[None]]
+# The only ends after which the upstream connection may serve another session.
+_CLEAN_ENDS = frozenset({"client closed", "client quit"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,9 +67,15 @@ class Session:
         limits: SessionLimits,
         record: Record,
         metrics: GatewayMetrics,
+        give_back: GiveBack | None = None,
     ) -> None:
         self.info = info
-        self.filter = SessionFilter(grant=grant, next_ident=upstream.next_ident)
+        self.filter = SessionFilter(
+            grant=grant,
+            next_ident=upstream.next_ident,
+            keep_upstream=give_back is not None and info.instrument.upstream_idle > 0,
+        )
+        self._give_back = give_back
         self._reader, self._writer = client
         self._upstream = upstream
         self._limits = limits
@@ -109,15 +123,31 @@ class Session:
                 self._writer.transport.abort()
             else:
                 self._writer.close()  # the last reply (QUIT's OK, a refusal) still goes out
+            keep = self._upstream_reusable()
             # Recorded as the client is let go, before the slower goodbye to the instrument.
-            self._record(self._event("disconnect", reason=self.end_reason))
-            await self._upstream.close()
+            self._record(self._event("disconnect", reason=self.end_reason, upstream_kept=keep))
+            await self._release_upstream(keep)
             if not self._forced:
                 with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
                     async with asyncio.timeout(2):  # a client that reads nothing is cut off
                         await self._writer.wait_closed()
             if self._carried_big:
                 give_back_free_memory()
+
+    def _upstream_reusable(self) -> bool:
+        return (
+            not self._forced
+            and self.end_reason in _CLEAN_ENDS
+            and self.filter.reusable
+            and self._upstream.stream.quiet
+        )
+
+    async def _release_upstream(self, keep: bool) -> None:
+        self._upstream.next_ident = self.filter.next_ident  # a later user goes on from here
+        if self._give_back is None:
+            await self._upstream.close()
+        else:
+            await self._give_back(self._upstream, keep)
 
     def _end_on_failure(self, task: asyncio.Task[None]) -> None:
         # A bug in one direction ends the session (and is logged) instead of leaving it half alive.
@@ -138,6 +168,9 @@ class Session:
                 for raw in decoder.feed(data):
                     self._carried_big |= len(raw) >= BIG_MESSAGE
                     self._handle(self.filter.from_client(raw, now=time.monotonic()))
+                    if self.filter.quit:
+                        self._end("client quit")  # what follows QUIT is not read, as upstream
+                        return
                     while self.filter.awaiting_level:  # pipelined commands wait for the ACC
                         await self._upstream.writer.drain()
                         self._settled.clear()

@@ -1,41 +1,74 @@
-"""How many upstream sessions an instrument may have at once, and who waits for one.
+"""How many upstream connections an instrument may have at once, who waits for one, and the
+warm connections kept for the next session.
 
 The real instrument fails at about 30 concurrent connections, so each instrument has `max_upstream`
 slots. A client beyond them waits in a queue of bounded length for at most `upstream_wait` seconds;
 a full queue or a wait that runs out is a clear `InstrumentBusy`, never an unbounded pile-up.
+
+A slot is held by every connection the instrument has from the gateway: one a session uses, one
+being opened or closed, and a warm one waiting in the pool. So `max_upstream` bounds them all, and
+a warm connection is simply a slot that comes with a logged-in connection. Up to `upstream_idle`
+of them wait for the next session; each is closed after `upstream_idle_timeout` seconds unused.
+Whether a connection may go back at all is the session's judgement (see `Session`); whether it
+still works, and is back at the baseline level, is checked again when it is taken (`check`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from labgate.gateway.errors import InstrumentBusy
+from labgate.gateway.upstream import UpstreamConnection
+
+Check = Callable[[UpstreamConnection], Awaitable[bool]]
+
+
+@dataclass(slots=True, kw_only=True)
+class _Warm:
+    upstream: UpstreamConnection
+    expiry: asyncio.TimerHandle
 
 
 class UpstreamSlots:
-    def __init__(self, *, instrument: str, size: int, queue: int, wait: float) -> None:
+    def __init__(
+        self,
+        *,
+        instrument: str,
+        size: int,
+        queue: int,
+        wait: float,
+        idle: int = 0,
+        idle_timeout: float = 30.0,
+    ) -> None:
         self._instrument = instrument
         self._size = size
         self._queue = queue
         self._wait = wait
-        self._free = asyncio.Semaphore(size)
+        self._idle_max = idle
+        self._idle_timeout = idle_timeout
+        self._held = 0  # connections the instrument has from us, warm ones included
+        self._warm: deque[_Warm] = deque()
+        self._changed = asyncio.Event()
+        self._closing: set[asyncio.Task[None]] = set()
         self._waiting = 0
-        self.in_use = 0
+        self.in_use = 0  # held by sessions
+        self.reused = 0  # warm connections lent to a session
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self._acquire()
-        self.in_use += 1
-        try:
-            yield
-        finally:
-            self.in_use -= 1
-            self._free.release()
+    @property
+    def held(self) -> int:
+        return self._held
 
-    async def _acquire(self) -> None:
-        if self._free.locked() and self._waiting >= self._queue:
+    @property
+    def warm(self) -> int:
+        return len(self._warm)
+
+    async def take(self, check: Check) -> UpstreamConnection | None:
+        """A warm connection that passed `check` (its slot comes with it), or None: a slot is
+        now reserved for a new connection. Give either back with `give_back`."""
+        if not self._warm and self._held >= self._size and self._waiting >= self._queue:
             raise InstrumentBusy(
                 f"instrument {self._instrument!r} is busy: all {self._size} upstream sessions "
                 f"are in use and {self._waiting} clients are already waiting"
@@ -43,7 +76,26 @@ class UpstreamSlots:
         self._waiting += 1
         try:
             async with asyncio.timeout(self._wait):
-                await self._free.acquire()
+                while True:
+                    while self._warm:
+                        warm = self._warm.pop()  # the most recent: least likely to have gone stale
+                        warm.expiry.cancel()
+                        self.in_use += 1
+                        try:
+                            usable = await check(warm.upstream)
+                        except BaseException:  # the wait ran out during the check, say
+                            self._close_soon(warm.upstream)
+                            raise
+                        if usable:
+                            self.reused += 1
+                            return warm.upstream
+                        await self.give_back(warm.upstream, keep=False)
+                    if self._held < self._size:
+                        self._held += 1
+                        self.in_use += 1
+                        return None
+                    self._changed.clear()
+                    await self._changed.wait()
         except TimeoutError as exc:
             raise InstrumentBusy(
                 f"instrument {self._instrument!r} is busy: all {self._size} upstream sessions "
@@ -51,3 +103,46 @@ class UpstreamSlots:
             ) from exc
         finally:
             self._waiting -= 1
+
+    async def give_back(self, upstream: UpstreamConnection | None, *, keep: bool) -> None:
+        """End a session's hold: keep the connection warm, or close it (waiting until the
+        instrument has hung up, so its count has dropped) and free the slot."""
+        self.in_use -= 1
+        if upstream is not None and keep and len(self._warm) < self._idle_max:
+            expiry = asyncio.get_running_loop().call_later(
+                self._idle_timeout, self._expire, upstream
+            )
+            self._warm.append(_Warm(upstream=upstream, expiry=expiry))
+            self._changed.set()
+            return
+        try:
+            if upstream is not None:
+                await upstream.close()
+        finally:
+            self._held -= 1
+            self._changed.set()
+
+    async def aclose(self) -> None:
+        """Close every warm connection (the gateway is stopping)."""
+        while self._warm:
+            warm = self._warm.pop()
+            warm.expiry.cancel()
+            self.in_use += 1
+            await self.give_back(warm.upstream, keep=False)
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=5)
+
+    def _expire(self, upstream: UpstreamConnection) -> None:
+        for warm in self._warm:
+            if warm.upstream is upstream:
+                self._warm.remove(warm)
+                self.in_use += 1  # give_back counts it out again
+                self._close_soon(upstream)
+                return
+
+    def _close_soon(self, upstream: UpstreamConnection) -> None:
+        """Close a connection held as in use, in a task of its own (from a timer, or while the
+        caller is being cancelled)."""
+        task = asyncio.get_running_loop().create_task(self.give_back(upstream, keep=False))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)

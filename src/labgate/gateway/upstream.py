@@ -99,6 +99,12 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
             self.transport.resume_reading()
         return taken
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing received and untaken, not even part of a message, and the stream still open:
+        what a warm connection must look like before it is lent again."""
+        return not self._messages and self._ended is False and not self.decoder.pending
+
     def put_back(self, messages: list[bytes]) -> None:
         """Messages taken but not used (read past the login's replies): they come out first."""
         self._messages.extendleft(reversed(messages))
@@ -126,6 +132,8 @@ class UpstreamConnection:
         """Say QUIT and wait for the instrument to hang up, so its connection count has dropped
         before the slot is given to the next session."""
         try:
+            if self.writer.transport.is_closing():
+                return  # the instrument hung up already (a warm connection, say)
             quit_line = serialise(
                 Command(ident=self.next_ident, name="QUIT", options=(), args=(), body=None)
             )
@@ -142,6 +150,47 @@ class UpstreamConnection:
                     await self.writer.wait_closed()
             except (OSError, TimeoutError, ssl.SSLError):
                 pass
+
+
+# What a connection has right after the gateway's login: the instrument starts every connection at
+# Guest, neither stealthy nor exclusive (AUTH raises only the ceiling, not the level).
+_BASELINE = "ACC -stealth=false -exclusive=false Guest"
+
+
+async def reset_to_baseline(upstream: UpstreamConnection, *, timeout: float) -> bool:
+    """Put a warm connection back at the level a fresh one has, and confirm it with ACC?.
+
+    This is also the liveness check: a connection that does not answer both, in order and in
+    time, or that sends anything else, is not lent again (False; the caller closes it)."""
+    if not upstream.stream.quiet:
+        return False
+    first = upstream.next_ident
+    upstream.next_ident += 2
+    upstream.writer.write(b"%d %s\n%d ACC?\n" % (first, _BASELINE.encode(), first + 1))
+    try:
+        async with asyncio.timeout(timeout):
+            await upstream.writer.drain()
+            replies: list[bytes] = []
+            while len(replies) < 2:
+                taken = await upstream.stream.messages()
+                if not taken:
+                    return False
+                replies += taken
+    except (OSError, TimeoutError, ssl.SSLError, ScpiError):
+        return False
+    if len(replies) != 2:
+        return False  # anything besides the two answers (a MESSage, say) is unexpected
+    try:
+        set_level, asked = (parse_reply(raw) for raw in replies)
+    except ScpiError:
+        return False
+    return (
+        isinstance(set_level, Ok)
+        and set_level.ident == first
+        and isinstance(asked, Ok)
+        and asked.ident == first + 1
+        and asked.text.split() == ["-stealth=False", "-exclusive=False", "Guest"]
+    )
 
 
 async def connect(instrument: InstrumentConfig, *, limits: Limits) -> UpstreamConnection:
