@@ -4,6 +4,7 @@ import contextlib
 import os
 import re
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -297,3 +298,54 @@ def test_decoder_matches_the_byte_at_a_time_model(data: bytes, sizes: list[int])
         return
     assert not mismatched
     assert got == expected
+
+
+@st.composite
+def big_bodies(draw: st.DrawFn) -> bytes:
+    """Messages with tag bodies of several KiB (so pieces of MIN_CHUNK and more fall inside
+    them), the body text sometimes holding a stray `<`, a newline or a nested tag."""
+    parts: list[bytes] = []
+    for _ in range(draw(st.integers(1, 3))):
+        filler = draw(st.sampled_from([b"QUJD", b"ZGVm\n", b"a < b ", b"<i>x</i>", b"\n\n"]))
+        repeat = draw(st.integers(200, 3000))
+        tag = draw(tag_names).encode()
+        body = filler * repeat
+        if b"<" in filler and draw(st.booleans()):
+            body = b"QUJD" * repeat + filler  # the only `<` of the body comes at its end
+        parts.append(b"OK 1 <%s>\n%s</%s>\nNEXT 2\n" % (tag, body, tag))
+    return b"".join(parts)
+
+
+@PROPERTY
+@given(big_bodies(), st.lists(st.integers(1, 5000), max_size=40))
+def test_big_bodies_in_any_pieces_match_the_byte_at_a_time_model(
+    data: bytes, sizes: list[int]
+) -> None:
+    expected, mismatched = reference_frames(data)
+    assert not mismatched
+    decoder = Decoder()
+    got: list[bytes] = []
+    pos = 0
+    for size in [*sizes, len(data)]:
+        got += decoder.feed(data[pos : pos + size])
+        pos += size
+    decoder.close()
+    assert got == expected
+    assert all(type(message) is bytes for message in got)
+
+
+@PROPERTY
+@given(st.integers(2000, 20000), st.lists(st.integers(1, 4096), min_size=1, max_size=30))
+def test_a_big_body_never_holds_more_than_max_message_and_a_piece(
+    limit: int, sizes: list[int]
+) -> None:
+    decoder = Decoder(Limits(max_message=limit))
+    data = b"OK 1 <quote.base64>\n" + b"QUJD" * limit  # never ends within the limit
+    pos = 0
+    with pytest.raises(FramingError, match="max_message"):
+        for size in [*sizes * 100, len(data)]:
+            piece = data[pos : pos + size]
+            pos += size
+            decoder.feed(piece)
+            assert decoder.pending <= limit
+    assert decoder.pending == 0
