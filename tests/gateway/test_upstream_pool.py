@@ -64,6 +64,14 @@ def test_a_clean_session_connection_serves_the_next_session(
     assert second.ask("1 ACC -stealth=false -exclusive=false Observer") == b"OK 1"
     assert second.ask("2 POW?").startswith(b"OK 2")
     assert gateway.run(lambda: gateway.gateway.slots["qs5-plain"].reused) == 1
+    # The audit log says which instrument connection served whom.
+    served = [
+        (e["identity"], e["upstream"], e["upstream_session"]) for e in _events(gateway, "connect")
+    ]
+    assert served[-2:] == [
+        ("labgate:user:alice", "new", str(number)),
+        ("labgate:user:olive", "warm", str(number)),
+    ]
 
 
 def test_a_controller_level_never_carries_over_to_an_observer(

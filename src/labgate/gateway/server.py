@@ -294,7 +294,7 @@ class Gateway:
         name = info.instrument.name
         slots = self.slots[name]
         try:
-            upstream = await self._lease(info.instrument)
+            upstream, warm = await self._lease(info.instrument)
             handed = False
             try:
                 # Judged again now: a reload during the wait for a slot may have withdrawn the
@@ -315,7 +315,11 @@ class Gateway:
                     metrics=self.metrics,
                     give_back=lambda up, keep: slots.give_back(up, keep=keep),
                 )
-                self.record({"event": "connect", **base, "grant": level.label})
+                # Which connection serves whom: the instrument's own log knows only its session
+                # number, and a warm connection serves several users one after another.
+                self.record({"event": "connect", **base, "grant": level.label,
+                             "upstream": "warm" if warm else "new",
+                             "upstream_session": upstream.session_number})  # fmt: skip
                 self.sessions.add(session)
                 self.metrics.sessions_started.labels(name).inc()
                 self.metrics.sessions.labels(name).inc()
@@ -336,9 +340,9 @@ class Gateway:
         except UpstreamError as exc:
             await self._refuse((reader, writer), base, "upstream", str(exc), error_class="IOError")
 
-    async def _lease(self, instrument: InstrumentConfig) -> UpstreamConnection:
+    async def _lease(self, instrument: InstrumentConfig) -> tuple[UpstreamConnection, bool]:
         """A logged-in upstream connection holding one of the instrument's slots: a warm one
-        that is back at the baseline level and answers, else a new one."""
+        that is back at the baseline level and answers (True), else a new one (False)."""
         slots = self.slots[instrument.name]
         check_timeout = min(instrument.upstream_timeout, 2.0)
 
@@ -347,9 +351,9 @@ class Gateway:
 
         upstream = await slots.take(back_at_baseline)
         if upstream is not None:
-            return upstream
+            return upstream, True
         try:
-            return await connect(instrument, limits=self.state.config.limits.framing)
+            return await connect(instrument, limits=self.state.config.limits.framing), False
         except BaseException:
             await slots.give_back(None, keep=False)
             raise

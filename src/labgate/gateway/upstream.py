@@ -128,6 +128,17 @@ class UpstreamConnection:
     greeting: bytes  # the instrument's READy line, with its b"\n", to relay to the client
     next_ident: int = 0
 
+    @property
+    def session_number(self) -> str | None:
+        """The instrument's number for this connection (`-session=` of its greeting)."""
+        try:
+            ready = parse_reply(self.greeting.rstrip(b"\n"))
+        except ScpiError:
+            return None
+        if not isinstance(ready, Ready):
+            return None
+        return dict(ready.options).get("session")
+
     async def close(self, *, quit_timeout: float = 2.0) -> None:
         """Say QUIT and wait for the instrument to hang up, so its connection count has dropped
         before the slot is given to the next session."""
