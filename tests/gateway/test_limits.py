@@ -171,3 +171,32 @@ def test_session_ends_when_the_client_certificate_expires(
     client.sock.settimeout(10)
     assert b"certificate expired during the session" in client.line()
     assert client.line() == b""
+
+
+def test_one_source_cannot_hold_every_slot_with_slow_handshakes(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = gateway_factory(extra_gateway="max_handshakes_per_source = 2")
+    address = gateway.address("qs5-plain")
+    # Two connections that never start TLS: a slow-handshake attacker's first two.
+    stalled = [socket.create_connection(address, timeout=10) for _ in range(2)]
+    try:
+        third = socket.create_connection(address, timeout=10)
+        with third:
+            assert third.recv(1) == b""  # dropped before any handshake byte was read
+        refusal = _events(gateway, "handshake_failure")[-1]
+        assert refusal["kind"] == "source_handshake_limit"
+        assert "2 TLS handshakes from 127.0.0.1" in refusal["reason"]
+    finally:
+        for s in stalled:
+            s.close()
+    # Once those are gone, the same host gets in again.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client = raw_client(gateway, pki, "alice")
+            assert client.line().startswith(b"READy")
+            break
+        except (ssl.SSLError, ConnectionResetError, OSError):
+            assert time.monotonic() < deadline, "the handshake count was never released"
+            time.sleep(0.1)

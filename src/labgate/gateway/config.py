@@ -94,6 +94,9 @@ class SessionLimits:
     max_connections: int = 512  # client connections open at once, all instruments together
     max_connections_per_identity: int = 32  # per certificate identity
     handshake_timeout: float = 10.0  # seconds for the client's TLS handshake
+    # TLS handshakes in progress from one source address: one host opening slow handshakes can
+    # hold no more than this many of max_connections (a busy client host opens a few at once).
+    max_handshakes_per_source: int = 64
     idle_timeout: float = 900.0  # seconds without a byte from either side
     max_session: float = 43200.0  # seconds a session may last at all (12 h: longer than a run)
     framing: FramingLimits = field(default_factory=FramingLimits)
@@ -238,7 +241,8 @@ def parse_config(
 _GATEWAY_KEYS = {
     "cert", "key", "client_ca", "crl", "audit_log", "metrics_listen", "allow_full",
     "unsafe_listen", "reload_interval", "audit_batch_size", "audit_flush_interval",
-    "max_connections", "max_connections_per_identity", "handshake_timeout", "idle_timeout",
+    "max_connections", "max_connections_per_identity", "handshake_timeout",
+    "max_handshakes_per_source", "idle_timeout",
     "max_session", "max_line", "max_message", "max_depth",
 }  # fmt: skip
 _INSTRUMENT_KEYS = {
@@ -334,6 +338,9 @@ def _limits(reader: _Reader) -> SessionLimits:
             "max_connections_per_identity", default.max_connections_per_identity
         ),
         handshake_timeout=reader.number("handshake_timeout", default.handshake_timeout),
+        max_handshakes_per_source=reader.count(
+            "max_handshakes_per_source", default.max_handshakes_per_source
+        ),
         idle_timeout=reader.number("idle_timeout", default.idle_timeout),
         max_session=reader.number("max_session", default.max_session),
         framing=FramingLimits(

@@ -68,6 +68,7 @@ class Gateway:
         self._servers: list[asyncio.Server] = []
         self._metrics_server: Any = None
         self._connections = 0
+        self._handshaking: Counter[str] = Counter()  # handshakes in progress, by source host
         self._per_identity: Counter[str] = Counter()
         self._next_conn = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -179,10 +180,18 @@ class Gateway:
                                f"{limits.max_connections} connections already open")  # fmt: skip
             transport.abort()
             return
+        source = _source_host(transport)
+        if self._handshaking[source] >= limits.max_handshakes_per_source:
+            self._refuse_early(conn, peer, "source_handshake_limit",
+                               f"{limits.max_handshakes_per_source} TLS handshakes from "
+                               f"{source} already in progress")  # fmt: skip
+            transport.abort()
+            return
         handshake = Handshake(transport, state.contexts[index], timeout=limits.handshake_timeout)
         self._connections += 1
+        self._handshaking[source] += 1
         task = asyncio.get_running_loop().create_task(
-            self._admit(index, conn, peer, transport, handshake, state)
+            self._admit(index, conn, peer, source, transport, handshake, state)
         )
         self._tasks.add(task)  # kept, so the task is neither collected nor forgotten at shutdown
         task.add_done_callback(self._tasks.discard)
@@ -192,12 +201,13 @@ class Gateway:
         index: int,
         conn: int,
         peer: str,
+        source: str,
         transport: asyncio.Transport,
         handshake: Handshake,
         state: LiveState,
     ) -> None:
         try:
-            await self._handshake_and_run(index, conn, peer, handshake, state)
+            await self._handshake_and_run(index, conn, peer, source, handshake, state)
         except Exception as exc:  # one connection's failure must never take the gateway down
             log.exception("connection %d from %s: unexpected failure", conn, peer)
             self.record({"event": "internal_error", "conn": conn, "peer": peer,
@@ -208,7 +218,13 @@ class Gateway:
                 transport.abort()
 
     async def _handshake_and_run(
-        self, index: int, conn: int, peer: str, handshake: Handshake, state: LiveState
+        self,
+        index: int,
+        conn: int,
+        peer: str,
+        source: str,
+        handshake: Handshake,
+        state: LiveState,
     ) -> None:
         timeout = state.config.limits.handshake_timeout
         try:
@@ -234,6 +250,8 @@ class Gateway:
                 conn, peer, "connection_lost", f"connection lost in handshake: {exc!r}"
             )
             return
+        finally:
+            self._handshake_over(source)
         try:
             await self._verified(index, conn, peer, reader, writer, state.anchors)
         finally:
@@ -376,6 +394,11 @@ class Gateway:
 
     # ------------------------------------------------------------------ refusals and records
 
+    def _handshake_over(self, source: str) -> None:
+        self._handshaking[source] -= 1
+        if self._handshaking[source] <= 0:
+            del self._handshaking[source]  # no entry kept per address ever seen
+
     def _refuse_early(self, conn: int, peer: str, kind: str, reason: str) -> None:
         self.metrics.handshake_failures.labels(kind).inc()
         self.record({"event": "handshake_failure", "conn": conn, "peer": peer,
@@ -404,6 +427,12 @@ class Gateway:
             log.error("audit record lost: %s", exc)
             return False
         return True
+
+
+def _source_host(transport: asyncio.BaseTransport) -> str:
+    """The peer's address without its port: what the per-source limits count by."""
+    address = transport.get_extra_info("peername")
+    return str(address[0]) if address else "unknown"
 
 
 def _peer(transport: asyncio.BaseTransport) -> str:
