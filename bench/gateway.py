@@ -441,6 +441,7 @@ def start_labgate(work: Path, certs: Certs, backend: int) -> Target:
         f'metrics_listen = "{HOST}:0"\n'
         "max_connections = 4096\n"  # the held-sessions step opens 500 from one identity
         "max_connections_per_identity = 4096\n"
+        "max_handshakes_per_source = 4096\n"  # every client runs on this one host
         "\n[[instrument]]\n"
         f'name = "{SERVER_NAME}"\n'
         f'listen = "{HOST}:0"\n'
