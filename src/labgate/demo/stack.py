@@ -8,8 +8,6 @@ demo shows the real thing, and stopping it is stopping processes in the reverse 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import secrets
 import subprocess
@@ -27,6 +25,7 @@ from labgate.control.keystore import load_passphrase
 from labgate.control.settings import ControlSettings
 from labgate.demo.children import READY_TIMEOUT_S, Child, ChildFailed, start
 from labgate.demo.enrolment import enrol_admin
+from labgate.gateway.pins import spki_pin
 from labgate.pki import CertificateAuthority, Profile
 from labgate.pki.atomic import PRIVATE, PUBLIC, write_atomic
 
@@ -211,11 +210,9 @@ def _identity(ca: CertificateAuthority, name: str, level: str, directory: Path) 
 
 
 def _spki_pin(cert_path: Path) -> str:
+    """The simulator's `upstream_pin`, from the certificate file it names in its ready line."""
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return "sha256/" + base64.b64encode(hashlib.sha256(spki).digest()).decode()
+    return spki_pin(cert.public_bytes(serialization.Encoding.DER))
 
 
 def _gateway_config(sim: dict[str, object], pin: str, *, control_url: str) -> str:
