@@ -19,6 +19,7 @@ from cryptography import x509
 from labgate.gateway.config import Upstream, UpstreamScheme
 from labgate.gateway.errors import UpstreamError
 from labgate.gateway.pins import spki_pin
+from labgate.gateway.upstream import legacy_client_handshake, pin_only_context
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,32 +59,24 @@ def probe(upstream: Upstream, *, timeout: float = 10.0) -> Probe:
 
 
 def _modern(address: tuple[str, int], timeout: float) -> tuple[bytes | None, str]:
-    # No chain or name check on purpose: the point is to read a self-signed certificate.
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
     with (
         socket.create_connection(address, timeout) as raw,
-        context.wrap_socket(raw) as tls,
+        pin_only_context().wrap_socket(raw) as tls,
     ):
         return tls.getpeercert(binary_form=True), str(tls.version())
 
 
+# tlslite reports (major, minor) record versions.
+_LEGACY_NAMES = {(3, 0): "SSLv3", (3, 1): "TLSv1.0", (3, 2): "TLSv1.1", (3, 3): "TLSv1.2"}
+
+
 def _legacy(address: tuple[str, int], timeout: float) -> tuple[bytes | None, str]:
-    from tlslite import HandshakeSettings, TLSConnection
     from tlslite.errors import TLSError
 
     with socket.create_connection(address, timeout) as raw:
-        connection = TLSConnection(raw)
-        settings = HandshakeSettings()
-        settings.minVersion = (3, 0)  # SSLv3, as firmware 1.3.4 and later speaks
-        settings.maxVersion = (3, 3)
         try:
-            connection.handshakeClientCert(settings=settings)
+            connection, der = legacy_client_handshake(raw)
         except TLSError as exc:
             raise OSError(f"SSLv3/TLS handshake failed: {exc}") from None
-        chain = connection.session.serverCertChain
-        der = bytes(chain.x509List[0].bytes) if chain and chain.x509List else None
-        major, minor = connection.version
-        with_name = {(3, 0): "SSLv3", (3, 1): "TLSv1.0", (3, 2): "TLSv1.1", (3, 3): "TLSv1.2"}
-        return der, with_name.get((major, minor), f"{major}.{minor}")
+        version = tuple(connection.version)
+        return der, _LEGACY_NAMES.get(version, ".".join(map(str, version)))

@@ -19,6 +19,7 @@ import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from labgate.gateway.config import InstrumentConfig, UpstreamScheme, read_secret
 from labgate.gateway.errors import UpstreamError
@@ -236,7 +237,7 @@ async def _open(
     elif scheme is UpstreamScheme.TLS:
         assert instrument.upstream_pin is not None  # the config refuses tls without a pin
         transport, _ = await loop.create_connection(
-            lambda: stream, host, port, ssl=_pinned_context(), server_hostname=None
+            lambda: stream, host, port, ssl=pin_only_context(), server_hostname=None
         )
         der = transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
         try:
@@ -250,7 +251,7 @@ async def _open(
     return stream, asyncio.StreamWriter(transport, stream, None, loop)
 
 
-def _pinned_context() -> ssl.SSLContext:
+def pin_only_context() -> ssl.SSLContext:
     # Chain and host name are not checked on purpose: a self-signed instrument certificate has no
     # chain, and its name is whatever the factory put there. The pin check after the handshake is
     # what identifies the instrument.
@@ -263,18 +264,10 @@ def _pinned_context() -> ssl.SSLContext:
 def _legacy_handshake(instrument: InstrumentConfig) -> socket.socket:
     """Blocking: SSLv3/TLS 1.0 handshake with tlslite-ng, pin check, then the bridge threads.
     Returns the asyncio end of the socket pair."""
-    from tlslite import HandshakeSettings, TLSConnection
-
     endpoint = instrument.upstream.endpoint
     raw = socket.create_connection((endpoint.host, endpoint.port), instrument.upstream_timeout)
     try:
-        connection = TLSConnection(raw)
-        settings = HandshakeSettings()
-        settings.minVersion = (3, 0)  # SSLv3: what firmware 1.3.4 and later speaks
-        settings.maxVersion = (3, 3)
-        connection.handshakeClientCert(settings=settings)
-        chain = connection.session.serverCertChain
-        der = bytes(chain.x509List[0].bytes) if chain and chain.x509List else None
+        connection, der = legacy_client_handshake(raw)
         assert instrument.upstream_pin is not None
         check_pin(der, expected=instrument.upstream_pin, instrument=instrument.name)
     except BaseException:
@@ -285,6 +278,23 @@ def _legacy_handshake(instrument: InstrumentConfig) -> socket.socket:
     threading.Thread(target=_copy_from_tls, args=(connection, outer), daemon=True).start()
     threading.Thread(target=_copy_to_tls, args=(outer, connection), daemon=True).start()
     return inner
+
+
+def legacy_client_handshake(raw: socket.socket) -> tuple[Any, bytes | None]:
+    """Blocking: a tlslite-ng client handshake on `raw` that admits SSLv3 (what firmware 1.3.4
+    and later speaks) up to TLS 1.2. Returns the TLS connection and the leaf certificate's DER
+    (None when the server sent none); the caller checks the pin. No chain or name is checked:
+    the instrument's certificate is self-signed, and its key is what identifies it."""
+    from tlslite import HandshakeSettings, TLSConnection
+
+    connection = TLSConnection(raw)
+    settings = HandshakeSettings()
+    settings.minVersion = (3, 0)
+    settings.maxVersion = (3, 3)
+    connection.handshakeClientCert(settings=settings)
+    chain = connection.session.serverCertChain
+    der = bytes(chain.x509List[0].bytes) if chain and chain.x509List else None
+    return connection, der
 
 
 def _copy_from_tls(connection: object, pair: socket.socket) -> None:
