@@ -50,7 +50,8 @@ def _admin_token(client: httpx.Client, one_time_password: Path, new_password: Pa
     if new_password.exists():
         token: str = _login(client, new_password.read_text().strip())["access_token"]
         return token
-    session = _login(client, one_time_password.read_text().strip())
+    first_password = one_time_password.read_text().strip()
+    session = _login(client, first_password)
     if not session.get("password_change_required"):
         first: str = session["access_token"]
         return first
@@ -60,7 +61,7 @@ def _admin_token(client: httpx.Client, one_time_password: Path, new_password: Pa
     write_atomic(new_password, password.encode() + b"\n", mode=PRIVATE)
     answer = client.post(
         "/api/v1/auth/password",
-        json={"old_password": one_time_password.read_text().strip(), "new_password": password},
+        json={"old_password": first_password, "new_password": password},
         headers={"Authorization": f"Bearer {session['access_token']}"},
     )
     if answer.status_code != 200:
