@@ -16,6 +16,23 @@ thousands of pieces costs the same as one that arrives whole. The only exception
 the end of a piece (`<quo`): the scan stops at its `<` and resumes there, and `MAX_TAG_NAME`
 bounds what is re-read.
 
+Streaming
+---------
+`feed_pieces` is `feed` for a relay that must not hold a whole message: a FILE:READ? reply of many
+megabytes is passed on as it arrives. Complete messages come out whole, as `Piece(msg, True, True)`.
+A message still incomplete after a feed, with at least one tag open and `stream_over` bytes or more
+pending, is handed out as far as it has been scanned and dropped from the buffer; later pieces
+continue it, and the one that reaches its final b"\\n" has `last=True`. The pieces of a message,
+joined, are exactly what `feed` would have returned, however the bytes were split.
+
+Two rules keep this as simple as `feed`. Streaming happens only inside a tag, where `max_line` does
+not apply, so line accounting never spans a piece handed out. And the scan position is where a
+piece may end: it stops at the `<` of a tag cut by the end of the data, so those bytes stay
+pending until the tag is whole (`</quo` + `te.base64>` is still recognised). `max_message` counts
+a message's bytes already handed out as well as those pending: the decoder no longer holds them,
+but a peer may not send more of one message than the limit allows. A decoder is used with `feed`
+or with `feed_pieces`; `feed` refuses to run while a message is half handed out.
+
 Text and encodings
 ------------------
 The decoder works on bytes and never decodes them. Its three structural bytes (`\\n`, `<`, `>`) are
@@ -34,6 +51,7 @@ inside a tag).
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from labgate.scpi.errors import FramingError
 
@@ -84,6 +102,21 @@ class Limits:
                 raise ValueError(f"Limits.{field} must be a positive int, got {value!r}")
 
 
+class Piece(NamedTuple):
+    """Bytes of one message, handed out by `Decoder.feed_pieces` (see "Streaming" at the top).
+
+    A named tuple rather than a frozen dataclass: one is built per message on the relay path,
+    and a tuple costs half as much to build.
+    """
+
+    data: bytes
+    """Bytes of the message, never including its final b"\\n"."""
+    first: bool
+    """This piece begins a message."""
+    last: bool
+    """This piece ends the message: its final b"\\n" was consumed."""
+
+
 class Decoder:
     """Turn bytes, split anywhere, into complete raw messages (without their b"\\n").
 
@@ -94,7 +127,7 @@ class Decoder:
     [b'OK 1 <quote>\\na\\n</quote>', b'NEXT 2']
     """
 
-    __slots__ = ("_buf", "_failed", "_limits", "_line_start", "_scan", "_stack")
+    __slots__ = ("_buf", "_failed", "_limits", "_line_start", "_scan", "_stack", "_streamed")
 
     def __init__(self, limits: Limits | None = None) -> None:
         self._limits = limits if limits is not None else Limits()
@@ -102,6 +135,7 @@ class Decoder:
         self._scan = 0  # bytes of _buf already read
         self._line_start = 0  # where the current stretch outside tags began, in _buf
         self._stack: list[bytes] = []  # names of the open tags, innermost last
+        self._streamed = 0  # bytes of the pending message already handed out by feed_pieces
         self._failed: str | None = None
 
     @property
@@ -110,8 +144,13 @@ class Decoder:
 
     @property
     def pending(self) -> int:
-        """Bytes held for a message not yet complete."""
+        """Bytes held for a message not yet complete (not counting pieces already handed out)."""
         return len(self._buf)
+
+    @property
+    def streaming(self) -> bool:
+        """`feed_pieces` has handed out the start of a message whose end has not come yet."""
+        return self._streamed > 0
 
     @property
     def open_tags(self) -> tuple[str, ...]:
@@ -120,10 +159,69 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes from the peer; return every message they complete, in order."""
-        if self._failed is not None:
-            raise FramingError(f"the stream was already refused: {self._failed}")
+        if self._streamed:
+            raise RuntimeError(
+                "feed() called while feed_pieces() is handing out a message; "
+                "use one of them for the whole stream"
+            )
+        self._check_open()
         if not data:
             return []
+        work = self._work(data)
+        messages, consumed = self._cut_or_refuse(work)
+        self._keep(work, consumed)
+        return messages
+
+    def feed_pieces(self, data: bytes, *, stream_over: int) -> list[Piece]:
+        """Like `feed`, but hand out a long message in tags as it arrives instead of holding it.
+
+        A message still incomplete after this data, whose pending bytes reach `stream_over` while
+        at least one tag is open, is handed out as it stands (its first piece, or a continuation)
+        and dropped from the buffer; the rest of it follows in later pieces, the last with
+        `last=True`. Complete messages come as `Piece(msg, True, True)`. The limits hold over the
+        whole message, pieces already handed out included.
+        """
+        if isinstance(stream_over, bool) or not isinstance(stream_over, int):
+            raise TypeError(f"stream_over must be an int, got {stream_over!r}")
+        if stream_over < 1:
+            raise ValueError(f"stream_over must be at least 1, got {stream_over}")
+        self._check_open()
+        if not data:
+            return []
+        work = self._work(data)
+        continuing = self._streamed > 0
+        messages, consumed = self._cut_or_refuse(work)
+        pieces = [Piece(message, True, True) for message in messages]
+        if continuing and pieces:
+            pieces[0] = Piece(messages[0], False, True)
+            self._streamed = 0
+        # The scan position is a safe end: everything before it is read, and it stops at the `<`
+        # of a tag cut short, so no tag is ever split between two pieces.
+        safe = self._scan
+        if self._stack and len(work) - consumed >= stream_over and safe > consumed:
+            pieces.append(Piece(_slice(work, consumed, safe), self._streamed == 0, False))
+            self._streamed += safe - consumed
+            consumed = safe
+        self._keep(work, consumed)
+        return pieces
+
+    def close(self) -> None:
+        """End of stream: raise `FramingError` if a message was left incomplete."""
+        self._check_open()
+        if self._buf or self._streamed:
+            tags = ", ".join(f"<{name}>" for name in self.open_tags) or "none"
+            handed_out = f" ({self._streamed} already handed out)" if self._streamed else ""
+            raise FramingError(
+                f"stream ended inside a message: {len(self._buf)} bytes pending{handed_out} "
+                f"without a final b'\\n' (open tags: {tags})"
+            )
+
+    def _check_open(self) -> None:
+        if self._failed is not None:
+            raise FramingError(f"the stream was already refused: {self._failed}")
+
+    def _work(self, data: bytes) -> bytes | bytearray:
+        """The bytes to scan: the pending buffer followed by `data`, copied at most once."""
         work: bytes | bytearray
         if not self._buf:
             work = data  # no copy at all until a message is cut out
@@ -136,26 +234,18 @@ class Decoder:
             # A long message in progress (a base64 block): append, scan only the new part.
             self._buf += data
             work = self._buf
+        return work
+
+    def _cut_or_refuse(self, work: bytes | bytearray) -> tuple[list[bytes], int]:
+        """`_cut`, and on a `FramingError` drop everything and refuse all later input."""
         try:
-            messages, consumed = self._cut(work)
+            return self._cut(work)
         except FramingError as exc:
             self._failed = str(exc)
             self._buf = bytearray()
             self._stack.clear()
+            self._streamed = 0
             raise
-        self._keep(work, consumed)
-        return messages
-
-    def close(self) -> None:
-        """End of stream: raise `FramingError` if a message was left incomplete."""
-        if self._failed is not None:
-            raise FramingError(f"the stream was already refused: {self._failed}")
-        if self._buf:
-            tags = ", ".join(f"<{name}>" for name in self.open_tags) or "none"
-            raise FramingError(
-                f"stream ended inside a message: {len(self._buf)} bytes pending without a "
-                f"final b'\\n' (open tags: {tags})"
-            )
 
     def _keep(self, work: bytes | bytearray, consumed: int) -> None:
         """Keep the unconsumed tail; positions are rebased to the new buffer start."""
@@ -175,6 +265,9 @@ class Decoder:
         end = len(work)
         in_buffer = isinstance(work, bytearray)
         start = 0  # start of the current message
+        # Where the current message began, counting bytes feed_pieces already handed out (it may
+        # be negative): max_message is checked against this, so it bounds the whole message.
+        origin = -self._streamed
         pos = self._scan
         line_start = self._line_start
         lt = -2  # the next b"<" at or after pos, once found (-1: there is none)
@@ -189,8 +282,8 @@ class Decoder:
                     # piece or before a tag; the rest are cut in one C-level split.
                     if nl - line_start > limits.max_line:
                         raise _line_too_long(limits, nl - line_start)
-                    if nl - start > limits.max_message:
-                        raise _message_too_large(limits, nl - start)
+                    if nl - origin > limits.max_message:
+                        raise _message_too_large(limits, nl - origin)
                     out.append(_copy(work, start, nl) if in_buffer else bytes(work[start:nl]))
                     last = work.rfind(b"\n", nl + 1, before_tag)
                     if last != -1:
@@ -202,7 +295,7 @@ class Decoder:
                             raise _message_too_large(limits, longest)
                         out += lines
                         nl = last
-                    start = pos = line_start = nl + 1
+                    origin = start = pos = line_start = nl + 1
                     continue
                 if lt != -1 and lt - line_start > limits.max_line:
                     raise _line_too_long(limits, lt - line_start)
@@ -227,12 +320,12 @@ class Decoder:
             pos = self._tag(match, stack)
             if not stack:
                 line_start = pos
-            if pos - start > limits.max_message:
-                raise _message_too_large(limits, pos - start)
+            if pos - origin > limits.max_message:
+                raise _message_too_large(limits, pos - origin)
         if not stack and end - line_start > limits.max_line:
             raise _line_too_long(limits, end - line_start)
-        if end - start > limits.max_message:
-            raise _message_too_large(limits, end - start)
+        if end - origin > limits.max_message:
+            raise _message_too_large(limits, end - origin)
         self._scan = pos
         self._line_start = line_start
         return out, start
@@ -267,6 +360,13 @@ def _copy(work: bytes | bytearray, start: int, stop: int) -> bytes:
     """Cut a message out of the pending buffer with one copy (a bytearray slice would be two)."""
     with memoryview(work) as view:
         return view[start:stop].tobytes()
+
+
+def _slice(work: bytes | bytearray, start: int, stop: int) -> bytes:
+    """`work[start:stop]` as bytes: no copy when that is all of a bytes object, else one."""
+    if isinstance(work, bytes):
+        return work[start:stop]  # slicing all of a bytes object returns it as it is
+    return _copy(work, start, stop)
 
 
 def _line_too_long(limits: Limits, size: int) -> FramingError:
