@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 
 from labgate.gateway.config import load_config
-from labgate.gateway.upstream import connect, reset_to_baseline
-from labgate.scpi.framing import Limits
+from labgate.gateway.filter import SessionFilter
+from labgate.gateway.upstream import connect
+from labgate.scpi.access import AccessLevel
+from labgate.scpi.framing import Decoder, Limits
 
 
 def _session_number(greeting: bytes) -> int:
@@ -95,8 +97,7 @@ def test_a_controller_level_never_carries_over_to_an_observer(
     # each command with the connection's level before running it.
     on_connection = [e for e in simulator.received() if e.get("session") == number]
     raw = [e["raw"] for e in on_connection]
-    assert any(r.endswith("ACC -stealth=false -exclusive=false Guest") for r in raw)
-    assert on_connection[-2]["raw"].endswith("ACC?") and on_connection[-2]["level"] == "Guest"
+    assert on_connection[-2]["raw"].endswith("ACC -stealth=false -exclusive=false Guest")
     assert on_connection[-1]["raw"].endswith("Observer") and on_connection[-1]["level"] == "Guest"
     assert not any("OPEN" in r for r in raw)  # her refused command never reached it
 
@@ -206,49 +207,63 @@ def test_no_warm_connections_when_upstream_idle_is_zero(
     assert _session_number(second.line()) != number
 
 
-def test_reset_puts_an_instrument_connection_back_at_guest(
+def test_a_warm_connection_is_put_back_at_guest_before_anything_of_the_next_session(
     tmp_path: Path, pki: Any, simulator: Any, config_writer: Any
 ) -> None:
     instrument = load_config(config_writer(tmp_path, pki, simulator)).instruments[0]
 
-    async def scenario() -> bytes:
+    async def scenario() -> list[bytes]:
         upstream = await connect(instrument, limits=Limits())
         try:
             ident = upstream.next_ident
             upstream.writer.write(b"%d ACC -exclusive=true Administrator\n" % ident)
             assert (await upstream.stream.messages()) == [b"OK %d" % ident]
-            upstream.next_ident += 1
-            assert await reset_to_baseline(upstream, timeout=5)
-            asked = upstream.next_ident
-            upstream.writer.write(b"%d ACC?\n" % asked)
-            (answer,) = await upstream.stream.messages()
-            return answer
+            # The next session's filter sends the reset ahead of the client's first command,
+            # without waiting for its answer; the instrument runs them in order.
+            session = SessionFilter(grant=AccessLevel.OBSERVER, next_ident=ident + 1)
+            reset = session.reset_upstream(now=0.0)
+            asked = session.from_client(b"7 ACC?", now=0.0)  # answered by the gateway itself
+            assert asked.to_upstream == b""
+            probe = ident + 2
+            upstream.writer.write(reset + b"%d ACC?\n" % probe)
+            answers: list[bytes] = []
+            while len(answers) < 2:
+                answers += await upstream.stream.messages()
+            assert session.from_upstream(answers[0]).parts == ()  # the gateway's own: not relayed
+            assert not session.broken
+            return answers
         finally:
             await upstream.close()
 
-    # Login took idents 0 and 1, the ACC 2, the reset 3 and 4.
-    assert asyncio.run(scenario()) == b"OK 5 -stealth=False -exclusive=False Guest"
+    # Login took idents 0 and 1, the ACC 2, the reset 3; the probe 4.
+    assert asyncio.run(scenario()) == [b"OK 3", b"OK 4 -stealth=False -exclusive=False Guest"]
 
 
-def test_reset_refuses_a_connection_that_sent_something_unasked() -> None:
+def test_a_refused_reset_ends_the_session() -> None:
+    session = SessionFilter(grant=AccessLevel.CONTROLLER, next_ident=10, keep_upstream=True)
+    assert session.reset_upstream(now=0.0) == b"10 ACC -stealth=false -exclusive=false Guest\n"
+    assert session.from_upstream(b"ERRor 10 [AccessLevelExceeded] --> no").parts == ()
+    assert "refused to put the reused connection back at Guest" in session.broken
+    assert not session.reusable  # the refusal also ends any reuse
+
+
+def test_a_warm_connection_that_sent_something_unasked_is_not_lent() -> None:
     async def scenario() -> bool:
         # A real socket pair stands in for the instrument: it greets, then sends an event
-        # nobody subscribed to before the gateway's check.
-        from labgate.gateway.upstream import InstrumentStream, UpstreamConnection
-        from labgate.scpi.framing import Decoder
+        # nobody subscribed to while the connection waits in the pool.
+        from labgate.gateway.upstream import InstrumentStream
 
         ours, theirs = socket.socketpair()
         loop = asyncio.get_running_loop()
         stream = InstrumentStream(Decoder())
         transport, _ = await loop.create_connection(lambda: stream, sock=ours)
-        writer = asyncio.StreamWriter(transport, stream, None, loop)
-        upstream = UpstreamConnection(stream=stream, writer=writer, greeting=b"READy\n")
+        assert stream.quiet
         theirs.sendall(b"MESSage Temperature 37\n")
         await asyncio.sleep(0.1)
         try:
-            return await reset_to_baseline(upstream, timeout=1)
+            return stream.quiet
         finally:
-            writer.close()
+            transport.close()
             theirs.close()
 
     assert asyncio.run(scenario()) is False

@@ -34,7 +34,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from labgate.scpi.access import LABGATE, AccessLevel, Allowed, check
+from labgate.scpi.access import LABGATE, AccessLevel, Allowed, Denied, check
 from labgate.scpi.errors import ParseError
 from labgate.scpi.messages import (
     Command,
@@ -42,6 +42,7 @@ from labgate.scpi.messages import (
     Message,
     Next,
     Ok,
+    Options,
     Ready,
     Warning,
     parse_command,
@@ -113,6 +114,12 @@ class _Pending:
     command: str
     sent_at: float
     sets_level: AccessLevel | None = None
+    must_succeed: str = ""  # the gateway's own command that the session cannot do without: why
+
+
+# What a connection has right after the gateway's login: the instrument starts every connection at
+# Guest, neither stealthy nor exclusive (AUTH raises only the ceiling, not the level).
+BASELINE_LEVEL = AccessLevel.GUEST
 
 
 @dataclass(slots=True, kw_only=True)
@@ -125,6 +132,7 @@ class SessionFilter:
     keep_upstream: bool = False  # a clean connection may serve a later session
     unclean: str = ""  # why the connection must not serve another session ("" if it may)
     quit: bool = False  # the client said QUIT and the gateway answered it
+    broken: str = ""  # why the session cannot go on (a reset the instrument refused)
     _pending: dict[int, _Pending] = field(default_factory=dict)
 
     @property
@@ -144,7 +152,7 @@ class SessionFilter:
 
     def from_client(self, raw: bytes, *, now: float) -> Verdict:
         try:
-            command = parse_command(raw)
+            ident, known = _known(raw)
         except ParseError as exc:
             reply = Error(ident=0, error_class="InvocationError", fields=(), message=one_line(exc))
             return Verdict(
@@ -153,25 +161,28 @@ class SessionFilter:
                 command="",
                 to_client=serialise(reply),
             )
-        name = command.canonical
+        name = known.canonical
         if name == CHAL_QUERY:
-            return self._answer(command, _challenge(), "identity comes from the certificate")
+            return self._answer(ident, known, _challenge(), "identity comes from the certificate")
         if name == AUTH:
-            return self._answer(command, "", "identity comes from the certificate")
+            return self._answer(ident, known, "", "identity comes from the certificate")
         if name == ACC_QUERY:
             text = f"-stealth=False -exclusive=False {self.level.label}"
-            return self._answer(command, text, "session level kept by the gateway")
+            return self._answer(ident, known, text, "session level kept by the gateway")
         if name == ACC:
-            return self._access(command, now)
+            return self._access(ident, known, now)
         if name == QUIT and self.keep_upstream and not self._pending:
             self.quit = True
-            return self._answer(command, "", "session ended here; the instrument connection stays")
-        decision = check(command, self.level, LABGATE)
+            reason = "session ended here; the instrument connection stays"
+            return self._answer(ident, known, "", reason)
+        decision = known.decision(self.level)
         if not isinstance(decision, Allowed):
-            error = _insufficient(command.ident, decision.required, self.level, decision.reason)
+            error = _insufficient(ident, decision.required, self.level, decision.reason)
             # The decision's own reason goes to the audit log; the client gets it on one line.
-            return self._verdict(command, Decision.DENIED, decision.reason, to_client=error)
-        return self._forward(command, now, reason=f"needs {decision.required.label}")
+            return self._verdict(known, Decision.DENIED, decision.reason, to_client=error)
+        return self._forward(
+            ident, known, known.tail, now, reason=f"needs {decision.required.label}"
+        )
 
     def from_upstream(self, raw: bytes) -> Relayed:
         quick = _canonical_final(raw)
@@ -200,6 +211,9 @@ class SessionFilter:
         status = {Ok: "OK", Error: "ERRor", Warning: "WARNing"}[type(reply)]
         if isinstance(reply, Ok) and pending.sets_level is not None:
             self.level = pending.sets_level
+        if pending.must_succeed and not isinstance(reply, Ok):
+            self.broken = pending.must_succeed
+            self._taint(pending.must_succeed)
         if pending.client_ident is None:
             return Relayed()
         out = serialise(replace(reply, ident=pending.client_ident))
@@ -217,6 +231,9 @@ class SessionFilter:
             return Relayed()
         if word == b"OK" and pending.sets_level is not None:
             self.level = pending.sets_level
+        if pending.must_succeed and word != b"OK":
+            self.broken = pending.must_succeed
+            self._taint(pending.must_succeed)
         if pending.client_ident is None:
             return Relayed()
         head = b"%s %d" % (word, pending.client_ident)
@@ -244,56 +261,75 @@ class SessionFilter:
         self._pending[command.ident] = _Pending(client_ident=None, command=ACC, sent_at=now)
         return serialise(command)
 
-    def _access(self, command: Command, now: float) -> Verdict:
-        try:
-            wanted, options = _access_request(command)
-        except ValueError as exc:
+    def reset_upstream(self, *, now: float) -> bytes:
+        """The command that puts a warm connection back where a fresh one starts (Guest, neither
+        stealthy nor exclusive), sent ahead of anything of this session's: the instrument runs
+        commands in order, so nothing of the session runs at a level an earlier user left. If
+        the instrument does not say OK to it, `broken` says why and the session must end."""
+        command = Command(
+            ident=self._take_ident(),
+            name="ACC",
+            options=(("stealth", "false"), ("exclusive", "false")),
+            args=(BASELINE_LEVEL.label,),
+            body=None,
+        )
+        self._pending[command.ident] = _Pending(
+            client_ident=None,
+            command=ACC,
+            sent_at=now,
+            must_succeed="the instrument refused to put the reused connection back at Guest",
+        )
+        return serialise(command)
+
+    def _access(self, ident: int, known: _Known, now: float) -> Verdict:
+        request = known.access_request()
+        if isinstance(request, ValueError):
             error = Error(
-                ident=command.ident,
-                error_class="InvocationError",
-                fields=(),
-                message=one_line(exc),
+                ident=ident, error_class="InvocationError", fields=(), message=one_line(request)
             )
-            return self._verdict(command, Decision.DENIED, str(exc), to_client=serialise(error))
+            return self._verdict(known, Decision.DENIED, str(request), to_client=serialise(error))
+        wanted, options, tail = request
         if wanted > self.grant:
             reason = f"Access level {wanted.label} exceeds limit {self.grant.label}"
             error = Error(
-                ident=command.ident,
+                ident=ident,
                 error_class="AccessLevelExceeded",
                 fields=(("accessLimit", _quoted(self.grant)),),
                 message=reason,
             )
-            return self._verdict(command, Decision.DENIED, reason, to_client=serialise(error))
+            return self._verdict(known, Decision.DENIED, reason, to_client=serialise(error))
         if any(flag == "true" for _, flag in options):
             self._taint("stealth or exclusive access was asked for")
-        # Forwarded as built here, not as received: the instrument would expand a `$(...)` in
-        # any other argument, and ACC is not judged by the policy table.
-        clean = Command(
-            ident=command.ident, name=command.name, options=options, args=(wanted.label,), body=None
-        )
-        return self._forward(clean, now, reason=f"within grant {self.grant.label}", sets=wanted)
+        # Forwarded as built from the request, not as received: the instrument would expand a
+        # `$(...)` in any other argument, and ACC is not judged by the policy table.
+        reason = f"within grant {self.grant.label}"
+        return self._forward(ident, known, tail, now, reason=reason, sets=wanted)
 
     def _forward(
-        self, command: Command, now: float, *, reason: str, sets: AccessLevel | None = None
+        self,
+        client_ident: int,
+        known: _Known,
+        tail: bytes,
+        now: float,
+        *,
+        reason: str,
+        sets: AccessLevel | None = None,
     ) -> Verdict:
-        if command.canonical.startswith(SUBSCRIPTION_PREFIXES):
-            self._taint(f"{command.canonical} changes what the instrument sends unasked")
-        elif _nests_commands(command):
-            self._taint("a nested $(...) command may change the connection's state")
+        if known.taints:
+            self._taint(known.taints)
         ident = self._take_ident()
         self._pending[ident] = _Pending(
-            client_ident=command.ident, command=command.canonical, sent_at=now, sets_level=sets
+            client_ident=client_ident, command=known.canonical, sent_at=now, sets_level=sets
         )
-        out = serialise(replace(command, ident=ident))
-        return self._verdict(command, Decision.ALLOWED, reason, to_upstream=out)
+        return self._verdict(known, Decision.ALLOWED, reason, to_upstream=b"%d %s" % (ident, tail))
 
-    def _answer(self, command: Command, text: str, reason: str) -> Verdict:
-        reply = serialise(Ok(ident=command.ident, text=text))
-        return self._verdict(command, Decision.ANSWERED, reason, to_client=reply)
+    def _answer(self, ident: int, known: _Known, text: str, reason: str) -> Verdict:
+        reply = b"OK %d\n" % ident if not text else serialise(Ok(ident=ident, text=text))
+        return self._verdict(known, Decision.ANSWERED, reason, to_client=reply)
 
     def _verdict(
         self,
-        command: Command,
+        known: _Known,
         decision: Decision,
         reason: str,
         *,
@@ -301,14 +337,15 @@ class SessionFilter:
         to_upstream: bytes = b"",
     ) -> Verdict:
         payload = None
-        if command.body is not None:
-            content = command.body.content.encode()
+        body = known.command.body
+        if body is not None:
+            content = body.content.encode()
             payload = Payload(size=len(content), sha256=hashlib.sha256(content).hexdigest())
         return Verdict(
             decision=decision,
             reason=reason,
-            command=command.canonical,
-            args=_logged_args(command),
+            command=known.canonical,
+            args=known.logged_args,
             payload=payload,
             to_client=to_client,
             to_upstream=to_upstream,
@@ -318,6 +355,76 @@ class SessionFilter:
         ident = self.next_ident
         self.next_ident += 1
         return ident
+
+
+class _Known:
+    """A client command as parsed once, without its ident: what judging and forwarding it needs.
+
+    Parsing and judging are pure functions of a command's bytes (and of the session level), so a
+    command the gateway has seen before, in any session, is recognised by its bytes after the
+    ident and not parsed again: qslib sends the same few commands on every connection. Only
+    short commands without a body are kept (`_KNOWN`), and each level's decision is worked out
+    the first time it is asked for, by `access.check` as for any other command."""
+
+    __slots__ = ("_access", "_decisions", "canonical", "command", "logged_args", "tail", "taints")
+
+    def __init__(self, command: Command) -> None:
+        self.command = command
+        self.canonical = command.canonical
+        self.logged_args = _logged_args(command)
+        # Its bytes as forwarded, after "<ident> ": what was judged is exactly what is sent.
+        self.tail = serialise(replace(command, ident=0))[2:]
+        self.taints = ""
+        if self.canonical.startswith(SUBSCRIPTION_PREFIXES):
+            self.taints = f"{self.canonical} changes what the instrument sends unasked"
+        elif _nests_commands(command):
+            self.taints = "a nested $(...) command may change the connection's state"
+        self._decisions: dict[AccessLevel, Allowed | Denied] = {}
+        self._access: tuple[AccessLevel, Options, bytes] | ValueError | None = None
+
+    def decision(self, level: AccessLevel) -> Allowed | Denied:
+        decision = self._decisions.get(level)
+        if decision is None:
+            decision = self._decisions[level] = check(self.command, level, LABGATE)
+        return decision
+
+    def access_request(self) -> tuple[AccessLevel, Options, bytes] | ValueError:
+        """For ACC: the level asked for, the options, and the command to forward (its tail)."""
+        if self._access is None:
+            try:
+                wanted, options = _access_request(self.command)
+            except ValueError as exc:
+                self._access = exc
+            else:
+                clean = Command(
+                    ident=0, name=self.command.name, options=options, args=(wanted.label,)
+                )
+                self._access = (wanted, options, serialise(clean)[2:])
+        return self._access
+
+
+# Commands recognised by their bytes after the ident (see `_Known`); cleared when full.
+_KNOWN: dict[bytes, _Known] = {}
+_KNOWN_MAX = 4096
+_KNOWN_LONGEST = 1024  # bytes of a command worth keeping
+# The ident as `parse_command` reads it, then one space and the command itself.
+_SIMPLE_HEAD = re.compile(rb"([0-9]{1,18}) (?=[^\s])")
+
+
+def _known(raw: bytes) -> tuple[int, _Known]:
+    """The client's ident and its command, parsed (ParseError) or recognised."""
+    head = _SIMPLE_HEAD.match(raw) if len(raw) <= _KNOWN_LONGEST else None
+    if head is not None:
+        known = _KNOWN.get(raw[head.end() :])
+        if known is not None:
+            return int(head.group(1)), known
+    command = parse_command(raw)
+    known = _Known(replace(command, ident=0))
+    if head is not None and command.body is None:
+        if len(_KNOWN) >= _KNOWN_MAX:
+            _KNOWN.clear()
+        _KNOWN[raw[head.end() :]] = known
+    return command.ident, known
 
 
 def _insufficient(ident: int, required: AccessLevel, current: AccessLevel, reason: str) -> bytes:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ssl
 
+from labgate.gateway.accept import ClientSide
 from labgate.gateway.filter import one_line
 from labgate.scpi.errors import ScpiError
 from labgate.scpi.framing import Decoder, Limits
@@ -24,33 +25,27 @@ ANSWER_WAIT = 5.0
 FIRST_COMMAND_LIMIT = Limits(max_line=4096, max_message=4096, max_depth=4)
 
 
-async def tell_refused(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    *,
-    error_class: str,
-    reason: str,
-) -> None:
+async def tell_refused(client: ClientSide, *, error_class: str, reason: str) -> None:
     greeting = Ready(options=(("product", "labgate-gateway"), ("refused", error_class)))
     with contextlib.suppress(OSError, ssl.SSLError, TimeoutError, RuntimeError):
-        writer.write(serialise(greeting))
-        ident = await _first_ident(reader)
+        client.write(serialise(greeting))
+        ident = await _first_ident(client)
         if ident is not None:
             error = Error(ident=ident, error_class=error_class, message=one_line(reason))
-            writer.write(serialise(error))
+            client.write(serialise(error))
         async with asyncio.timeout(2):
-            await writer.drain()
-        writer.close()
+            await client.drain()
+        client.close()
         async with asyncio.timeout(2):
-            await writer.wait_closed()
+            await client.wait_closed()
 
 
-async def _first_ident(reader: asyncio.StreamReader) -> int | None:
+async def _first_ident(client: ClientSide) -> int | None:
     """The ident of the client's first command (0 if it is not a command); None if none came."""
     decoder = Decoder(FIRST_COMMAND_LIMIT)
     try:
         async with asyncio.timeout(ANSWER_WAIT):
-            while data := await reader.read(4096):
+            while data := await client.read():
                 messages = decoder.feed(data)
                 if messages:
                     try:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from labgate.gateway.accept import Handshake, listen
+from labgate.gateway.accept import ClientSide, Handshake, listen
 from labgate.gateway.audit import AuditLog
 from labgate.gateway.auditchain import AuditError
 from labgate.gateway.bundles import Bundle
@@ -31,7 +31,7 @@ from labgate.gateway.refusal import tell_refused
 from labgate.gateway.session import Session, SessionInfo
 from labgate.gateway.slots import UpstreamSlots
 from labgate.gateway.state import LiveState, build_state, group_listeners
-from labgate.gateway.upstream import UpstreamConnection, connect, reset_to_baseline
+from labgate.gateway.upstream import UpstreamConnection, connect
 from labgate.scpi.access import AccessLevel
 
 log = logging.getLogger("labgate.gateway")
@@ -230,7 +230,7 @@ class Gateway:
         try:
             # The TLS protocol enforces the timeout itself; this one is only a backstop.
             async with asyncio.timeout(timeout + 5):
-                reader, writer = await handshake.done()
+                client = await handshake.done()
         except TimeoutError:
             self._refuse_early(
                 conn, peer, "handshake_timeout", f"no TLS handshake within {timeout:g} s"
@@ -253,21 +253,21 @@ class Gateway:
         finally:
             self._handshake_over(source)
         try:
-            await self._verified(index, conn, peer, reader, writer, state.anchors)
+            await self._verified(index, conn, peer, client, state.anchors)
         finally:
-            writer.transport.abort()
+            client.abort()
 
     async def _verified(
         self,
         index: int,
         conn: int,
         peer: str,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        client: ClientSide,
         admitted_under: frozenset[bytes],
     ) -> None:
         self.metrics.handshakes.inc()
-        ssl_object = writer.get_extra_info("ssl_object")
+        assert client.transport is not None
+        ssl_object = client.transport.get_extra_info("ssl_object")
         instrument = self._instrument_for(index, getattr(ssl_object, "labgate_server_name", None))
         certificate = peer_certificate(ssl_object)
         if instrument is None or certificate is None:  # the SNI callback and OpenSSL refuse these
@@ -283,20 +283,20 @@ class Gateway:
         decision = self.state.grants.decide(certificate.identity, instrument.name)
         if isinstance(decision, NotGranted):
             await self._refuse(
-                (reader, writer), base, "no_grant", decision.reason, error_class="AccessDenied"
+                client, base, "no_grant", decision.reason, error_class="AccessDenied"
             )
             return
         identity = certificate.identity or ""
         per_identity = self.state.config.limits.max_connections_per_identity
         if self._per_identity[identity] >= per_identity:
-            await self._refuse((reader, writer), base, "identity_limit",
+            await self._refuse(client, base, "identity_limit",
                                f"{identity} already has {per_identity} sessions open")  # fmt: skip
             return
         self._per_identity[identity] += 1
         try:
             info = SessionInfo(conn=conn, peer=peer, instrument=instrument,
                                certificate=certificate, admitted_under=admitted_under)  # fmt: skip
-            await self._run_upstream(info, reader, writer, base)
+            await self._run_upstream(info, client, base)
         finally:
             self._per_identity[identity] -= 1
             if not self._per_identity[identity]:
@@ -305,8 +305,7 @@ class Gateway:
     async def _run_upstream(
         self,
         info: SessionInfo,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        client: ClientSide,
         base: dict[str, object],
     ) -> None:
         name = info.instrument.name
@@ -319,15 +318,16 @@ class Gateway:
                 # grant or revoked the certificate, and no session may start on the old answer.
                 level = self._still_allowed(info)
                 if level is None:
-                    await self._refuse((reader, writer), base, "no_grant",
+                    await self._refuse(client, base, "no_grant",
                                        "grant withdrawn or certificate revoked while waiting",
                                        error_class="AccessDenied")  # fmt: skip
                     return
                 session = Session(
                     info=info,
                     grant=level,
-                    client=(reader, writer),
+                    client=client,
                     upstream=upstream,
+                    reset=warm,
                     limits=self.state.config.limits,
                     record=self.record,
                     metrics=self.metrics,
@@ -353,21 +353,17 @@ class Gateway:
         except InstrumentBusy as exc:
             self.metrics.upstream_busy.labels(name).inc()
             await self._refuse(
-                (reader, writer), base, "instrument_busy", str(exc), error_class="InstrumentBusy"
+                client, base, "instrument_busy", str(exc), error_class="InstrumentBusy"
             )
         except UpstreamError as exc:
-            await self._refuse((reader, writer), base, "upstream", str(exc), error_class="IOError")
+            await self._refuse(client, base, "upstream", str(exc), error_class="IOError")
 
     async def _lease(self, instrument: InstrumentConfig) -> tuple[UpstreamConnection, bool]:
         """A logged-in upstream connection holding one of the instrument's slots: a warm one
-        that is back at the baseline level and answers (True), else a new one (False)."""
+        (True), which the session puts back at the baseline level before anything of its own,
+        else a new one (False)."""
         slots = self.slots[instrument.name]
-        check_timeout = min(instrument.upstream_timeout, 2.0)
-
-        async def back_at_baseline(upstream: UpstreamConnection) -> bool:
-            return await reset_to_baseline(upstream, timeout=check_timeout)
-
-        upstream = await slots.take(back_at_baseline)
+        upstream = await slots.take(_still_quiet)
         if upstream is not None:
             return upstream, True
         try:
@@ -407,7 +403,7 @@ class Gateway:
 
     async def _refuse(
         self,
-        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        client: ClientSide,
         base: dict[str, object],
         kind: str,
         reason: str,
@@ -418,7 +414,7 @@ class Gateway:
         self.metrics.handshake_failures.labels(kind).inc()
         self.record({"event": "refused", **base, "kind": kind, "reason": reason})
         log.info("connection %s refused: %s", base.get("conn"), reason)
-        await tell_refused(*connection, error_class=error_class, reason=reason)
+        await tell_refused(client, error_class=error_class, reason=reason)
 
     def record(self, event: Mapping[str, object]) -> bool:
         try:
@@ -427,6 +423,12 @@ class Gateway:
             log.error("audit record lost: %s", exc)
             return False
         return True
+
+
+async def _still_quiet(upstream: UpstreamConnection) -> bool:
+    """Whether a warm connection may be lent: the instrument has neither hung up nor sent
+    anything unasked while it waited (its stream notices both as they happen)."""
+    return upstream.stream.quiet
 
 
 def _source_host(transport: asyncio.BaseTransport) -> str:

@@ -5,9 +5,11 @@ The client is greeted with the READy line its upstream connection received when 
 a warm connection (see `slots`) keeps its own greeting, which is still the true one for that
 connection (its session number is the instrument's for it), not one made up by the gateway.
 
-The session ends when either side closes, when the idle timeout or the maximum session length
-passes, when a framing limit is crossed, or when the gateway closes it (identity revoked, grant
-withdrawn, gateway stopping). Whatever the cause, it is recorded once, with its reason.
+The session runs in the callbacks of its two connections (see `Session`); the gateway's task for
+the connection only waits for its end. It ends when either side closes, when the idle timeout or
+the maximum session length passes, when a framing limit is crossed, or when the gateway closes it
+(identity revoked, grant withdrawn, gateway stopping). Whatever the cause, it is recorded once,
+with its reason.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from labgate.gateway.accept import ClientSide
 from labgate.gateway.client_tls import PeerCertificate
 from labgate.gateway.config import InstrumentConfig, SessionLimits
-from labgate.gateway.filter import Decision, SessionFilter, Verdict, one_line
+from labgate.gateway.filter import Relayed, SessionFilter, Verdict, one_line
 from labgate.gateway.heap import BIG_MESSAGE, give_back_free_memory
 from labgate.gateway.metrics import GatewayMetrics
 from labgate.gateway.upstream import UpstreamConnection
@@ -33,7 +36,8 @@ from labgate.scpi.errors import FramingError
 from labgate.scpi.framing import Decoder
 from labgate.scpi.messages import Error, serialise
 
-_READ_SIZE = 256 * 1024
+# Replies up to this size go to the client joined, as one TLS record; bigger ones as they are.
+_JOIN_BELOW = 64 * 1024
 log = logging.getLogger("labgate.gateway")
 
 Record = Callable[[Mapping[str, object]], bool]  # audit: False when the record could not be kept
@@ -57,17 +61,26 @@ class SessionInfo:
 
 
 class Session:
+    """One client session, driven by the callbacks of its two connections.
+
+    Every message is judged, recorded and passed on in the callback that received it: no task
+    per direction, no stream buffer and no wake-up between the TLS layer and the instrument's
+    socket. Each side's back-pressure pauses the other: a client that reads slowly pauses reading
+    from the instrument, an instrument that reads slowly pauses reading from the client.
+    """
+
     def __init__(
         self,
         *,
         info: SessionInfo,
         grant: AccessLevel,
-        client: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        client: ClientSide,
         upstream: UpstreamConnection,
         limits: SessionLimits,
         record: Record,
         metrics: GatewayMetrics,
         give_back: GiveBack | None = None,
+        reset: bool = False,
     ) -> None:
         self.info = info
         self.filter = SessionFilter(
@@ -76,17 +89,22 @@ class Session:
             keep_upstream=give_back is not None and info.instrument.upstream_idle > 0,
         )
         self._give_back = give_back
-        self._reader, self._writer = client
+        self._reset = reset  # a warm connection: put it back at the baseline level first
+        self._client = client
         self._upstream = upstream
         self._limits = limits
         self._record = record
         self._metrics = metrics
-        self._last_activity = time.monotonic()
-        self._ended = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[None] = self._loop.create_future()
+        self._decoder = Decoder(limits.framing)
+        self._queue: deque[bytes] = deque()  # client commands waiting for an ACC's answer
+        self._client_paused: set[str] = set()  # why reading from the client is paused
+        self._timer: asyncio.TimerHandle | None = None
+        self._started = self._last_activity = time.monotonic()
         self._forced = False
         self._counters: dict[str, Any] = {}
         self._latency = metrics.upstream_latency.labels(info.instrument.name)
-        self._settled = asyncio.Event()  # set whenever no ACC is awaiting the instrument's answer
         self._carried_big = False  # a message of BIG_MESSAGE or more went through
         self.end_reason = ""
 
@@ -102,35 +120,38 @@ class Session:
             self._record(self._event("level_lowered", level=level.label, reason="grant lowered"))
         command = self.filter.lower_grant(level, now=time.monotonic())
         if command:
-            self._upstream.writer.write(command)
+            self._to_upstream(command)
 
     async def run(self) -> None:
-        self._writer.write(self._upstream.greeting)
-        tasks = [
-            asyncio.create_task(self._from_client()),
-            asyncio.create_task(self._from_upstream()),
-            asyncio.create_task(self._watch_time()),
-        ]
-        for task in tasks:
-            task.add_done_callback(self._end_on_failure)
+        client, upstream = self._client, self._upstream
+        client.write(upstream.greeting)
+        if self._reset:
+            self._to_upstream(self.filter.reset_upstream(now=self._started))
+        self._schedule_tick(self._started)
         try:
-            await self._ended.wait()
+            # Either may end the session at once (a QUIT already waiting, say).
+            upstream.stream.attach(self)
+            client.attach(self)
+            await self._done
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._timer is not None:
+                self._timer.cancel()
+            client.detach()
+            upstream.stream.detach()
             if self._forced:
-                self._writer.transport.abort()
+                client.abort()
             else:
-                self._writer.close()  # the last reply (QUIT's OK, a refusal) still goes out
+                client.close()  # the last reply (QUIT's OK, a refusal) still goes out
             keep = self._upstream_reusable()
             # Recorded as the client is let go, before the slower goodbye to the instrument.
             self._record(self._event("disconnect", reason=self.end_reason, upstream_kept=keep))
             await self._release_upstream(keep)
             if not self._forced:
-                with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+                try:
                     async with asyncio.timeout(2):  # a client that reads nothing is cut off
-                        await self._writer.wait_closed()
+                        await client.wait_closed()
+                except TimeoutError:
+                    client.abort()
             if self._carried_big:
                 give_back_free_memory()
 
@@ -149,42 +170,91 @@ class Session:
         else:
             await self._give_back(self._upstream, keep)
 
-    def _end_on_failure(self, task: asyncio.Task[None]) -> None:
-        # A bug in one direction ends the session (and is logged) instead of leaving it half alive.
-        if not task.cancelled() and task.exception() is not None:
-            log.error("session %d: %r", self.info.conn, task.exception())
-            self._end(f"internal error: {type(task.exception()).__name__}")
-
     def _end(self, reason: str) -> None:
-        if not self._ended.is_set():
+        if not self._done.done():
             self.end_reason = reason
-            self._ended.set()
+            self._done.set_result(None)
 
-    async def _from_client(self) -> None:
-        decoder = Decoder(self._limits.framing)
+    def _failed(self, exc: Exception) -> None:
+        # A bug in one direction ends the session (and is logged) instead of leaving it half alive.
+        log.error("session %d: %r", self.info.conn, exc, exc_info=exc)
+        self._end(f"internal error: {type(exc).__name__}")
+
+    # ---------------------------------------------------------------- from the client
+
+    def client_data(self, data: bytes) -> None:
+        if self._done.done():
+            return
+        self._last_activity = time.monotonic()
         try:
-            while data := await self._reader.read(_READ_SIZE):
-                self._last_activity = time.monotonic()
-                for raw in decoder.feed(data):
-                    self._carried_big |= len(raw) >= BIG_MESSAGE
-                    self._handle(self.filter.from_client(raw, now=time.monotonic()))
-                    if self.filter.quit:
-                        self._end("client quit")  # what follows QUIT is not read, as upstream
-                        return
-                    while self.filter.awaiting_level:  # pipelined commands wait for the ACC
-                        await self._upstream.writer.drain()
-                        self._settled.clear()
-                        await self._settled.wait()
-                await self._upstream.writer.drain()
-                await self._writer.drain()
-            decoder.close()
-            self._end("client closed")
+            messages = self._decoder.feed(data)
+            if not messages:
+                return
+            if self._queue:  # still waiting for an ACC's answer: these wait behind the others
+                self._queue.extend(messages)
+                return
+            self._take(messages)
         except FramingError as exc:
             self._refuse_stream(f"client broke a framing limit: {exc}")
-        except (OSError, ssl.SSLError) as exc:
-            self._end(f"client connection lost: {exc}")
+        except Exception as exc:
+            self._failed(exc)
 
-    def _handle(self, verdict: Verdict) -> None:
+    def client_closed(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self._end(f"client connection lost: {exc}")
+            return
+        try:
+            self._decoder.close()
+        except FramingError as error:
+            self._refuse_stream(f"client broke a framing limit: {error}")
+            return
+        self._end("client closed")
+
+    def client_backed_up(self, backed_up: bool) -> None:
+        """The client reads slower than the instrument sends: hold the instrument back."""
+        transport = self._upstream.stream.transport
+        if transport is None or self._done.done():
+            return
+        if backed_up:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
+
+    def _take(self, messages: Sequence[bytes]) -> None:
+        """Judge, record and pass on client commands in order; stop at QUIT, and hold the rest
+        back while an ACC awaits the instrument's answer (they are judged at the new level)."""
+        to_client: list[bytes] = []
+        to_upstream: list[bytes] = []
+        filter_ = self.filter
+        now = time.monotonic()
+        try:
+            for index, raw in enumerate(messages):
+                if len(raw) >= BIG_MESSAGE:
+                    self._carried_big = True
+                verdict = filter_.from_client(raw, now=now)
+                if not self._recorded(verdict):
+                    # Fail closed: a command that cannot be recorded is not forwarded.
+                    self._count("unrecorded")
+                    self._flush(to_client, to_upstream)
+                    self._refuse_stream("the audit log cannot record commands; none is forwarded")
+                    return
+                self._count(verdict.decision.value)
+                if verdict.to_client:
+                    to_client.append(verdict.to_client)
+                if verdict.to_upstream:
+                    to_upstream.append(verdict.to_upstream)
+                if filter_.quit:
+                    self._flush(to_client, to_upstream)
+                    self._end("client quit")  # what follows QUIT is not read, as upstream
+                    return
+                if filter_.awaiting_level and index + 1 < len(messages):
+                    self._queue.extend(messages[index + 1 :])
+                    self._pause_client("an ACC awaits the instrument's answer")
+                    break
+        finally:
+            self._flush(to_client, to_upstream)
+
+    def _recorded(self, verdict: Verdict) -> bool:
         event = self._event(
             "command",
             command=verdict.command,
@@ -194,79 +264,140 @@ class Session:
         )
         if verdict.payload is not None:
             event["payload"] = {"bytes": verdict.payload.size, "sha256": verdict.payload.sha256}
-        if not self._record(event):
-            # Fail closed: a command that cannot be recorded is not forwarded.
-            self._count("unrecorded")
-            self._refuse_stream("the audit log cannot record commands; none is forwarded")
-            return
-        self._count(verdict.decision.value)
-        if verdict.to_client:
-            self._writer.write(verdict.to_client)
-        if verdict.to_upstream:
-            self._upstream.writer.write(verdict.to_upstream)
-        if verdict.decision is Decision.MALFORMED:
-            self._last_activity = time.monotonic()
+        return self._record(event)
 
-    async def _from_upstream(self) -> None:
-        stream = self._upstream.stream
+    def _flush(self, to_client: list[bytes], to_upstream: list[bytes]) -> None:
+        if to_upstream:
+            self._to_upstream(b"".join(to_upstream))
+            to_upstream.clear()
+        if to_client:
+            self._client.write(b"".join(to_client))
+            to_client.clear()
+
+    def _to_upstream(self, data: bytes) -> None:
+        transport = self._upstream.stream.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _pause_client(self, why: str) -> None:
+        if not self._client_paused and self._client.transport is not None:
+            self._client.transport.pause_reading()
+        self._client_paused.add(why)
+
+    def _resume_client(self, why: str) -> None:
+        if why not in self._client_paused:
+            return
+        self._client_paused.discard(why)
+        if not self._client_paused and self._client.transport is not None:
+            self._client.transport.resume_reading()
+
+    # ---------------------------------------------------------------- from the instrument
+
+    def upstream_messages(self, messages: list[bytes]) -> None:
+        if self._done.done():
+            return
         try:
-            while messages := await stream.messages():
-                self._last_activity = time.monotonic()
-                self._relay(messages)
-                await self._writer.drain()
+            self._relay(messages)
+        except Exception as exc:
+            self._failed(exc)
+
+    def upstream_closed(self, why: BaseException | None) -> None:
+        if why is None:
             self._end("instrument closed")
-        except FramingError as exc:
-            self._end(f"instrument broke a framing limit: {exc}")
-        except (OSError, ssl.SSLError) as exc:
-            self._end(f"instrument connection lost: {exc}")
+        elif isinstance(why, FramingError):
+            self._end(f"instrument broke a framing limit: {why}")
+        else:
+            self._end(f"instrument connection lost: {why}")
+
+    def upstream_backed_up(self, backed_up: bool) -> None:
+        """The instrument reads slower than the client sends: hold the client back."""
+        if backed_up:
+            self._pause_client("the instrument reads slowly")
+        else:
+            self._resume_client("the instrument reads slowly")
 
     def _relay(self, messages: list[bytes]) -> None:
+        self._last_activity = time.monotonic()
+        filter_ = self.filter
+        parts: list[bytes | memoryview] = []
+        finals: list[Relayed] = []
         for raw in messages:
-            self._carried_big |= len(raw) >= BIG_MESSAGE
-            relayed = self.filter.from_upstream(raw)
-            if not self.filter.awaiting_level:
-                self._settled.set()
-            for part in relayed.parts:
-                self._writer.write(part)
+            if len(raw) >= BIG_MESSAGE:
+                self._carried_big = True
+            relayed = filter_.from_upstream(raw)
+            parts += relayed.parts
             if relayed.status is not None and relayed.sent_at is not None:
-                latency = time.monotonic() - relayed.sent_at
-                self._latency.observe(latency)
-                self._record(
-                    self._event(
-                        "reply",
-                        command=relayed.command,
-                        status=relayed.status,
-                        latency_ms=round(latency * 1000, 3),
-                    )
+                finals.append(relayed)
+        if parts:
+            if len(parts) == 1 or sum(map(len, parts)) <= _JOIN_BELOW:
+                self._client.write(b"".join(parts))  # one TLS record for a short reply
+            else:
+                self._client.transport.writelines(parts)  # type: ignore[union-attr]
+        # Recorded after the reply went out: the client does not wait for the audit log.
+        now = time.monotonic()
+        for relayed in finals:
+            latency = now - relayed.sent_at  # type: ignore[operator]
+            self._latency.observe(latency)
+            self._record(
+                self._event(
+                    "reply",
+                    command=relayed.command,
+                    status=relayed.status,
+                    latency_ms=round(latency * 1000, 3),
                 )
-
-    async def _watch_time(self) -> None:
-        limits = self._limits
-        started = time.monotonic()
-        # A session does not outlive the certificate it was admitted with.
-        expires = started + (self.info.certificate.not_after - datetime.now(UTC)).total_seconds()
-        while True:
-            now = time.monotonic()
-            if now >= expires:
-                self._refuse_stream("the client certificate expired during the session")
-                return
-            if now - started >= limits.max_session:
-                self._refuse_stream(
-                    f"session reached the maximum length of {limits.max_session:g} s"
-                )
-                return
-            if now - self._last_activity >= limits.idle_timeout:
-                self._end(f"idle for {limits.idle_timeout:g} s")
-                return
-            wake = min(
-                expires, started + limits.max_session, self._last_activity + limits.idle_timeout
             )
-            await asyncio.sleep(max(0.05, wake - now))
+        if filter_.broken:
+            self._refuse_stream(filter_.broken)
+            return
+        if self._queue and not filter_.awaiting_level:
+            self._take_queued()
+
+    def _take_queued(self) -> None:
+        while self._queue and not self.filter.awaiting_level and not self._done.done():
+            waiting = list(self._queue)
+            self._queue.clear()
+            self._take(waiting)
+        if not self._queue:
+            self._resume_client("an ACC awaits the instrument's answer")
+
+    # ---------------------------------------------------------------- time limits
+
+    def _schedule_tick(self, now: float) -> None:
+        limits = self._limits
+        # A session does not outlive the certificate it was admitted with.
+        expires = (
+            self._started + (self.info.certificate.not_after - datetime.now(UTC)).total_seconds()
+        )
+        self._expires = expires
+        wake = min(expires, self._started + limits.max_session, now + limits.idle_timeout)
+        self._timer = self._loop.call_later(max(0.05, wake - now), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._done.done():
+            return
+        limits = self._limits
+        now = time.monotonic()
+        if now >= self._expires:
+            self._refuse_stream("the client certificate expired during the session")
+            return
+        if now - self._started >= limits.max_session:
+            self._refuse_stream(f"session reached the maximum length of {limits.max_session:g} s")
+            return
+        if now - self._last_activity >= limits.idle_timeout:
+            self._end(f"idle for {limits.idle_timeout:g} s")
+            return
+        wake = min(
+            self._expires,
+            self._started + limits.max_session,
+            self._last_activity + limits.idle_timeout,
+        )
+        self._timer = self._loop.call_later(max(0.05, wake - now), self._tick)
 
     def _refuse_stream(self, reason: str) -> None:
         """Tell the client why its session ends (ident 0: no command of its is to blame)."""
-        with contextlib.suppress(OSError, RuntimeError):
-            self._writer.write(
+        with contextlib.suppress(OSError, RuntimeError, AttributeError):
+            self._client.write(
                 serialise(
                     Error(ident=0, error_class="IOError", fields=(), message=one_line(reason))
                 )

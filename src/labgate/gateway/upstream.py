@@ -19,7 +19,7 @@ import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from labgate.gateway.config import InstrumentConfig, UpstreamScheme, read_secret
 from labgate.gateway.errors import UpstreamError
@@ -30,6 +30,16 @@ from labgate.scpi.messages import Command, Ok, Ready, Reply, parse_reply, serial
 from labgate.scpi.names import canonical
 
 _READ_SIZE = 256 * 1024
+
+
+class UpstreamSink(Protocol):
+    """What a session does with its instrument connection (`InstrumentStream.attach`)."""
+
+    def upstream_messages(self, messages: list[bytes]) -> None: ...
+
+    def upstream_closed(self, why: BaseException | None) -> None: ...  # None: a clean end
+
+    def upstream_backed_up(self, backed_up: bool) -> None: ...
 
 
 class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
@@ -50,19 +60,25 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
         self._ended: BaseException | bool = False  # True at end of stream, or what broke it
         self._waiter: asyncio.Future[None] | None = None
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sink: UpstreamSink | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         try:
-            self._messages.extend(self.decoder.feed(data))
+            messages = self.decoder.feed(data)
         except FramingError as exc:
-            self._end(exc)
             assert self.transport is not None
             self.transport.pause_reading()  # nothing more of this stream can be understood
+            self._end(exc)
             return
-        if self._messages:
+        if self._sink is not None:
+            if messages:
+                self._sink.upstream_messages(messages)
+            return
+        if messages:
+            self._messages.extend(messages)
             self._wake()
             assert self.transport is not None
             self.transport.pause_reading()
@@ -76,6 +92,33 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
         self._end(exc if exc is not None else True)
         if not self._closed.done():
             self._closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._sink is not None:
+            self._sink.upstream_backed_up(True)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._sink is not None:
+            self._sink.upstream_backed_up(False)
+
+    def attach(self, sink: UpstreamSink) -> None:
+        """Hand every later message straight to `sink` (a session), in the callback that
+        received it; messages already waiting are handed over first."""
+        self._sink = sink
+        if self._messages:
+            waiting = list(self._messages)
+            self._messages.clear()
+            sink.upstream_messages(waiting)
+        if self._ended is not False:
+            sink.upstream_closed(None if self._ended is True else self._ended)
+        elif self.transport is not None:
+            self.transport.resume_reading()
+
+    def detach(self) -> None:
+        """Back to waiting for `messages()` (the session has ended)."""
+        self._sink = None
 
     def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future[None]:
         # What StreamWriter.wait_closed() awaits (StreamReaderProtocol's hook of the same name).
@@ -111,9 +154,12 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
         self._messages.extendleft(reversed(messages))
 
     def _end(self, why: BaseException | bool) -> None:
-        if self._ended is False:
-            self._ended = why
+        if self._ended is not False:
+            return
+        self._ended = why
         self._wake()
+        if self._sink is not None:
+            self._sink.upstream_closed(None if why is True else why)  # type: ignore[arg-type]
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -162,47 +208,6 @@ class UpstreamConnection:
                     await self.writer.wait_closed()
             except (OSError, TimeoutError, ssl.SSLError):
                 pass
-
-
-# What a connection has right after the gateway's login: the instrument starts every connection at
-# Guest, neither stealthy nor exclusive (AUTH raises only the ceiling, not the level).
-_BASELINE = "ACC -stealth=false -exclusive=false Guest"
-
-
-async def reset_to_baseline(upstream: UpstreamConnection, *, timeout: float) -> bool:
-    """Put a warm connection back at the level a fresh one has, and confirm it with ACC?.
-
-    This is also the liveness check: a connection that does not answer both, in order and in
-    time, or that sends anything else, is not lent again (False; the caller closes it)."""
-    if not upstream.stream.quiet:
-        return False
-    first = upstream.next_ident
-    upstream.next_ident += 2
-    upstream.writer.write(b"%d %s\n%d ACC?\n" % (first, _BASELINE.encode(), first + 1))
-    try:
-        async with asyncio.timeout(timeout):
-            await upstream.writer.drain()
-            replies: list[bytes] = []
-            while len(replies) < 2:
-                taken = await upstream.stream.messages()
-                if not taken:
-                    return False
-                replies += taken
-    except (OSError, TimeoutError, ssl.SSLError, ScpiError):
-        return False
-    if len(replies) != 2:
-        return False  # anything besides the two answers (a MESSage, say) is unexpected
-    try:
-        set_level, asked = (parse_reply(raw) for raw in replies)
-    except ScpiError:
-        return False
-    return (
-        isinstance(set_level, Ok)
-        and set_level.ident == first
-        and isinstance(asked, Ok)
-        and asked.ident == first + 1
-        and asked.text.split() == ["-stealth=False", "-exclusive=False", "Guest"]
-    )
 
 
 async def connect(instrument: InstrumentConfig, *, limits: Limits) -> UpstreamConnection:

@@ -1,0 +1,74 @@
+"""The filter recognises a command it has parsed before by its bytes after the ident (`_known`).
+Property: a recognised command gets exactly the verdict, at every level, that parsing and judging
+it afresh gives, whatever ident it carries and whichever ident it was first seen with."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labgate.gateway import filter as filter_module
+from labgate.gateway.filter import SessionFilter, Verdict
+from labgate.scpi.access import AccessLevel
+
+WORDS = [
+    "POW?", "DRAW?", "OPEN", "ACC?", "QUIT", "CHAL?", "AUTH 00", "SUBS+ Temperature",
+    "ACC Observer", "ACC -stealth=true Guest", "ACC -exclusive=maybe Guest", "ACC Full",
+    "ACC $(OPEN) Observer", 'RET $(OPEN) "$(POW?)"', "RET $[ 1+1 ]", "SYST:EXEC id",
+    "FILE:LIST? public_run_complete", "FILE:LIST? ../etc", "EXP:NEW run(1)", 'PROT "a b"',
+    "NOSUCHTHING", "-x=1 POW?", "POW? <quote>x</quote>", "RET ${LogFolder}",
+]  # fmt: skip
+TEXT = st.one_of(
+    st.sampled_from(WORDS),
+    st.text(st.characters(blacklist_characters="\n\r<>", codec="utf-8"), max_size=30),
+)
+IDENT = st.one_of(st.integers(0, 10**18 - 1).map(str), st.sampled_from(["007", "0", "00"]))
+
+
+def _verdict(raw: bytes, level: AccessLevel, *, fresh: bool) -> tuple[Verdict, SessionFilter]:
+    if fresh:
+        filter_module._KNOWN.clear()
+    session = SessionFilter(
+        grant=AccessLevel.ADMINISTRATOR, next_ident=40, level=level, keep_upstream=True
+    )
+    return session.from_client(raw, now=1.0), session
+
+
+def _same(a: Verdict, b: Verdict) -> bool:
+    if a.command == filter_module.CHAL_QUERY:  # a fresh random challenge each time
+        return a.decision == b.decision and a.command == b.command
+    return a == b
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=TEXT, first=IDENT, second=IDENT, level=st.sampled_from(list(AccessLevel)))
+def test_a_recognised_command_gets_the_verdict_a_fresh_parse_gives(
+    text: str, first: str, second: str, level: AccessLevel
+) -> None:
+    raw = f"{second} {text}".encode()
+    expected, expected_state = _verdict(raw, level, fresh=True)
+    _verdict(f"{first} {text}".encode(), level, fresh=True)  # seen first with another ident
+    got, state = _verdict(raw, level, fresh=False)
+    assert _same(got, expected)
+    assert (state.unclean, state.quit, state.next_ident) == (
+        expected_state.unclean,
+        expected_state.quit,
+        expected_state.next_ident,
+    )
+
+
+def test_only_short_commands_without_a_body_are_kept() -> None:
+    filter_module._KNOWN.clear()
+    session = SessionFilter(grant=AccessLevel.CONTROLLER, level=AccessLevel.CONTROLLER)
+    session.from_client(b"1 POW?", now=0.0)
+    session.from_client(b"2 FILE:WRITE experiments/x.txt <quote>abc</quote>", now=0.0)
+    session.from_client(b"3 RET " + b"x" * 2000, now=0.0)
+    assert list(filter_module._KNOWN) == [b"POW?"]
+
+
+def test_the_cache_is_bounded() -> None:
+    filter_module._KNOWN.clear()
+    session = SessionFilter(grant=AccessLevel.CONTROLLER, level=AccessLevel.CONTROLLER)
+    for n in range(filter_module._KNOWN_MAX + 10):
+        session.from_client(b"%d RET ${Var%d}" % (n, n), now=0.0)
+    assert len(filter_module._KNOWN) <= filter_module._KNOWN_MAX
