@@ -221,7 +221,22 @@ class SessionFilter:
             parts=(out,), command=pending.command, status=status, sent_at=pending.sent_at
         )
 
-    def _final(self, raw: bytes, word: bytes, ident: int, body_at: int) -> Relayed:
+    def start_long_reply(self, first: bytes) -> Relayed | None:
+        """The first piece of a reply too long to hold (see `upstream.STREAM_OVER`): when it is
+        a canonical ASCII OK/WARNing to a client's command, the rewritten start to send now (the
+        caller sends the rest as it comes, then b"\n"); else None, and the caller gathers the
+        whole reply for `from_upstream`."""
+        quick = _canonical_final(first)
+        if quick is None:
+            return None
+        pending = self._pending.get(quick[1])
+        if pending is None or pending.client_ident is None or pending.must_succeed:
+            return None
+        return self._final(first, *quick, end=b"")
+
+    def _final(
+        self, raw: bytes, word: bytes, ident: int, body_at: int, end: bytes = b"\n"
+    ) -> Relayed:
         """An OK or WARNing whose head is canonical and whose bytes are ASCII: it says exactly
         what `parse_reply` would, so only the ident is rewritten and the body, as received,
         goes to the client as a view (no decoding, no copy of a file of many megabytes)."""
@@ -239,7 +254,7 @@ class SessionFilter:
         head = b"%s %d" % (word, pending.client_ident)
         status = "OK" if word == b"OK" else "WARNing"
         return Relayed(
-            parts=(head, memoryview(raw)[body_at:], b"\n"),
+            parts=(head, memoryview(raw)[body_at:], end),
             command=pending.command,
             status=status,
             sent_at=pending.sent_at,

@@ -15,6 +15,7 @@ with its reason.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
 import time
@@ -33,7 +34,7 @@ from labgate.gateway.metrics import GatewayMetrics
 from labgate.gateway.upstream import UpstreamConnection
 from labgate.scpi.access import AccessLevel
 from labgate.scpi.errors import FramingError
-from labgate.scpi.framing import Decoder
+from labgate.scpi.framing import Decoder, Piece
 from labgate.scpi.messages import Error, serialise
 
 # Replies up to this size go to the client joined, as one TLS record; bigger ones as they are.
@@ -58,6 +59,23 @@ class SessionInfo:
     @property
     def identity(self) -> str:
         return self.certificate.identity or ""
+
+
+class _LongReply:
+    """A reply relayed to the client as it arrives: its rewritten start, and the check that the
+    rest is text as `parse_reply` would have it (the start was ASCII; the rest must be UTF-8)."""
+
+    __slots__ = ("_text", "start")
+
+    def __init__(self, start: Relayed) -> None:
+        self.start = start
+        self._text = codecs.getincrementaldecoder("utf-8")()
+
+    def check(self, data: bytes, *, last: bool) -> None:
+        """Raise UnicodeDecodeError where the reply stops being UTF-8."""
+        # ASCII needs no decoding, unless a character cut at the end of a piece waits for it.
+        if last or not data.isascii() or self._text.getstate()[0]:
+            self._text.decode(data, final=last)
 
 
 class Session:
@@ -106,6 +124,8 @@ class Session:
         self._counters: dict[str, Any] = {}
         self._latency = metrics.upstream_latency.labels(info.instrument.name)
         self._carried_big = False  # a message of BIG_MESSAGE or more went through
+        self._long: _LongReply | None = None  # a long reply being relayed as it arrives
+        self._gathered: list[bytes] | None = None  # a long message that must be read whole
         self.end_reason = ""
 
     def close(self, reason: str) -> None:
@@ -293,11 +313,13 @@ class Session:
 
     # ---------------------------------------------------------------- from the instrument
 
-    def upstream_messages(self, messages: list[bytes]) -> None:
+    def upstream_pieces(self, pieces: list[Piece]) -> None:
         if self._done.done():
             return
         try:
-            self._relay(messages)
+            self._relay(pieces)
+        except UnicodeDecodeError:
+            self._end("the instrument sent a long reply that is not UTF-8")
         except Exception as exc:
             self._failed(exc)
 
@@ -316,15 +338,39 @@ class Session:
         else:
             self._resume_client("the instrument reads slowly")
 
-    def _relay(self, messages: list[bytes]) -> None:
+    def _relay(self, pieces: list[Piece]) -> None:
         self._last_activity = time.monotonic()
         filter_ = self.filter
         parts: list[bytes | memoryview] = []
         finals: list[Relayed] = []
-        for raw in messages:
-            if len(raw) >= BIG_MESSAGE:
-                self._carried_big = True
-            relayed = filter_.from_upstream(raw)
+        for data, first, last in pieces:
+            if first and last:  # a whole message
+                if len(data) >= BIG_MESSAGE:
+                    self._carried_big = True
+                relayed = filter_.from_upstream(data)
+            elif self._long is not None:  # more of a long reply being relayed as it comes
+                self._long.check(data, last=last)
+                parts.append(data)
+                if not last:
+                    continue
+                parts.append(b"\n")
+                relayed, self._long = self._long.start, None
+            elif self._gathered is not None:  # more of one that must be read whole first
+                self._gathered.append(data)
+                if not last:
+                    continue
+                whole = b"".join(self._gathered)
+                self._gathered = None
+                self._carried_big |= len(whole) >= BIG_MESSAGE
+                relayed = filter_.from_upstream(whole)
+            else:  # the start of a long message
+                start = filter_.start_long_reply(data)
+                if start is None:
+                    self._gathered = [data]
+                else:
+                    self._long = _LongReply(start)
+                    parts += start.parts
+                continue
             parts += relayed.parts
             if relayed.status is not None and relayed.sent_at is not None:
                 finals.append(relayed)

@@ -25,17 +25,20 @@ from labgate.gateway.config import InstrumentConfig, UpstreamScheme, read_secret
 from labgate.gateway.errors import UpstreamError
 from labgate.gateway.pins import check_pin
 from labgate.scpi.errors import FramingError, ScpiError
-from labgate.scpi.framing import Decoder, Limits
+from labgate.scpi.framing import Decoder, Limits, Piece
 from labgate.scpi.messages import Command, Ok, Ready, Reply, parse_reply, serialise
 from labgate.scpi.names import canonical
 
 _READ_SIZE = 256 * 1024
+# A reply still incomplete at this size, inside a tag (a file's base64 body, say), is relayed to
+# the client as it arrives instead of being held whole.
+STREAM_OVER = 64 * 1024
 
 
 class UpstreamSink(Protocol):
     """What a session does with its instrument connection (`InstrumentStream.attach`)."""
 
-    def upstream_messages(self, messages: list[bytes]) -> None: ...
+    def upstream_pieces(self, pieces: list[Piece]) -> None: ...
 
     def upstream_closed(self, why: BaseException | None) -> None: ...  # None: a clean end
 
@@ -67,15 +70,17 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
+            if self._sink is not None:
+                # A session's reply of many megabytes goes on to the client as it arrives.
+                pieces = self.decoder.feed_pieces(data, stream_over=STREAM_OVER)
+                if pieces:
+                    self._sink.upstream_pieces(pieces)
+                return
             messages = self.decoder.feed(data)
         except FramingError as exc:
             assert self.transport is not None
             self.transport.pause_reading()  # nothing more of this stream can be understood
             self._end(exc)
-            return
-        if self._sink is not None:
-            if messages:
-                self._sink.upstream_messages(messages)
             return
         if messages:
             self._messages.extend(messages)
@@ -108,9 +113,9 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
         received it; messages already waiting are handed over first."""
         self._sink = sink
         if self._messages:
-            waiting = list(self._messages)
+            waiting = [Piece(message, True, True) for message in self._messages]
             self._messages.clear()
-            sink.upstream_messages(waiting)
+            sink.upstream_pieces(waiting)
         if self._ended is not False:
             sink.upstream_closed(None if self._ended is True else self._ended)
         elif self.transport is not None:
@@ -119,6 +124,8 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
     def detach(self) -> None:
         """Back to waiting for `messages()` (the session has ended)."""
         self._sink = None
+        if self.transport is not None and self._ended is False:
+            self.transport.resume_reading()  # a client's back-pressure no longer applies
 
     def _get_close_waiter(self, stream: asyncio.StreamWriter) -> asyncio.Future[None]:
         # What StreamWriter.wait_closed() awaits (StreamReaderProtocol's hook of the same name).
@@ -147,7 +154,12 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
     def quiet(self) -> bool:
         """Nothing received and untaken, not even part of a message, and the stream still open:
         what a warm connection must look like before it is lent again."""
-        return not self._messages and self._ended is False and not self.decoder.pending
+        return (
+            not self._messages
+            and self._ended is False
+            and not self.decoder.pending
+            and not self.decoder.streaming
+        )
 
     def put_back(self, messages: list[bytes]) -> None:
         """Messages taken but not used (read past the login's replies): they come out first."""
