@@ -123,6 +123,12 @@ class Session:
         self._forced = False
         self._counters: dict[str, Any] = {}
         self._latency = metrics.upstream_latency.labels(info.instrument.name)
+        self._base: dict[str, object] = {
+            "conn": info.conn,
+            "identity": info.identity,
+            "fingerprint": info.certificate.fingerprint,
+            "instrument": info.instrument.name,
+        }
         self._carried_big = False  # a message of BIG_MESSAGE or more went through
         self._long: _LongReply | None = None  # a long reply being relayed as it arrives
         self._gathered: list[bytes] | None = None  # a long message that must be read whole
@@ -278,7 +284,7 @@ class Session:
         event = self._event(
             "command",
             command=verdict.command,
-            args=list(verdict.args),
+            args=verdict.args,  # a tuple: JSON writes it as the same array a list would be
             decision=verdict.decision.value,
             reason=verdict.reason,
         )
@@ -459,13 +465,8 @@ class Session:
         counter.inc()
 
     def _event(self, kind: str, **fields: object) -> dict[str, object]:
-        info = self.info
-        return {
-            "event": kind,
-            "conn": info.conn,
-            "identity": info.identity,
-            "fingerprint": info.certificate.fingerprint,
-            "instrument": info.instrument.name,
-            "level": self.filter.level.label,
-            **fields,
-        }
+        event = self._base.copy()  # what every record of this session carries
+        event["event"] = kind
+        event["level"] = self.filter.level.label
+        event.update(fields)
+        return event

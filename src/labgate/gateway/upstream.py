@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import socket
@@ -190,13 +191,7 @@ class UpstreamConnection:
     @property
     def session_number(self) -> str | None:
         """The instrument's number for this connection (`-session=` of its greeting)."""
-        try:
-            ready = parse_reply(self.greeting.rstrip(b"\n"))
-        except ScpiError:
-            return None
-        if not isinstance(ready, Ready):
-            return None
-        return dict(ready.options).get("session")
+        return _session_number(self.greeting)
 
     async def close(self, *, quit_timeout: float = 2.0) -> None:
         """Say QUIT and wait for the instrument to hang up, so its connection count has dropped
@@ -220,6 +215,18 @@ class UpstreamConnection:
                     await self.writer.wait_closed()
             except (OSError, TimeoutError, ssl.SSLError):
                 pass
+
+
+@functools.lru_cache(maxsize=64)
+def _session_number(greeting: bytes) -> str | None:
+    # Read once per greeting: a warm connection is lent, with the same greeting, many times.
+    try:
+        ready = parse_reply(greeting.rstrip(b"\n"))
+    except ScpiError:
+        return None
+    if not isinstance(ready, Ready):
+        return None
+    return dict(ready.options).get("session")
 
 
 async def connect(instrument: InstrumentConfig, *, limits: Limits) -> UpstreamConnection:
