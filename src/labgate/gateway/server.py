@@ -425,7 +425,7 @@ class Gateway:
         return True
 
 
-async def _still_quiet(upstream: UpstreamConnection) -> bool:
+def _still_quiet(upstream: UpstreamConnection) -> bool:
     """Whether a warm connection may be lent: the instrument has neither hung up nor sent
     anything unasked while it waited (its stream notices both as they happen)."""
     return upstream.stream.quiet

@@ -360,7 +360,9 @@ class Session:
                 if not last:
                     continue
                 parts.append(b"\n")
-                relayed, self._long = self._long.start, None
+                finals.append(self._long.start)  # its start went out when it came
+                self._long = None
+                continue
             elif self._gathered is not None:  # more of one that must be read whole first
                 self._gathered.append(data)
                 if not last:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from labgate.gateway.errors import InstrumentBusy
 from labgate.gateway.upstream import UpstreamConnection
 
-Check = Callable[[UpstreamConnection], Awaitable[bool]]
+Check = Callable[[UpstreamConnection], bool]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -73,29 +74,16 @@ class UpstreamSlots:
                 f"instrument {self._instrument!r} is busy: all {self._size} upstream sessions "
                 f"are in use and {self._waiting} clients are already waiting"
             )
+        lent = self._lend(check)  # the usual case: no wait, no timer
+        if lent is not False:
+            return lent
         self._waiting += 1
         try:
             async with asyncio.timeout(self._wait):
-                while True:
-                    while self._warm:
-                        warm = self._warm.pop()  # the most recent: least likely to have gone stale
-                        warm.expiry.cancel()
-                        self.in_use += 1
-                        try:
-                            usable = await check(warm.upstream)
-                        except BaseException:  # the wait ran out during the check, say
-                            self._close_soon(warm.upstream)
-                            raise
-                        if usable:
-                            self.reused += 1
-                            return warm.upstream
-                        await self.give_back(warm.upstream, keep=False)
-                    if self._held < self._size:
-                        self._held += 1
-                        self.in_use += 1
-                        return None
+                while (lent := self._lend(check)) is False:
                     self._changed.clear()
                     await self._changed.wait()
+                return lent
         except TimeoutError as exc:
             raise InstrumentBusy(
                 f"instrument {self._instrument!r} is busy: all {self._size} upstream sessions "
@@ -103,6 +91,23 @@ class UpstreamSlots:
             ) from exc
         finally:
             self._waiting -= 1
+
+    def _lend(self, check: Check) -> UpstreamConnection | Literal[False] | None:
+        """A warm connection that passes `check`, None for a slot reserved for a new one, or
+        False when neither is free. Warm ones that fail the check are closed on the way."""
+        while self._warm:
+            warm = self._warm.pop()  # the most recent: least likely to have gone stale
+            warm.expiry.cancel()
+            self.in_use += 1
+            if check(warm.upstream):
+                self.reused += 1
+                return warm.upstream
+            self._close_soon(warm.upstream)
+        if self._held < self._size:
+            self._held += 1
+            self.in_use += 1
+            return None
+        return False
 
     async def give_back(self, upstream: UpstreamConnection | None, *, keep: bool) -> None:
         """End a session's hold: keep the connection warm, or close it (waiting until the
