@@ -3,12 +3,15 @@ as in tests, do not share counters)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self.sessions = Gauge(
             "labgate_gateway_sessions",
             "Client sessions open now",
@@ -72,3 +75,12 @@ class GatewayMetrics:
             ["result"],
             registry=self.registry,
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: the hot path counts without the library's
+        lock and validation each time."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child

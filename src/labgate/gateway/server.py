@@ -339,14 +339,14 @@ class Gateway:
                              "upstream": "warm" if warm else "new",
                              "upstream_session": upstream.session_number})  # fmt: skip
                 self.sessions.add(session)
-                self.metrics.sessions_started.labels(name).inc()
-                self.metrics.sessions.labels(name).inc()
+                self.metrics.child(self.metrics.sessions_started, name).inc()
+                self.metrics.child(self.metrics.sessions, name).inc()
                 handed = True  # from here the session gives the connection back
                 try:
                     await session.run()
                 finally:
                     self.sessions.discard(session)
-                    self.metrics.sessions.labels(name).dec()
+                    self.metrics.child(self.metrics.sessions, name).dec()
             finally:
                 if not handed:
                     await slots.give_back(upstream, keep=False)

@@ -23,7 +23,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from labgate.gateway.accept import ClientSide
 from labgate.gateway.client_tls import PeerCertificate
@@ -121,8 +120,7 @@ class Session:
         self._timer: asyncio.TimerHandle | None = None
         self._started = self._last_activity = time.monotonic()
         self._forced = False
-        self._counters: dict[str, Any] = {}
-        self._latency = metrics.upstream_latency.labels(info.instrument.name)
+        self._latency = metrics.child(metrics.upstream_latency, info.instrument.name)
         self._base: dict[str, object] = {
             "conn": info.conn,
             "identity": info.identity,
@@ -151,8 +149,7 @@ class Session:
     async def run(self) -> None:
         client, upstream = self._client, self._upstream
         client.write(upstream.greeting)
-        if self._reset:
-            self._to_upstream(self.filter.reset_upstream(now=self._started))
+
         self._schedule_tick(self._started)
         try:
             # Either may end the session at once (a QUIT already waiting, say).
@@ -303,6 +300,11 @@ class Session:
     def _to_upstream(self, data: bytes) -> None:
         transport = self._upstream.stream.transport
         if transport is not None and not transport.is_closing():
+            if self._reset:
+                # A warm connection goes back to the baseline level ahead of the session's first
+                # command, in the same write; a session that sends it nothing leaves it as it was.
+                self._reset = False
+                data = self.filter.reset_upstream(now=time.monotonic()) + data
             transport.write(data)
 
     def _pause_client(self, why: str) -> None:
@@ -459,12 +461,8 @@ class Session:
         self._end(reason)
 
     def _count(self, decision: str) -> None:
-        # Labelled children are looked up once per session, not once per command.
-        counter = self._counters.get(decision)
-        if counter is None:
-            counter = self._metrics.commands.labels(self.info.instrument.name, decision)
-            self._counters[decision] = counter
-        counter.inc()
+        metrics = self._metrics
+        metrics.child(metrics.commands, self.info.instrument.name, decision).inc()
 
     def _event(self, kind: str, **fields: object) -> dict[str, object]:
         event = self._base.copy()  # what every record of this session carries
