@@ -16,7 +16,8 @@ from labgate.scpi.messages import Command, Error, Next, Ok, parse_command, parse
 def _filter(
     grant: AccessLevel = AccessLevel.CONTROLLER, level: AccessLevel = AccessLevel.GUEST
 ) -> SessionFilter:
-    return SessionFilter(grant=grant, next_ident=2, level=level)
+    # The instrument already at the session level, as after the session's first command.
+    return SessionFilter(grant=grant, next_ident=2, level=level, upstream_level=level)
 
 
 def test_challenge_and_auth_are_answered_by_the_gateway() -> None:
@@ -42,9 +43,36 @@ def test_access_above_the_grant_is_refused_with_the_limit() -> None:
     assert f.level is AccessLevel.GUEST
 
 
-def test_access_within_the_grant_is_forwarded_and_set_when_the_instrument_agrees() -> None:
+def test_access_within_the_grant_is_answered_and_the_instrument_follows_before_it_is_asked() -> (
+    None
+):
     f = _filter(AccessLevel.CONTROLLER)
     verdict = f.from_client(b"7 ACC -stealth=false -exclusive=false controller", now=0)
+    assert verdict.decision is Decision.ANSWERED and verdict.to_upstream == b""
+    assert verdict.to_client == b"OK 7\n"
+    assert f.level is AccessLevel.CONTROLLER  # at once: the next command is judged at it
+    # The instrument is brought to the level in the same write as the next command, ahead of it.
+    sent = f.from_client(b"8 OPEN", now=0).to_upstream
+    assert sent == b"2 ACC -stealth=false -exclusive=false Controller\n3 OPEN\n"
+    assert f.from_upstream(b"OK 2").parts == ()  # the gateway's own: not relayed
+    assert f.from_upstream(b"OK 3").to_client == b"OK 8\n"
+    assert not f.broken
+    # Once it is there, no more ACC goes with commands.
+    assert f.from_client(b"9 POW?", now=0).to_upstream == b"4 POW?\n"
+
+
+def test_an_instrument_that_refuses_the_level_ends_the_session() -> None:
+    f = _filter(AccessLevel.CONTROLLER)
+    f.from_client(b"7 ACC Controller", now=0)
+    f.from_client(b"8 OPEN", now=0)
+    f.from_upstream(b"ERRor 2 [AccessLevelExceeded] --> no")
+    assert "refused to take the session's level Controller" in f.broken
+    assert not f.reusable
+
+
+def test_access_with_stealth_or_exclusive_is_forwarded_and_set_when_the_instrument_agrees() -> None:
+    f = _filter(AccessLevel.CONTROLLER)
+    verdict = f.from_client(b"7 ACC -stealth=false -exclusive=true controller", now=0)
     assert verdict.decision is Decision.ALLOWED
     sent = parse_command(verdict.to_upstream.rstrip(b"\n"))
     assert sent.ident == 2 and sent.canonical == parse_command(b"0 ACC x").canonical
@@ -52,6 +80,7 @@ def test_access_within_the_grant_is_forwarded_and_set_when_the_instrument_agrees
     relayed = f.from_upstream(b"OK 2")
     assert parse_reply(relayed.to_client.rstrip(b"\n")) == Ok(ident=7, text="")
     assert f.level is AccessLevel.CONTROLLER
+    assert f.from_client(b"9 POW?", now=0).to_upstream == b"3 POW?\n"  # it is there already
 
 
 def test_access_query_reports_the_session_level() -> None:
@@ -184,11 +213,11 @@ def test_access_requests_with_anything_extra_are_refused(raw: bytes) -> None:
     assert isinstance(error, Error) and error.error_class == "InvocationError"
 
 
-def test_access_request_is_forwarded_as_rebuilt() -> None:
-    verdict = _filter(AccessLevel.CONTROLLER).from_client(
-        b'5 ACC -stealth="False" -exclusive=false "observer"', now=0
-    )
-    sent = parse_command(verdict.to_upstream.rstrip(b"\n"))
+def test_access_request_is_followed_as_rebuilt() -> None:
+    f = _filter(AccessLevel.CONTROLLER)
+    f.from_client(b'5 ACC -stealth="False" -exclusive=false "observer"', now=0)
+    ahead, _ = f.from_client(b"6 POW?", now=0).to_upstream.split(b"\n", 1)
+    sent = parse_command(ahead)
     assert sent.options == (("stealth", "false"), ("exclusive", "false"))
     assert sent.args == ("Observer",)
 
@@ -201,7 +230,11 @@ def test_reply_that_is_not_utf8_is_dropped_however_canonical_its_head() -> None:
 
 def _pooling(level: AccessLevel = AccessLevel.OBSERVER) -> SessionFilter:
     return SessionFilter(
-        grant=AccessLevel.CONTROLLER, next_ident=2, level=level, keep_upstream=True
+        grant=AccessLevel.CONTROLLER,
+        next_ident=2,
+        level=level,
+        keep_upstream=True,
+        upstream_level=level,
     )
 
 

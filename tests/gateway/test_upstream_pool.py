@@ -82,7 +82,8 @@ def test_a_controller_level_never_carries_over_to_an_observer(
     first = raw_client(gateway, pki, "alice")
     number = _session_number(first.line())
     assert first.ask("0 ACC -stealth=false -exclusive=false Controller") == b"OK 0"
-    _quit(first, 1)
+    assert first.ask("1 POW?").startswith(b"OK 1")  # the instrument follows her to Controller
+    _quit(first, 2)
     _wait_until_warm(gateway)
 
     second = raw_client(gateway, pki, "olive")
@@ -93,12 +94,14 @@ def test_a_controller_level_never_carries_over_to_an_observer(
     refused = second.ask("1 ACC -stealth=false -exclusive=false Controller")
     assert refused.startswith(b"ERRor 1 [AccessLevelExceeded]")
     assert second.ask("2 ACC -stealth=false -exclusive=false Observer") == b"OK 2"
-    # And the instrument itself had the connection back at Guest before she got it: it logs
+    assert second.ask("3 POW?").startswith(b"OK 3")
+    # And the instrument itself had the connection at her level before her command ran: it logs
     # each command with the connection's level before running it.
     on_connection = [e for e in simulator.received() if e.get("session") == number]
     raw = [e["raw"] for e in on_connection]
-    assert on_connection[-2]["raw"].endswith("ACC -stealth=false -exclusive=false Guest")
-    assert on_connection[-1]["raw"].endswith("Observer") and on_connection[-1]["level"] == "Guest"
+    assert on_connection[-3]["level"] == "Controller"  # where alice left it
+    assert on_connection[-2]["raw"].endswith("ACC -stealth=false -exclusive=false Observer")
+    assert on_connection[-1]["raw"].endswith("POW?") and on_connection[-1]["level"] == "Observer"
     assert not any("OPEN" in r for r in raw)  # her refused command never reached it
 
 
@@ -207,7 +210,7 @@ def test_no_warm_connections_when_upstream_idle_is_zero(
     assert _session_number(second.line()) != number
 
 
-def test_a_warm_connection_is_put_back_at_guest_before_anything_of_the_next_session(
+def test_a_warm_connections_level_is_set_again_before_anything_of_the_next_session(
     tmp_path: Path, pki: Any, simulator: Any, config_writer: Any
 ) -> None:
     instrument = load_config(config_writer(tmp_path, pki, simulator)).instruments[0]
@@ -218,33 +221,30 @@ def test_a_warm_connection_is_put_back_at_guest_before_anything_of_the_next_sess
             ident = upstream.next_ident
             upstream.writer.write(b"%d ACC -exclusive=true Administrator\n" % ident)
             assert (await upstream.stream.messages()) == [b"OK %d" % ident]
-            # The next session's filter sends the reset ahead of the client's first command,
-            # without waiting for its answer; the instrument runs them in order.
-            session = SessionFilter(grant=AccessLevel.OBSERVER, next_ident=ident + 1)
-            reset = session.reset_upstream(now=0.0)
-            asked = session.from_client(b"7 ACC?", now=0.0)  # answered by the gateway itself
-            assert asked.to_upstream == b""
-            probe = ident + 2
-            upstream.writer.write(reset + b"%d ACC?\n" % probe)
+            # The next session (an Observer) knows nothing of the level the connection has: its
+            # first command goes out behind the ACC that sets the session's own.
+            session = SessionFilter(
+                grant=AccessLevel.OBSERVER, next_ident=ident + 1, upstream_level=None
+            )
+            assert session.from_client(b"7 ACC?", now=0.0).to_upstream == b""
+            raised = session.from_client(b"8 ACC Observer", now=0.0)  # answered here
+            assert raised.to_upstream == b""
+            sent = session.from_client(b"9 POW?", now=0.0).to_upstream
+            ahead = b"%d ACC -stealth=false -exclusive=false Observer\n" % (ident + 1)
+            assert sent.startswith(ahead)
+            probe = ident + 3
+            upstream.writer.write(sent + b"%d ACC?\n" % probe)
             answers: list[bytes] = []
-            while len(answers) < 2:
+            while len(answers) < 3:
                 answers += await upstream.stream.messages()
-            assert session.from_upstream(answers[0]).parts == ()  # the gateway's own: not relayed
-            assert not session.broken
             return answers
         finally:
             await upstream.close()
 
-    # Login took idents 0 and 1, the ACC 2, the reset 3; the probe 4.
-    assert asyncio.run(scenario()) == [b"OK 3", b"OK 4 -stealth=False -exclusive=False Guest"]
-
-
-def test_a_refused_reset_ends_the_session() -> None:
-    session = SessionFilter(grant=AccessLevel.CONTROLLER, next_ident=10, keep_upstream=True)
-    assert session.reset_upstream(now=0.0) == b"10 ACC -stealth=false -exclusive=false Guest\n"
-    assert session.from_upstream(b"ERRor 10 [AccessLevelExceeded] --> no").parts == ()
-    assert "refused to put the reused connection back at Guest" in session.broken
-    assert not session.reusable  # the refusal also ends any reuse
+    # The ACC? behind them says where the level is now: hers, and no longer exclusive.
+    answers = asyncio.run(scenario())
+    assert answers[0].startswith(b"OK ") and answers[1].startswith(b"OK ")
+    assert answers[-1].endswith(b"-stealth=False -exclusive=False Observer")
 
 
 def test_a_warm_connection_that_sent_something_unasked_is_not_lent() -> None:

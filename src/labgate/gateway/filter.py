@@ -7,9 +7,13 @@ client is parsed by the `scpi` core and then either answered here or forwarded:
 
 - `CHAL?` / `AUTH` are answered here: the client's identity comes from its certificate, and the
   instrument's password stays with the gateway (which logged in upstream before the session began).
-- `ACC <level>` above the grant is answered here with `AccessLevelExceeded`; up to the grant it is
-  forwarded so that the instrument's own level follows, and the session level changes only when
-  the instrument says OK. `ACC?` reports the session level from here.
+- `ACC <level>` is answered here: above the grant with `AccessLevelExceeded`; up to it the session
+  level changes at once, and the instrument's own level follows ahead of the next command it is
+  sent (an `ACC` of the gateway's own, in the same write; the instrument runs commands in order,
+  so none runs at a level the session does not have). A session that stops asking the instrument
+  for anything costs it no `ACC` at all. If the instrument refuses to follow, the session ends
+  (`broken`). `ACC` asking for stealth or exclusive access is forwarded instead, and its level
+  applies when the instrument says OK. `ACC?` reports the session level from here.
 - Every other command is judged by `access.check` against the LABGATE table at the session level.
   Denied: answered here with `InsufficientAccess`, and the instrument never sees it. Allowed: the
   parsed command is serialised again and forwarded, so what was checked is exactly what is sent.
@@ -120,6 +124,11 @@ class _Pending:
 # What a connection has right after the gateway's login: the instrument starts every connection at
 # Guest, neither stealthy nor exclusive (AUTH raises only the ceiling, not the level).
 BASELINE_LEVEL = AccessLevel.GUEST
+# The gateway's own ACC for each level, its ident to fill in.
+_LEVEL_COMMANDS = {
+    level: b"%%d ACC -stealth=false -exclusive=false %s\n" % level.label.encode()
+    for level in AccessLevel
+}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -132,7 +141,10 @@ class SessionFilter:
     keep_upstream: bool = False  # a clean connection may serve a later session
     unclean: str = ""  # why the connection must not serve another session ("" if it may)
     quit: bool = False  # the client said QUIT and the gateway answered it
-    broken: str = ""  # why the session cannot go on (a reset the instrument refused)
+    broken: str = ""  # why the session cannot go on (a level the instrument refused to take)
+    # The instrument's level on this connection as the gateway set it (None: not known, as on a
+    # connection an earlier session used); a command goes out only after it equals `level`.
+    upstream_level: AccessLevel | None = BASELINE_LEVEL
     _pending: dict[int, _Pending] = field(default_factory=dict)
 
     @property
@@ -210,7 +222,7 @@ class SessionFilter:
         del self._pending[reply.ident]
         status = {Ok: "OK", Error: "ERRor", Warning: "WARNing"}[type(reply)]
         if isinstance(reply, Ok) and pending.sets_level is not None:
-            self.level = pending.sets_level
+            self.level = self.upstream_level = pending.sets_level
         if pending.must_succeed and not isinstance(reply, Ok):
             self.broken = pending.must_succeed
             self._taint(pending.must_succeed)
@@ -245,7 +257,7 @@ class SessionFilter:
             self._taint("the instrument answered a command nobody sent")
             return Relayed()
         if word == b"OK" and pending.sets_level is not None:
-            self.level = pending.sets_level
+            self.level = self.upstream_level = pending.sets_level
         if pending.must_succeed and word != b"OK":
             self.broken = pending.must_succeed
             self._taint(pending.must_succeed)
@@ -274,27 +286,22 @@ class SessionFilter:
             body=None,
         )
         self._pending[command.ident] = _Pending(client_ident=None, command=ACC, sent_at=now)
+        self.upstream_level = grant
         return serialise(command)
 
-    def reset_upstream(self, *, now: float) -> bytes:
-        """The command that puts a warm connection back where a fresh one starts (Guest, neither
-        stealthy nor exclusive), sent ahead of anything of this session's: the instrument runs
-        commands in order, so nothing of the session runs at a level an earlier user left. If
-        the instrument does not say OK to it, `broken` says why and the session must end."""
-        command = Command(
-            ident=self._take_ident(),
-            name="ACC",
-            options=(("stealth", "false"), ("exclusive", "false")),
-            args=(BASELINE_LEVEL.label,),
-            body=None,
-        )
-        self._pending[command.ident] = _Pending(
+    def _follow_level(self, now: float) -> bytes:
+        """The gateway's own ACC that brings the instrument to the session level (stealth and
+        exclusive off), to go out just ahead of a command; the session ends if it is refused."""
+        level = self.level
+        ident = self._take_ident()
+        self._pending[ident] = _Pending(
             client_ident=None,
             command=ACC,
             sent_at=now,
-            must_succeed="the instrument refused to put the reused connection back at Guest",
+            must_succeed=f"the instrument refused to take the session's level {level.label}",
         )
-        return serialise(command)
+        self.upstream_level = level
+        return _LEVEL_COMMANDS[level] % ident
 
     def _access(self, ident: int, known: _Known, now: float) -> Verdict:
         request = known.access_request()
@@ -313,12 +320,16 @@ class SessionFilter:
                 message=reason,
             )
             return self._verdict(known, Decision.DENIED, reason, to_client=serialise(error))
+        reason = f"within grant {self.grant.label}"
         if any(flag == "true" for _, flag in options):
             self._taint("stealth or exclusive access was asked for")
-        # Forwarded as built from the request, not as received: the instrument would expand a
-        # `$(...)` in any other argument, and ACC is not judged by the policy table.
-        reason = f"within grant {self.grant.label}"
-        return self._forward(ident, known, tail, now, reason=reason, sets=wanted)
+            # Forwarded as built from the request, not as received: the instrument would expand
+            # a `$(...)` in any other argument, and ACC is not judged by the policy table.
+            self.upstream_level = None  # known again when the instrument says OK
+            return self._forward(ident, known, tail, now, reason=reason, sets=wanted)
+        self.level = wanted
+        reason += "; the instrument follows ahead of the next command it is sent"
+        return self._verdict(known, Decision.ANSWERED, reason, to_client=b"OK %d\n" % ident)
 
     def _forward(
         self,
@@ -332,11 +343,15 @@ class SessionFilter:
     ) -> Verdict:
         if known.taints:
             self._taint(known.taints)
+        ahead = b""
+        if sets is None and self.upstream_level is not self.level:
+            ahead = self._follow_level(now)
         ident = self._take_ident()
         self._pending[ident] = _Pending(
             client_ident=client_ident, command=known.canonical, sent_at=now, sets_level=sets
         )
-        return self._verdict(known, Decision.ALLOWED, reason, to_upstream=b"%d %s" % (ident, tail))
+        out = b"%s%d %s" % (ahead, ident, tail)
+        return self._verdict(known, Decision.ALLOWED, reason, to_upstream=out)
 
     def _answer(self, ident: int, known: _Known, text: str, reason: str) -> Verdict:
         reply = b"OK %d\n" % ident if not text else serialise(Ok(ident=ident, text=text))

@@ -106,7 +106,8 @@ class Session:
             keep_upstream=give_back is not None and info.instrument.upstream_idle > 0,
         )
         self._give_back = give_back
-        self._reset = reset  # a warm connection: put it back at the baseline level first
+        if reset:  # a warm connection: its level is whatever the last session left
+            self.filter.upstream_level = None
         self._client = client
         self._upstream = upstream
         self._limits = limits
@@ -300,11 +301,6 @@ class Session:
     def _to_upstream(self, data: bytes) -> None:
         transport = self._upstream.stream.transport
         if transport is not None and not transport.is_closing():
-            if self._reset:
-                # A warm connection goes back to the baseline level ahead of the session's first
-                # command, in the same write; a session that sends it nothing leaves it as it was.
-                self._reset = False
-                data = self.filter.reset_upstream(now=time.monotonic()) + data
             transport.write(data)
 
     def _pause_client(self, why: str) -> None:
