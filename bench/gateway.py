@@ -55,6 +55,8 @@ BULK_END = b"</quote.base64>\n"
 # instrument, starts a session at Guest); every target gets the same exchange.
 ACCESS = b"ACC -stealth=false -exclusive=false Observer"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Not a peer but a reference (see `serve_relay`): never marked best, never a target's yardstick.
+RELAY = "py-relay"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,7 +78,7 @@ FULL = Sizes(
     workers=4,
     sessions_per_worker=200,
     bulk_bytes=8 * 1024 * 1024,
-    bulk_replies=6,
+    bulk_replies=24,  # 200 MiB: enough clock ticks of CPU for the per-MiB figure's last digit
     held_sessions=500,
 )
 QUICK = Sizes(
@@ -108,7 +110,7 @@ class Instrument(asyncio.Protocol):
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
         # What ACC? reports: a connection starts at Guest, and ACC changes it, as on the machine
-        # (the gateway checks it before it lends a warm connection to another session).
+        # (the gateway sets it with an ACC of its own before a session's first command).
         self.access = b"-stealth=False -exclusive=False Guest"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -179,6 +181,95 @@ def serve_backend(bulk_size: int) -> None:
         await server.serve_forever()
 
     asyncio.run(main())
+
+
+# ---------------------------------------------------------------- the reference relay
+
+
+class _RelayToClient(asyncio.Protocol):
+    """The backend's side of one relayed connection: bytes straight to the client."""
+
+    def __init__(self, client: _RelayFromClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.client.transport.write(data)  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.transport.close()  # type: ignore[union-attr]
+
+
+class _RelayFromClient(asyncio.Protocol):
+    """The client's side: mutual TLS done by the listener, bytes straight to the backend."""
+
+    def __init__(self, backend: int) -> None:
+        self.backend = backend
+        self.transport: asyncio.Transport | None = None
+        self.upstream: _RelayToClient | None = None
+        self.early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        asyncio.get_running_loop().create_task(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        _, upstream = await loop.create_connection(lambda: _RelayToClient(self), HOST, self.backend)
+        self.upstream = upstream
+        for data in self.early:
+            upstream.transport.write(data)  # type: ignore[union-attr]
+        self.early.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self.upstream is None:
+            self.early.append(data)
+        else:
+            self.upstream.transport.write(data)  # type: ignore[union-attr]
+
+    def pause_writing(self) -> None:  # the client reads slowly: hold the backend back
+        if self.upstream is not None:
+            self.upstream.transport.pause_reading()  # type: ignore[union-attr]
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.resume_reading()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.close()  # type: ignore[union-attr]
+
+
+def serve_relay(backend: int, chain: str, key: str, ca: str) -> None:
+    """Entry point of the reference relay process: print the port, serve until killed.
+
+    Mutual TLS in (the same settings as the gateway's: TLS 1.2+, a verified client certificate,
+    one stateful TLS 1.3 ticket), plain TCP out, bytes copied both ways on uvloop with no framing,
+    no checks and no log. It is not a peer: it is what any proxy written in CPython costs before
+    it does any work of its own, so that the gateway's figures can be split into that and the
+    price of parsing, judging and recording every command."""
+    import uvloop
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(chain, key)
+    context.load_verify_locations(ca)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.num_tickets = 1
+    context.options |= ssl.OP_NO_TICKET
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: _RelayFromClient(backend), HOST, 0, ssl=context, backlog=1024
+        )
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await server.serve_forever()
+
+    uvloop.run(main())
 
 
 # ---------------------------------------------------------------- certificates
@@ -464,11 +555,24 @@ def start_labgate(work: Path, certs: Certs, backend: int) -> Target:
     return Target(name="labgate", port=port, tls=True, proc=proc, note="labgate gateway")
 
 
+def start_relay(work: Path, certs: Certs, backend: int) -> Target:
+    """The reference relay (`serve_relay`), ready when it prints its port."""
+    argv = [sys.executable, str(Path(__file__).resolve()), "--serve-relay", str(backend)]
+    argv += [str(certs.server_chain), str(certs.server_key), str(certs.root)]
+    proc = spawn(argv, work / "relay.log", stdout=subprocess.PIPE)
+    line = read_line(proc, timeout=30)
+    if not line.strip().isdigit():
+        raise RuntimeError(f"exited with status {proc.wait(5)} before printing its port")
+    note = "reference: a CPython (uvloop) TLS relay that checks and records nothing"
+    return Target(name=RELAY, port=int(line), tls=True, proc=proc, note=note)
+
+
 PROXIES: dict[str, Callable[[Path, Certs, int], Target]] = {
     "socat": start_socat,
     "stunnel": start_stunnel,
     "haproxy": start_haproxy,
     "labgate": start_labgate,
+    RELAY: start_relay,
 }
 
 
@@ -845,7 +949,7 @@ def print_table(table: dict[str, dict[str, float]], held: int) -> None:
     width = max(len(label) for _, label, _ in ROWS) + 2
     print("".ljust(width) + "".join((n + " ").rjust(10) for n in names))
     for key, label, fmt in ROWS:
-        proxies = [table[n].get(key, NAN) for n in names if n != "no proxy"]
+        proxies = [table[n].get(key, NAN) for n in names if n not in ("no proxy", RELAY)]
         pick = BEST_MARKED.get(key)
         real = [v for v in proxies if v == v]
         best = pick(real) if pick and len(real) > 1 else None
@@ -853,7 +957,7 @@ def print_table(table: dict[str, dict[str, float]], held: int) -> None:
         for name in names:
             value = table[name].get(key, NAN)
             text = "-" if value != value else fmt.format(value)
-            mark = "*" if name != "no proxy" and value == best else " "
+            mark = "*" if name not in ("no proxy", RELAY) and value == best else " "
             cells.append((text + mark).rjust(10))
         print(label.replace("N sessions", f"{held} sessions").ljust(width) + "".join(cells))
 
@@ -960,7 +1064,7 @@ def start_targets(names: list[str], work: Path, certs: Certs, backend: int) -> l
         Target(name="no proxy", port=backend, tls=False, note="client -> backend, plain TCP")
     ]
     for name in names:
-        if name != "labgate" and shutil.which(name) is None:
+        if name not in ("labgate", RELAY) and shutil.which(name) is None:
             print(f"  {name}: not installed (run bench/setup.sh); left out")
             continue
         spawned = len(STARTED)
@@ -1100,6 +1204,9 @@ def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--serve-backend":
         serve_backend(int(sys.argv[2]))
         return
+    if len(sys.argv) == 6 and sys.argv[1] == "--serve-relay":
+        serve_relay(int(sys.argv[2]), *sys.argv[3:])
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short round: a smoke run")
     parser.add_argument("--rounds", type=int, default=0, help="rounds (default 3, quick 1)")
@@ -1107,7 +1214,7 @@ def main() -> None:
         "--only",
         type=lambda s: [x for x in s.split(",") if x],
         default=list(PROXIES),
-        help="comma-separated proxies to run (default: socat,stunnel,haproxy,labgate)",
+        help=f"comma-separated proxies to run (default: socat,stunnel,haproxy,labgate,{RELAY})",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args()
