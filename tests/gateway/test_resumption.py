@@ -4,6 +4,7 @@ not verified again, so the gateway cannot tell which CA admitted them and assume
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -66,3 +67,34 @@ def test_removing_the_client_ca_ends_resumed_sessions(
     resumed.sock.settimeout(5)
     assert resumed.line() == b"", "the resumed session stayed open"
     assert time.monotonic() - start < 2.0
+
+
+def test_the_session_cache_is_bounded_and_starts_afresh_when_full(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    # Each cached session holds about 12 KiB (the client certificate decoded with it); OpenSSL
+    # alone would keep 20,480 of them for two hours.
+    gateway = gateway_factory(extra_gateway="tls_session_cache = 3")
+    context, session = _ticket_of(raw_client, gateway, pki, "alice")
+    for _ in range(3):
+        _ticket_of(raw_client, gateway, pki, "olive")
+    deadline = time.monotonic() + 10
+    while not _reloads(gateway, "TLS session cache full"):
+        assert time.monotonic() < deadline, "the full cache was never started afresh"
+        time.sleep(0.05)
+    assert gateway.run(lambda: gateway.gateway.tls_sessions_kept()) < 3
+    # A session from before is not resumed (the new context never saw it), but served in full.
+    again = raw_client(gateway, pki, "alice", context=context, session=session)
+    assert again.line().startswith(b"READy")
+    assert not again.sock.session_reused
+    assert again.ask("0 ACC?").startswith(b"OK 0")
+
+
+def _reloads(gateway: Any, reason: str) -> list[dict[str, Any]]:
+    gateway.call(gateway.gateway.audit.flush())
+    lines = gateway.gateway.audit.path.read_text().splitlines()
+    return [
+        e
+        for e in map(json.loads, lines)
+        if e.get("event") == "reload" and e.get("reason") == reason
+    ]

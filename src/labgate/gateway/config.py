@@ -131,6 +131,9 @@ class GatewayConfig:
     allow_full: bool = False
     unsafe_listen: bool = False
     reload_interval: float = 0.5  # seconds between checks of the configured files for changes
+    # TLS sessions kept for resumption per listener (about 12 KiB each) before the cache starts
+    # afresh; see `Gateway.tls_sessions_kept`.
+    tls_session_cache: int = 1024
     audit_batch_size: int = 64  # audit records written per fsync at most
     audit_flush_interval: float = 0.05  # seconds a record may wait for its batch
     limits: SessionLimits = field(default_factory=SessionLimits)
@@ -223,6 +226,7 @@ def parse_config(
         allow_full=reader.boolean("allow_full", False),
         unsafe_listen=reader.boolean("unsafe_listen", False),
         reload_interval=reader.number("reload_interval", 0.5),
+        tls_session_cache=reader.count("tls_session_cache", 1024),
         audit_batch_size=int(reader.number("audit_batch_size", 64)),
         audit_flush_interval=reader.number("audit_flush_interval", 0.05),
         limits=_limits(reader),
@@ -240,7 +244,8 @@ def parse_config(
 
 _GATEWAY_KEYS = {
     "cert", "key", "client_ca", "crl", "audit_log", "metrics_listen", "allow_full",
-    "unsafe_listen", "reload_interval", "audit_batch_size", "audit_flush_interval",
+    "unsafe_listen", "reload_interval", "tls_session_cache", "audit_batch_size",
+    "audit_flush_interval",
     "max_connections", "max_connections_per_identity", "handshake_timeout",
     "max_handshakes_per_source", "idle_timeout",
     "max_session", "max_line", "max_message", "max_depth",

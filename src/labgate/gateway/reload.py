@@ -1,4 +1,5 @@
-"""When to reload: on SIGHUP (the caller sets an event) and when a configured file changes.
+"""When to reload: on SIGHUP (the caller sets an event), when a configured file changes, and
+when the TLS session cache holds `tls_session_cache` sessions (new contexts start it empty).
 
 Files are polled by their stat signature (inode, size, modification time in nanoseconds): cheap
 enough to run twice a second, and an atomic replace (new inode) is seen even when size and time
@@ -60,6 +61,11 @@ async def watch(gateway: Gateway, requested: asyncio.Event) -> None:
             await gateway.reload()
             if set(gateway.state.config.watched_files()) != set(watcher.paths):
                 watcher.rebase(gateway.state.config.watched_files())
+        elif gateway.tls_sessions_kept() >= gateway.state.config.tls_session_cache:
+            # OpenSSL would keep up to 20,480 sessions for two hours each, about 12 KiB apiece:
+            # new contexts from the same files start with empty caches, and the old ones go
+            # with their last connection. Clients then resume no session older than that.
+            await gateway.reload(gateway.state.config, why="TLS session cache full")
 
 
 async def follow_control(gateway: Gateway) -> None:

@@ -119,7 +119,11 @@ class Gateway:
 
     # ------------------------------------------------------------------ reload
 
-    async def reload(self, config: GatewayConfig | None = None) -> None:
+    def tls_sessions_kept(self) -> int:
+        """TLS sessions held for resumption by the fullest listener's context."""
+        return max((c.session_stats()["number"] for c in self.state.contexts.values()), default=0)
+
+    async def reload(self, config: GatewayConfig | None = None, *, why: str = "") -> None:
         """Re-read the configuration and its files; apply them without dropping sessions.
 
         A failed reload keeps the running state and says why: a typo in a new grant must not
@@ -139,18 +143,21 @@ class Gateway:
             self.record({"event": "reload_failed", "reason": str(exc)})
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
-        self.apply(state)
+        self.apply(state, why=why)
 
     def use_bundle(self, bundle: Bundle | None, crl: Path | None) -> None:
         """Put a verified control-server bundle in force (None: the last one expired)."""
         self.bundle, self.bundle_crl = bundle, crl
         self.apply(build_state(self.state.config, self._listeners, bundle, crl))
 
-    def apply(self, state: LiveState) -> None:
+    def apply(self, state: LiveState, *, why: str = "") -> None:
         """Switch to new state; close or lower live sessions that it no longer allows."""
         self.state = state
         self.metrics.reloads.labels("applied").inc()
-        self.record({"event": "reload", "grants": len(state.grants.grants)})
+        event: dict[str, object] = {"event": "reload", "grants": len(state.grants.grants)}
+        if why:
+            event["reason"] = why
+        self.record(event)
         for session in list(self.sessions):
             certificate = session.info.certificate
             if any(crl.revokes(certificate) for crl in state.revoked):
