@@ -4,6 +4,7 @@ not verified again, so the gateway cannot tell which CA admitted them and assume
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import time
@@ -98,3 +99,42 @@ def _reloads(gateway: Any, reason: str) -> list[dict[str, Any]]:
         for e in map(json.loads, lines)
         if e.get("event") == "reload" and e.get("reason") == reason
     ]
+
+
+def test_caches_held_by_long_sessions_are_bounded_by_turning_the_cache_off(
+    gateway_factory: Any, pki: Any, raw_client: Any, monkeypatch: Any
+) -> None:
+    from labgate.gateway import server
+
+    monkeypatch.setattr(server, "MAX_RETIRED_CACHES", 1)
+    gateway = gateway_factory(extra_gateway="tls_session_cache = 2")
+
+    def fill_and_wait(count: int) -> Any:
+        long = raw_client(gateway, pki, "alice")  # stays open, holding its context's cache
+        assert long.line().startswith(b"READy")
+        for _ in range(2):
+            _ticket_of(raw_client, gateway, pki, "olive")
+        deadline = time.monotonic() + 10
+        while len(_reloads(gateway, "TLS session cache full")) < count:
+            assert time.monotonic() < deadline, "the full cache was never started afresh"
+            time.sleep(0.05)
+        return long
+
+    first = fill_and_wait(1)
+    assert gateway.run(lambda: gateway.gateway.tls_session_cache_on)  # one cache held: allowed
+    second = fill_and_wait(2)
+    # Two caches would now be held by open sessions: the contexts go stateless instead.
+    assert not gateway.run(lambda: gateway.gateway.tls_session_cache_on)
+    context, session = _ticket_of(raw_client, gateway, pki, "olive")
+    resumed = raw_client(gateway, pki, "olive", context=context, session=session)
+    assert resumed.line().startswith(b"READy")
+    assert resumed.sock.session_reused  # stateless tickets still resume
+    resumed.close()
+    first.close()
+    second.close()
+    deadline = time.monotonic() + 10
+    while not _reloads(gateway, "TLS session cache back on"):
+        assert time.monotonic() < deadline, "the cache never came back"
+        gateway.run(gc.collect)  # the closed connections' objects may sit in cycles
+        time.sleep(0.1)
+    assert gateway.run(lambda: gateway.gateway.tls_session_cache_on)

@@ -59,8 +59,11 @@ class PeerCertificate:
     anchor: bytes | None = None  # DER of the trust anchor the chain was verified to, if known
 
 
-def build_client_context(files: TlsFiles) -> ssl.SSLContext:
-    """A fresh server-side context for client connections; ConfigError names a bad file."""
+def build_client_context(files: TlsFiles, *, session_cache: bool = True) -> ssl.SSLContext:
+    """A fresh server-side context for client connections; ConfigError names a bad file.
+
+    `session_cache`: TLS 1.3 tickets name a session kept in this context's memory (cheap to
+    make and to resume; see below); without it they carry the session, encrypted."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.maximum_version = ssl.TLSVersion.TLSv1_3
@@ -71,12 +74,13 @@ def build_client_context(files: TlsFiles) -> ssl.SSLContext:
     # per connection, and each ticket costs the server a copy of the session, client
     # certificate decoded again included (measured: a twelfth of a full handshake's CPU).
     context.num_tickets = 1
-    # Stateful TLS 1.3 tickets: the session stays in this context's cache and the ticket only
-    # names it. A stateless ticket would carry the session encrypted, and OpenSSL 3.0 makes one
-    # by encoding the session, client certificate included, and decoding it again: measured, a
-    # twentieth of a full handshake's CPU. The cache is per context, as tickets were: a reload
-    # still ends every session issued before it.
-    context.options |= ssl.OP_NO_TICKET
+    # Stateful TLS 1.3 tickets (session_cache): the session stays in this context's cache and
+    # the ticket only names it. A stateless ticket carries the session encrypted, and OpenSSL
+    # 3.0 makes one by encoding the session, client certificate included, and decoding it again:
+    # measured, a twentieth of a full handshake's CPU, and resuming from one costs as much again.
+    # The cache is per context, as tickets were: a reload still ends every session before it.
+    if session_cache:
+        context.options |= ssl.OP_NO_TICKET
     _load(context.load_cert_chain, files.cert, files.key, what="gateway.cert / gateway.key")
     _load(context.load_verify_locations, files.client_ca, what="gateway.client_ca")
     for crl in files.crls:

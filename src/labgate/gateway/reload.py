@@ -66,6 +66,8 @@ async def watch(gateway: Gateway, requested: asyncio.Event) -> None:
             # new contexts from the same files start with empty caches, and the old ones go
             # with their last connection. Clients then resume no session older than that.
             await gateway.reload(gateway.state.config, why="TLS session cache full")
+        elif not gateway.tls_session_cache_on and gateway.cache_allowed():
+            await gateway.reload(gateway.state.config, why="TLS session cache back on")
 
 
 async def follow_control(gateway: Gateway) -> None:

@@ -9,9 +9,11 @@ limit, an upstream slot, the upstream login. Only then does a `Session` relay an
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import ssl
+import weakref
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -35,6 +37,10 @@ from labgate.gateway.upstream import UpstreamConnection, connect
 from labgate.scpi.access import AccessLevel
 
 log = logging.getLogger("labgate.gateway")
+
+# Replaced TLS contexts whose session caches may stay in memory at once (see `cache_allowed`):
+# with `tls_session_cache` sessions of about 12 KiB each, 4 + 1 caches of 1,024 are about 60 MiB.
+MAX_RETIRED_CACHES = 4
 
 
 class Gateway:
@@ -72,6 +78,7 @@ class Gateway:
         self._per_identity: Counter[str] = Counter()
         self._next_conn = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._retired: list[weakref.ref[ssl.SSLContext]] = []  # replaced contexts, maybe alive
 
     # ------------------------------------------------------------------ life cycle
 
@@ -123,6 +130,22 @@ class Gateway:
         """TLS sessions held for resumption by the fullest listener's context."""
         return max((c.session_stats()["number"] for c in self.state.contexts.values()), default=0)
 
+    @property
+    def tls_session_cache_on(self) -> bool:
+        """Whether the contexts in force keep TLS sessions (see `cache_allowed`)."""
+        return all(c.options & ssl.OP_NO_TICKET for c in self.state.contexts.values())
+
+    def cache_allowed(self) -> bool:
+        """Whether new contexts may keep TLS sessions in memory.
+
+        A context replaced by a reload lives on, cache and all, while a connection it accepted
+        is open (OpenSSL ties a connection to the cache it was made with), so a long session
+        can hold one cache while short ones fill and replace others. Once `MAX_RETIRED_CACHES`
+        of them are held so, new contexts issue stateless tickets instead, which cost CPU but
+        no memory, until those long sessions end."""
+        self._retired = [ref for ref in self._retired if _holds_sessions(ref())]
+        return len(self._retired) < MAX_RETIRED_CACHES
+
     async def reload(self, config: GatewayConfig | None = None, *, why: str = "") -> None:
         """Re-read the configuration and its files; apply them without dropping sessions.
 
@@ -136,7 +159,14 @@ class Gateway:
                     await asyncio.to_thread(load_config, source) if source else self.state.config
                 )
             state = await asyncio.to_thread(
-                build_state, config, self._listeners, self.bundle, self.bundle_crl
+                functools.partial(
+                    build_state,
+                    config,
+                    self._listeners,
+                    self.bundle,
+                    self.bundle_crl,
+                    session_cache=self.cache_allowed(),
+                )
             )
         except GatewayError as exc:
             self.metrics.reloads.labels("failed").inc()
@@ -148,10 +178,16 @@ class Gateway:
     def use_bundle(self, bundle: Bundle | None, crl: Path | None) -> None:
         """Put a verified control-server bundle in force (None: the last one expired)."""
         self.bundle, self.bundle_crl = bundle, crl
-        self.apply(build_state(self.state.config, self._listeners, bundle, crl))
+        session_cache = self.cache_allowed()
+        self.apply(
+            build_state(
+                self.state.config, self._listeners, bundle, crl, session_cache=session_cache
+            )
+        )
 
     def apply(self, state: LiveState, *, why: str = "") -> None:
         """Switch to new state; close or lower live sessions that it no longer allows."""
+        self._retired += [weakref.ref(c) for c in self.state.contexts.values()]
         self.state = state
         self.metrics.reloads.labels("applied").inc()
         event: dict[str, object] = {"event": "reload", "grants": len(state.grants.grants)}
@@ -436,6 +472,10 @@ def _still_quiet(upstream: UpstreamConnection) -> bool:
     """Whether a warm connection may be lent: the instrument has neither hung up nor sent
     anything unasked while it waited (its stream notices both as they happen)."""
     return upstream.stream.quiet
+
+
+def _holds_sessions(context: ssl.SSLContext | None) -> bool:
+    return context is not None and context.session_stats()["number"] > 0
 
 
 def _source_host(transport: asyncio.BaseTransport) -> str:

@@ -65,6 +65,8 @@ def build_state(
     listeners: tuple[Listener, ...],
     bundle: Bundle | None = None,
     bundle_crl: Path | None = None,
+    *,
+    session_cache: bool = True,
 ) -> LiveState:
     """The state for a configuration and, if one is in force, the control server's bundle:
     its grants join the file's (for instruments this gateway knows), its CRL joins the file's."""
@@ -72,7 +74,7 @@ def build_state(
     files = TlsFiles(cert=config.cert, key=config.key, client_ca=config.client_ca, crls=crls)
     contexts = {}
     for index, listener in enumerate(listeners):
-        context = build_client_context(files)
+        context = build_client_context(files, session_cache=session_cache)
         context.sni_callback = _sni_callback(listener)
         contexts[index] = context
     names = {i.name for i in config.instruments} | {"*"}
