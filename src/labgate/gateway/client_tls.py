@@ -98,11 +98,19 @@ def _load(load: object, *paths: Path, what: str) -> None:
         raise ConfigError(f"{what}: cannot load {names}: {exc}") from exc
 
 
-def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> PeerCertificate | None:
+def peer_certificate(
+    ssl_object: ssl.SSLObject | ssl.SSLSocket, *, anchors: frozenset[bytes]
+) -> PeerCertificate | None:
+    """The verified client certificate; `anchors` are the client CA file's certificates the
+    handshake was verified against. With only one, the chain's anchor is that one and is not
+    read (`anchor` None: `still_trusted` then judges by the whole set, which is the same)."""
     der = ssl_object.getpeercert(binary_form=True)
     if not der:
         return None
-    return dataclasses.replace(_read_certificate(der), anchor=_anchor(ssl_object))
+    certificate = _read_certificate(der)
+    if len(anchors) == 1:
+        return certificate
+    return dataclasses.replace(certificate, anchor=_anchor(ssl_object))
 
 
 @functools.lru_cache(maxsize=1024)
