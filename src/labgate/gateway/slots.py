@@ -10,7 +10,9 @@ being opened or closed, and a warm one waiting in the pool. So `max_upstream` bo
 a warm connection is simply a slot that comes with a logged-in connection. Up to `upstream_idle`
 of them wait for the next session; each is closed after `upstream_idle_timeout` seconds unused.
 Whether a connection may go back at all is the session's judgement (see `Session`); whether it
-still works, and is back at the baseline level, is checked again when it is taken (`check`).
+may be lent again is checked when it is taken (`check`: the instrument has neither hung up nor sent
+anything meanwhile), and the next session sets its level before its first command (see
+`SessionFilter.upstream_level`).
 """
 
 from __future__ import annotations

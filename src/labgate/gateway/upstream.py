@@ -48,12 +48,14 @@ class UpstreamSink(Protocol):
 
 class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
     """The instrument's side of the connection: bytes go straight from the transport into the
-    framing decoder, and complete messages wait here until the session takes them.
+    framing decoder.
 
-    No StreamReader in between: it would copy every byte twice more (into its buffer, and out
-    again), which for a FILE:READ? of many megabytes was a tenth of the gateway's CPU. While
-    messages wait untaken, reading pauses, so a slow client holds the instrument back instead
-    of making the gateway buffer for it.
+    During the login, and while a connection waits warm between sessions, complete messages wait
+    here for `messages()`, and reading pauses while they wait untaken. While a session is attached
+    (`attach`), they go to it in the callback that received them, long ones in pieces as they
+    arrive, and the session's client holds reading back when it reads slowly. No StreamReader in
+    between: it would copy every byte twice more, which for a FILE:READ? of many megabytes was a
+    tenth of the gateway's CPU.
     """
 
     def __init__(self, decoder: Decoder) -> None:
