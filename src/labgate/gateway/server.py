@@ -368,7 +368,7 @@ class Gateway:
                     grant=level,
                     client=client,
                     upstream=upstream,
-                    reset=warm,
+                    warm=warm,
                     limits=self.state.config.limits,
                     record=self.record,
                     metrics=self.metrics,

@@ -97,7 +97,7 @@ class Session:
         record: Record,
         metrics: GatewayMetrics,
         give_back: GiveBack | None = None,
-        reset: bool = False,
+        warm: bool = False,
     ) -> None:
         self.info = info
         self.filter = SessionFilter(
@@ -106,7 +106,7 @@ class Session:
             keep_upstream=give_back is not None and info.instrument.upstream_idle > 0,
         )
         self._give_back = give_back
-        if reset:  # a warm connection: its level is whatever the last session left
+        if warm:  # a connection an earlier session used: its level is whatever that one left
             self.filter.upstream_level = None
         self._client = client
         self._upstream = upstream
@@ -120,6 +120,10 @@ class Session:
         self._client_paused: set[str] = set()  # why reading from the client is paused
         self._timer: asyncio.TimerHandle | None = None
         self._started = self._last_activity = time.monotonic()
+        # A session does not outlive the certificate it was admitted with.
+        self._expires = (
+            self._started + (info.certificate.not_after - datetime.now(UTC)).total_seconds()
+        )
         self._forced = False
         self._latency = metrics.child(metrics.upstream_latency, info.instrument.name)
         self._base: dict[str, object] = {
@@ -150,7 +154,6 @@ class Session:
     async def run(self) -> None:
         client, upstream = self._client, self._upstream
         client.write(upstream.greeting)
-
         self._schedule_tick(self._started)
         try:
             # Either may end the session at once (a QUIT already waiting, say).
@@ -171,11 +174,9 @@ class Session:
             self._record(self._event("disconnect", reason=self.end_reason, upstream_kept=keep))
             await self._release_upstream(keep)
             if not self._forced:
-                try:
-                    async with asyncio.timeout(2):  # a client that reads nothing is cut off
+                with contextlib.suppress(TimeoutError):  # the caller then cuts it off
+                    async with asyncio.timeout(2):  # a client that reads nothing waits no more
                         await client.wait_closed()
-                except TimeoutError:
-                    client.abort()
             if self._carried_big:
                 give_back_free_memory()
 
@@ -416,12 +417,11 @@ class Session:
 
     def _schedule_tick(self, now: float) -> None:
         limits = self._limits
-        # A session does not outlive the certificate it was admitted with.
-        expires = (
-            self._started + (self.info.certificate.not_after - datetime.now(UTC)).total_seconds()
+        wake = min(
+            self._expires,
+            self._started + limits.max_session,
+            self._last_activity + limits.idle_timeout,
         )
-        self._expires = expires
-        wake = min(expires, self._started + limits.max_session, now + limits.idle_timeout)
         self._timer = self._loop.call_later(max(0.05, wake - now), self._tick)
 
     def _tick(self) -> None:
@@ -439,16 +439,11 @@ class Session:
         if now - self._last_activity >= limits.idle_timeout:
             self._end(f"idle for {limits.idle_timeout:g} s")
             return
-        wake = min(
-            self._expires,
-            self._started + limits.max_session,
-            self._last_activity + limits.idle_timeout,
-        )
-        self._timer = self._loop.call_later(max(0.05, wake - now), self._tick)
+        self._schedule_tick(now)
 
     def _refuse_stream(self, reason: str) -> None:
         """Tell the client why its session ends (ident 0: no command of its is to blame)."""
-        with contextlib.suppress(OSError, RuntimeError, AttributeError):
+        with contextlib.suppress(OSError, RuntimeError):
             self._client.write(
                 serialise(
                     Error(ident=0, error_class="IOError", fields=(), message=one_line(reason))
