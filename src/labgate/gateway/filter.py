@@ -192,9 +192,7 @@ class SessionFilter:
             error = _insufficient(ident, decision.required, self.level, decision.reason)
             # The decision's own reason goes to the audit log; the client gets it on one line.
             return self._verdict(known, Decision.DENIED, decision.reason, to_client=error)
-        return self._forward(
-            ident, known, known.tail, now, reason=f"needs {decision.required.label}"
-        )
+        return self._forward(ident, known, None, now, reason=f"needs {decision.required.label}")
 
     def from_upstream(self, raw: bytes) -> Relayed:
         quick = _canonical_final(raw)
@@ -278,27 +276,14 @@ class SessionFilter:
         if self.level <= grant:
             return b""
         self.level = grant
-        command = Command(
-            ident=self._take_ident(),
-            name="ACC",
-            options=(("stealth", "false"), ("exclusive", "false")),
-            args=(grant.label,),
-            body=None,
-        )
-        self._pending[command.ident] = _Pending(client_ident=None, command=ACC, sent_at=now)
-        self.upstream_level = grant
-        return serialise(command)
+        return self._instrument_to(grant, now)
 
-    def _follow_level(self, now: float) -> bytes:
-        """The gateway's own ACC that brings the instrument to the session level (stealth and
-        exclusive off), to go out just ahead of a command; the session ends if it is refused."""
-        level = self.level
+    def _instrument_to(self, level: AccessLevel, now: float, *, must_succeed: str = "") -> bytes:
+        """The gateway's own ACC that brings the instrument to `level` (stealth and exclusive
+        off); with `must_succeed`, the session ends (`broken`) if the instrument refuses it."""
         ident = self._take_ident()
         self._pending[ident] = _Pending(
-            client_ident=None,
-            command=ACC,
-            sent_at=now,
-            must_succeed=f"the instrument refused to take the session's level {level.label}",
+            client_ident=None, command=ACC, sent_at=now, must_succeed=must_succeed
         )
         self.upstream_level = level
         return _LEVEL_COMMANDS[level] % ident
@@ -335,7 +320,7 @@ class SessionFilter:
         self,
         client_ident: int,
         known: _Known,
-        tail: bytes,
+        tail: bytes | None,
         now: float,
         *,
         reason: str,
@@ -345,12 +330,15 @@ class SessionFilter:
             self._taint(known.taints)
         ahead = b""
         if sets is None and self.upstream_level is not self.level:
-            ahead = self._follow_level(now)
+            # The instrument follows the session to its level just ahead of this command.
+            refused = f"the instrument refused to take the session's level {self.level.label}"
+            ahead = self._instrument_to(self.level, now, must_succeed=refused)
         ident = self._take_ident()
         self._pending[ident] = _Pending(
             client_ident=client_ident, command=known.canonical, sent_at=now, sets_level=sets
         )
-        out = b"%s%d %s" % (ahead, ident, tail)
+        sent = known.forwarded(ident) if tail is None else b"%d %s" % (ident, tail)
+        out = ahead + sent if ahead else sent
         return self._verdict(known, Decision.ALLOWED, reason, to_upstream=out)
 
     def _answer(self, ident: int, known: _Known, text: str, reason: str) -> Verdict:
@@ -396,14 +384,13 @@ class _Known:
     short commands without a body are kept (`_KNOWN`), and each level's decision is worked out
     the first time it is asked for, by `access.check` as for any other command."""
 
-    __slots__ = ("_access", "_decisions", "canonical", "command", "logged_args", "tail", "taints")
+    __slots__ = ("_access", "_decisions", "_tail", "canonical", "command", "logged_args", "taints")
 
     def __init__(self, command: Command) -> None:
         self.command = command
         self.canonical = command.canonical
         self.logged_args = _logged_args(command)
-        # Its bytes as forwarded, after "<ident> ": what was judged is exactly what is sent.
-        self.tail = serialise(replace(command, ident=0))[2:]
+        self._tail: bytes | None = None  # its bytes after "<ident> ", once it is forwarded
         self.taints = ""
         if self.canonical.startswith(SUBSCRIPTION_PREFIXES):
             self.taints = f"{self.canonical} changes what the instrument sends unasked"
@@ -417,6 +404,15 @@ class _Known:
         if decision is None:
             decision = self._decisions[level] = check(self.command, level, LABGATE)
         return decision
+
+    def forwarded(self, ident: int) -> bytes:
+        """Its bytes as forwarded under `ident`: what was judged is exactly what is sent. A
+        command with a body (a file) is serialised when it goes, with its ident, and only then."""
+        if self.command.body is not None:
+            return serialise(replace(self.command, ident=ident))
+        if self._tail is None:
+            self._tail = serialise(self.command)[2:]  # after "0 ": `command` has ident 0
+        return b"%d %s" % (ident, self._tail)
 
     def access_request(self) -> tuple[AccessLevel, Options, bytes] | ValueError:
         """For ACC: the level asked for, the options, and the command to forward (its tail)."""
