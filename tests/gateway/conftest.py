@@ -508,3 +508,18 @@ def gateway_process_factory(
     yield start
     for running in started:
         running.stop()
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory: the gateway under test runs in it (Python's, OpenSSL's
+    and the event loop's buffers alike, but not the kernel's socket buffers)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.fixture
+def resident_bytes() -> Callable[[], int]:
+    """Reads the test process's resident memory (Linux only: tests skip elsewhere)."""
+    return _resident_bytes

@@ -4,10 +4,12 @@ instrument never holds more upstream sessions than it was promised."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -200,3 +202,33 @@ def test_one_source_cannot_hold_every_slot_with_slow_handshakes(
         except (ssl.SSLError, ConnectionResetError, OSError):
             assert time.monotonic() < deadline, "the handshake count was never released"
             time.sleep(0.1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmRSS")
+def test_a_client_waiting_for_its_session_cannot_make_the_gateway_hold_what_it_sends(
+    gateway_factory: Any,
+    pki: Any,
+    raw_client: Any,
+    resident_bytes: Any,
+) -> None:
+    # The only upstream slot is taken, so the second client's session does not start: until it
+    # does, the gateway keeps what that client sends, and must stop reading early.
+    gateway = gateway_factory(
+        extra_instrument="max_upstream = 1\nupstream_wait = 10\nupstream_idle = 0"
+    )
+    holder = raw_client(gateway, pki, "alice")
+    assert holder.line().startswith(b"READy")
+    flooder = raw_client(gateway, pki, "olive")  # verified; now waiting for the slot
+    before = resident_bytes()
+    flooder.sock.settimeout(0.5)
+    chunk, sent, limit = b"x" * 65536, 0, 64 * 1024 * 1024
+    deadline = time.monotonic() + 20
+    with contextlib.suppress(TimeoutError, OSError):
+        while sent < limit and time.monotonic() < deadline:
+            flooder.sock.sendall(chunk)
+            sent += len(chunk)
+    grown = resident_bytes() - before
+    assert sent < limit, "the gateway read everything it was sent"
+    assert grown < 8 * 1024 * 1024, f"the gateway grew by {grown} bytes for a waiting client"
+    flooder.close()
+    assert holder.ask("0 ACC?").startswith(b"OK 0")  # still serving

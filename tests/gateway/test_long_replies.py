@@ -418,18 +418,13 @@ def test_other_long_replies_are_gathered_whole_and_judged_as_before(
     assert [e["status"] for e in replies] == [status, "OK"]
 
 
-def _resident_bytes() -> int:
-    """This process's resident memory (the gateway runs in it): Python's, OpenSSL's and the
-    event loop's buffers alike, but not the kernel's socket buffers."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmRSS")
 def test_a_client_that_reads_nothing_holds_the_instrument_back(
-    fake_instrument: Any, gateway_factory: Any, pki: Any, raw_client: Any
+    fake_instrument: Any,
+    gateway_factory: Any,
+    pki: Any,
+    raw_client: Any,
+    resident_bytes: Any,
 ) -> None:
     size = 16 * MIB
     body = _base64(size, seed=5)
@@ -444,11 +439,11 @@ def test_a_client_that_reads_nothing_holds_the_instrument_back(
     client = ObserverClient(raw_client(gateway, pki, "olive"))
     # A small, fixed receive window: what the client does not read waits on the gateway's side.
     client.raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    before = _resident_bytes()
+    before = resident_bytes()
     client.send(f"3 {READ}")
     time.sleep(1.0)  # the client reads nothing for a while
     held_back_at = _once_still(lambda: instrument.sent)
-    grown = _resident_bytes() - before
+    grown = resident_bytes() - before
     # The gateway holds a small part of the reply: about 2 MiB here, against some 30 MiB when
     # it goes on reading from the instrument for a client that reads nothing.
     assert grown < size // 2
