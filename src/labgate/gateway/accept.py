@@ -16,6 +16,7 @@ limit is judged before any TLS work, and the handshake timeout is the protocol's
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
@@ -218,10 +219,15 @@ class Handshake:
 
 
 def _tls_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:
+    return _tls_protocol_class_for(uvloop=type(loop).__module__.startswith("uvloop"))
+
+
+@functools.cache  # asked on every accepted connection; the import runs once
+def _tls_protocol_class_for(*, uvloop: bool) -> Any:
     # Not public API in either library, but the class each loop's create_server(ssl=...) builds,
     # with the same constructor; uvloop's transports recognise their own and read into it
     # directly.
-    if type(loop).__module__.startswith("uvloop"):
+    if uvloop:
         from uvloop.loop import SSLProtocol as UvloopSSLProtocol  # type: ignore[attr-defined]
 
         return UvloopSSLProtocol
