@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import re
 import signal
 import socket
 import ssl
@@ -55,6 +56,7 @@ class Pki:
     gateway_key: Path
     crl: Path
     clients: dict[str, Client]
+    other_root: Path  # root of a CA the gateway does not trust
 
     def write_crl(self) -> None:
         from labgate.pki.atomic import write_atomic
@@ -114,6 +116,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     # A certificate naming alice, from a CA the gateway does not trust.
     other = CertificateAuthority.init(directory / "other-ca", passphrase=None, unencrypted=True)
     clients["stranger"] = _client(other, directory, "alice-elsewhere")
+    (directory / "other-root.crt").write_bytes(other.root_pem)
     pki = Pki(
         directory=directory,
         ca=ca,
@@ -122,6 +125,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         gateway_key=directory / "gateway.key",
         crl=directory / "ca.crl",
         clients=clients,
+        other_root=directory / "other-root.crt",
     )
     pki.write_crl()
     return pki
@@ -283,6 +287,13 @@ class GatewayThread:
     def address(self, instrument: str) -> tuple[str, int]:
         host, _, port = self.gateway.addresses[instrument].rpartition(":")
         return host, int(port)
+
+    def trust_only(self, client_ca: Path) -> None:
+        """Point the configuration's `client_ca` at another file (the gateway reloads it)."""
+        config = self.gateway.state.config.source
+        assert config is not None
+        text = config.read_text()
+        config.write_text(re.sub(r'client_ca = ".*?"', f'client_ca = "{client_ca}"', text))
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self._watch.cancel)

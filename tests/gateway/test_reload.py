@@ -155,16 +155,8 @@ def test_grant_withdrawn_while_waiting_for_a_slot_is_refused_when_the_slot_comes
 
 
 def test_removing_the_client_ca_ends_the_sessions_it_admitted(
-    gateway: Any, pki: Any, raw_client: Any, tmp_path: Path
+    gateway: Any, pki: Any, raw_client: Any
 ) -> None:
-    from labgate.pki.authority import CertificateAuthority
-
     client = _session_at(raw_client, gateway, pki, "alice", "Observer")
-    other = CertificateAuthority.init(tmp_path / "other", passphrase=None, unencrypted=True)
-    (tmp_path / "other-root.crt").write_bytes(other.root_pem)
-    config = gateway.gateway.state.config.source
-    text = config.read_text()
-    config.write_text(
-        re.sub(r'client_ca = ".*?"', f'client_ca = "{tmp_path / "other-root.crt"}"', text)
-    )
+    gateway.trust_only(pki.other_root)
     assert _closed_within(client, 5) < 2.0

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 import time
-from pathlib import Path
 from typing import Any
 
 
@@ -49,21 +47,13 @@ def test_a_reload_ends_the_tickets_issued_before_it(
 
 
 def test_removing_the_client_ca_ends_resumed_sessions(
-    gateway: Any, pki: Any, raw_client: Any, tmp_path: Path
+    gateway: Any, pki: Any, raw_client: Any
 ) -> None:
-    from labgate.pki.authority import CertificateAuthority
-
     context, session = _ticket_of(raw_client, gateway, pki, "alice")
     resumed = raw_client(gateway, pki, "alice", context=context, session=session)
     assert resumed.line().startswith(b"READy")
     assert resumed.sock.session_reused
-    other = CertificateAuthority.init(tmp_path / "other", passphrase=None, unencrypted=True)
-    (tmp_path / "other-root.crt").write_bytes(other.root_pem)
-    config = gateway.gateway.state.config.source
-    text = config.read_text()
-    config.write_text(
-        re.sub(r'client_ca = ".*?"', f'client_ca = "{tmp_path / "other-root.crt"}"', text)
-    )
+    gateway.trust_only(pki.other_root)
     start = time.monotonic()
     resumed.sock.settimeout(5)
     assert resumed.line() == b"", "the resumed session stayed open"
