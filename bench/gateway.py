@@ -246,20 +246,17 @@ class _RelayFromClient(asyncio.Protocol):
 def serve_relay(backend: int, chain: str, key: str, ca: str) -> None:
     """Entry point of the reference relay process: print the port, serve until killed.
 
-    Mutual TLS in (the same settings as the gateway's: TLS 1.2+, a verified client certificate,
-    one stateful TLS 1.3 ticket), plain TCP out, bytes copied both ways on uvloop with no framing,
-    no checks and no log. It is not a peer: it is what any proxy written in CPython costs before
-    it does any work of its own, so that the gateway's figures can be split into that and the
-    price of parsing, judging and recording every command."""
+    Mutual TLS in (the gateway's own client context: TLS 1.2+, its ciphers, a verified client
+    certificate, one stateful TLS 1.3 ticket), plain TCP out, bytes copied both ways on uvloop
+    with no framing, no checks and no log. It is not a peer: it is what any proxy written in
+    CPython costs before it does any work of its own, so that the gateway's figures can be split
+    into that and the price of parsing, judging and recording every command."""
     import uvloop
 
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(chain, key)
-    context.load_verify_locations(ca)
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.num_tickets = 1
-    context.options |= ssl.OP_NO_TICKET
+    from labgate.gateway.client_tls import TlsFiles, build_client_context
+
+    # The gateway's own context, so that the TLS work is the same to the byte.
+    context = build_client_context(TlsFiles(cert=Path(chain), key=Path(key), client_ca=Path(ca)))
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
