@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from labgate.gateway.config import (
+    GATEWAY_OPTIONS,
+    ControlConfig,
     GatewayConfig,
+    Grant,
+    InstrumentConfig,
     UpstreamScheme,
     load_config,
     read_secret,
@@ -63,7 +68,7 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert instrument.upstream.scheme is UpstreamScheme.PLAIN
     assert instrument.max_upstream == 8
     assert str(config.metrics_listen) == "127.0.0.1:9464"
-    assert config.allow_full is False and config.unsafe_listen is False
+    assert config.unsafe_allow_full is False and config.unsafe_listen is False
     assert config.crl is None and config.grants == ()
     assert config.cert == tmp_path.resolve() / "gateway.crt"  # relative to the config file
     assert config.limits.handshake_timeout == 10.0
@@ -124,11 +129,11 @@ def test_unknown_key_is_named(tmp_path: Path) -> None:
         _load(tmp_path, BASE + "alow_full = true\n" + INSTRUMENT)
 
 
-def test_full_grant_needs_allow_full(tmp_path: Path) -> None:
+def test_full_grant_needs_unsafe_allow_full(tmp_path: Path) -> None:
     grant = '[[grant]]\nidentity = "labgate:user:root"\ninstrument = "*"\nlevel = "Full"\n'
-    with pytest.raises(ConfigError, match=r"grant\[0\]\.level.*allow_full"):
+    with pytest.raises(ConfigError, match=r"grant\[0\]\.level.*gateway\.unsafe_allow_full"):
         _load(tmp_path, BASE + INSTRUMENT + grant)
-    config = _load(tmp_path, BASE + "allow_full = true\n" + INSTRUMENT + grant)
+    config = _load(tmp_path, BASE + "unsafe_allow_full = true\n" + INSTRUMENT + grant)
     assert config.grants[0].level is AccessLevel.FULL
 
 
@@ -243,3 +248,141 @@ def test_more_warm_connections_than_slots_are_refused(tmp_path: Path) -> None:
         _load(tmp_path, BASE + INSTRUMENT + "upstream_idle = -1\n")
     with pytest.raises(ConfigError, match=r"instrument\[0\]\.upstream_idle_timeout"):
         _load(tmp_path, BASE + INSTRUMENT + "upstream_idle_timeout = 0\n")
+
+
+def test_the_old_allow_full_is_refused_naming_the_new_name(tmp_path: Path) -> None:
+    grant = '[[grant]]\nidentity = "labgate:user:root"\ninstrument = "*"\nlevel = "Full"\n'
+    with pytest.raises(ConfigError, match=r"gateway\.allow_full: renamed to unsafe_allow_full"):
+        _load(tmp_path, BASE + "allow_full = true\n" + INSTRUMENT + grant)
+    path = _write(tmp_path, BASE + INSTRUMENT)
+    with pytest.raises(ConfigError, match=r"LABGATE_GATEWAY_ALLOW_FULL: renamed to unsafe_allow"):
+        load_config(path, environ={"LABGATE_GATEWAY_ALLOW_FULL": "true"})
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + "max_connections = 100\n" + INSTRUMENT)
+    environ = {
+        "LABGATE_GATEWAY_AUDIT_LOG": "logs/elsewhere.jsonl",  # relative to the config's directory
+        "LABGATE_GATEWAY_MAX_CONNECTIONS": "7",
+        "LABGATE_GATEWAY_IDLE_TIMEOUT": "12.5",
+        "LABGATE_GATEWAY_UNSAFE_LISTEN": "true",
+        "LABGATE_GATEWAY_METRICS_LISTEN": "",
+        "PATH": "/usr/bin",  # other variables are none of the gateway's business
+    }
+    config = load_config(path, environ=environ)
+    assert config.audit_log == tmp_path.resolve() / "logs" / "elsewhere.jsonl"
+    assert config.max_connections == 7 and config.limits.max_connections == 7
+    assert config.limits.idle_timeout == 12.5
+    assert config.unsafe_listen is True
+    assert config.metrics_listen is None
+    assert load_config(path, environ={}).max_connections == 100  # the file's value otherwise
+
+
+def test_environment_reaches_into_the_control_table(tmp_path: Path) -> None:
+    control = '[control]\nurl = "https://127.0.0.1:8443"\ngateway_name = "site-1"\n'
+    control += 'server_ca = "root.crt"\n'
+    path = _write(tmp_path, BASE + INSTRUMENT + control)
+    config = load_config(path, environ={"LABGATE_GATEWAY_CONTROL__POLL_INTERVAL": "30"})
+    assert config.control is not None
+    assert config.control.poll_interval == 30.0
+    assert config.control.gateway_name == "site-1"  # the rest of the table is the file's
+    assert config.control.cache_dir == tmp_path.resolve() / "control-cache"
+
+
+def test_a_bad_environment_value_names_the_option_and_the_variable(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE + INSTRUMENT)
+    with pytest.raises(
+        ConfigError,
+        match=r"gateway\.max_connections: expected a whole number of at least 1, got '0' "
+        r"\(from LABGATE_GATEWAY_MAX_CONNECTIONS\)",
+    ):
+        load_config(path, environ={"LABGATE_GATEWAY_MAX_CONNECTIONS": "0"})
+    with pytest.raises(ConfigError, match=r"gateway\.unsafe_listen: expected true or false"):
+        load_config(path, environ={"LABGATE_GATEWAY_UNSAFE_LISTEN": "maybe"})
+    with pytest.raises(ConfigError, match=r"gateway\.metrics_listen: .*unsafe_listen = true"):
+        # An override is checked with everything else: it cannot open what the file keeps shut.
+        load_config(path, environ={"LABGATE_GATEWAY_METRICS_LISTEN": "0.0.0.0:9464"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "expected"),
+    [
+        ("LABGATE_GATEWAY_ALOW_FULL", r"LABGATE_GATEWAY_ALOW_FULL: unknown option"),
+        ("LABGATE_GATEWAY_CONTROL__URLL", r"LABGATE_GATEWAY_CONTROL__URLL: unknown option"),
+        ("LABGATE_GATEWAY_GRANT", r"\[\[grant\]\] tables come from the configuration file only"),
+        ("labgate_gateway_instrument__0__name", r"\[\[instrument\]\] tables come from the conf"),
+    ],
+)
+def test_unknown_environment_variables_are_refused(
+    tmp_path: Path, variable: str, expected: str
+) -> None:
+    path = _write(tmp_path, BASE + INSTRUMENT)
+    with pytest.raises(ConfigError, match=expected):
+        load_config(path, environ={variable: "x"})
+
+
+def test_the_process_environment_is_read_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path, BASE + INSTRUMENT)
+    monkeypatch.setenv("LABGATE_GATEWAY_HANDSHAKE_TIMEOUT", "3")
+    assert load_config(path).limits.handshake_timeout == 3.0
+
+
+def test_unknown_table_and_misplaced_tables_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^instruments: unknown table"):
+        _load(tmp_path, BASE + INSTRUMENT + "[instruments]\nname = 'x'\n")
+    with pytest.raises(ConfigError, match=r"gateway\.grant: unknown option"):
+        _load(tmp_path, BASE + "grant = []\n" + INSTRUMENT)
+    with pytest.raises(ConfigError, match=r"instrument\[0\]\.max_upstrem: unknown option"):
+        _load(tmp_path, BASE + INSTRUMENT + "max_upstrem = 3\n")
+
+
+def test_a_boolean_is_not_a_number(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"gateway\.max_connections: expected a number, got Tr"):
+        _load(tmp_path, BASE + "max_connections = true\n" + INSTRUMENT)
+
+
+def _readme_tables() -> dict[str, dict[str, str]]:
+    """The README's gateway configuration tables: option -> default cell, by table heading."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Gateway (`labgate gateway`)", 1)[1].split("\n## ", 1)[0]
+    tables: dict[str, dict[str, str]] = {}
+    current = ""
+    for line in section.splitlines():
+        for heading in ("[gateway]", "[[instrument]]", "[[grant]]", "[control]"):
+            if line.startswith(f"`{heading}`"):
+                current = heading
+                tables[current] = {}
+        row = re.match(r"^\| `(\w+)` \| (.*?) \|", line)
+        if current and row:
+            tables[current][row.group(1)] = row.group(2)
+    return tables
+
+
+def _documented(cell: str, default: object) -> bool:
+    text = cell.strip("`").split("`")[0].strip('"')
+    if isinstance(default, bool):
+        return text == str(default).lower()
+    if isinstance(default, int | float):
+        return float(text) == float(default)
+    return text == str(default)
+
+
+def test_every_option_is_in_the_readme_with_its_default() -> None:
+    tables = _readme_tables()
+    models = {
+        "[gateway]": (GatewayConfig, set(GATEWAY_OPTIONS)),
+        "[[instrument]]": (InstrumentConfig, set(InstrumentConfig.model_fields)),
+        "[[grant]]": (Grant, set(Grant.model_fields)),
+        "[control]": (ControlConfig, set(ControlConfig.model_fields)),
+    }
+    for heading, (model, options) in models.items():
+        assert set(tables[heading]) == options, heading
+        for name in options:
+            info = model.model_fields[name]
+            if info.is_required() or info.default is None:
+                continue
+            if isinstance(info.default, bool | int | float | str | Path):
+                cell = tables[heading][name]
+                assert _documented(cell, info.default), f"{heading} {name}: {cell}"

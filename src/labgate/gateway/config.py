@@ -1,29 +1,59 @@
-"""The gateway's TOML configuration, read into frozen dataclasses and checked before starting.
+"""The gateway's configuration: one typed settings model, read from TOML, then `LABGATE_GATEWAY_*`.
 
-Every option has its default here and in the README's table. Relative paths are taken from the
-configuration file's directory, so a config and its certificates can move together. Unknown keys
-are refused (a typo such as `alow_full` must not silently keep the default), and so are unsafe or
-conflicting choices, each error naming the key at fault.
+Precedence, highest first: `LABGATE_GATEWAY_*` environment variables, the TOML file, the defaults
+below (each written once, here; the README's table repeats them). The file keeps its tables:
+`[gateway]` (whose options, the session limits among them, are the model's own fields),
+`[[instrument]]`, `[[grant]]` and `[control]`. An environment variable names a `[gateway]` option
+as `LABGATE_GATEWAY_<OPTION>` and a `[control]` one as `LABGATE_GATEWAY_CONTROL__<OPTION>`;
+instruments and grants come from the file alone, so that who may do what is read in one place.
+
+Relative paths, from the file or the environment, are taken from the configuration file's
+directory, so a config and its certificates can move together. Unknown keys and unknown
+`LABGATE_GATEWAY_*` variables are refused (a typo such as `alow_full` must not silently keep the
+default), and so are unsafe or conflicting choices, each error naming the key at fault.
+`load_config(path)` builds one per process, and again on every reload; nothing is read at import.
 """
 
 from __future__ import annotations
 
 import base64
 import ipaddress
+import os
 import re
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import EnvSettingsSource, SettingsError
 
 from labgate.gateway.errors import ConfigError, SecretFileError
 from labgate.scpi.access import AccessLevel
+from labgate.scpi.framing import DEFAULT_MAX_DEPTH, DEFAULT_MAX_LINE, DEFAULT_MAX_MESSAGE
 from labgate.scpi.framing import Limits as FramingLimits
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"
+ENV_PREFIX = "LABGATE_GATEWAY_"
+ENV_NESTED = "__"
+# Old option names, refused with the new one named (a silently ignored old name would keep the
+# default, which for these is the safe choice, but not the one the operator wrote down).
+RENAMED = {"allow_full": "unsafe_allow_full"}
 # Instrument names double as TLS server names (SNI), so they must be valid DNS labels.
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
 
@@ -64,81 +94,324 @@ class Upstream:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class InstrumentConfig:
+class SessionLimits:
+    """The `[gateway]` limits a running gateway and its sessions consult (defaults: the model)."""
+
+    max_connections: int
+    max_connections_per_identity: int
+    handshake_timeout: float
+    max_handshakes_per_source: int
+    idle_timeout: float
+    max_session: float
+    framing: FramingLimits
+
+
+# ---------------------------------------------------------------------- value parsers
+
+
+def _endpoint_text(text: object) -> Endpoint:
+    if isinstance(text, Endpoint):
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"expected a string HOST:PORT, got {text!r}")
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text)
+    if match is None:
+        raise ValueError(f"expected HOST:PORT (or [IPv6]:PORT), got {text!r}")
+    host = match.group(1) or match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if port > 65535:
+        raise ValueError(f"port {port} is above 65535")
+    return Endpoint(host=host, port=port)
+
+
+def _upstream_text(text: object) -> Upstream:
+    if isinstance(text, Upstream):
+        return text
+    expected = "plain://HOST:PORT, tls://HOST:PORT or sslv3://HOST:PORT"
+    if not isinstance(text, str) or "://" not in text:
+        raise ValueError(f"expected {expected}, got {text!r}")
+    scheme, _, rest = text.partition("://")
+    try:
+        kind = UpstreamScheme(scheme)
+    except ValueError:
+        raise ValueError(f"unknown scheme {scheme!r}; expected {expected}") from None
+    return Upstream(scheme=kind, endpoint=_endpoint_text(rest))
+
+
+def _pin_text(text: object) -> str | None:
+    if text is None:
+        return None
+    error = f"expected 'sha256/' and the base64 SHA-256 of a public key, got {text!r}"
+    if not isinstance(text, str) or not text.startswith("sha256/"):
+        raise ValueError(error)
+    try:
+        digest = base64.b64decode(text.removeprefix("sha256/"), validate=True)
+    except ValueError:
+        raise ValueError(error) from None
+    if len(digest) != 32:
+        raise ValueError(error)
+    return text
+
+
+def _keyed(parse: Callable[[object], Any], text: object, key: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def parse_endpoint(text: object, key: str) -> Endpoint:
+    """`HOST:PORT` or `[IPv6]:PORT`; ConfigError naming `key` when it is not one."""
+    return _keyed(_endpoint_text, text, key)  # type: ignore[no-any-return]
+
+
+def parse_upstream(text: object, key: str) -> Upstream:
+    """`plain://`, `tls://` or `sslv3://` and an endpoint; ConfigError naming `key`."""
+    return _keyed(_upstream_text, text, key)  # type: ignore[no-any-return]
+
+
+def parse_pin(text: object, key: str) -> str:
+    """`sha256/BASE64` of a SubjectPublicKeyInfo; ConfigError naming `key`."""
+    return _keyed(_pin_text, text, key)  # type: ignore[no-any-return]
+
+
+def _base(info: ValidationInfo) -> Path | None:
+    """The configuration file's directory, when the model is being loaded from one."""
+    context = info.context
+    return context.get("base") if isinstance(context, dict) else None
+
+
+def _path(value: object, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    if isinstance(value, Path):
+        path = value
+    elif isinstance(value, str) and value:
+        path = Path(value)
+    else:
+        raise ValueError(f"expected a non-empty string (a path), got {value!r}")
+    base = _base(info)
+    return path if base is None else base / path
+
+
+def _file(value: object, info: ValidationInfo) -> Path | None:
+    path = _path(value, info)
+    # Checked when loaded from a file; a model built in code takes its paths as given.
+    if path is not None and _base(info) is not None and not path.is_file():
+        raise ValueError(f"{path} does not exist or is not a file")
+    return path
+
+
+def _metrics_endpoint(value: object) -> Endpoint | None:
+    if value is None or value == "":
+        return None  # metrics switched off on purpose
+    return _endpoint_text(value)
+
+
+def _not_bool(value: object) -> object:
+    # TOML's true is not 1: a boolean where a number belongs is a mistake worth naming.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+def _level(value: object) -> AccessLevel:
+    if isinstance(value, AccessLevel):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected an access level name, got {value!r}")
+    return AccessLevel.parse(value)
+
+
+def _dns_label(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"{name!r} is not a DNS label (letters, digits, '-')")
+    return name
+
+
+def _labgate_uri(identity: str) -> str:
+    if not identity.startswith("labgate:"):
+        raise ValueError(f"expected a labgate: URI, got {identity!r}")
+    return identity
+
+
+def _https(url: str) -> str:
+    if not url.startswith("https://"):
+        raise ValueError(f"expected an https:// URL, got {url!r}")
+    return url.rstrip("/")
+
+
+def _invalid(key: str, text: str) -> PydanticCustomError:
+    """An error found by a check across options: `key` (relative to where the check runs) is the
+    option to blame, `text` follows it (": ..." or " is required ...")."""
+    return PydanticCustomError("labgate_option", "{text}", {"key": key, "text": text})
+
+
+AnyPath = Annotated[Path, PlainValidator(_path)]
+FilePath = Annotated[Path, PlainValidator(_file)]
+OptionalFile = Annotated[Path | None, PlainValidator(_file)]
+OptionalPath = Annotated[Path | None, PlainValidator(_path)]
+EndpointValue = Annotated[Endpoint, PlainValidator(_endpoint_text)]
+MetricsEndpoint = Annotated[Endpoint | None, PlainValidator(_metrics_endpoint)]
+Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
+Seconds = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
+Text = Annotated[str, Field(min_length=1)]
+
+_MODEL = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+# ---------------------------------------------------------------------- the tables
+
+
+class InstrumentConfig(BaseModel):
     """One `[[instrument]]` table."""
 
-    name: str
-    upstream: Upstream
-    listen: Endpoint = field(default_factory=lambda: parse_endpoint(DEFAULT_LISTEN, "listen"))
-    upstream_pin: str | None = None  # "sha256/BASE64" of the instrument's SubjectPublicKeyInfo
-    password_file: Path | None = None  # None: the instrument is used without logging in
-    max_upstream: int = 8  # the real instrument fails at about 30 connections
-    upstream_queue: int = 64  # clients allowed to wait for a free upstream slot
-    upstream_wait: float = 5.0  # seconds a client waits for a slot; below qslib's 10 s timeout
-    upstream_timeout: float = 10.0  # seconds to connect, handshake, greet and log in upstream
-    upstream_idle: int = 2  # logged-in connections kept warm for the next session (0: none)
-    upstream_idle_timeout: float = 30.0  # seconds a warm connection may wait before it is closed
+    model_config = _MODEL
+
+    name: Annotated[str, AfterValidator(_dns_label)]
+    upstream: Annotated[Upstream, PlainValidator(_upstream_text)]
+    listen: EndpointValue = _endpoint_text(DEFAULT_LISTEN)
+    # "sha256/BASE64" of the instrument's SubjectPublicKeyInfo: required for tls and sslv3.
+    upstream_pin: Annotated[str | None, PlainValidator(_pin_text)] = None
+    password_file: OptionalPath = None  # None: the instrument is used without logging in
+    max_upstream: Count = 8  # the real instrument fails at about 30 connections
+    upstream_queue: Count = 64  # clients allowed to wait for a free upstream slot
+    upstream_wait: Seconds = 5.0  # seconds a client waits for a slot; below qslib's 10 s timeout
+    upstream_timeout: Seconds = 10.0  # seconds to connect, handshake, greet and log in upstream
+    # Logged-in connections kept warm for the next session (0: none); at most max_upstream.
+    upstream_idle: Annotated[int, BeforeValidator(_not_bool), Field(ge=0)] = 2
+    upstream_idle_timeout: Seconds = 30.0  # seconds a warm connection may wait before it closes
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _warm_connections_fit(cls, data: Any, handler: Callable[[Any], Self]) -> Self:
+        # Warm connections hold upstream slots, so there can never be more of them than slots:
+        # the default shrinks to fit, a number written down that does not fit is refused.
+        model = handler(data)
+        if model.upstream_idle <= model.max_upstream:
+            return model
+        if "upstream_idle" in model.model_fields_set:
+            raise _invalid(
+                "upstream_idle",
+                f": {model.upstream_idle} warm connections cannot fit in "
+                f"max_upstream={model.max_upstream}",
+            )
+        return model.model_copy(update={"upstream_idle": model.max_upstream})
+
+    @model_validator(mode="after")
+    def _pin_fits_the_scheme(self) -> Self:
+        scheme = self.upstream.scheme
+        if scheme is UpstreamScheme.PLAIN and self.upstream_pin is not None:
+            raise _invalid("upstream_pin", ": a plain:// upstream has no certificate to pin")
+        if scheme is not UpstreamScheme.PLAIN and self.upstream_pin is None:
+            raise _invalid(
+                "upstream_pin",
+                f" is required for {scheme}:// "
+                "(the instrument's certificate is self-signed: only its pin identifies it)",
+            )
+        return self
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Grant:
+class Grant(BaseModel):
     """One `[[grant]]` table: an identity's highest level on one instrument or on all ("*")."""
 
-    identity: str
-    instrument: str
-    level: AccessLevel
+    model_config = _MODEL
+
+    identity: Annotated[str, AfterValidator(_labgate_uri)]
+    instrument: Text
+    level: Annotated[AccessLevel, PlainValidator(_level)]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionLimits:
-    max_connections: int = 512  # client connections open at once, all instruments together
-    max_connections_per_identity: int = 32  # per certificate identity
-    handshake_timeout: float = 10.0  # seconds for the client's TLS handshake
-    # TLS handshakes in progress from one source address: one host opening slow handshakes can
-    # hold no more than this many of max_connections (a busy client host opens a few at once).
-    max_handshakes_per_source: int = 64
-    idle_timeout: float = 900.0  # seconds without a byte from either side
-    max_session: float = 43200.0  # seconds a session may last at all (12 h: longer than a run)
-    framing: FramingLimits = field(default_factory=FramingLimits)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ControlConfig:
+class ControlConfig(BaseModel):
     """Optional `[control]` table: fetch signed grant and CRL bundles from the control server."""
 
-    url: str  # https://control.example:8443
-    gateway_name: str  # our name there: the bundle's audience is labgate:gateway:<name>
-    server_ca: Path  # trust anchor for the control server's certificate
-    cert: Path | None = None  # client certificate towards the control server; default gateway.cert
-    key: Path | None = None  # its key; default gateway.key
-    poll_interval: float = 60.0  # seconds between bundle fetches
-    issuer: str = "labgate:control"  # the bundle's `iss`, as the control server signs it
-    cache_dir: Path = Path("control-cache")  # last accepted version and the bundle's CRL
+    model_config = _MODEL
+
+    url: Annotated[str, AfterValidator(_https)]  # https://control.example:8443
+    gateway_name: Text  # our name there: the bundle's audience is labgate:gateway:<name>
+    server_ca: FilePath  # trust anchor for the control server's certificate
+    cert: OptionalFile = None  # client certificate towards the control server; default gateway.cert
+    key: OptionalFile = None  # its key; default gateway.key
+    poll_interval: Seconds = 60.0  # seconds between bundle fetches
+    issuer: Text = "labgate:control"  # the bundle's `iss`, as the control server signs it
+    cache_dir: AnyPath = Path("control-cache")  # last accepted version and the bundle's CRL
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatewayConfig:
-    cert: Path
-    key: Path
-    client_ca: Path
-    audit_log: Path
-    instruments: tuple[InstrumentConfig, ...]
-    grants: tuple[Grant, ...] = ()
-    crl: Path | None = None
-    metrics_listen: Endpoint | None = field(
-        default_factory=lambda: parse_endpoint(DEFAULT_METRICS_LISTEN, "metrics_listen")
-    )
-    allow_full: bool = False
-    unsafe_listen: bool = False
-    reload_interval: float = 0.5  # seconds between checks of the configured files for changes
+class GatewayConfig(BaseModel):
+    """Every option of `labgate gateway`; the README's configuration table lists them.
+
+    The `[gateway]` table's options are this model's own fields; `instrument`, `grant` and
+    `control` are the other tables. Build it with `load_config`, which reads the file and then
+    the environment through pydantic-settings' own `EnvSettingsSource`."""
+
+    model_config = _MODEL
+
+    cert: FilePath  # certificate chain served to clients
+    key: FilePath  # its private key, mode 0600
+    client_ca: FilePath  # trust anchor for client certificates
+    audit_log: AnyPath
+    crl: OptionalFile = None
+    metrics_listen: MetricsEndpoint = _endpoint_text(DEFAULT_METRICS_LISTEN)  # None: no metrics
+    unsafe_allow_full: bool = False  # Full access over the network
+    unsafe_listen: bool = False  # listen addresses other than loopback
+    reload_interval: Seconds = 0.5  # seconds between checks of the configured files for changes
     # TLS sessions kept for resumption per listener (about 12 KiB each) before the cache starts
     # afresh; see `Gateway.tls_sessions_kept`.
-    tls_session_cache: int = 1024
-    audit_batch_size: int = 64  # audit records written per fsync at most
-    audit_flush_interval: float = 0.05  # seconds a record may wait for its batch
-    limits: SessionLimits = field(default_factory=SessionLimits)
+    tls_session_cache: Count = 1024
+    audit_batch_size: Count = 64  # audit records written per fsync at most
+    audit_flush_interval: Seconds = 0.05  # seconds a record may wait for its batch
+    # Session limits (`limits`).
+    max_connections: Count = 512  # client connections open at once, all instruments together
+    max_connections_per_identity: Count = 32  # per certificate identity
+    handshake_timeout: Seconds = 10.0  # seconds for the client's TLS handshake
+    # TLS handshakes in progress from one source address: one host opening slow handshakes can
+    # hold no more than this many of max_connections (a busy client host opens a few at once).
+    max_handshakes_per_source: Count = 64
+    idle_timeout: Seconds = 900.0  # seconds without a byte from either side
+    max_session: Seconds = 43200.0  # seconds a session may last at all (12 h: longer than a run)
+    max_line: Count = DEFAULT_MAX_LINE  # the `scpi` framing limits
+    max_message: Count = DEFAULT_MAX_MESSAGE
+    max_depth: Count = DEFAULT_MAX_DEPTH
+    # The other tables.
+    instrument: tuple[InstrumentConfig, ...] = ()
+    grant: tuple[Grant, ...] = ()
     control: ControlConfig | None = None
-    source: Path | None = None  # the file this was read from; reloaded on change
+
+    _source: Path | None = PrivateAttr(default=None)
+    _limits: SessionLimits = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Built once: the gateway reads the limits on every connection.
+        self._limits = SessionLimits(
+            max_connections=self.max_connections,
+            max_connections_per_identity=self.max_connections_per_identity,
+            handshake_timeout=self.handshake_timeout,
+            max_handshakes_per_source=self.max_handshakes_per_source,
+            idle_timeout=self.idle_timeout,
+            max_session=self.max_session,
+            framing=FramingLimits(
+                max_line=self.max_line, max_message=self.max_message, max_depth=self.max_depth
+            ),
+        )
+        if isinstance(context, dict):
+            self._source = context.get("source")
+
+    @property
+    def instruments(self) -> tuple[InstrumentConfig, ...]:
+        return self.instrument
+
+    @property
+    def grants(self) -> tuple[Grant, ...]:
+        return self.grant
+
+    @property
+    def limits(self) -> SessionLimits:
+        return self._limits
+
+    @property
+    def source(self) -> Path | None:
+        """The file this was read from; reloaded on change."""
+        return self._source
 
     def watched_files(self) -> tuple[Path, ...]:
         """Files whose change triggers a reload (the config itself holds the grants)."""
@@ -146,31 +419,53 @@ class GatewayConfig:
         files += [p for p in (self.crl, self.source) if p is not None]
         return tuple(files)
 
+    @model_validator(mode="after")
+    def _safe_and_consistent(self) -> Self:
+        """Refuse unsafe or conflicting choices, naming the option."""
+        if not self.instrument:
+            raise _invalid("instrument", ": at least one [[instrument]] table is needed")
+        listens = [(f"instrument[{i}].listen", ins.listen) for i, ins in enumerate(self.instrument)]
+        if self.metrics_listen is not None:
+            listens.append(("gateway.metrics_listen", self.metrics_listen))
+        for key, endpoint in listens:
+            if not endpoint.is_loopback and not self.unsafe_listen:
+                raise _invalid(
+                    key,
+                    f": {endpoint} is not a loopback address; "
+                    "set gateway.unsafe_listen = true to listen there on purpose",
+                )
+        names = [ins.name for ins in self.instrument]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise _invalid(f"instrument[{i}].name", f": {name!r} is used twice")
+        for i, grant in enumerate(self.grant):
+            if grant.instrument != "*" and grant.instrument not in names:
+                raise _invalid(
+                    f"grant[{i}].instrument",
+                    f": no instrument named {grant.instrument!r} "
+                    f"(known: {', '.join(names)}, or '*')",
+                )
+            if grant.level is AccessLevel.FULL and not self.unsafe_allow_full:
+                raise _invalid(
+                    f"grant[{i}].level",
+                    ": Full access over the network needs gateway.unsafe_allow_full = true",
+                )
+        if self.metrics_listen is not None and any(
+            ins.listen == self.metrics_listen and ins.listen.port != 0 for ins in self.instrument
+        ):
+            raise _invalid("gateway.metrics_listen", ": the same address as an instrument's listen")
+        return self
 
-def parse_endpoint(text: object, key: str) -> Endpoint:
-    if not isinstance(text, str):
-        raise ConfigError(f"{key}: expected a string HOST:PORT, got {text!r}")
-    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text)
-    if match is None:
-        raise ConfigError(f"{key}: expected HOST:PORT (or [IPv6]:PORT), got {text!r}")
-    host = match.group(1) or match.group(3)
-    port = int(match.group(2) or match.group(4))
-    if port > 65535:
-        raise ConfigError(f"{key}: port {port} is above 65535")
-    return Endpoint(host=host, port=port)
 
+# ---------------------------------------------------------------------- loading
 
-def parse_pin(text: object, key: str) -> str:
-    error = f"{key}: expected 'sha256/' and the base64 SHA-256 of a public key, got {text!r}"
-    if not isinstance(text, str) or not text.startswith("sha256/"):
-        raise ConfigError(error)
-    try:
-        digest = base64.b64decode(text.removeprefix("sha256/"), validate=True)
-    except ValueError as exc:
-        raise ConfigError(error) from exc
-    if len(digest) != 32:
-        raise ConfigError(error)
-    return text
+_TABLES = ("instrument", "grant", "control")
+GATEWAY_OPTIONS = tuple(name for name in GatewayConfig.model_fields if name not in _TABLES)
+_MODELS: dict[str, type[BaseModel]] = {
+    "instrument": InstrumentConfig,
+    "grant": Grant,
+    "control": ControlConfig,
+}
 
 
 def read_secret(path: Path, key: str) -> bytes:
@@ -192,305 +487,162 @@ def read_secret(path: Path, key: str) -> bytes:
     return secret
 
 
-def load_config(path: Path) -> GatewayConfig:
-    """Read and check a gateway configuration file."""
+def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Read and check a gateway configuration file, with `LABGATE_GATEWAY_*` from `environ`
+    (the process's environment by default) over it."""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
-    return parse_config(raw, base=path.parent.resolve(), source=path.resolve())
-
-
-def parse_config(
-    raw: Mapping[str, Any], *, base: Path, source: Path | None = None
-) -> GatewayConfig:
-    _refuse_unknown(raw, {"gateway", "instrument", "grant", "control"}, "")
-    table = _table(raw, "gateway")
-    _refuse_unknown(table, _GATEWAY_KEYS, "gateway.")
-    reader = _Reader(table, "gateway.", base)
-    instruments = tuple(
-        _instrument(item, f"instrument[{i}].", base)
-        for i, item in enumerate(_array(raw, "instrument"))
-    )
-    if not instruments:
-        raise ConfigError("instrument: at least one [[instrument]] table is needed")
-    config = GatewayConfig(
-        cert=reader.file("cert"),
-        key=reader.file("key"),
-        client_ca=reader.file("client_ca"),
-        crl=reader.file("crl") if "crl" in table else None,
-        audit_log=reader.path("audit_log"),
-        metrics_listen=_metrics_listen(table),
-        allow_full=reader.boolean("allow_full", False),
-        unsafe_listen=reader.boolean("unsafe_listen", False),
-        reload_interval=reader.number("reload_interval", 0.5),
-        tls_session_cache=reader.count("tls_session_cache", 1024),
-        audit_batch_size=int(reader.number("audit_batch_size", 64)),
-        audit_flush_interval=reader.number("audit_flush_interval", 0.05),
-        limits=_limits(reader),
-        instruments=instruments,
-        grants=tuple(_grant(g, f"grant[{i}].") for i, g in enumerate(_array(raw, "grant"))),
-        control=_control(raw["control"], base) if "control" in raw else None,
-        source=source,
-    )
-    _check(config)
+    values = _from_file(raw)
+    from_env = _from_environment(os.environ if environ is None else environ)
+    for name, value in from_env.items():
+        if name == "control" and isinstance(value, dict) and isinstance(values.get(name), dict):
+            values[name] = {**values[name], **value}
+        else:
+            values[name] = value
+    context = {"base": path.parent.resolve(), "source": path.resolve()}
+    try:
+        config = GatewayConfig.model_validate(values, context=context)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, from_env)) from None
+    for i, instrument in enumerate(config.instruments):
+        if instrument.password_file is not None:  # refuse a bad file at start, not at login
+            read_secret(instrument.password_file, f"instrument[{i}].password_file")
     mode = config.key.stat().st_mode & 0o777
     if mode & 0o077:
         raise SecretFileError(f"gateway.key: {config.key} has mode {mode:04o}; it must be 0600")
     return config
 
 
-_GATEWAY_KEYS = {
-    "cert", "key", "client_ca", "crl", "audit_log", "metrics_listen", "allow_full",
-    "unsafe_listen", "reload_interval", "tls_session_cache", "audit_batch_size",
-    "audit_flush_interval",
-    "max_connections", "max_connections_per_identity", "handshake_timeout",
-    "max_handshakes_per_source", "idle_timeout",
-    "max_session", "max_line", "max_message", "max_depth",
-}  # fmt: skip
-_INSTRUMENT_KEYS = {
-    "name", "listen", "upstream", "upstream_pin", "password_file", "max_upstream",
-    "upstream_queue", "upstream_wait", "upstream_timeout", "upstream_idle",
-    "upstream_idle_timeout",
-}  # fmt: skip
-
-
-class _Reader:
-    """Typed access to one table, every error naming the full key."""
-
-    def __init__(self, table: Mapping[str, Any], prefix: str, base: Path) -> None:
-        self.table, self.prefix, self.base = table, prefix, base
-
-    def value(self, key: str) -> Any:
-        if key not in self.table:
-            raise ConfigError(f"{self.prefix}{key} is required")
-        return self.table[key]
-
-    def string(self, key: str) -> str:
-        value = self.value(key)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{self.prefix}{key}: expected a non-empty string, got {value!r}")
-        return value
-
-    def path(self, key: str) -> Path:
-        return self.base / self.string(key)
-
-    def file(self, key: str) -> Path:
-        path = self.path(key)
-        if not path.is_file():
-            raise ConfigError(f"{self.prefix}{key}: {path} does not exist or is not a file")
-        return path
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.table.get(key, default)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{self.prefix}{key}: expected true or false, got {value!r}")
-        return value
-
-    def number(self, key: str, default: float, *, minimum: float = 0.0) -> float:
-        value = self.table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
+def _from_file(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The file's tables as the model's fields: `[gateway]`'s options at the top."""
+    known = ("gateway", *_TABLES)
+    for name in raw:
+        if name not in known:
             raise ConfigError(
-                f"{self.prefix}{key}: expected a number above {minimum}, got {value!r}"
+                f"{name}: unknown table (known: [gateway], [[instrument]], [[grant]], [control])"
             )
-        return float(value)
-
-    def count(self, key: str, default: int) -> int:
-        value = self.table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    gateway = raw.get("gateway")
+    if not isinstance(gateway, dict):
+        raise ConfigError("[gateway]: a table is required")
+    for name in gateway:
+        _refuse_renamed(name, f"gateway.{name}")
+        if name not in GATEWAY_OPTIONS:
             raise ConfigError(
-                f"{self.prefix}{key}: expected a whole number of at least 1, got {value!r}"
+                f"gateway.{name}: unknown option (known: {', '.join(sorted(GATEWAY_OPTIONS))})"
             )
-        return value
+    values: dict[str, Any] = dict(gateway)
+    for name in ("instrument", "grant"):
+        if name in raw:
+            tables = raw[name]
+            if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+                raise ConfigError(f"{name}: expected [[{name}]] tables")
+            values[name] = tables
+    if "control" in raw:
+        if not isinstance(raw["control"], dict):
+            raise ConfigError("[control]: expected a table")
+        values["control"] = raw["control"]
+    return values
 
 
-def _refuse_unknown(table: Mapping[str, Any], known: set[str], prefix: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
+def _refuse_renamed(name: str, where: str) -> None:
+    new = RENAMED.get(name)
+    if new is not None:
+        raise ConfigError(f"{where}: renamed to {new}; write {new} instead")
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`LABGATE_GATEWAY_*` values by option; an unknown variable is refused by name."""
+    control_options = set(ControlConfig.model_fields)
+    for variable in environ:
+        if not variable.upper().startswith(ENV_PREFIX):
+            continue
+        name = variable[len(ENV_PREFIX) :].lower()
+        table, _, option = name.partition(ENV_NESTED)
+        _refuse_renamed(name, variable)
+        if name in GATEWAY_OPTIONS or name == "control":
+            continue
+        if table == "control" and option in control_options:
+            continue
+        if table in ("instrument", "grant"):
+            raise ConfigError(
+                f"{variable}: [[{table}]] tables come from the configuration file only"
+            )
+        known = ", ".join(ENV_PREFIX + option.upper() for option in GATEWAY_OPTIONS)
         raise ConfigError(
-            f"{prefix}{unknown[0]}: unknown option (known: {', '.join(sorted(known))})"
+            f"{variable}: unknown option (known: {known}, "
+            f"and {ENV_PREFIX}CONTROL{ENV_NESTED}<OPTION> for [control])"
         )
-
-
-def _table(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = raw.get(key)
-    if not isinstance(value, dict):
-        raise ConfigError(f"[{key}]: a table is required")
-    return value
-
-
-def _array(raw: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = raw.get(key, [])
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ConfigError(f"{key}: expected [[{key}]] tables")
-    return value
-
-
-def _metrics_listen(table: Mapping[str, Any]) -> Endpoint | None:
-    value = table.get("metrics_listen", DEFAULT_METRICS_LISTEN)
-    if value == "":
-        return None  # metrics switched off on purpose
-    return parse_endpoint(value, "gateway.metrics_listen")
-
-
-def _limits(reader: _Reader) -> SessionLimits:
-    default, framing = SessionLimits(), FramingLimits()
-    return SessionLimits(
-        max_connections=reader.count("max_connections", default.max_connections),
-        max_connections_per_identity=reader.count(
-            "max_connections_per_identity", default.max_connections_per_identity
-        ),
-        handshake_timeout=reader.number("handshake_timeout", default.handshake_timeout),
-        max_handshakes_per_source=reader.count(
-            "max_handshakes_per_source", default.max_handshakes_per_source
-        ),
-        idle_timeout=reader.number("idle_timeout", default.idle_timeout),
-        max_session=reader.number("max_session", default.max_session),
-        framing=FramingLimits(
-            max_line=reader.count("max_line", framing.max_line),
-            max_message=reader.count("max_message", framing.max_message),
-            max_depth=reader.count("max_depth", framing.max_depth),
-        ),
+    source = EnvSettingsSource(
+        GatewayConfig,  # type: ignore[arg-type]  # reads only the fields and their types
+        case_sensitive=False,
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED,
     )
-
-
-def parse_upstream(text: object, key: str) -> Upstream:
-    expected = "plain://HOST:PORT, tls://HOST:PORT or sslv3://HOST:PORT"
-    if not isinstance(text, str) or "://" not in text:
-        raise ConfigError(f"{key}: expected {expected}, got {text!r}")
-    scheme, _, rest = text.partition("://")
+    source.env_vars = {k.lower(): v for k, v in environ.items()}
     try:
-        kind = UpstreamScheme(scheme)
-    except ValueError as exc:
-        raise ConfigError(f"{key}: unknown scheme {scheme!r}; expected {expected}") from exc
-    return Upstream(scheme=kind, endpoint=parse_endpoint(rest, key))
+        values = source()
+    except SettingsError as exc:
+        raise ConfigError(f"{ENV_PREFIX}*: {exc}") from None
+    return {k: v for k, v in values.items() if k not in ("instrument", "grant")}
 
 
-def _instrument(item: Mapping[str, Any], prefix: str, base: Path) -> InstrumentConfig:
-    _refuse_unknown(item, _INSTRUMENT_KEYS, prefix)
-    reader = _Reader(item, prefix, base)
-    name = reader.string("name")
-    if not _NAME.match(name):
-        raise ConfigError(f"{prefix}name: {name!r} is not a DNS label (letters, digits, '-')")
-    upstream = parse_upstream(reader.value("upstream"), f"{prefix}upstream")
-    pin = (
-        parse_pin(item["upstream_pin"], f"{prefix}upstream_pin") if "upstream_pin" in item else None
-    )
-    if upstream.scheme is UpstreamScheme.PLAIN and pin is not None:
-        raise ConfigError(f"{prefix}upstream_pin: a plain:// upstream has no certificate to pin")
-    if upstream.scheme is not UpstreamScheme.PLAIN and pin is None:
-        raise ConfigError(
-            f"{prefix}upstream_pin is required for {upstream.scheme}:// "
-            "(the instrument's certificate is self-signed: only its pin identifies it)"
-        )
-    password_file = reader.path("password_file") if "password_file" in item else None
-    if password_file is not None:
-        read_secret(password_file, f"{prefix}password_file")  # refuse a bad file at start
-    default = InstrumentConfig(name=name, upstream=upstream)
-    max_upstream = reader.count("max_upstream", default.max_upstream)
-    return InstrumentConfig(
-        name=name,
-        listen=parse_endpoint(item.get("listen", DEFAULT_LISTEN), f"{prefix}listen"),
-        upstream=upstream,
-        upstream_pin=pin,
-        password_file=password_file,
-        max_upstream=max_upstream,
-        upstream_queue=reader.count("upstream_queue", default.upstream_queue),
-        upstream_wait=reader.number("upstream_wait", default.upstream_wait),
-        upstream_timeout=reader.number("upstream_timeout", default.upstream_timeout),
-        upstream_idle=_idle_count(reader, default.upstream_idle, max_upstream),
-        upstream_idle_timeout=reader.number("upstream_idle_timeout", default.upstream_idle_timeout),
-    )
+def _where(loc: tuple[int | str, ...]) -> str:
+    """`('instrument', 0, 'listen')` -> `instrument[0].listen`; `('idle_timeout',)` ->
+    `gateway.idle_timeout`: the key as it is spelt in the file."""
+    if not loc:
+        return ""
+    head, *rest = loc
+    text = f"gateway.{head}" if head not in _TABLES else str(head)
+    for part in rest:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
 
 
-def _idle_count(reader: _Reader, default: int, max_upstream: int) -> int:
-    # Warm connections hold upstream slots, so there can never be more of them than slots.
-    if "upstream_idle" not in reader.table:
-        return min(default, max_upstream)
-    value = reader.table["upstream_idle"]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(
-            f"{reader.prefix}upstream_idle: expected a whole number of at least 0, got {value!r}"
-        )
-    if value > max_upstream:
-        raise ConfigError(
-            f"{reader.prefix}upstream_idle: {value} warm connections cannot fit in "
-            f"max_upstream={max_upstream}"
-        )
-    return value
+def _known(loc: tuple[int | str, ...]) -> str:
+    if loc and loc[0] in _MODELS:
+        return ", ".join(sorted(_MODELS[str(loc[0])].model_fields))
+    return ", ".join(sorted(GATEWAY_OPTIONS))
 
 
-def _grant(item: Mapping[str, Any], prefix: str) -> Grant:
-    _refuse_unknown(item, {"identity", "instrument", "level"}, prefix)
-    reader = _Reader(item, prefix, Path())
-    identity = reader.string("identity")
-    if not identity.startswith("labgate:"):
-        raise ConfigError(f"{prefix}identity: expected a labgate: URI, got {identity!r}")
-    try:
-        level = AccessLevel.parse(reader.string("level"))
-    except ValueError as exc:
-        raise ConfigError(f"{prefix}level: {exc}") from exc
-    return Grant(identity=identity, instrument=reader.string("instrument"), level=level)
-
-
-def _control(item: object, base: Path) -> ControlConfig:
-    if not isinstance(item, dict):
-        raise ConfigError("[control]: expected a table")
-    known = {
-        "url",
-        "gateway_name",
-        "server_ca",
-        "cert",
-        "key",
-        "poll_interval",
-        "issuer",
-        "cache_dir",
-    }
-    _refuse_unknown(item, known, "control.")
-    reader = _Reader(item, "control.", base)
-    url = reader.string("url")
-    if not url.startswith("https://"):
-        raise ConfigError(f"control.url: expected an https:// URL, got {url!r}")
-    return ControlConfig(
-        url=url.rstrip("/"),
-        gateway_name=reader.string("gateway_name"),
-        server_ca=reader.file("server_ca"),
-        cert=reader.file("cert") if "cert" in item else None,
-        key=reader.file("key") if "key" in item else None,
-        poll_interval=reader.number("poll_interval", 60.0),
-        issuer=item.get("issuer", "labgate:control"),
-        cache_dir=base / item.get("cache_dir", "control-cache"),
-    )
-
-
-def _check(config: GatewayConfig) -> None:
-    """Refuse unsafe or conflicting choices, naming the option."""
-    listens = [(f"instrument[{i}].listen", ins.listen) for i, ins in enumerate(config.instruments)]
-    if config.metrics_listen is not None:
-        listens.append(("gateway.metrics_listen", config.metrics_listen))
-    for key, endpoint in listens:
-        if not endpoint.is_loopback and not config.unsafe_listen:
-            raise ConfigError(
-                f"{key}: {endpoint} is not a loopback address; "
-                "set gateway.unsafe_listen = true to listen there on purpose"
-            )
-    names = [ins.name for ins in config.instruments]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise ConfigError(f"instrument[{i}].name: {name!r} is used twice")
-    for i, grant in enumerate(config.grants):
-        if grant.instrument != "*" and grant.instrument not in names:
-            raise ConfigError(
-                f"grant[{i}].instrument: no instrument named {grant.instrument!r} "
-                f"(known: {', '.join(names)}, or '*')"
-            )
-        if grant.level is AccessLevel.FULL and not config.allow_full:
-            raise ConfigError(
-                f"grant[{i}].level: Full access over the network needs gateway.allow_full = true"
-            )
-    if config.metrics_listen is not None and any(
-        ins.listen == config.metrics_listen and ins.listen.port != 0 for ins in config.instruments
-    ):
-        raise ConfigError("gateway.metrics_listen: the same address as an instrument's listen")
+def _describe(error: ValidationError, from_env: Mapping[str, Any]) -> str:
+    """The first problem, as one line naming the key (and the variable, when it came from one)."""
+    first = error.errors(include_url=False)[0]
+    loc, kind, context = tuple(first["loc"]), first["type"], first.get("ctx") or {}
+    got = repr(first.get("input"))
+    got = got if len(got) <= 80 else got[:77] + "..."
+    if kind == "labgate_option":
+        prefix = _where(loc)
+        key = str(context["key"])
+        where = f"{prefix}.{key}" if prefix else key
+        text = f"{where}{context['text']}"
+    else:
+        where = _where(loc)
+        if kind == "missing":
+            text = f"{where} is required"
+        elif kind == "extra_forbidden":
+            text = f"{where}: unknown option (known: {_known(loc[:-1])})"
+        elif kind == "greater_than_equal":
+            text = f"{where}: expected a whole number of at least {context['ge']}, got {got}"
+        elif kind == "greater_than":
+            text = f"{where}: expected a number above {context['gt']}, got {got}"
+        elif kind.startswith("int_"):
+            text = f"{where}: expected a whole number, got {got}"
+        elif kind.startswith("float_"):
+            text = f"{where}: expected a number, got {got}"
+        elif kind.startswith("bool_"):
+            text = f"{where}: expected true or false, got {got}"
+        elif kind in ("value_error", "assertion_error"):
+            text = f"{where}: {first['msg'].removeprefix('Value error, ')}"
+        else:
+            text = f"{where}: {first['msg']}, got {got}"
+    given = from_env.get(str(loc[0])) if loc else None
+    if loc and loc[0] == "control" and len(loc) > 1 and isinstance(given, dict):
+        if loc[1] in given:
+            text += f" (from {ENV_PREFIX}CONTROL{ENV_NESTED}{str(loc[1]).upper()})"
+    elif given is not None:
+        text += f" (from {ENV_PREFIX}{str(loc[0]).upper()})"
+    return text

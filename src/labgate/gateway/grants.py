@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from labgate.gateway.config import Grant
 from labgate.scpi.access import AccessLevel
 
-# Full access over the network is an explicit choice (gateway.allow_full); below it, Administrator
-# is the most a grant can give, whatever a bundle from the control server says.
+# Full access over the network is an explicit choice (gateway.unsafe_allow_full); below it,
+# Administrator is the most a grant can give, whatever a bundle from the control server says.
 HIGHEST_WITHOUT_FULL = AccessLevel.ADMINISTRATOR
 
 

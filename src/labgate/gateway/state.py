@@ -82,7 +82,7 @@ def build_state(
     return LiveState(
         config=config,
         contexts=contexts,
-        grants=GrantTable.of((*config.grants, *extra), allow_full=config.allow_full),
+        grants=GrantTable.of((*config.grants, *extra), allow_full=config.unsafe_allow_full),
         revoked=tuple(RevocationList.load(p) for p in crls),
         anchors=trust_anchors(config.client_ca),
     )
