@@ -74,7 +74,7 @@ def test_migrate_and_rotate_keys(runner: CliRunner, tmp_path: Path) -> None:
     assert runner.invoke(app, ["server", "init", "--data", str(data)]).exit_code == 0
     migrated = runner.invoke(app, ["server", "migrate", "--data", str(data)])
     assert migrated.exit_code == 0, migrated.output
-    assert "at revision 0001" in migrated.output
+    assert "at revision 0002" in migrated.output
     before = json.loads((data / "signing-keys.json").read_text())["current"]["kid"]
     rotated = runner.invoke(app, ["server", "rotate-keys", "--data", str(data)])
     assert rotated.exit_code == 0, rotated.output
@@ -219,3 +219,92 @@ def test_two_processes_on_one_postgresql_behave_as_one_server(
     assert b.get("/api/v1/me", headers=me).status_code == 200
     assert post(a, "/api/v1/auth/logout", token=fresh["access_token"]).status_code == 200
     assert b.get("/api/v1/me", headers=me).status_code == 401
+
+
+def _lock_admin(data: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    """An attacker locks `admin` through the API (lowest threshold); the app and the password."""
+    from fastapi.testclient import TestClient
+
+    from labgate.control.app import create_app
+    from labgate.control.settings import ControlSettings
+
+    monkeypatch.setenv("LABGATE_LOCKOUT_THRESHOLD", "10")
+    settings = ControlSettings.load(data)
+    client = TestClient(create_app(settings), base_url="https://testserver")
+    one_time = (data / "admin-password").read_text().strip()
+    for n in range(10):  # from ten addresses, so no per-source delay slows the attack
+        with TestClient(client.app, client=(f"203.0.113.{n}", 1)) as attacker:
+            attacker.post("/api/v1/auth/login", json={"username": "admin", "password": "x" * 20})
+    locked = client.post("/api/v1/auth/login", json={"username": "admin", "password": one_time})
+    assert locked.status_code == 423, locked.text
+    return client, one_time
+
+
+def test_operator_unlocks_a_locked_admin(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "srv"
+    assert runner.invoke(app, ["server", "init", "--data", str(data)]).exit_code == 0
+    client, one_time = _lock_admin(data, monkeypatch)
+    unknown = runner.invoke(app, ["server", "unlock", "nobody", "--data", str(data)])
+    assert unknown.exit_code == 1 and "no user 'nobody'" in unknown.output
+    done = runner.invoke(app, ["server", "unlock", "ADMIN", "--data", str(data)])
+    assert done.exit_code == 0, done.output
+    assert "unlocked 'admin'" in done.output
+    login = client.post("/api/v1/auth/login", json={"username": "admin", "password": one_time})
+    assert login.status_code == 200, login.text
+    client.close()
+
+
+def test_operator_resets_a_password_into_a_private_file(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "srv"
+    assert runner.invoke(app, ["server", "init", "--data", str(data)]).exit_code == 0
+    client, old = _lock_admin(data, monkeypatch)
+    out = tmp_path / "new-admin-password"
+    done = runner.invoke(
+        app, ["server", "reset-password", "admin", "--data", str(data), "--out", str(out)]
+    )
+    assert done.exit_code == 0, done.output
+    new = out.read_text().strip()
+    assert str(out) in done.output
+    assert new not in done.output and len(new) >= 32
+    assert out.stat().st_mode & 0o777 == 0o600
+    # The lock is lifted, the old password is gone, the new one may only be changed.
+    wrong = client.post("/api/v1/auth/login", json={"username": "admin", "password": old})
+    assert wrong.status_code == 401
+    tokens = client.post("/api/v1/auth/login", json={"username": "admin", "password": new})
+    assert tokens.status_code == 200, tokens.text
+    assert tokens.json()["password_change_required"] is True
+    client.close()
+
+
+def test_reset_password_as_a_real_process_never_prints_the_password(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    data = tmp_path / "srv"
+    _init(data, env, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "labgate", "server", "reset-password", "Admin", "--data", str(data)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    written = data / "admin-password"
+    password = written.read_text().strip()
+    assert str(written) in done.stdout
+    assert password not in done.stdout + done.stderr
+    assert written.stat().st_mode & 0o777 == 0o600
+    missing = subprocess.run(
+        [sys.executable, "-m", "labgate", "server", "unlock", "admin", "--data", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1
+    assert "holds no server" in missing.stderr
+    assert "Traceback" not in missing.stderr

@@ -167,3 +167,38 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(api: Any, clock: Any) ->
         known, unknown = median_login("real-user"), median_login("no-such-user")
     # Without the dummy verification an unknown name answers ~100x faster; allow wide noise.
     assert unknown > known / 3, (known, unknown)
+
+
+def test_a_login_ends_after_user_session_max_seconds_however_often_it_refreshes(
+    api: Any, clock: Any
+) -> None:
+    tokens = api.admin_tokens()
+    limit = api.settings.user_session_max_seconds
+    assert limit == 12 * 3600
+    lived = 0
+    while lived + 3600 < limit:  # refresh every hour, well inside the 2 h refresh lifetime
+        clock.advance(3600)
+        lived += 3600
+        response = api.refresh(tokens["refresh_token"])
+        assert response.status_code == 200, (lived, response.text)
+        tokens = response.json()
+    # The last pair cannot outlive the login: its access token stops at the end too.
+    me = api.get("/api/v1/me", headers=api.bearer(tokens["access_token"]))
+    assert me.status_code == 200
+    clock.advance(limit - lived)
+    ended = api.refresh(tokens["refresh_token"])
+    assert ended.status_code == 401
+    assert "(session_expired)" in ended.json()["message"]
+    assert api.get("/api/v1/me", headers=api.bearer(tokens["access_token"])).status_code == 401
+    # Logging in again starts a new one.
+    assert api.login("admin", api.STRONG_PASSWORD)["access_token"]
+
+
+def test_a_device_refreshes_past_the_user_session_limit(api: Any, clock: Any) -> None:
+    device = api.create_device(api.admin(), "field-unit")
+    tokens = device["credentials"]
+    for _ in range(3):  # 3 x 20 h: far beyond a user's 12 h
+        clock.advance(20 * 3600)
+        response = api.refresh(tokens["refresh_token"])
+        assert response.status_code == 200, response.text
+        tokens = response.json()

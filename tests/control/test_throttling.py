@@ -1,4 +1,4 @@
-"""Brute force from the attacker's side: growing delays, a lock at 100, the peer address only."""
+"""Brute force from the attacker's side: growing delays, a lock that ends, spraying, the peer."""
 
 from __future__ import annotations
 
@@ -22,17 +22,18 @@ def test_failed_logins_get_growing_delays_with_retry_after(api: Any, clock: Any)
     assert api.login("admin", api.admin_password)["password_change_required"] is True
 
 
-def test_account_locks_after_one_hundred_failures_until_reset(api: Any, clock: Any) -> None:
+def test_account_lock_ends_by_itself_and_is_audited(api: Any, clock: Any) -> None:
     admin = api.admin()  # a full admin session, made before the attack
     api.post("/api/v1/users", headers=admin, json={"username": "victim", "role": "viewer"})
     attempt = {"username": "victim", "password": "guess number one two three"}
     for _ in range(100):
         clock.advance(15 * 60 + 1)  # wait out every delay: only the lock stops this attacker
         assert api.post("/api/v1/auth/login", json=attempt).status_code == 401
-    clock.advance(3600)
     locked = api.post("/api/v1/auth/login", json=attempt)
     assert locked.status_code == 423
     assert locked.json()["code"] == "account_locked"
+    wait = int(locked.headers["Retry-After"])
+    assert 0 < wait <= api.settings.lockout_seconds
     from labgate.control import audit
     from labgate.control.database import make_engine, session_factory
 
@@ -42,12 +43,105 @@ def test_account_locks_after_one_hundred_failures_until_reset(api: Any, clock: A
             "labgate:user:victim"
         ]
     engine.dispose()
-    admin = api.bearer(api.login("admin", api.STRONG_PASSWORD)["access_token"])  # hours later
-    users = {u["username"]: u["id"] for u in api.get("/api/v1/users", headers=admin).json()}
-    reset = api.post(f"/api/v1/users/{users['victim']}/password-reset", headers=admin)
-    assert reset.status_code == 200
-    tokens = api.login("victim", reset.json()["one_time_password"])
-    assert tokens["password_change_required"] is True
+    clock.advance(wait)
+    # The lock is over: guesses are judged again (and count again from zero).
+    assert api.post("/api/v1/auth/login", json=attempt).status_code == 401
+
+
+def test_one_anonymous_source_cannot_keep_the_only_admin_locked(
+    api: Any, settings: Any, clock: Any
+) -> None:
+    """At the lowest threshold, an attacker on one address guesses as fast as it is let for a
+    simulated day: the account is locked for a small part of that day, each lock ends, and the
+    administrator, from their own address, gets in whenever it is not locked."""
+    from fastapi.testclient import TestClient
+
+    from labgate.control.app import create_app
+
+    lowest = settings.model_copy(update={"lockout_threshold": 10})
+    app = create_app(lowest, clock=clock)
+    with TestClient(app, client=("198.51.100.7", 40000)) as attacker:
+        owner = type(api)(attacker, lowest)
+        owner_tokens = owner.admin_tokens()  # the admin's real password is now set
+        assert owner_tokens["password_change_required"] is False
+        guess = {"username": "admin", "password": "is it this one perhaps"}
+        began, locked_for, locks, requests = clock(), 0.0, 0, 0
+        while (clock() - began).total_seconds() < 24 * 3600 and requests < 600:
+            requests += 1
+            response = attacker.post("/api/v1/auth/login", json=guess)
+            if response.status_code == 401:
+                continue
+            assert response.status_code in (423, 429), response.text
+            wait = int(response.headers["Retry-After"])
+            if response.status_code == 423:
+                assert wait <= lowest.lockout_seconds
+                locks += 1
+                locked_for += wait
+            clock.advance(wait)
+        assert requests < 600  # the day ended: the attacker was made to wait, not refused forever
+        elapsed = (clock() - began).total_seconds()
+        assert locks >= 1
+        print(f"one source, one day: {locks} locks, locked {locked_for / elapsed:.0%} of the time")
+        assert locked_for / elapsed < 0.25, (locks, locked_for, elapsed)
+        # And right now, whatever the attacker's state, a lock (if any) is one that ends.
+        with TestClient(app, client=("192.0.2.44", 40000)) as own:
+            response = own.post(
+                "/api/v1/auth/login", json={"username": "admin", "password": owner.STRONG_PASSWORD}
+            )
+            if response.status_code == 423:
+                clock.advance(int(response.headers["Retry-After"]))
+                response = own.post(
+                    "/api/v1/auth/login",
+                    json={"username": "admin", "password": owner.STRONG_PASSWORD},
+                )
+            assert response.status_code == 200, response.text
+
+
+def test_case_and_width_variants_of_a_name_count_as_that_name(api: Any) -> None:
+    variants = ["admin", "ADMIN", "Admin", "\uff41\uff44\uff4d\uff49\uff4e", "aDmIn", "ADMIN"]
+    for name in variants:  # 6 failures against one account, under 6 spellings: 5 are free
+        response = api.post(
+            "/api/v1/auth/login", json={"username": name, "password": "not the password at all"}
+        )
+        assert response.status_code == 401, name
+    throttled = api.post(
+        "/api/v1/auth/login",
+        json={"username": "\uff21\uff24\uff2d\uff29\uff2e", "password": "x" * 20},
+    )
+    assert throttled.status_code == 429
+
+
+def test_own_successful_login_does_not_reset_the_spraying_count(api: Any) -> None:
+    """Password spraying: one guess per account, and now and then a login with the attacker's
+    own account. The success must not give the address a fresh allowance."""
+    admin = api.admin()
+    created = api.post(
+        "/api/v1/users", headers=admin, json={"username": "mallory", "role": "viewer"}
+    )
+    mallory = api.login_fully("mallory", created.json()["one_time_password"])
+    assert mallory["password_change_required"] is False
+
+    def spray(n: int) -> int:
+        response = api.post(
+            "/api/v1/auth/login",
+            json={"username": f"colleague{n}", "password": "Summer2026 and autumn too"},
+        )
+        return int(response.status_code)
+
+    # The admin's own earlier logins were successes from this address: no failures yet.
+    assert [spray(n) for n in range(20)] == [401] * 20
+    assert api.login("mallory", api.STRONG_PASSWORD)["access_token"]
+    assert spray(20) == 401  # the 21st failure from this address is counted ...
+    assert spray(21) == 429  # ... and now it must wait, own success or not
+
+
+def test_ipv6_sources_count_per_64_and_mapped_ipv4_as_ipv4() -> None:
+    from labgate.control.throttling import LoginKeys, source_of
+
+    assert source_of("2001:db8:1:2::1") == source_of("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert source_of("2001:db8:1:3::1") != source_of("2001:db8:1:2::1")
+    assert source_of("::ffff:192.0.2.1") == "192.0.2.1"
+    assert LoginKeys.of("ADMIN", "192.0.2.1").pair == "pair:admin@192.0.2.1"
 
 
 def test_address_throttle_ignores_x_forwarded_for(api: Any) -> None:

@@ -135,3 +135,51 @@ def rotate_keys(data: DataDir) -> None:
         raise _fail(error) from None
     retired = ", ".join(k.kid for k in ring.retired) or "none"
     typer.echo(f"signing key is now {ring.current.kid}; still verifying: {retired}")
+
+
+@app.command("unlock")
+def unlock(
+    username: Annotated[str, typer.Argument(metavar="USER", help="The account to unlock.")],
+    data: DataDir,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Lift an account's failed-login lock and delays (on this host, with the data directory)."""
+    from labgate.control.errors import ControlError
+    from labgate.control.recovery import unlock_user
+
+    settings = _settings(data, database_url=database_url)
+    try:
+        name = unlock_user(settings, username)
+    except ControlError as error:
+        raise _fail(error) from None
+    typer.echo(f"unlocked {name!r}: its failed-login counters are cleared")
+
+
+@app.command("reset-password")
+def reset_password(
+    username: Annotated[str, typer.Argument(metavar="USER", help="The account to reset.")],
+    data: DataDir,
+    database_url: DatabaseUrl = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where to write the new one-time password (mode 0600; default DIR/USER-password).",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Give an account a new one-time password, written to a 0600 file (never shown).
+
+    The account's sessions end and its lock is lifted; its next login must change the password.
+    """
+    from labgate.control.errors import ControlError
+    from labgate.control.recovery import reset_password as reset
+
+    settings = _settings(data, database_url=database_url)
+    try:
+        done = reset(settings, username, out=out)
+    except (ControlError, OSError) as error:
+        raise _fail(error) from None
+    typer.echo(f"new one-time password for {done.username!r} written to {done.path} (mode 0600);")
+    typer.echo("its sessions have ended; the next login must change the password")

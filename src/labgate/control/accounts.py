@@ -9,19 +9,26 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from labgate.auth.decisions import Denied
 from labgate.auth.passwords import PasswordHasher
 from labgate.auth.policy import PasswordPolicy, check_password
-from labgate.control import audit
-from labgate.control.errors import AuthenticationFailed, Conflict, NotFound, PasswordRejected
+from labgate.auth.usernames import canonical_username, is_canonical
+from labgate.control import audit, throttling
+from labgate.control.errors import (
+    AuthenticationFailed,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PasswordRejected,
+)
 from labgate.control.principals import user_identity
 from labgate.control.revocation import revoke_subject
 from labgate.control.settings import ControlSettings
-from labgate.control.tables import FailedLogins, User
+from labgate.control.tables import User
 
 # 32 URL-safe characters (192 bits): meets either policy and is never in a common-password list.
 ONE_TIME_PASSWORD_BYTES = 24
@@ -66,7 +73,16 @@ def new_one_time_password() -> str:
 def create_user(
     session: Session, rules: PasswordRules, *, username: str, role: str, now: datetime
 ) -> tuple[User, str]:
-    """A new user with a one-time password (returned once, never stored in clear)."""
+    """A new user with a one-time password (returned once, never stored in clear).
+
+    The name is stored in its canonical form, so `Admin` beside `admin` is a conflict.
+    """
+    username = canonical_username(username)
+    if not is_canonical(username):
+        raise InvalidInput(
+            f"user name {username!r} may hold only letters, digits and . _ @ + - (at most 64), "
+            "starting with a letter or digit"
+        )
     password = new_one_time_password()
     user = User(
         username=username,
@@ -98,7 +114,8 @@ def get_user(session: Session, user_id: int) -> User:
 
 
 def find_user(session: Session, username: str) -> User | None:
-    return session.scalar(select(User).where(User.username == username))
+    """The user with this name under case folding and NFKC (`ADMIN` finds `admin`)."""
+    return session.scalar(select(User).where(User.username == canonical_username(username)))
 
 
 def disable_user(session: Session, user_id: int, *, now: datetime) -> User:
@@ -128,7 +145,7 @@ def reset_password(
     user.password_hash = rules.hasher.hash(password)
     user.one_time_password = True
     revoke_subject(session, user_identity(user.username), now=now)
-    session.execute(delete(FailedLogins).where(FailedLogins.key == account_key(user.username)))
+    throttling.unlock(session, user.username)
     audit.record(session, at=now, kind="user.password_reset", subject=user_identity(user.username))
     return user, password
 
@@ -170,9 +187,11 @@ def change_password(
     )
 
 
-def account_key(username: str) -> str:
-    return f"account:{username}"
-
-
-def address_key(address: str) -> str:
-    return f"address:{address}"
+def unlock(session: Session, username: str, *, now: datetime, by: str) -> User:
+    """Lift the failed-login lock and delays of an account (the password stays as it is)."""
+    user = find_user(session, username)
+    if user is None:
+        raise NotFound(f"no user {canonical_username(username)!r}")
+    throttling.unlock(session, user.username)
+    audit.record(session, at=now, kind="user.unlocked", subject=user_identity(user.username), by=by)
+    return user

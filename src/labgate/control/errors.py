@@ -83,9 +83,13 @@ class Throttled(ControlError):
 
 
 class AccountLocked(ControlError):
-    """The account reached the failed-login threshold; an administrator must reset it."""
+    """The account reached the failed-login threshold; the lock ends after `retry_after`."""
 
     code = "account_locked"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Forbidden(ControlError):

@@ -53,7 +53,7 @@ def body(
 async def control_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, errors.ControlError)
     headers: dict[str, str] = {}
-    if isinstance(error, errors.Throttled):
+    if isinstance(error, errors.Throttled | errors.AccountLocked):
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if isinstance(error, errors.AuthenticationFailed):
         headers["WWW-Authenticate"] = "Bearer"

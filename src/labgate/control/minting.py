@@ -36,12 +36,24 @@ def mint_pair(
     restricted: bool,
     cnf_thumbprint: str | None,
     now: datetime,
+    session_expires_at: datetime | None = None,
 ) -> Minted:
-    """A fresh access token and refresh token; the refresh token is stored only as its hash."""
+    """A fresh access token and refresh token; the refresh token is stored only as its hash.
+
+    A user's new login (`session_expires_at` None) ends `user_session_max_seconds` from now; a
+    rotation passes the end it inherited. Neither token outlives that end.
+    """
     settings = runtime.settings
     device = subject.startswith(DEVICE_PREFIX)
     access_ttl = settings.device_access_seconds if device else settings.user_access_seconds
     refresh_ttl = settings.device_refresh_seconds if device else settings.user_refresh_seconds
+    if not device and session_expires_at is None:
+        session_expires_at = now + timedelta(seconds=settings.user_session_max_seconds)
+    refresh_expires_at = now + timedelta(seconds=refresh_ttl)
+    if session_expires_at is not None:
+        left = max(int((session_expires_at - now).total_seconds()), 1)
+        access_ttl = min(access_ttl, left)
+        refresh_expires_at = min(refresh_expires_at, session_expires_at)
     access_token, claims = mint_access_token(
         runtime.keys.ring(),
         issuer=settings.issuer,
@@ -61,7 +73,8 @@ def mint_pair(
         used=False,
         revoked=False,
         created_at=now,
-        expires_at=now + timedelta(seconds=refresh_ttl),
+        expires_at=refresh_expires_at,
+        session_expires_at=session_expires_at,
         access_jti=claims.jti,
         access_expires_at=claims.expires_at,
         restricted=restricted,

@@ -67,6 +67,7 @@ def _state(session: Session, row: RefreshToken | None) -> rules.RefreshTokenStat
         rotated_at=row.used_at if row.used else None,
         successor_used=successor_used,
         family_revoked=row.revoked,
+        family_expires_at=row.session_expires_at,
     )
 
 
@@ -103,6 +104,7 @@ def _rotate(
         restricted=row.restricted,
         cnf_thumbprint=cnf,
         now=now,
+        session_expires_at=row.session_expires_at,
     )
     sealed = rules.seal_successor(token, minted.pair.model_dump_json().encode("utf-8"))
     session.execute(

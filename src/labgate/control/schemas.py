@@ -2,16 +2,47 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from labgate.auth.usernames import CANONICAL_PATTERN, canonical_username
+from labgate.scpi.access import AccessLevel
 
 Role = Literal["admin", "operator", "viewer"]
-Level = Literal["Guest", "Observer", "Controller", "Administrator", "Full"]
+LevelName = Literal["Guest", "Observer", "Controller", "Administrator", "Full"]
 
-# Same alphabet as a certificate identity name, so every user name makes a valid identity URI.
-USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"
+
+def _level_label(value: object) -> object:
+    """`observer`, `OBSERVER` -> `Observer`, as gateway.toml reads them; anything else as given."""
+    if isinstance(value, str):
+        try:
+            return AccessLevel.parse(value).label
+        except ValueError:
+            return value
+    return value
+
+
+# Any case in requests, as in gateway.toml; always the instrument's spelling in responses.
+Level = Annotated[LevelName, BeforeValidator(_level_label)]
+
+
+def _canonical_name(value: object) -> object:
+    return canonical_username(value) if isinstance(value, str) else value
+
+
+def _canonical_principal(value: object) -> object:
+    """A user principal names the user in canonical form; a device id is left as it is."""
+    prefix = "labgate:user:"
+    if isinstance(value, str) and value.startswith(prefix):
+        return prefix + canonical_username(value[len(prefix) :])
+    return value
+
+
+# User names are stored canonical (labgate.auth.usernames): `Alice` is created as `alice`.
+USERNAME_PATTERN = CANONICAL_PATTERN
 PRINCIPAL_PATTERN = r"^labgate:(user|device):[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"
 INSTRUMENT_PATTERN = r"^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,99})$"
 # Passwords: the policy judges content; this only bounds what one request may make us hash.
@@ -19,12 +50,45 @@ PASSWORD = Field(min_length=1, max_length=1024)
 
 
 class Strict(BaseModel):
+    """A request body: no unknown fields, and no control characters in any text.
+
+    NUL cannot be stored in PostgreSQL text and no field has a use for a control character
+    other than the line breaks and tabs of PEM text, so they are refused here, at the edge,
+    before any value reaches the database.
+    """
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        for path, text in _strings(data, ()):
+            if any(_is_forbidden(char) for char in text):
+                where = ".".join(path) or "body"
+                raise ValueError(f"{where} contains a control character (NUL or similar)")
+        return data
 
 
 class ErrorBody(BaseModel):
     code: str
     message: str
+
+
+def _is_forbidden(char: str) -> bool:
+    return char not in "\t\n\r" and unicodedata.category(char) == "Cc"
+
+
+def _strings(data: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], str]]:
+    if isinstance(data, str):
+        return [(path, data)]
+    if isinstance(data, dict):
+        found = []
+        for key, value in data.items():
+            found += _strings(key, path) + _strings(value, (*path, str(key)))
+        return found
+    if isinstance(data, list | tuple):
+        return [item for value in data for item in _strings(value, path)]
+    return []
 
 
 class LoginRequest(Strict):
@@ -61,7 +125,7 @@ class Me(BaseModel):
 
 
 class UserCreate(Strict):
-    username: str = Field(pattern=USERNAME_PATTERN)
+    username: Annotated[str, BeforeValidator(_canonical_name)] = Field(pattern=USERNAME_PATTERN)
     role: Role = "viewer"
     password: str | None = Field(default=None, min_length=1, max_length=1024)
 
@@ -112,7 +176,9 @@ class DeviceCreated(BaseModel):
 
 
 class GrantCreate(Strict):
-    principal: str = Field(pattern=PRINCIPAL_PATTERN)
+    principal: Annotated[str, BeforeValidator(_canonical_principal)] = Field(
+        pattern=PRINCIPAL_PATTERN
+    )
     instrument: str = Field(pattern=INSTRUMENT_PATTERN)
     level: Level
 

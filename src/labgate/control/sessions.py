@@ -37,12 +37,16 @@ def login(
     change its password.
     """
     now = runtime.clock()
-    keys = (accounts.account_key(username), accounts.address_key(address))
+    keys = throttling.LoginKeys.of(username, address)
     try:
         throttling.require_allowed(session, keys, runtime.settings, now=now)
     except AccountLocked:
         audit.record(
-            session, at=now, kind="login.locked", subject=user_identity(username), address=address
+            session,
+            at=now,
+            kind="login.locked",
+            subject=user_identity(keys.account.removeprefix("account:")),
+            address=address,
         )
         session.commit()
         runtime.metrics.logins.labels("locked").inc()
@@ -54,16 +58,20 @@ def login(
         user = accounts.authenticate(session, runtime.rules, username, password)
     except AuthenticationFailed:
         session.rollback()
-        throttling.record_failure(session, keys, now=now)
+        throttling.record_failure(session, keys, runtime.settings, now=now)
         audit.record(
-            session, at=now, kind="login.failed", subject=user_identity(username), address=address
+            session,
+            at=now,
+            kind="login.failed",
+            subject=user_identity(keys.account.removeprefix("account:")),
+            address=address,
         )
         session.commit()
         runtime.metrics.logins.labels("failed").inc()
         raise
-    throttling.clear(session, *keys)
+    throttling.clear_after_success(session, keys)
     restricted = user.one_time_password or not runtime.rules.is_acceptable(
-        password, username=username
+        password, username=user.username
     )
     minted = mint_pair(
         session,
@@ -115,7 +123,7 @@ def change_password(
     user = accounts.find_user(session, principal.name)
     if user is None or user.disabled:
         raise AuthenticationFailed("user not found or disabled")
-    keys = (accounts.account_key(user.username),)
+    keys = throttling.LoginKeys.of(user.username)
     throttling.require_allowed(session, keys, runtime.settings, now=now)
     try:
         accounts.change_password(
@@ -128,7 +136,7 @@ def change_password(
         )
     except AuthenticationFailed:
         session.rollback()
-        throttling.record_failure(session, keys, now=now)
+        throttling.record_failure(session, keys, runtime.settings, now=now)
         session.commit()
         raise
     accounts.revoke_sessions(session, user.id, now=now)

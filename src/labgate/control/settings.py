@@ -50,7 +50,11 @@ class ControlSettings(BaseSettings):
     user_refresh_seconds: int = Field(default=2 * 3600, ge=1)
     device_refresh_seconds: int = Field(default=3 * 365 * 24 * 3600, ge=1)
     refresh_grace_seconds: int = Field(default=30, ge=0, le=300)
+    # Absolute end of a user's login, however often it refreshes (devices: revocation only).
+    user_session_max_seconds: int = Field(default=12 * 3600, ge=60)
     lockout_threshold: int = Field(default=100, ge=10, le=100)
+    # How long a lock lasts after the failure that reached the threshold; it then ends by itself.
+    lockout_seconds: int = Field(default=900, ge=60, le=24 * 3600)
     client_certificate_days: int = Field(default=1, ge=1, le=30)
     bundle_seconds: int = Field(default=900, ge=60, le=24 * 3600)
     # Encrypts the CA's keys and the token signing keys; by default a random one written by init.
@@ -101,6 +105,8 @@ class ControlSettings(BaseSettings):
     def _refresh_outlives_access(self) -> ControlSettings:
         if self.user_refresh_seconds <= self.user_access_seconds:
             raise ValueError("user_refresh_seconds must be longer than user_access_seconds")
+        if self.user_session_max_seconds <= self.user_access_seconds:
+            raise ValueError("user_session_max_seconds must be longer than user_access_seconds")
         return self
 
     @property

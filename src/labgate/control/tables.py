@@ -63,6 +63,7 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Always canonical (labgate.auth.usernames): unique here means unique under folding.
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
@@ -116,6 +117,9 @@ class RefreshToken(Base):
     # The session may only change its password (copied to every successor).
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)
     cnf_thumbprint: Mapped[str | None] = mapped_column(String(64))
+    # The absolute end of the login this token belongs to (users), copied to every successor;
+    # None: rotation and revocation alone decide (devices).
+    session_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     successor_id: Mapped[int | None] = mapped_column(Integer)
     # The successor pair sealed with a key derived from this token: only its holder can open it,
     # within the grace window, and the database never holds a usable token in clear.
