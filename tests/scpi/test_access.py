@@ -338,6 +338,8 @@ def test_qslibs_run_workflow_passes_labgate_at_the_level_qslib_used(
     sent = {entry["command"] for entry in qslib_commands}
     assert {"PROTOCOL", "RP", "EXP:NEW", "EXP:ZIPWRITE", "FILE:WRITE", "FILE:READ?"} <= sent
     for entry in qslib_commands:
+        if entry["command"] == "EXP:ZIPWRITE":
+            continue  # the log keeps no body, so no archive: test_archive judges qslib's own
         command = parse_command(entry["raw"].strip().encode())
         decision = check(command, AccessLevel.parse(entry["level"]), LABGATE)
         assert isinstance(decision, Allowed), (entry["raw"], decision)

@@ -71,6 +71,15 @@ unset, the instrument would read `/tcprotocol.xml`, so no path of the writer's c
 Option values of these commands (`-encoding=base64`) must be safe names; `-verbose` is a flag.
 A `FILE:` command with no path at all needs Full too (`EXP:LIST?` alone lists the runs).
 
+Archives
+--------
+`EXP:ZIPWRITE FOLDER <message>BASE64</message>` (qslib's `Experiment.run`) makes the instrument
+unpack a zip into `experiments:FOLDER/`: each member's name is a path too. `archive` reads the
+archive from the relayed bytes (every local header and the central directory, which must agree,
+each member really inflated under a cap) and every member name must pass `member_problem`: the
+rules above for an `EXP:` path, on the name exactly as stored. `FILE:ZIPWRITE`, the `FILE:` twin
+that `FILE:ZIPREAD?` suggests, is judged the same way should it ever be granted below Full.
+
 Separators
 ----------
 SCPI lets one line carry several commands separated by `;` (IEEE 488.2). Whether the
@@ -84,7 +93,7 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
-from labgate.scpi import protocols, values
+from labgate.scpi import archive, protocols, values
 from labgate.scpi.errors import ParseError
 
 # A name becomes a folder (`TITLE/`) and a file (`TITLE.eds`): 128 leaves room for the
@@ -107,6 +116,8 @@ _LIST_FLAGS = frozenset({"-verbose"})
 _RUNNING_PROTOCOL = "${Protocol}"
 _GLOB_MAGIC = re.compile(r"[*?\[]")
 _NEVER_IN_PATHS = ("\\", "$", '"', "'")
+# Read as quotes or tags by `values.unquote`, which a member name, stored as is, never goes through.
+_NEVER_IN_MEMBERS = ('"', "'", "<", ">")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,6 +201,15 @@ def path_problem(token: str, *, experiments: bool = False, log_folder: bool = Fa
         problem = _form_problem(folded, experiments=experiments)
         return None if problem is None else f"{problem} once Unicode forms are folded (NFKC)"
     return problem
+
+
+def member_problem(name: str) -> str | None:
+    """Why the archive member `name`, exactly as stored, is not a path the instrument may unpack
+    below Full (an `EXP:` path's rules), or None when it is one."""
+    found = next((char for char in _NEVER_IN_MEMBERS if char in name), None)
+    if found is not None:
+        return f"holds {found!r}"
+    return path_problem(name, experiments=True)
 
 
 def _form_problem(value: str, *, experiments: bool) -> str | None:
@@ -331,6 +351,28 @@ def _experiment_path(parts: _Parts) -> Iterator[Unsafe]:
     return _paths(parts, ("path",), experiments=True)
 
 
+def _archive_upload(parts: _Parts) -> Iterator[Unsafe]:
+    yield from _paths(parts, ("folder",), experiments=parts.command.startswith("EXP:"))
+    if len(parts.args) != 1 or parts.body is None:
+        yield Unsafe(
+            command=parts.command,
+            argument="archive",
+            reason=f"{parts.command} takes one folder, then the archive as its body (base64 in "
+            "a tag); anything else cannot be judged",
+        )
+        return
+    verdict = archive.inspect_base64(parts.body, member_rule=member_problem)
+    if isinstance(verdict, archive.Refused):
+        yield Unsafe(
+            command=parts.command,
+            argument="archive" if verdict.member is None else f"member {_show(verdict.member)}",
+            reason=f"{parts.command}'s {verdict}; the instrument unpacks every member into the "
+            "folder, so each must be a relative path without '..', backslashes, quotes, control "
+            "characters or '$', and the archive must read alike to every unzipper and unpack "
+            "within its bounds",
+        )
+
+
 def _name(command: str, argument: str, token: str) -> Iterator[Unsafe]:
     problem = name_problem(token)
     if problem is not None:
@@ -366,6 +408,7 @@ _RULES: dict[str, _Rule] = {
     "EXP:READ?": _experiment_path,
     "EXP:LIST?": _experiment_path,
     "EXP:ZIPREAD?": _experiment_path,
-    "EXP:ZIPWRITE": _experiment_path,
+    "EXP:ZIPWRITE": _archive_upload,
+    "FILE:ZIPWRITE": _archive_upload,
     "EXP:DELETE": _experiment_path,
 }
