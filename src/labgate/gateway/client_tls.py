@@ -1,8 +1,8 @@
 """The TLS context that faces clients, and what the gateway reads from a client certificate.
 
-Policy: TLS 1.2 and 1.3 only, Mozilla's "intermediate" cipher list for TLS 1.2 (TLS 1.3 suites are
-all acceptable), a client certificate required and verified by OpenSSL against `client_ca` and,
-when configured, the CRL of the issuing CA (leaf only: the CA's own revocation would be a new CA).
+Policy: Mozilla's "intermediate" profile (`labgate.pki.tlsconfig.intermediate_profile`), a client
+certificate required and verified by OpenSSL against `client_ca` and, when configured, the CRL of
+the issuing CA (leaf only: the CA's own revocation would be a new CA).
 A context is built once per (re)load and never changed afterwards: a reload builds a new one, so
 handshakes already under way finish with the files they started with.
 """
@@ -22,21 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from labgate.gateway.errors import ConfigError
 from labgate.pki.identity import identity_of
-
-# Mozilla server-side TLS guidelines, "intermediate" configuration, TLS 1.2 suites.
-INTERMEDIATE_CIPHERS = ":".join(
-    (
-        "ECDHE-ECDSA-AES128-GCM-SHA256",
-        "ECDHE-RSA-AES128-GCM-SHA256",
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-        "ECDHE-RSA-AES256-GCM-SHA384",
-        "ECDHE-ECDSA-CHACHA20-POLY1305",
-        "ECDHE-RSA-CHACHA20-POLY1305",
-        "DHE-RSA-AES128-GCM-SHA256",
-        "DHE-RSA-AES256-GCM-SHA384",
-        "DHE-RSA-CHACHA20-POLY1305",
-    )
-)
+from labgate.pki.tlsconfig import intermediate_profile
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,10 +51,7 @@ def build_client_context(files: TlsFiles, *, session_cache: bool = True) -> ssl.
     `session_cache`: TLS 1.3 tickets name a session kept in this context's memory (cheap to
     make and to resume; see below); without it they carry the session, encrypted."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.maximum_version = ssl.TLSVersion.TLSv1_3
-    context.set_ciphers(INTERMEDIATE_CIPHERS)
-    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    intermediate_profile(context)  # the profile every labgate server offers
     context.verify_mode = ssl.CERT_REQUIRED
     # One TLS 1.3 ticket per connection, not OpenSSL's two: a client resumes with one ticket
     # per connection, and each ticket costs the server a copy of the session, client

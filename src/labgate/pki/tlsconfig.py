@@ -1,4 +1,6 @@
-"""TLS contexts from the CA's material: a server that requires a client certificate, and a client.
+"""TLS contexts from the CA's material: a server that requires a client certificate, and a client;
+and the one TLS profile every labgate server offers its clients (the gateway and the control
+server alike take it from here).
 
 Both trust only the given root (never the system store), speak TLS 1.2 or newer, and verify
 strictly (RFC 5280 rules OpenSSL otherwise lets slide). OpenSSL checks the peer's extended key
@@ -10,6 +12,40 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
+
+from labgate.pki.tlsgroups import set_groups
+
+# Mozilla's server-side TLS guidelines (5.7), "intermediate" configuration: the TLS 1.2 suites,
+# in OpenSSL's names. TLS 1.3's are OpenSSL 3's defaults, which are the profile's three
+# (AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305); Python has no call to set them otherwise. The DHE
+# suites are listed as the profile lists them, but need an RSA certificate and DH parameters,
+# neither of which labgate's servers have, so only the ECDHE ones are ever offered.
+INTERMEDIATE_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "DHE-RSA-AES128-GCM-SHA256",
+        "DHE-RSA-AES256-GCM-SHA384",
+        "DHE-RSA-CHACHA20-POLY1305",
+    )
+)
+# The same profile's key-exchange groups, for TLS 1.2 and 1.3; OpenSSL 3 alone also accepts X448,
+# secp521r1 and the finite-field groups.
+INTERMEDIATE_GROUPS = ("X25519", "prime256v1", "secp384r1")
+
+
+def intermediate_profile(context: ssl.SSLContext) -> None:
+    """Put Mozilla's intermediate profile on a server context: TLS 1.2 and 1.3 only, the
+    profile's suites and groups, no compression, no renegotiation."""
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    context.set_ciphers(INTERMEDIATE_CIPHERS)
+    set_groups(context, INTERMEDIATE_GROUPS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
 
 
 def server_context(
@@ -27,6 +63,7 @@ def server_context(
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     _harden(context)
+    intermediate_profile(context)
     context.load_cert_chain(chain, key, password=key_password)
     if client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
