@@ -57,7 +57,7 @@ def test_init_writes_the_trust_anchor_and_refuses_to_overwrite(
 
 def test_init_reads_the_passphrase_from_a_file(runner: CliRunner, tmp_path: Path) -> None:
     secret = tmp_path / "pass"
-    secret.write_text("from a file\n")
+    secret.write_text("from a file, long enough\n")
     args = ["ca", "init", "--dir", str(tmp_path / "ca"), "--passphrase-file", str(secret)]
     assert runner.invoke(app, args, env={"LABGATE_CA_PASSPHRASE": None}).exit_code == 0
     issue = [
@@ -68,7 +68,8 @@ def test_init_reads_the_passphrase_from_a_file(runner: CliRunner, tmp_path: Path
         app, [*issue, "--passphrase-file", str(secret)], env={"LABGATE_CA_PASSPHRASE": None}
     )
     assert ok.exit_code == 0, ok.output
-    wrong = runner.invoke(app, issue, env={"LABGATE_CA_PASSPHRASE": "from a file!"})
+    issue[-1] = str(tmp_path / "b")
+    wrong = runner.invoke(app, issue, env={"LABGATE_CA_PASSPHRASE": "from a file, long enough!"})
     assert wrong.exit_code == 1
     assert "passphrase does not decrypt" in wrong.stderr
 

@@ -171,6 +171,8 @@ def test_expiring_and_revoked_filters(ca: CertificateAuthority, past_ca: object)
     soon = ca.issue(Profile.CLIENT, "soon")  # 24 h
     later = ca.issue(Profile.SERVER, "later", dns=["later.example"])  # 90 days
     gone = ca.issue(Profile.CLIENT, "gone")
+    for issued in (soon, later, gone):
+        ca.handed_out(issued)
     ca.revoke(gone.serial, "superseded")
     now = datetime.now(UTC)
     expiring = {e.name for e in ca.inventory.entries(expiring_before=now + timedelta(days=2))}
@@ -241,6 +243,18 @@ class DictInventory:
                     serial=e.serial, revoked_at=e.revoked_at, reason=e.revocation_reason
                 )
 
+    def settle(self, serial: int, *, state: str, when: datetime) -> Entry:
+        from dataclasses import replace
+
+        entry = replace(self.rows[serial], state=state)
+        if state != "issued":
+            entry = replace(entry, revoked_at=when, revocation_reason="cessationOfOperation")
+        self.rows[serial] = entry
+        return entry
+
+    def pending(self) -> list[Entry]:
+        return [e for e in self.rows.values() if e.state == "pending"]
+
     def next_crl_number(self) -> int:
         self.crl_number += 1
         return self.crl_number
@@ -263,5 +277,6 @@ def test_the_authority_runs_on_any_backend_of_the_inventory_interface(
         crl = x509.load_pem_x509_crl(ca.crl())
     assert (first.serial, second.serial) == ((1 << 64) + 1, (1 << 64) + 2)
     assert set(store.rows) == {first.serial, second.serial}
+    assert {e.state for e in store.rows.values()} == {"issued"}  # closed cleanly: handed out
     assert crl.get_revoked_certificate_by_serial_number(first.serial) is not None
     assert crl.get_revoked_certificate_by_serial_number(second.serial) is None

@@ -151,6 +151,54 @@ def init(
             typer.echo(f"  issuing CA:               {ca.directory / 'issuing.crt'}")
 
 
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Replace output files that already exist.")
+]
+CombinedOption = Annotated[
+    bool, typer.Option("--combined", help="Also PREFIX.pem: chain and key in one file.")
+]
+P12Option = Annotated[
+    bool, typer.Option("--p12", help=f"Also PREFIX.p12 (password from ${P12_PASSWORD_ENV}).")
+]
+P12PasswordFile = Annotated[
+    Path | None,
+    typer.Option("--p12-password-file", help="File holding the PKCS#12 password.", dir_okay=False),
+]
+# Every file `issue` may write for one PREFIX; a renewal keeps each one that exists up to date.
+OUTPUTS = (".crt", ".key", ".pem", ".p12")
+
+
+def _p12_password(p12_password_file: Path | None) -> bytes | None:
+    return _secret(
+        P12_PASSWORD_ENV,
+        p12_password_file,
+        what="the PKCS#12 password",
+        option="--p12-password-file",
+    )
+
+
+def _output(prefix: Path, suffix: str) -> Path:
+    return prefix.with_name(prefix.name + suffix)
+
+
+def _refuse_to_clobber(
+    prefix: Path, writing: set[str], *, force: bool, keeping: frozenset[str] = frozenset()
+) -> None:
+    """Never replace a file silently, and never leave one beside new ones holding the old
+    certificate (a stale PREFIX.pem is what qslib would go on using). `keeping`: files that stay
+    as they are and remain right (the key of a renewal that keeps its key)."""
+    present = [s for s in OUTPUTS if s not in keeping and _output(prefix, s).exists()]
+    replaced = [str(_output(prefix, s)) for s in present if s in writing]
+    stale = [str(_output(prefix, s)) for s in present if s not in writing]
+    if replaced and not force:
+        raise CliError(f"{', '.join(replaced)} already exist; --force replaces them")
+    if stale:
+        raise CliError(
+            f"{', '.join(stale)} would be left holding the old certificate: write it too "
+            "(--combined for .pem, --p12 for .p12) or remove it"
+        )
+
+
 @app.command()
 def issue(
     directory: DirOption,
@@ -161,38 +209,30 @@ def issue(
     ip: Annotated[list[str] | None, typer.Option("--ip", help="IP SAN (repeatable).")] = None,
     uri: Annotated[list[str] | None, typer.Option("--uri", help="URI SAN (repeatable).")] = None,
     days: DaysOption = None,
-    combined: Annotated[
-        bool, typer.Option("--combined", help="Also PREFIX.pem: chain and key in one file.")
-    ] = False,
-    p12: Annotated[
-        bool,
-        typer.Option("--p12", help=f"Also PREFIX.p12 (password from ${P12_PASSWORD_ENV})."),
-    ] = False,
-    p12_password_file: Annotated[
-        Path | None,
-        typer.Option("--p12-password-file", help="File holding the PKCS#12 password."),
-    ] = None,
+    combined: CombinedOption = False,
+    p12: P12Option = False,
+    p12_password_file: P12PasswordFile = None,
     key_type: Annotated[
         KeyTypeName, typer.Option("--key-type", help="Key type of the new key pair.")
     ] = KeyTypeName.ECDSA_P256,
+    force: ForceOption = False,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Make a key pair and a certificate for it."""
+    """Make a key pair and a certificate for it. Refuses to replace files without --force."""
     from labgate.pki import KeyType, Profile
 
     with _reported():
-        password = _secret(
-            P12_PASSWORD_ENV,
-            p12_password_file,
-            what="the PKCS#12 password",
-            option="--p12-password-file",
-        )
+        password = _p12_password(p12_password_file)
         if p12 and not password:
             raise CliError(
                 f"--p12 needs a password: set ${P12_PASSWORD_ENV} or give --p12-password-file"
             )
         if password is not None and not p12:
             raise CliError("a PKCS#12 password was given without --p12")
+        writing = (
+            {".crt", ".key"} | ({".pem"} if combined else set()) | ({".p12"} if p12 else set())
+        )
+        _refuse_to_clobber(out, writing, force=force)
         with _opened(directory, passphrase_file) as ca:
             issued = ca.issue(
                 Profile(profile.value),
@@ -202,8 +242,12 @@ def issue(
                 uris=uri or (),
                 days=days,
                 key_type=KeyType(key_type.value),
+                destination=out,
             )
-            written = issued.write(out, combined=combined, p12_password=password if p12 else None)
+            with ca.handing_out(issued):
+                written = issued.write(
+                    out, combined=combined, p12_password=password if p12 else None
+                )
             _say_written(written, issued)
 
 
@@ -214,17 +258,20 @@ def sign(
     profile: ProfileOption,
     out: Annotated[Path, typer.Option("--out", help="Write the certificate chain here.")],
     days: DaysOption = None,
+    force: ForceOption = False,
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Sign a CSR: the key never leaves its owner. What the profile forbids is refused."""
     from labgate.pki import Profile
-    from labgate.pki.atomic import write_atomic
 
     with _reported():
         request = csr.read_bytes()
+        if out.exists() and not force:
+            raise CliError(f"{out} already exists; --force replaces it")
         with _opened(directory, passphrase_file) as ca:
-            issued = ca.sign_csr(request, Profile(profile.value), days=days)
-            write_atomic(out, issued.chain_pem)
+            issued = ca.sign_csr(request, Profile(profile.value), days=days, destination=out)
+            with ca.handing_out(issued):
+                issued.write_file(out, issued.chain_pem)
             _say_written([out], issued)
 
 
@@ -232,17 +279,84 @@ def sign(
 def renew(
     directory: DirOption,
     cert: Annotated[Path, typer.Option("--cert", help="The certificate to renew.")],
-    out: Annotated[Path, typer.Option("--out", help="Write PREFIX.crt (and PREFIX.key).")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Write PREFIX.crt (and .key), and update PREFIX.pem/.p12 if present."
+        ),
+    ],
     new_key: Annotated[bool, typer.Option("--new-key", help="Make a new key pair too.")] = False,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="The current private key, when .pem/.p12 must be rewritten without --new-key "
+            "(default: PREFIX.key, then the .key beside --cert).",
+            dir_okay=False,
+        ),
+    ] = None,
+    combined: CombinedOption = False,
+    p12: P12Option = False,
+    p12_password_file: P12PasswordFile = None,
     days: DaysOption = None,
+    force: ForceOption = False,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Same subject and SANs, new serial and validity."""
+    """Same subject and SANs, new serial and validity. Every output at PREFIX stays consistent:
+    an existing PREFIX.pem or PREFIX.p12 is rewritten with the new certificate."""
+    import dataclasses
+
     with _reported():
         old = cert.read_bytes()
+        combined = combined or _output(out, ".pem").exists()
+        p12 = p12 or _output(out, ".p12").exists()
+        password = _p12_password(p12_password_file)
+        if p12 and not password:
+            raise CliError(
+                f"{_output(out, '.p12')} must be rewritten too: give its password "
+                f"(${P12_PASSWORD_ENV} or --p12-password-file)"
+            )
+        if password is not None and not p12:
+            raise CliError("a PKCS#12 password was given without --p12")
+        bundles = combined or p12
+        current_key = None
+        if bundles and not new_key:
+            current_key = _current_key(old, [key, _output(out, ".key"), cert.with_suffix(".key")])
+        writing = {".crt"} | ({".key"} if new_key or bundles else set())
+        writing |= ({".pem"} if combined else set()) | ({".p12"} if p12 else set())
+        keeping: frozenset[str] = frozenset()
+        if not new_key and not bundles and _output(out, ".key").exists():
+            # Same key, and PREFIX.key stays: it must be the key of this certificate.
+            _current_key(old, [_output(out, ".key")])
+            keeping = frozenset({".key"})
+        _refuse_to_clobber(out, writing, force=force, keeping=keeping)
         with _opened(directory, passphrase_file) as ca:
-            issued = ca.renew(old, new_key=new_key, days=days)
-            _say_written(issued.write(out), issued)
+            issued = ca.renew(old, new_key=new_key, days=days, destination=out)
+            if current_key is not None:
+                issued = dataclasses.replace(issued, key_pem=current_key)
+            with ca.handing_out(issued):
+                written = issued.write(out, combined=combined, p12_password=password)
+            _say_written(written, issued)
+
+
+def _current_key(cert_pem: bytes, candidates: list[Path | None]) -> bytes:
+    """The private key of `cert_pem` from the first candidate file that exists (PEM, unencrypted),
+    refused if it belongs to another certificate."""
+    from labgate.pki import certificates, keys
+
+    path = next((c for c in candidates if c is not None and c.is_file()), None)
+    if path is None:
+        raise CliError(
+            "the new certificate keeps its key, and .pem/.p12 need it: give --key, or --new-key"
+        )
+    data = path.read_bytes()
+    private = keys.load_private(data, None, source=str(path))
+    public = certificates.public_key_of(
+        certificates.load_certificate(cert_pem, source="the certificate to renew")
+    )
+    if keys.public_der(private.public_key()) != keys.public_der(public):
+        raise CliError(f"{path} is not the key of the certificate to renew")
+    return keys.private_pem(private, None)
 
 
 @app.command()

@@ -19,6 +19,7 @@ from labgate.pki.errors import (
     ProfileViolation,
     SerialTaken,
     UnknownCertificate,
+    WeakPassphrase,
     WrongPassphrase,
 )
 from labgate.pki.inventory import Entry, Inventory, SqliteInventory
@@ -49,5 +50,6 @@ __all__ = [
     "SerialTaken",
     "SqliteInventory",
     "UnknownCertificate",
+    "WeakPassphrase",
     "WrongPassphrase",
 ]

@@ -7,17 +7,28 @@ Layout of a CA directory::
     issuing.crt       the intermediate that signs leaves and CRLs
     issuing.key       its key (encrypted)
     inventory.sqlite3 every certificate, revocation and CRL number
+    leases/           one lock file per process that may have issuances in flight
 
-Order of work when issuing: validate everything, sign in memory, record in the inventory, and
-only then hand the certificate out. A crash before the record leaves a certificate nobody ever
-saw; after it, the inventory knows the serial. A serial the inventory already holds (another
-process drew it) is refused by the database, and the certificate is signed again.
+Order of work when issuing: validate everything, sign in memory, record in the inventory as
+`pending` (under this process's lease), hand the certificate out (write its files, send it), and
+only then record it `issued` (`handed_out`). A crash before the record leaves a certificate nobody
+ever saw; between the record and `handed_out`, the inventory knows the serial is in flight, and
+the next process to open the CA (or list it) finds its lease dead and revokes it as `orphaned`,
+removing the temporary files it left (see `pending`). A serial the inventory already holds
+(another process drew it) is refused by the database, and the certificate is signed again.
+
+A CA object closed normally takes what it still holds pending as handed out (its caller had the
+certificates in hand and finished); one left by an exception (`with` ... raise) takes them as
+`failed`.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import stat
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Self
@@ -44,9 +55,10 @@ from labgate.pki.errors import (
     UnknownCertificate,
 )
 from labgate.pki.identity import identity_of
-from labgate.pki.inventory import Entry, Inventory, SqliteInventory
+from labgate.pki.inventory import FAILED, ISSUED, PENDING, Entry, Inventory, SqliteInventory
 from labgate.pki.issued import Issued
 from labgate.pki.keys import KeyType, PrivateKey, PublicKey
+from labgate.pki.pending import Lease, sweep
 from labgate.pki.profiles import LeafRequest, Profile
 from labgate.pki.revocation import DEFAULT_NEXT_UPDATE, build_crl, reason_flag
 
@@ -94,6 +106,10 @@ class CertificateAuthority:
         self.inventory = inventory
         self._clock = clock
         self._serials = serials
+        # Taken at the first signature, so reading commands leave no lease behind.
+        self._lease: Lease | None = None
+        self._pending: set[int] = set()
+        self._pending_lock = threading.Lock()
 
     # -- making and opening ---------------------------------------------------------------------
 
@@ -189,7 +205,7 @@ class CertificateAuthority:
             raise CorruptCertificate(f"{ISSUING_CRT} is not signed by {ROOT_CRT}: {exc}") from None
         if inventory is None:
             inventory = SqliteInventory.open(directory / INVENTORY)
-        return cls(
+        authority = cls(
             directory=directory,
             root=root,
             issuing=issuing,
@@ -198,15 +214,55 @@ class CertificateAuthority:
             clock=clock,
             serials=serials,
         )
+        authority.sweep()
+        return authority
 
-    def close(self) -> None:
+    def sweep(self) -> list[Entry]:
+        """Revoke as orphaned what dead processes left pending, and remove their temporary files."""
+        return sweep(self.directory, self.inventory, now=self._clock)
+
+    def close(self, *, failed: bool = False) -> None:
+        """Settle what this object still holds pending (`issued`, or `failed` if `failed`), give up
+        its lease and close the inventory."""
+        with self._pending_lock:
+            serials, self._pending = sorted(self._pending), set()
+        for serial in serials:
+            self.inventory.settle(serial, state=FAILED if failed else ISSUED, when=self._clock())
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
         self.inventory.close()
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.close(failed=kind is not None)
+
+    # -- the second phase ------------------------------------------------------------------------
+
+    def handed_out(self, issued: Issued) -> Entry:
+        """The certificate reached its holder (its files are in place, or it was sent): `issued`."""
+        return self._settle(issued, ISSUED)
+
+    def not_handed_out(self, issued: Issued) -> Entry:
+        """Handing it out failed: `failed`, and revoked, since a copy may exist somewhere."""
+        return self._settle(issued, FAILED)
+
+    @contextmanager
+    def handing_out(self, issued: Issued) -> Iterator[None]:
+        """`handed_out` when the block completes, `not_handed_out` when it raises."""
+        try:
+            yield
+        except BaseException:
+            self.not_handed_out(issued)
+            raise
+        self.handed_out(issued)
+
+    def _settle(self, issued: Issued, state: str) -> Entry:
+        with self._pending_lock:
+            self._pending.discard(issued.serial)
+        return self.inventory.settle(issued.serial, state=state, when=self._clock())
 
     @property
     def root_pem(self) -> bytes:
@@ -228,37 +284,63 @@ class CertificateAuthority:
         uris: Sequence[str] = (),
         days: int | None = None,
         key_type: KeyType = KeyType.ECDSA_P256,
+        destination: Path | None = None,
     ) -> Issued:
-        """A new key pair and a certificate for it under `profile`."""
+        """A new key pair and a certificate for it under `profile`, pending until `handed_out`.
+        `destination` is where its files go (PREFIX), so a sweep can clean up after a crash."""
         request = profiles.build_request(Profile(profile), name, dns=dns, ips=ips, uris=uris)
         _refuse_if_denied(request)
         lifetime = _lifetime(request.profile, days)
         self._check_can_sign()
         key = keys.generate(key_type)
-        certificate = self._sign(request, key.public_key(), lifetime)
+        certificate, lease = self._sign(
+            request, key.public_key(), lifetime, destination=destination
+        )
         return Issued(
             certificate=certificate,
             issuing=self.issuing,
             profile=request.profile,
             key_pem=keys.private_pem(key, None),
+            lease=lease,
         )
 
-    def sign_csr(self, csr_pem: bytes, profile: Profile, *, days: int | None = None) -> Issued:
-        """A certificate for the key in a CSR, whose contents must fit `profile`."""
+    def sign_csr(
+        self,
+        csr_pem: bytes,
+        profile: Profile,
+        *,
+        days: int | None = None,
+        destination: Path | None = None,
+    ) -> Issued:
+        """A certificate for the key in a CSR, whose contents must fit `profile`; pending until
+        `handed_out`."""
         request, public = csr.read_csr(csr_pem, Profile(profile))
         lifetime = _lifetime(request.profile, days)
         self._check_can_sign()
-        certificate = self._sign(request, public, lifetime)
+        certificate, lease = self._sign(request, public, lifetime, destination=destination)
         return Issued(
-            certificate=certificate, issuing=self.issuing, profile=request.profile, key_pem=None
+            certificate=certificate,
+            issuing=self.issuing,
+            profile=request.profile,
+            key_pem=None,
+            lease=lease,
         )
 
-    def renew(self, cert_pem: bytes, *, new_key: bool = False, days: int | None = None) -> Issued:
-        """Same subject and SANs, new serial and validity; a new key pair too if `new_key`."""
+    def renew(
+        self,
+        cert_pem: bytes,
+        *,
+        new_key: bool = False,
+        days: int | None = None,
+        destination: Path | None = None,
+    ) -> Issued:
+        """Same subject and SANs, new serial and validity; a new key pair too if `new_key`.
+        Pending until `handed_out`."""
         old = certificates.load_certificate(cert_pem, source="the certificate to renew")
         entry = self._own_entry(old)
         if entry.revoked_at is not None:
-            raise AlreadyRevoked(f"serial {entry.serial:x} is revoked; it cannot be renewed")
+            status = entry.status(self._clock())
+            raise AlreadyRevoked(f"serial {entry.serial:x} is {status}; it cannot be renewed")
         try:
             profile = Profile(entry.profile)
         except ValueError:
@@ -271,12 +353,15 @@ class CertificateAuthority:
         self._check_can_sign()
         key = keys.generate(keys.key_type_of(certificates.public_key_of(old))) if new_key else None
         public = key.public_key() if key is not None else certificates.public_key_of(old)
-        certificate = self._sign(request, public, lifetime, renewed_from=entry.serial)
+        certificate, lease = self._sign(
+            request, public, lifetime, renewed_from=entry.serial, destination=destination
+        )
         return Issued(
             certificate=certificate,
             issuing=self.issuing,
             profile=profile,
             key_pem=keys.private_pem(key, None) if key is not None else None,
+            lease=lease,
         )
 
     def revoke(self, serial: int, reason: str = "unspecified") -> Entry:
@@ -338,8 +423,10 @@ class CertificateAuthority:
         lifetime: timedelta,
         *,
         renewed_from: int | None = None,
-    ) -> x509.Certificate:
+        destination: Path | None = None,
+    ) -> tuple[x509.Certificate, str]:
         now = self._clock()
+        lease = self._take_lease()
         # No leaf outlives the CA that vouches for it.
         not_after = min(now + lifetime, self.issuing.not_valid_after_utc)
         for _ in range(SERIAL_ATTEMPTS):
@@ -358,15 +445,26 @@ class CertificateAuthority:
                 name=request.name,
                 issued_at=now,
                 renewed_from=renewed_from,
+                state=PENDING,
+                owner=lease,
+                destination=None if destination is None else str(Path(destination).absolute()),
             )
             try:
                 self.inventory.add(entry)
             except SerialTaken:
                 continue
-            return certificate
+            with self._pending_lock:
+                self._pending.add(certificate.serial_number)
+            return certificate, lease
         raise SerialTaken(
             f"{SERIAL_ATTEMPTS} serials in a row were already taken; serial source broken?"
         )
+
+    def _take_lease(self) -> str:
+        with self._pending_lock:
+            if self._lease is None:
+                self._lease = Lease(self.directory)
+            return self._lease.token
 
     def _own_entry(self, cert: x509.Certificate) -> Entry:
         try:
@@ -402,6 +500,7 @@ def _passphrase_for_storage(passphrase: bytes | None, *, unencrypted: bool) -> b
             "CA keys are encrypted at rest: give a passphrase (LABGATE_CA_PASSPHRASE or "
             "--passphrase-file), or ask for unencrypted keys for a demo"
         )
+    keys.check_new_passphrase(passphrase)
     return passphrase
 
 
@@ -429,6 +528,9 @@ def _entry_for(
     name: str,
     issued_at: datetime,
     renewed_from: int | None = None,
+    state: str = ISSUED,
+    owner: str | None = None,
+    destination: str | None = None,
 ) -> Entry:
     return Entry(
         serial=cert.serial_number,
@@ -440,6 +542,9 @@ def _entry_for(
         issued_at=issued_at,
         certificate_pem=certificates.pem(cert),
         renewed_from=renewed_from,
+        state=state,
+        owner=owner,
+        destination=destination,
     )
 
 
@@ -448,8 +553,13 @@ def _iso(when: datetime) -> str:
 
 
 def open_inventory(directory: Path) -> SqliteInventory:
-    """The inventory of the CA in `directory`, for reading without the CA's keys."""
+    """The inventory of the CA in `directory`, for reading without the CA's keys. What dead
+    processes left pending is swept first when the reader may write there (no keys needed)."""
     path = Path(directory) / INVENTORY
     if not path.is_file():
         raise CaNotFound(f"no CA inventory in {directory} (missing {INVENTORY})")
-    return SqliteInventory.open(path)
+    inventory = SqliteInventory.open(path)
+    # A reader without write access (an auditor) still lists; the next signer sweeps.
+    with suppress(PermissionError, sqlite3.OperationalError):
+        sweep(Path(directory), inventory, now=_now)
+    return inventory

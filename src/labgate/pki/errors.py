@@ -19,6 +19,10 @@ class PassphraseRequired(PkiError):
     """Keys are to be encrypted (or are encrypted) and no passphrase was given."""
 
 
+class WeakPassphrase(PkiError):
+    """A passphrase for new keys that is a placeholder or too short."""
+
+
 class WrongPassphrase(PkiError):
     """The passphrase does not decrypt a CA key."""
 

@@ -12,6 +12,12 @@ checkpoints: still safe when the process crashes (the log is in the OS's cache),
 or kernel crash can take back the last commits while the certificate files written after them,
 fsynced, survive; the inventory would then not know a certificate that exists. FULL is the
 default; NORMAL is there for bulk work where that trade is understood.
+
+Issuance is two-phase. A certificate is recorded `pending`, with the lease of the process that
+signed it (`owner`) and where it is to be written (`destination`), before a byte of it leaves
+memory; it becomes `issued` once its files are in place (or its holder has it). A pending row whose
+owner died is `orphaned` by the next sweep, one whose owner saw the hand-out fail is `failed`; both
+are revoked at once, so no certificate the CA never saw delivered can be trusted.
 """
 
 from __future__ import annotations
@@ -26,7 +32,19 @@ from typing import Protocol
 
 from labgate.pki.errors import AlreadyRevoked, InventoryError, SerialTaken, UnknownCertificate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 had no two-phase issuance: every row it holds was handed out (or lost, unseen).
+_UPGRADES = {
+    1: (
+        "ALTER TABLE certificates ADD COLUMN state TEXT NOT NULL DEFAULT 'issued'",
+        "ALTER TABLE certificates ADD COLUMN owner TEXT",
+        "ALTER TABLE certificates ADD COLUMN destination TEXT",
+    ),
+}
+PENDING, ISSUED, FAILED, ORPHANED = "pending", "issued", "failed", "orphaned"
+STATES = (PENDING, ISSUED, FAILED, ORPHANED)
+# What a certificate never handed out is revoked with (RFC 5280: no longer needed).
+UNDELIVERED_REASON = "cessationOfOperation"
 # How long a writer waits for another process's transaction; issuing takes milliseconds.
 BUSY_TIMEOUT_MS = 30_000
 
@@ -46,10 +64,19 @@ class Entry:
     renewed_from: int | None = None
     revoked_at: datetime | None = None
     revocation_reason: str | None = None
+    state: str = ISSUED
+    owner: str | None = None
+    destination: str | None = None
 
     def status(self, now: datetime) -> str:
+        """`valid`, `expired`, `revoked`, or where a two-phase issuance stands: `pending` (being
+        handed out now), `failed` or `orphaned` (never handed out, and revoked for it)."""
+        if self.state in (FAILED, ORPHANED):
+            return self.state
         if self.revoked_at is not None:
             return "revoked"
+        if self.state == PENDING:
+            return PENDING
         return "expired" if self.not_after <= now else "valid"
 
 
@@ -82,6 +109,13 @@ class Inventory(Protocol):
     def revocations(self, *, unexpired_at: datetime) -> Iterator[Revocation]:
         """Revoked certificates not yet expired at `unexpired_at` (what a CRL must list)."""
 
+    def settle(self, serial: int, *, state: str, when: datetime) -> Entry:
+        """End a pending issuance: `issued`, or `failed`/`orphaned` (which also revokes it).
+        UnknownCertificate when the serial is not pending."""
+
+    def pending(self) -> list[Entry]:
+        """Every issuance still pending, oldest first."""
+
     def next_crl_number(self) -> int:
         """A CRL number larger than any handed out before (RFC 5280: monotonically increasing)."""
 
@@ -103,11 +137,16 @@ CREATE TABLE IF NOT EXISTS certificates (
     renewed_from TEXT REFERENCES certificates (serial),
     revoked_at INTEGER,
     revocation_reason TEXT,
-    pem TEXT NOT NULL
+    pem TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'issued',
+    owner TEXT,
+    destination TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates (revoked_at)
     WHERE revoked_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates (not_after);
+CREATE INDEX IF NOT EXISTS certificates_pending ON certificates (owner)
+    WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS crl_number (
     only_row INTEGER PRIMARY KEY CHECK (only_row = 1),
     last INTEGER NOT NULL
@@ -117,7 +156,7 @@ INSERT OR IGNORE INTO crl_number (only_row, last) VALUES (1, 0);
 
 _COLUMNS = (
     "serial, profile, name, identity, not_before, not_after, issued_at, renewed_from, "
-    "revoked_at, revocation_reason, pem"
+    "revoked_at, revocation_reason, pem, state, owner, destination"
 )
 _SELECT_ONE = f"SELECT {_COLUMNS} FROM certificates WHERE serial = ?"  # noqa: S608 (constants)
 
@@ -149,18 +188,35 @@ class SqliteInventory:
         except sqlite3.DatabaseError as exc:
             raise InventoryError(f"{path} is not a readable inventory: {exc}") from None
         (version,) = connection.execute("PRAGMA user_version").fetchone()
-        if version != SCHEMA_VERSION:
+        if version != SCHEMA_VERSION and version not in _UPGRADES:
             connection.close()
             raise InventoryError(
                 f"{path} has inventory schema {version}; this labgate reads {SCHEMA_VERSION}"
             )
-        return cls(connection, path)
+        inventory = cls(connection, path)
+        if version != SCHEMA_VERSION:
+            inventory._upgrade()
+        return inventory
+
+    def _upgrade(self) -> None:
+        with self._transaction() as db:
+            # Read again inside the write lock: another process may have upgraded meanwhile.
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            while version != SCHEMA_VERSION:
+                for statement in _UPGRADES[version]:
+                    db.execute(statement)
+                version += 1
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS certificates_pending ON certificates (owner) "
+                "WHERE state = 'pending'"
+            )
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def add(self, entry: Entry) -> None:
         try:
             with self._transaction() as db:
                 db.execute(
-                    f"INSERT INTO certificates ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (fixed column list)
+                    f"INSERT INTO certificates ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (fixed column list)
                     _row(entry),
                 )
         except sqlite3.IntegrityError as exc:
@@ -230,6 +286,42 @@ class SqliteInventory:
                 reason=reason,
             )
 
+    def settle(self, serial: int, *, state: str, when: datetime) -> Entry:
+        if state not in (ISSUED, FAILED, ORPHANED):
+            raise ValueError(
+                f"a pending issuance settles as issued, failed or orphaned, not {state}"
+            )
+        with self._transaction() as db:
+            if state == ISSUED:
+                changed = db.execute(
+                    "UPDATE certificates SET state = ? WHERE serial = ? AND state = 'pending'",
+                    (state, _hex(serial)),
+                ).rowcount
+            else:
+                changed = db.execute(
+                    "UPDATE certificates SET state = ?, revoked_at = COALESCE(revoked_at, ?), "
+                    "revocation_reason = COALESCE(revocation_reason, ?) "
+                    "WHERE serial = ? AND state = 'pending'",
+                    (state, _epoch(when), UNDELIVERED_REASON, _hex(serial)),
+                ).rowcount
+            row = db.execute(_SELECT_ONE, (_hex(serial),)).fetchone()
+        if row is None:
+            raise UnknownCertificate(f"serial {serial:x} is not in this CA's inventory")
+        entry = _entry(row)
+        if changed != 1:
+            raise UnknownCertificate(
+                f"serial {serial:x} is not pending (it is {entry.state}); it cannot become {state}"
+            )
+        return entry
+
+    def pending(self) -> list[Entry]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM certificates WHERE state = 'pending' "  # noqa: S608 (constants)
+                "ORDER BY issued_at, serial"
+            ).fetchall()
+        return [_entry(row) for row in rows]
+
     def next_crl_number(self) -> int:
         with self._transaction() as db:
             db.execute("UPDATE crl_number SET last = last + 1 WHERE only_row = 1")
@@ -294,11 +386,15 @@ def _row(entry: Entry) -> tuple[object, ...]:
         None if entry.revoked_at is None else _epoch(entry.revoked_at),
         entry.revocation_reason,
         entry.certificate_pem.decode("ascii"),
+        entry.state,
+        entry.owner,
+        entry.destination,
     )
 
 
 def _entry(row: tuple[object, ...]) -> Entry:
-    serial, profile, name, ident, nb, na, issued, renewed, revoked, reason, pem = row
+    serial, profile, name, ident, nb, na, issued, renewed, revoked, reason, pem = row[:11]
+    state, owner, destination = row[11:]
     return Entry(
         serial=int(str(serial), 16),
         profile=str(profile),
@@ -311,6 +407,9 @@ def _entry(row: tuple[object, ...]) -> Entry:
         revoked_at=None if revoked is None else _time(revoked),
         revocation_reason=None if reason is None else str(reason),
         certificate_pem=str(pem).encode("ascii"),
+        state=str(state),
+        owner=None if owner is None else str(owner),
+        destination=None if destination is None else str(destination),
     )
 
 

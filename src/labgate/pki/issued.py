@@ -22,12 +22,15 @@ P12_KDF_ROUNDS = 100_000
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Issued:
-    """A signed certificate. `key_pem` is None when the requester kept the key (CSR, renewal)."""
+    """A signed certificate. `key_pem` is None when the requester kept the key (CSR, renewal).
+    `lease` is the token of the issuance's lease (see `pending`): files written for it carry it in
+    their temporary names, so a sweep can remove what a killed writer left."""
 
     certificate: x509.Certificate
     issuing: x509.Certificate = field(repr=False)
     profile: Profile
     key_pem: bytes | None = field(repr=False)
+    lease: str | None = field(default=None, repr=False)
 
     @property
     def serial(self) -> int:
@@ -59,12 +62,12 @@ class Issued:
             )
         written: list[Path] = []
         if self.key_pem is not None:
-            written.append(_write(prefix, ".key", self.key_pem, PRIVATE))
-        written.append(_write(prefix, ".crt", self.chain_pem, PUBLIC))
+            written.append(self._write(prefix, ".key", self.key_pem, PRIVATE))
+        written.append(self._write(prefix, ".crt", self.chain_pem, PUBLIC))
         if combined and self.key_pem is not None:
-            written.append(_write(prefix, ".pem", self.chain_pem + self.key_pem, PRIVATE))
+            written.append(self._write(prefix, ".pem", self.chain_pem + self.key_pem, PRIVATE))
         if p12_password is not None:
-            written.append(_write(prefix, ".p12", self.pkcs12(p12_password), PRIVATE))
+            written.append(self._write(prefix, ".p12", self.pkcs12(p12_password), PRIVATE))
         # One directory flush makes every rename above durable before we report success.
         sync_directory(prefix.parent)
         return written
@@ -88,8 +91,16 @@ class Issued:
             name, key, self.certificate, [self.issuing], encryption
         )
 
+    def write_file(self, path: Path, data: bytes, *, mode: int = PUBLIC) -> None:
+        """One file for this issuance, atomically, its temporary name tagged with the lease."""
+        write_atomic(path, data, mode=mode, tag=self.lease)
 
-def _write(prefix: Path, suffix: str, data: bytes, mode: int) -> Path:
-    path = prefix.with_name(prefix.name + suffix)
-    write_atomic(path, data, mode=mode, sync_dir=False)
-    return path
+    def _write(self, prefix: Path, suffix: str, data: bytes, mode: int) -> Path:
+        path = output_path(prefix, suffix)
+        write_atomic(path, data, mode=mode, sync_dir=False, tag=self.lease)
+        return path
+
+
+def output_path(prefix: Path, suffix: str) -> Path:
+    """PREFIX.crt, PREFIX.key, ...: `with_name`, since the prefix may itself hold a dot."""
+    return prefix.with_name(prefix.name + suffix)

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from labgate.pki.decisions import Allowed, Decision, Denied
-from labgate.pki.errors import CorruptKey, PassphraseRequired, WrongPassphrase
+from labgate.pki.errors import CorruptKey, PassphraseRequired, WeakPassphrase, WrongPassphrase
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
@@ -17,6 +17,12 @@ PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519Public
 # Below these sizes a key is no longer a safe choice for a certificate valid for months.
 MIN_RSA_BITS = 2048
 ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1)
+# A new passphrase: the control server's rule for its key passphrase, the same here. The values
+# people paste from examples (and the README's own "...") are refused outright.
+MIN_PASSPHRASE_LENGTH = 16
+PLACEHOLDER_PASSPHRASES = frozenset(
+    {"changethis", "changeme", "change-me", "secret", "password", "passphrase", "example", "xxx"}
+)
 
 
 class KeyType(StrEnum):
@@ -67,6 +73,21 @@ def private_pem(key: PrivateKey, passphrase: bytes | None) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
+
+
+def check_new_passphrase(passphrase: bytes) -> None:
+    """Refuse a passphrase for new keys that is a placeholder or too short (never echoing it)."""
+    text = passphrase.decode("utf-8", errors="replace").strip().lower()
+    if text in PLACEHOLDER_PASSPHRASES or set(text) <= {".", "x", "*", "<", ">", "-", "_"}:
+        raise WeakPassphrase(
+            "the CA passphrase is a placeholder; choose a real one (for example "
+            "`head -c 32 /dev/urandom | base64`)"
+        )
+    if len(passphrase) < MIN_PASSPHRASE_LENGTH:
+        raise WeakPassphrase(
+            f"the CA passphrase has {len(passphrase)} characters; at least "
+            f"{MIN_PASSPHRASE_LENGTH} are needed"
+        )
 
 
 def public_der(key: PublicKey) -> bytes:
