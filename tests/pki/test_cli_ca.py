@@ -322,3 +322,132 @@ def test_a_wrong_passphrase_never_reaches_the_output(runner: CliRunner, ca_dir: 
     assert result.exit_code == 1
     assert "guessed-passphrase-123" not in result.output
     assert not (ca_dir / "c.pem").exists()
+
+
+@pytest.mark.parametrize(
+    "weak", ["...", "changeme", "Change-Me", "xxxxxxxxxxxxxxxxxxxx", "short one"]
+)
+def test_init_refuses_a_placeholder_or_short_passphrase(
+    runner: CliRunner, tmp_path: Path, weak: str
+) -> None:
+    result = runner.invoke(
+        app, ["ca", "init", "--dir", str(tmp_path / "ca")], env={"LABGATE_CA_PASSPHRASE": weak}
+    )
+    assert result.exit_code == 1
+    assert "placeholder" in result.stderr or "at least 16" in result.stderr
+    assert weak not in result.stderr  # the passphrase is never echoed
+    assert not (tmp_path / "ca" / "issuing.key").exists()
+
+
+def _leaf_serial(path: Path) -> int:
+    return x509.load_pem_x509_certificates(path.read_bytes())[0].serial_number
+
+
+def _issue(runner: CliRunner, ca_dir: Path, prefix: Path, *extra: str) -> Result:
+    return run(
+        runner, "issue", "--dir", str(ca_dir), "--profile", "client", "--name", "alice",
+        "--out", str(prefix), *extra,
+    )  # fmt: skip
+
+
+def test_issue_never_replaces_files_without_force(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    prefix = tmp_path / "alice"
+    assert _issue(runner, ca_dir, prefix, "--combined").exit_code == 0
+    before = {s: prefix.with_name("alice" + s).read_bytes() for s in (".crt", ".key", ".pem")}
+    entries = len(json.loads(run(runner, "list", "--dir", str(ca_dir), "--json").stdout))
+    again = _issue(runner, ca_dir, prefix, "--combined")
+    assert again.exit_code == 1 and "--force replaces them" in again.stderr
+    assert {s: prefix.with_name("alice" + s).read_bytes() for s in before} == before
+    # Refused before anything was signed: the inventory did not grow.
+    assert len(json.loads(run(runner, "list", "--dir", str(ca_dir), "--json").stdout)) == entries
+    # --force without --combined would leave alice.pem holding the old certificate.
+    stale = _issue(runner, ca_dir, prefix, "--force")
+    assert stale.exit_code == 1 and "alice.pem would be left holding the old" in stale.stderr
+    forced = _issue(runner, ca_dir, prefix, "--combined", "--force")
+    assert forced.exit_code == 0, forced.output
+    crt, pem = prefix.with_name("alice.crt"), prefix.with_name("alice.pem")
+    assert _leaf_serial(crt) == _leaf_serial(pem) != _leaf_serial_of(before[".crt"])
+
+
+def _leaf_serial_of(pem: bytes) -> int:
+    return x509.load_pem_x509_certificates(pem)[0].serial_number
+
+
+def _key_matches(cert: Path, key_file: Path) -> bool:
+    from cryptography.hazmat.primitives import serialization
+
+    leaf = x509.load_pem_x509_certificates(cert.read_bytes())[0]
+    key = serialization.load_pem_private_key(key_file.read_bytes(), None)
+    der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_key().public_bytes(*der) == leaf.public_key().public_bytes(*der)
+
+
+@pytest.mark.parametrize("new_key", [True, False])
+def test_renew_keeps_every_output_of_the_issue_consistent(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path, new_key: bool
+) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    prefix = tmp_path / "alice"
+    p12_env = {**ENV, "LABGATE_P12_PASSWORD": "p12 pass"}
+    issued = run(
+        runner, "issue", "--dir", str(ca_dir), "--profile", "client", "--name", "alice",
+        "--out", str(prefix), "--combined", "--p12", env=p12_env,
+    )  # fmt: skip
+    assert issued.exit_code == 0, issued.output
+    crt, key, pem, p12 = (prefix.with_name("alice" + s) for s in (".crt", ".key", ".pem", ".p12"))
+    old_serial = _leaf_serial(crt)
+    renew = ["renew", "--dir", str(ca_dir), "--cert", str(crt), "--out", str(prefix)]
+    renew += ["--new-key"] if new_key else []
+    refused = run(runner, *renew, env=p12_env)
+    assert refused.exit_code == 1 and "--force replaces them" in refused.stderr
+    no_password = run(runner, *renew, "--force")
+    assert no_password.exit_code == 1 and "alice.p12 must be rewritten too" in no_password.stderr
+    assert _leaf_serial(crt) == old_serial
+    renewed = run(runner, *renew, "--force", env=p12_env)
+    assert renewed.exit_code == 0, renewed.output
+    new_serial = _leaf_serial(crt)
+    assert new_serial != old_serial
+    assert _leaf_serial(pem) == new_serial and _key_matches(pem, pem) and _key_matches(crt, key)
+    bundle = pkcs12.load_pkcs12(p12.read_bytes(), b"p12 pass")
+    assert bundle.cert is not None and bundle.cert.certificate.serial_number == new_serial
+    # The README's last step now revokes the certificate alice.pem (what qslib uses) holds.
+    revoked = run(runner, "revoke", "--dir", str(ca_dir), "--cert", str(crt))
+    assert revoked.exit_code == 0, revoked.output
+    rows = {
+        r["serial"]: r
+        for r in json.loads(run(runner, "list", "--dir", str(ca_dir), "--json").stdout)
+    }
+    assert rows[format(_leaf_serial(pem), "x")]["status"] == "revoked"
+
+
+def test_renew_with_the_same_key_refuses_a_key_file_of_another_certificate(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    assert _issue(runner, ca_dir, tmp_path / "alice").exit_code == 0
+    assert _issue(runner, ca_dir, tmp_path / "other").exit_code == 0
+    result = run(
+        runner, "renew", "--dir", str(ca_dir), "--cert", str(tmp_path / "alice.crt"),
+        "--out", str(tmp_path / "other"), "--force",
+    )  # fmt: skip
+    assert result.exit_code == 1 and "other.key is not the key of the certificate" in result.stderr
+
+
+def test_sign_never_replaces_its_output_without_force(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    subprocess.run(
+        ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", tmp_path / "d.key", "-subj", "/CN=dev-1", "-out", tmp_path / "d.csr"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    out = tmp_path / "d.crt"
+    out.write_text("somebody's file")
+    sign = ["sign", str(tmp_path / "d.csr"), "--dir", str(ca_dir), "--profile", "device"]
+    refused = run(runner, *sign, "--out", str(out))
+    assert refused.exit_code == 1 and "--force replaces it" in refused.stderr
+    assert out.read_text() == "somebody's file"
+    assert run(runner, *sign, "--out", str(out), "--force").exit_code == 0
+    assert _leaf_serial(out)

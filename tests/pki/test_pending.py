@@ -37,7 +37,7 @@ def _labgate(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 
 
 def _raw_rows(ca_dir: Path) -> list[dict[str, object]]:
-    """The inventory as it is on disk, read without the sweep that opening it through labgate runs."""
+    """The inventory as it is on disk, read without the sweep that labgate runs on opening it."""
     db = sqlite3.connect(ca_dir / "inventory.sqlite3")
     db.row_factory = sqlite3.Row
     try:
@@ -50,9 +50,7 @@ def _leftovers(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.name.endswith(".tmp"))
 
 
-def test_an_issuance_is_pending_until_handed_out(
-    ca: CertificateAuthority, tmp_path: Path
-) -> None:
+def test_an_issuance_is_pending_until_handed_out(ca: CertificateAuthority, tmp_path: Path) -> None:
     issued = ca.issue(Profile.CLIENT, "alice", destination=tmp_path / "alice")
     now = datetime.now(UTC)
     entry = ca.inventory.get(issued.serial)
@@ -124,9 +122,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_the_next_command_sweeps_what_a_killed_issuance_left(
-    ca_dir: Path, tmp_path: Path
-) -> None:
+def test_the_next_command_sweeps_what_a_killed_issuance_left(ca_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     # Somebody else's temporary file in the same directory is not the sweep's to remove.

@@ -57,6 +57,8 @@ def issue_for(
         subject=principal.identity,
         serial=format(issued.serial, "x"),
     )
+    # The CA's second phase: from here the certificate is in the caller's hands.
+    ca.handed_out(issued)
     return issued
 
 

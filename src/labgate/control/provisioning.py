@@ -32,7 +32,7 @@ from labgate.control.layout import (
 )
 from labgate.control.settings import CONFIG_FILE, ControlSettings
 from labgate.control.tables import User
-from labgate.pki.atomic import PRIVATE, PUBLIC, write_atomic
+from labgate.pki.atomic import PRIVATE, write_atomic
 from labgate.pki.authority import CertificateAuthority
 from labgate.pki.profiles import Profile
 
@@ -112,9 +112,10 @@ def _issue_server_certificate(settings: ControlSettings, ca: CertificateAuthorit
     issued = ca.issue(Profile.SERVER, SERVER_NAME, dns=dns, ips=ips)
     # issue() makes the key pair, so the key is always there; never write an empty key file.
     assert issued.key_pem is not None, "CertificateAuthority.issue returned no key"
-    # The key first, so the certificate on disk never lacks its key.
-    write_atomic(server_key_path(settings.data_dir), issued.key_pem, mode=PRIVATE)
-    write_atomic(server_certificate_path(settings.data_dir), issued.chain_pem, mode=PUBLIC)
+    # The key first, so the certificate on disk never lacks its key; pending until both are.
+    with ca.handing_out(issued):
+        issued.write_file(server_key_path(settings.data_dir), issued.key_pem, mode=PRIVATE)
+        issued.write_file(server_certificate_path(settings.data_dir), issued.chain_pem)
 
 
 def renew_server_certificate_if_due(

@@ -137,12 +137,15 @@ def running(state_dir: Path) -> Iterator[RunningDemo]:
         gateway_dir = state_dir / "gateway"
         gateway_dir.mkdir(exist_ok=True, mode=0o700)
         # One certificate serves the gateway's clients and identifies it to the control server.
-        ca.issue(
+        gateway_cert = ca.issue(
             Profile.GATEWAY,
             SITE,
             dns=[INSTRUMENT, LEGACY_INSTRUMENT, "localhost"],
             ips=["127.0.0.1"],
-        ).write(gateway_dir / "gateway")
+            destination=gateway_dir / "gateway",
+        )
+        with ca.handing_out(gateway_cert):
+            gateway_cert.write(gateway_dir / "gateway")
         write_atomic(gateway_dir / "root.crt", ca.root_pem, mode=PUBLIC)
         write_atomic(gateway_dir / "instrument.secret", instrument_password, mode=PRIVATE)
         identities = (
@@ -203,8 +206,9 @@ def _instrument_secrets(state_dir: Path) -> bytes:
 
 def _identity(ca: CertificateAuthority, name: str, level: str, directory: Path) -> Identity:
     directory.mkdir(exist_ok=True, mode=0o700)
-    issued = ca.issue(Profile.CLIENT, name, days=1)
-    issued.write(directory / name, combined=True)
+    issued = ca.issue(Profile.CLIENT, name, days=1, destination=directory / name)
+    with ca.handing_out(issued):
+        issued.write(directory / name, combined=True)
     assert issued.identity is not None
     return Identity(name=name, uri=issued.identity, level=level, pem=directory / f"{name}.pem")
 
