@@ -508,11 +508,12 @@ def config_writer() -> Callable[..., Path]:
 def gateway_process_factory(
     tmp_path: Path, pki: Pki, simulator: Any
 ) -> Iterator[Callable[..., GatewayProcess]]:
-    """`start(**config)`: `labgate gateway` as a child process; stopped at the end of the test."""
+    """`start(instrument=None, **config)`: `labgate gateway` as a child process, in front of
+    `simulator` or the one given; stopped at the end of the test."""
     started: list[GatewayProcess] = []
 
-    def start(**kw: Any) -> GatewayProcess:
-        running = GatewayProcess(write_config(tmp_path, pki, simulator, **kw))
+    def start(instrument: Any = None, **kw: Any) -> GatewayProcess:
+        running = GatewayProcess(write_config(tmp_path, pki, instrument or simulator, **kw))
         started.append(running)
         return running
 

@@ -3,14 +3,20 @@ the ready line, SIGHUP, and a clean stop on SIGTERM that leaves a verifiable aud
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from labgate.cli.app import app
@@ -92,3 +98,164 @@ def test_audit_log_held_by_another_gateway_stops_the_start(gateway_process_facto
     assert second.returncode == 1
     assert "audit" in second.stderr.lower()
     assert second.stdout == ""  # never announced itself ready
+
+
+def _taken_port() -> socket.socket:
+    """A loopback port another process could hold: bound and listening, never accepting."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+@pytest.mark.parametrize("which", ["metrics_listen", "listen"])
+def test_a_port_clash_names_the_port_and_leaves_no_audit_log(
+    tmp_path: Path, pki: Any, simulator: Any, config_writer: Any, which: str
+) -> None:
+    with _taken_port() as holder:
+        port = holder.getsockname()[1]
+        taken = f'"127.0.0.1:{port}"'
+        if which == "metrics_listen":
+            path = config_writer(tmp_path, pki, simulator)
+            path.write_text(path.read_text().replace('metrics_listen = "127.0.0.1:0"',
+                                                     f"metrics_listen = {taken}"))  # fmt: skip
+            key = "gateway.metrics_listen"
+        else:
+            path = config_writer(tmp_path, pki, simulator, shared_listen=f"listen = {taken}")
+            key = "instrument[0].listen"
+        result = subprocess.run(
+            [sys.executable, "-m", "labgate", "gateway", "--config", str(path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert f"{key} = '127.0.0.1:{port}': cannot listen there: Address already in use" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert not (tmp_path / "audit.jsonl").exists()  # nothing was opened, so nothing half-open
+
+
+def test_a_failed_start_leaves_an_existing_audit_log_as_it_was(
+    gateway_process_factory: Any, tmp_path: Path
+) -> None:
+    first = gateway_process_factory()
+    assert first.stop() == 0
+    audit = first.directory / "audit.jsonl"
+    before = audit.read_bytes()
+    config = first.directory / "gateway.toml"
+    with _taken_port() as holder:
+        text = config.read_text().replace(
+            'metrics_listen = "127.0.0.1:0"',
+            f'metrics_listen = "127.0.0.1:{holder.getsockname()[1]}"',
+        )
+        config.write_text(text)
+        result = subprocess.run(
+            [sys.executable, "-m", "labgate", "gateway", "--config", str(config)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert audit.read_bytes() == before  # no start without a stop appended
+
+
+class _Stderr:
+    """`labgate gateway` with stderr in a file, for what an operator reads there."""
+
+    def __init__(self, config: Path, **env: str) -> None:
+        self.path = config.parent / "stderr.log"
+        self._file = self.path.open("w")
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", "labgate", "gateway", "--config", str(config)],
+            stdout=subprocess.PIPE, stderr=self._file, text=True, env={**os.environ, **env},
+        )  # fmt: skip
+        assert self.child.stdout is not None
+        line = self.child.stdout.readline()
+        assert line, self.text()
+        self.ready = json.loads(line)
+
+    def address(self, instrument: str) -> tuple[str, int]:
+        host, _, port = self.ready["instruments"][instrument].rpartition(":")
+        return host, int(port)
+
+    def text(self) -> str:
+        return self.path.read_text()
+
+    def wait_for(self, needle: str) -> str:
+        deadline = time.monotonic() + 20
+        while needle not in self.text():
+            assert time.monotonic() < deadline, f"{needle!r} not in stderr:\n{self.text()}"
+            time.sleep(0.1)
+        return next(line for line in self.text().splitlines() if needle in line)
+
+    def stop(self) -> None:
+        if self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+            self.child.wait(30)
+        if self.child.stdout is not None:
+            self.child.stdout.close()
+        self._file.close()
+
+
+def test_a_wrong_instrument_password_is_one_warning_naming_instrument_and_identity(
+    tmp_path: Path, pki: Any, simulator: Any, config_writer: Any, raw_client: Any
+) -> None:
+    running = _Stderr(config_writer(tmp_path, pki, simulator, password="not-the-password"))
+    try:
+        client = raw_client(running, pki, "alice")
+        assert b"IOError" in client.refused()
+        line = running.wait_for("refused the gateway's password")
+    finally:
+        running.stop()
+    assert " WARNING labgate.gateway: " in line
+    assert "labgate:user:alice on qs5-plain" in line and "instrument 'qs5-plain'" in line
+    assert "not-the-password" not in running.text()
+
+
+def test_a_withdrawn_grant_and_the_reload_are_info_lines(
+    tmp_path: Path, pki: Any, simulator: Any, config_writer: Any, raw_client: Any
+) -> None:
+    config = config_writer(tmp_path, pki, simulator)
+    running = _Stderr(config)
+    try:
+        client = raw_client(running, pki, "olive")
+        assert client.line().startswith(b"READy")
+        config_writer(tmp_path, pki, simulator, grants={"alice": "Controller"})  # olive's gone
+        closed = running.wait_for("closed: grant withdrawn")
+        reloaded = running.wait_for("reloaded")
+    finally:
+        running.stop()
+    assert " INFO labgate.gateway: " in closed and "labgate:user:olive on qs5-plain" in closed
+    assert " INFO labgate.gateway: " in reloaded
+
+
+def test_bundle_polls_are_not_logged_by_the_http_client(
+    tmp_path: Path, pki: Any, simulator: Any, config_writer: Any
+) -> None:
+    from labgate.pki.profiles import Profile
+
+    issued = pki.ca.issue(Profile.SERVER, "control-test", dns=["localhost"], ips=["127.0.0.1"])
+    issued.write(tmp_path / "control", combined=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tmp_path / "control.pem"))
+
+    class NotHere(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotHere)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    control = (f'[control]\nurl = "https://127.0.0.1:{port}"\ngateway_name = "site-1"\n'
+               f'server_ca = "{pki.root}"\npoll_interval = 0.2\n')  # fmt: skip
+    running = _Stderr(config_writer(tmp_path, pki, simulator, extra_sections=control))
+    try:
+        warning = running.wait_for("cannot fetch the bundle")
+        time.sleep(1)  # several polls more
+    finally:
+        running.stop()
+        server.shutdown()
+    assert " WARNING labgate.gateway: " in warning and "404" in warning
+    assert "HTTP Request" not in running.text()

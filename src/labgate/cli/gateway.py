@@ -48,6 +48,10 @@ def gateway(config: ConfigOption, log_level: LogLevelOption = "info") -> None:
         level=log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if log_level.upper() != "DEBUG":
+        # httpx says INFO for every request, so every bundle poll; its failures reach our log.
+        for chatty in ("httpx", "httpcore"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         settings = load_config(config)
     except GatewayError as exc:

@@ -37,9 +37,13 @@ class _Accepting(asyncio.Protocol):
         self._on_accept(cast(asyncio.Transport, transport))  # uvloop's are not subclasses
 
 
-async def listen(host: str, port: int, on_accept: OnAccept) -> asyncio.Server:
+async def listen(
+    host: str, port: int, on_accept: OnAccept, *, start_serving: bool = True
+) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _Accepting(on_accept), host, port, backlog=1024)
+    return await loop.create_server(
+        lambda: _Accepting(on_accept), host, port, backlog=1024, start_serving=start_serving
+    )
 
 
 class ClientSide(asyncio.Protocol):

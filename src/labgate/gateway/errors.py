@@ -15,6 +15,10 @@ class SecretFileError(ConfigError):
     """A password or key file is missing, empty, or readable by others than its owner."""
 
 
+class ListenError(GatewayError):
+    """A listen address could not be bound (taken by another process, say); names the option."""
+
+
 class UpstreamError(GatewayError):
     """The instrument could not be reached, failed its pin check, or refused the gateway's login."""
 

@@ -156,6 +156,10 @@ class SessionFilter:
         if not self.unclean:
             self.unclean = why
 
+    def unanswered(self) -> list[int]:
+        """The client's idents of its commands still waiting for the instrument's reply."""
+        return [p.client_ident for p in self._pending.values() if p.client_ident is not None]
+
     @property
     def awaiting_level(self) -> bool:
         """An ACC is on its way to the instrument: later commands must wait for its answer, or

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import ssl
 import weakref
 from collections import Counter
@@ -26,7 +27,7 @@ from labgate.gateway.auditchain import AuditError
 from labgate.gateway.bundles import Bundle
 from labgate.gateway.client_tls import peer_certificate, still_trusted
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
-from labgate.gateway.errors import GatewayError, InstrumentBusy, UpstreamError
+from labgate.gateway.errors import GatewayError, InstrumentBusy, ListenError, UpstreamError
 from labgate.gateway.grants import NotGranted
 from labgate.gateway.metrics import GatewayMetrics
 from labgate.gateway.refusal import tell_refused
@@ -83,14 +84,34 @@ class Gateway:
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
-        await self.audit.start()
+        """Bind every listener, then open the audit log, then serve.
+
+        A start that fails closes whatever it had opened: a port already taken stops it before
+        the audit log is touched, and a log that cannot be opened unbinds the listeners, so a
+        failed start leaves neither a half-open log nor a bound port behind it."""
+        try:
+            await self._bind()
+            await self.audit.start()
+        except BaseException:
+            await self._unbind()
+            raise
         self.record({"event": "gateway_start", "instruments": list(self.slots)})
+        for server in self._servers:
+            await server.start_serving()
+
+    async def _bind(self) -> None:
+        instruments = self.state.config.instruments
         for index, listener in enumerate(self._listeners):
-            server = await listen(
-                listener.endpoint.host,
-                listener.endpoint.port,
-                lambda transport, index=index: self._accept(index, transport),  # type: ignore[misc]
-            )
+            key = f"instrument[{instruments.index(listener.instruments[0])}].listen"
+            try:
+                server = await listen(
+                    listener.endpoint.host,
+                    listener.endpoint.port,
+                    lambda transport, index=index: self._accept(index, transport),  # type: ignore[misc]
+                    start_serving=False,
+                )
+            except OSError as exc:
+                raise ListenError(_cannot_listen(key, listener.endpoint, exc)) from exc
             self._servers.append(server)
             host, port = server.sockets[0].getsockname()[:2]
             for instrument in listener.instruments:
@@ -99,12 +120,24 @@ class Gateway:
         if endpoint is not None:
             from prometheus_client import start_http_server
 
-            httpd, _ = start_http_server(
-                endpoint.port, endpoint.host, registry=self.metrics.registry
-            )
+            try:
+                httpd, _ = start_http_server(
+                    endpoint.port, endpoint.host, registry=self.metrics.registry
+                )
+            except OSError as exc:
+                raise ListenError(_cannot_listen("gateway.metrics_listen", endpoint, exc)) from exc
             self._metrics_server = httpd
             host, port = httpd.server_address[:2]
             self.metrics_address = str(Endpoint(host=str(host), port=int(port)))
+
+    async def _unbind(self) -> None:
+        for server in self._servers:
+            server.close()
+        self._servers.clear()
+        if self._metrics_server is not None:
+            await asyncio.to_thread(self._metrics_server.shutdown)
+            self._metrics_server.server_close()
+            self._metrics_server = None
 
     def ready_line(self) -> str:
         return json.dumps({"instruments": self.addresses, "metrics": self.metrics_address})
@@ -118,9 +151,7 @@ class Gateway:
             await asyncio.wait(self._tasks, timeout=5)
         for slots in self.slots.values():
             await slots.aclose()
-        if self._metrics_server is not None:
-            await asyncio.to_thread(self._metrics_server.shutdown)
-            self._metrics_server.server_close()
+        await self._unbind()
         self.record({"event": "gateway_stop"})
         await self.audit.aclose()
 
@@ -171,7 +202,7 @@ class Gateway:
         except GatewayError as exc:
             self.metrics.reloads.labels("failed").inc()
             self.record({"event": "reload_failed", "reason": str(exc)})
-            log.error("reload failed, keeping the running configuration: %s", exc)
+            log.warning("reload failed, keeping the running configuration: %s", exc)
             return
         self.apply(state, why=why)
 
@@ -194,19 +225,30 @@ class Gateway:
         if why:
             event["reason"] = why
         self.record(event)
+        log.info("reloaded%s: %d grants in force", f" ({why})" if why else "",
+                 len(state.grants.grants))  # fmt: skip
         for session in list(self.sessions):
             certificate = session.info.certificate
             if any(crl.revokes(certificate) for crl in state.revoked):
-                session.close("client certificate revoked")
+                self._close_session(session, "client certificate revoked")
                 continue
             if not still_trusted(certificate, session.info.admitted_under, state.anchors):
-                session.close("the client CA that admitted it is no longer trusted")
+                self._close_session(session, "the client CA that admitted it is no longer trusted")
                 continue
             decision = state.grants.decide(certificate.identity, session.info.instrument.name)
             if isinstance(decision, NotGranted):
-                session.close(f"grant withdrawn: {decision.reason}")
+                self._close_session(session, f"grant withdrawn: {decision.reason}")
             elif decision.level != session.filter.grant:
+                if decision.level < session.filter.grant:
+                    log.info("session %d (%s on %s): grant lowered to %s", session.info.conn,
+                             session.info.identity, session.info.instrument.name,
+                             decision.level.label)  # fmt: skip
                 session.change_grant(decision.level)
+
+    def _close_session(self, session: Session, reason: str) -> None:
+        log.info("session %d (%s on %s) closed: %s", session.info.conn, session.info.identity,
+                 session.info.instrument.name, reason)  # fmt: skip
+        session.close(reason)
 
     # ------------------------------------------------------------------ admission
 
@@ -451,10 +493,13 @@ class Gateway:
         *,
         error_class: str = "IOError",
     ) -> None:
-        """Refuse a verified client, telling it why (see `refusal`)."""
+        """Refuse a verified client, telling it why (see `refusal`). The instrument failing the
+        gateway (unreachable, wrong pin, wrong password) is an operator's problem: a warning."""
         self.metrics.handshake_failures.labels(kind).inc()
         self.record({"event": "refused", **base, "kind": kind, "reason": reason})
-        log.info("connection %s refused: %s", base.get("conn"), reason)
+        level = logging.WARNING if kind == "upstream" else logging.INFO
+        log.log(level, "connection %s (%s on %s) refused: %s", base.get("conn"),
+                base.get("identity"), base.get("instrument"), reason)  # fmt: skip
         await tell_refused(client, error_class=error_class, reason=reason)
 
     def record(self, event: Mapping[str, object]) -> bool:
@@ -474,6 +519,12 @@ def _still_quiet(upstream: UpstreamConnection) -> bool:
 
 def _holds_sessions(context: ssl.SSLContext | None) -> bool:
     return context is not None and context.session_stats()["number"] > 0
+
+
+def _cannot_listen(key: str, endpoint: Endpoint, exc: OSError) -> str:
+    # asyncio's own message repeats the address as a tuple; the errno's words are enough.
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return f"{key} = {str(endpoint)!r}: cannot listen there: {reason}"
 
 
 def _source_host(transport: asyncio.BaseTransport) -> str:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from labgate.gateway.accept import ClientSide
 from labgate.gateway.client_tls import PeerCertificate
 from labgate.gateway.config import InstrumentConfig, SessionLimits
-from labgate.gateway.filter import Relayed, SessionFilter, Verdict, one_line
+from labgate.gateway.filter import QUIT, Relayed, SessionFilter, Verdict, one_line
 from labgate.gateway.heap import BIG_MESSAGE, give_back_free_memory
 from labgate.gateway.metrics import GatewayMetrics
 from labgate.gateway.upstream import UpstreamConnection
@@ -125,6 +125,7 @@ class Session:
             self._started + (info.certificate.not_after - datetime.now(UTC)).total_seconds()
         )
         self._forced = False
+        self._quit_sent = False  # a QUIT went to the instrument: its hanging up is no fault
         self._latency = metrics.child(metrics.upstream_latency, info.instrument.name)
         self._base: dict[str, object] = {
             "conn": info.conn,
@@ -268,6 +269,8 @@ class Session:
                     to_client.append(verdict.to_client)
                 if verdict.to_upstream:
                     to_upstream.append(verdict.to_upstream)
+                    # After a QUIT the instrument hangs up, as asked: no error for that.
+                    self._quit_sent |= verdict.command == QUIT
                 if filter_.quit:
                     self._flush(to_client, to_upstream)
                     self._end("client quit")  # what follows QUIT is not read, as upstream
@@ -330,11 +333,31 @@ class Session:
 
     def upstream_closed(self, why: BaseException | None) -> None:
         if why is None:
-            self._end("instrument closed")
+            reason = "instrument closed"
         elif isinstance(why, FramingError):
-            self._end(f"instrument broke a framing limit: {why}")
+            reason = f"instrument broke a framing limit: {why}"
         else:
-            self._end(f"instrument connection lost: {why}")
+            reason = f"instrument connection lost: {why}"
+        if not self._done.done() and not self._quit_sent:
+            self._tell_instrument_gone(reason)
+        self._end(reason)
+
+    def _tell_instrument_gone(self, reason: str) -> None:
+        """The instrument went away unasked (killed, rebooted, cable pulled): every command still
+        waiting for it gets an `IOError` with the reason, so the client sees why instead of a
+        bare close; with none waiting, one with ident 0 says it."""
+        name = self.info.instrument.name
+        log.warning("session %d (%s on %s): the instrument went away: %s",
+                    self.info.conn, self.info.identity, name, reason)  # fmt: skip
+        text = one_line(f"instrument {name!r} went away: {reason}")
+        idents = self.filter.unanswered() or [0]
+        with contextlib.suppress(OSError, RuntimeError):
+            self._client.write(
+                b"".join(
+                    serialise(Error(ident=i, error_class="IOError", fields=(), message=text))
+                    for i in idents
+                )
+            )
 
     def upstream_backed_up(self, backed_up: bool) -> None:
         """The instrument reads slower than the client sends: hold the client back."""

@@ -358,7 +358,14 @@ async def _greet_and_login(
         password = read_secret(instrument.password_file, f"{instrument.name}.password_file")
         challenge = await _request(upstream, "CHAL?", ())
         response = hmac.new(password, challenge.text.strip().encode(), hashlib.md5).hexdigest()
-        await _request(upstream, "AUTH", (response,))
+        try:
+            await _request(upstream, "AUTH", (response,))
+        except UpstreamError:
+            # Clients read this too: the file is named by its option, not by its path.
+            raise UpstreamError(
+                f"instrument {instrument.name!r} refused the gateway's password (AUTH): "
+                "check its password_file"
+            ) from None
     return upstream
 
 
