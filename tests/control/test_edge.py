@@ -116,3 +116,97 @@ def test_oversized_bodies_are_refused_before_they_are_read(api: Any) -> None:
         "/api/v1/auth/login", content=chunks(), headers={"content-type": "application/json"}
     )
     assert streamed.status_code == 413
+
+
+HUGE_IDS = [str(2**31), str(2**63), str(2**64 + 1), "9" * 40, "-1", "0"]
+
+
+@pytest.mark.parametrize("user_id", HUGE_IDS)
+def test_ids_the_database_cannot_hold_are_refused_at_the_edge(api: Any, user_id: str) -> None:
+    admin = api.admin()
+    for method, path in (
+        ("GET", f"/api/v1/users/{user_id}"),
+        ("POST", f"/api/v1/users/{user_id}/disable"),
+        ("POST", f"/api/v1/users/{user_id}/password-reset"),
+        ("DELETE", f"/api/v1/grants/{user_id}"),
+    ):
+        response = api.request(method, path, headers=admin)
+        assert response.status_code in (404, 422), (method, path, response.text)
+        assert set(response.json()) == {"code", "message"}
+    assert api.get("/api/v1/me", headers=admin).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/devices/d-%00",
+        "/api/v1/devices/%00",
+        "/api/v1/gateways/gw%00/bundle",
+        "/api/v1/devices/x%0Ay",
+        "/api/v1/devices/%C0%80",
+    ],
+)
+def test_nul_and_control_characters_in_a_path_are_refused(
+    api: Any, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    response = api.get(path, headers=api.admin())
+    assert response.status_code in (404, 422), response.text
+    assert set(response.json()) == {"code", "message"}
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"username": "ad\u0000min", "password": "x" * 20},
+        {"username": "admin", "password": "pass\u0000word and more"},
+        {"username": "admin\u0007", "password": "x" * 20},
+    ],
+)
+def test_nul_in_any_text_of_a_body_is_refused_naming_the_field(api: Any, body: Any) -> None:
+    response = api.post("/api/v1/auth/login", json=body)
+    assert response.status_code == 422, response.text
+    assert "control character" in response.json()["message"]
+
+
+def test_nul_in_a_device_name_is_refused(api: Any) -> None:
+    response = api.post("/api/v1/devices", headers=api.admin(), json={"name": "bench\u00007"})
+    assert response.status_code == 422
+    assert "name" in response.json()["message"]
+
+
+def test_a_trailing_slash_is_never_redirected_to_the_host_header(api: Any) -> None:
+    admin = api.admin()
+    for path in ("/api/v1/users/", "/api/v1/grants/", "/healthz/", "/api/v1/me/"):
+        response = api.get(path, headers={**admin, "Host": "evil.example"}, follow_redirects=False)
+        location = response.headers.get("location", "")
+        assert "evil.example" not in location, (path, location)
+        assert not location.startswith(("http:", "https:", "//")), (path, location)
+        assert response.status_code == 404, (path, response.status_code)
+        assert response.json()["code"] == "not_found"
+
+
+def test_an_unexpected_error_logs_no_raw_path(settings: Any, clock: Any, caplog: Any) -> None:
+    """The log line for a 500 names the route, not what the client typed into the path."""
+    import sqlalchemy as sa
+    from fastapi.testclient import TestClient
+
+    from labgate.control.app import create_app
+    from labgate.control.layout import ADMIN_PASSWORD_FILE
+
+    app = create_app(settings, clock=clock)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        password = (settings.data_dir / ADMIN_PASSWORD_FILE).read_text().strip()
+        token = client.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": password}
+        ).json()["access_token"]
+        with app.state.runtime.engine.begin() as connection:
+            connection.execute(sa.text("DROP TABLE denied_tokens"))
+        marker = "raw-path-marker-7f3a"
+        response = client.get(
+            f"/api/v1/devices/{marker}", headers={"Authorization": f"Bearer {token}"}
+        )
+    assert response.status_code == 500
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "internal" in logged or "unhandled" in logged
+    assert marker not in logged

@@ -36,6 +36,9 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
         # Content-Security-Policy forbids. The schema is at /openapi.json.
         docs_url=None,
         redoc_url=None,
+        # Starlette's slash redirect builds an absolute URL from the Host header, which the
+        # client chooses: `/users/` would send a browser to any site. A path is exact, or 404.
+        redirect_slashes=False,
         lifespan=lifespan,
     )
     app.state.runtime = runtime

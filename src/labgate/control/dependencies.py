@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,11 @@ from labgate.control.revocation import is_denied
 from labgate.control.runtime import Runtime
 
 PEER_CERTIFICATE = "peer_certificate_der"
+
+# A row id in a path: positive and within PostgreSQL's `integer` (SQLite's is wider, the
+# bound is the same on both so that no id reaches either database that one cannot store).
+MAX_ROW_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row id (1 to 2**31 - 1)")]
 
 
 # Dependencies that do no I/O are `async def` so FastAPI runs them on the event loop instead of

@@ -2,6 +2,11 @@
 response, the request counter, and the last word on an unexpected exception (a JSON 500 with the
 headers, never a trace).
 
+It also refuses what no route can use and no database can store, before any route sees it: a
+path or query string holding NUL or another control character (PostgreSQL cannot store NUL in
+text; nothing legitimate sends one). The log line for an unexpected exception names the route
+template, never the path the client typed.
+
 Plain ASGI rather than BaseHTTPMiddleware: it adds a few header tuples per response and nothing
 else, which keeps the per-request cost close to zero. Starlette's own error middleware sits
 outside user middleware, so a 500 it produced would lack these headers; catching here prevents
@@ -12,6 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -46,6 +53,8 @@ def _error(code: str, message: str) -> bytes:
 
 INTERNAL_ERROR = _error("internal_error", "the server could not handle this request")
 TOO_LARGE = _error("too_large", f"request body is larger than {MAX_BODY_BYTES} bytes")
+NO_SUCH_PATH = _error("not_found", "no such path (it holds a control character)")
+BAD_QUERY = _error("invalid_request", "the query string holds a control character")
 
 
 class BodyTooLarge(Exception):
@@ -83,6 +92,12 @@ class Edge:
             )
             await send_with_headers({"type": "http.response.body", "body": body})
 
+        if _has_control_character(scope["path"]):
+            await answer(404, NO_SUCH_PATH)
+            return
+        if any(byte < 0x20 or byte == 0x7F for byte in unquote_to_bytes(scope["query_string"])):
+            await answer(422, BAD_QUERY)
+            return
         if _declared_length(scope) > MAX_BODY_BYTES:
             await answer(413, TOO_LARGE)
             return
@@ -106,10 +121,15 @@ class Edge:
             return
         except Exception as error:
             # The trace goes to the server log only; the client learns nothing about the inside.
-            log.exception("unhandled %s on %s %s", type(error).__name__, method, scope["path"])
+            route = getattr(scope.get("route"), "path", "an unmatched path")
+            log.exception("unhandled %s on %s %s", type(error).__name__, method, route)
             if started:
                 raise
             await answer(500, INTERNAL_ERROR)
+
+
+def _has_control_character(path: str) -> bool:
+    return any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in path)
 
 
 def _declared_length(scope: Scope) -> int:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from labgate.control import grants
-from labgate.control.dependencies import AdminPrincipal, CurrentPrincipal, RuntimeDep, SessionDep
+from labgate.control.dependencies import (
+    AdminPrincipal,
+    CurrentPrincipal,
+    RowId,
+    RuntimeDep,
+    SessionDep,
+)
 from labgate.control.schemas import Done, GrantCreate, GrantOut
 from labgate.control.tables import Grant
 
@@ -46,7 +52,7 @@ def list_grants(session: SessionDep, principal: CurrentPrincipal) -> list[GrantO
 
 @router.delete("/{grant_id}", response_model=Done)
 def delete_grant(
-    grant_id: int, runtime: RuntimeDep, session: SessionDep, principal: AdminPrincipal
+    grant_id: RowId, runtime: RuntimeDep, session: SessionDep, principal: AdminPrincipal
 ) -> Done:
     grants.delete_grant(session, principal, grant_id, now=runtime.clock())
     session.commit()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from labgate.control import accounts
-from labgate.control.dependencies import AdminPrincipal, RuntimeDep, SessionDep
+from labgate.control.dependencies import AdminPrincipal, RowId, RuntimeDep, SessionDep
 from labgate.control.schemas import PasswordReset, UserCreate, UserCreated, UserOut
 from labgate.control.tables import User
 
@@ -41,13 +41,13 @@ def list_users(session: SessionDep, _admin: AdminPrincipal) -> list[UserOut]:
 
 
 @router.get("/{user_id}", response_model=UserOut)
-def get_user(user_id: int, session: SessionDep, _admin: AdminPrincipal) -> UserOut:
+def get_user(user_id: RowId, session: SessionDep, _admin: AdminPrincipal) -> UserOut:
     return user_out(accounts.get_user(session, user_id))
 
 
 @router.post("/{user_id}/disable", response_model=UserOut)
 def disable_user(
-    user_id: int, runtime: RuntimeDep, session: SessionDep, _admin: AdminPrincipal
+    user_id: RowId, runtime: RuntimeDep, session: SessionDep, _admin: AdminPrincipal
 ) -> UserOut:
     """Disable the account and revoke every session and access token it holds."""
     user = accounts.disable_user(session, user_id, now=runtime.clock())
@@ -57,7 +57,7 @@ def disable_user(
 
 @router.post("/{user_id}/password-reset", response_model=PasswordReset)
 def reset_password(
-    user_id: int, runtime: RuntimeDep, session: SessionDep, _admin: AdminPrincipal
+    user_id: RowId, runtime: RuntimeDep, session: SessionDep, _admin: AdminPrincipal
 ) -> PasswordReset:
     """A new one-time password (shown once); ends the user's sessions and lifts a lockout."""
     _, password = accounts.reset_password(session, runtime.rules, user_id, now=runtime.clock())
@@ -67,7 +67,7 @@ def reset_password(
 
 @router.post("/{user_id}/revoke-sessions", response_model=UserOut)
 def revoke_sessions(
-    user_id: int, runtime: RuntimeDep, session: SessionDep, _admin: AdminPrincipal
+    user_id: RowId, runtime: RuntimeDep, session: SessionDep, _admin: AdminPrincipal
 ) -> UserOut:
     revoked = accounts.revoke_sessions(session, user_id, now=runtime.clock())
     session.commit()
