@@ -10,8 +10,10 @@ import typer
 
 from labgate import __version__
 from labgate.cli import audit, ca, demo, gateway, pin, server, sim
+from labgate.cli.group import Group
 
 app = typer.Typer(
+    cls=Group,
     name="labgate",
     help="Mutual TLS, per-command access levels and an audit log for lab instruments.",
     no_args_is_help=True,

@@ -11,7 +11,11 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Check the gateway's tamper-evident audit log.", no_args_is_help=True)
+from labgate.cli.group import Group
+
+app = typer.Typer(
+    cls=Group, help="Check the gateway's tamper-evident audit log.", no_args_is_help=True
+)
 
 
 @app.callback()
@@ -24,7 +28,11 @@ def verify(
     file: Annotated[
         Path,
         typer.Argument(
-            exists=True, dir_okay=False, readable=True, help="The audit log (JSON lines)."
+            metavar="FILE",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="The audit log (JSON lines).",
         ),
     ],
 ) -> None:

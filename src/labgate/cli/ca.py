@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from labgate.cli.group import Group
+
 if TYPE_CHECKING:
     from labgate.pki import CertificateAuthority, Entry, Issued
 
@@ -27,6 +29,7 @@ PASSPHRASE_ENV = "LABGATE_CA_PASSPHRASE"  # noqa: S105
 P12_PASSWORD_ENV = "LABGATE_P12_PASSWORD"  # noqa: S105
 
 app = typer.Typer(
+    cls=Group,
     help="labgate's certificate authority: issue, sign, renew, revoke, publish a CRL.",
     no_args_is_help=True,
 )
@@ -48,17 +51,20 @@ class KeyTypeName(StrEnum):
     ED25519 = "ed25519"
 
 
-DirOption = Annotated[Path, typer.Option("--dir", help="The CA's directory.")]
+DirOption = Annotated[Path, typer.Option("--dir", metavar="DIR", help="The CA's directory.")]
 PassphraseFile = Annotated[
     Path | None,
     typer.Option(
         "--passphrase-file",
-        help=f"File holding the CA key passphrase (else ${PASSPHRASE_ENV}).",
+        metavar="FILE",
+        help="File holding the CA key passphrase.",
+        show_default=f"${PASSPHRASE_ENV}",
         dir_okay=False,
     ),
 ]
 DaysOption = Annotated[
-    int | None, typer.Option("--days", help="Lifetime in days (default: the profile's).")
+    int | None,
+    typer.Option("--days", metavar="DAYS", help="Lifetime in days.", show_default="the profile's"),
 ]
 ProfileOption = Annotated[ProfileName, typer.Option("--profile", help="Certificate profile.")]
 
@@ -162,7 +168,13 @@ P12Option = Annotated[
 ]
 P12PasswordFile = Annotated[
     Path | None,
-    typer.Option("--p12-password-file", help="File holding the PKCS#12 password.", dir_okay=False),
+    typer.Option(
+        "--p12-password-file",
+        metavar="FILE",
+        help="File holding the PKCS#12 password.",
+        show_default=f"${P12_PASSWORD_ENV}",
+        dir_okay=False,
+    ),
 ]
 # Every file `issue` may write for one PREFIX; a renewal keeps each one that exists up to date.
 OUTPUTS = (".crt", ".key", ".pem", ".p12")
@@ -204,10 +216,18 @@ def issue(
     directory: DirOption,
     profile: ProfileOption,
     name: Annotated[str, typer.Option("--name", help="Holder's name (user, device, host).")],
-    out: Annotated[Path, typer.Option("--out", help="Write PREFIX.crt and PREFIX.key.")],
-    dns: Annotated[list[str] | None, typer.Option("--dns", help="DNS SAN (repeatable).")] = None,
-    ip: Annotated[list[str] | None, typer.Option("--ip", help="IP SAN (repeatable).")] = None,
-    uri: Annotated[list[str] | None, typer.Option("--uri", help="URI SAN (repeatable).")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", metavar="PREFIX", help="Write PREFIX.crt and PREFIX.key.")
+    ],
+    dns: Annotated[
+        list[str] | None, typer.Option("--dns", metavar="NAME", help="DNS SAN (repeatable).")
+    ] = None,
+    ip: Annotated[
+        list[str] | None, typer.Option("--ip", metavar="ADDRESS", help="IP SAN (repeatable).")
+    ] = None,
+    uri: Annotated[
+        list[str] | None, typer.Option("--uri", metavar="URI", help="URI SAN (repeatable).")
+    ] = None,
     days: DaysOption = None,
     combined: CombinedOption = False,
     p12: P12Option = False,
@@ -253,10 +273,14 @@ def issue(
 
 @app.command()
 def sign(
-    csr: Annotated[Path, typer.Argument(help="The certificate signing request (PEM or DER).")],
+    csr: Annotated[
+        Path, typer.Argument(metavar="CSR", help="The certificate signing request (PEM or DER).")
+    ],
     directory: DirOption,
     profile: ProfileOption,
-    out: Annotated[Path, typer.Option("--out", help="Write the certificate chain here.")],
+    out: Annotated[
+        Path, typer.Option("--out", metavar="FILE", help="Write the certificate chain here.")
+    ],
     days: DaysOption = None,
     force: ForceOption = False,
     passphrase_file: PassphraseFile = None,
@@ -278,11 +302,13 @@ def sign(
 @app.command()
 def renew(
     directory: DirOption,
-    cert: Annotated[Path, typer.Option("--cert", help="The certificate to renew.")],
+    cert: Annotated[Path, typer.Option("--cert", metavar="FILE", help="The certificate to renew.")],
     out: Annotated[
         Path,
         typer.Option(
-            "--out", help="Write PREFIX.crt (and .key), and update PREFIX.pem/.p12 if present."
+            "--out",
+            metavar="PREFIX",
+            help="Write PREFIX.crt (and .key), and update PREFIX.pem/.p12 if present.",
         ),
     ],
     new_key: Annotated[bool, typer.Option("--new-key", help="Make a new key pair too.")] = False,
@@ -290,8 +316,9 @@ def renew(
         Path | None,
         typer.Option(
             "--key",
-            help="The current private key, when .pem/.p12 must be rewritten without --new-key "
-            "(default: PREFIX.key, then the .key beside --cert).",
+            metavar="FILE",
+            help="The current private key, when .pem/.p12 must be rewritten without --new-key.",
+            show_default="PREFIX.key, else the .key beside --cert",
             dir_okay=False,
         ),
     ] = None,
@@ -363,16 +390,32 @@ def _current_key(cert_pem: bytes, candidates: list[Path | None]) -> bytes:
 def revoke(
     directory: DirOption,
     serial: Annotated[
-        str | None, typer.Option("--serial", help="Serial in hex (colons allowed).")
+        str | None,
+        typer.Option(
+            "--serial",
+            metavar="HEX",
+            help="Its serial in hex (colons allowed). One of --serial/--cert is needed.",
+        ),
     ] = None,
-    cert: Annotated[Path | None, typer.Option("--cert", help="The certificate to revoke.")] = None,
+    cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--cert",
+            metavar="FILE",
+            help="The certificate file. One of --serial/--cert is needed.",
+        ),
+    ] = None,
     reason: Annotated[
         str,
-        typer.Option("--reason", help="keyCompromise, superseded, cessationOfOperation, ..."),
+        typer.Option(
+            "--reason",
+            metavar="REASON",
+            help="keyCompromise, superseded, cessationOfOperation, privilegeWithdrawn, ...",
+        ),
     ] = "unspecified",
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Revoke a certificate; the next CRL lists it."""
+    """Revoke one certificate, named by exactly one of --serial or --cert; the next CRL lists it."""
     with _reported():
         if (serial is None) == (cert is None):
             raise CliError("give exactly one of --serial and --cert")
@@ -397,10 +440,13 @@ def _serial(text: str) -> int:
 @app.command()
 def crl(
     directory: DirOption,
-    out: Annotated[Path, typer.Option("--out", help="Write the CRL here.")],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Write the CRL here.")],
     der: Annotated[bool, typer.Option("--der", help="DER instead of PEM.")] = False,
     next_update: Annotated[
-        int, typer.Option("--next-update", help="Hours until relying parties want a new one.")
+        int,
+        typer.Option(
+            "--next-update", metavar="HOURS", help="Hours until relying parties want a new one."
+        ),
     ] = 24,
     passphrase_file: PassphraseFile = None,
 ) -> None:
@@ -424,7 +470,12 @@ def list_(
     directory: DirOption,
     expiring: Annotated[
         int | None,
-        typer.Option("--expiring", help="Only valid ones expiring within DAYS (not revoked)."),
+        typer.Option(
+            "--expiring",
+            metavar="DAYS",
+            help="Only valid ones expiring within DAYS (not revoked).",
+            show_default="every one",
+        ),
     ] = None,
     revoked: Annotated[bool, typer.Option("--revoked", help="Only revoked ones.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,

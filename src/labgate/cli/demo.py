@@ -17,7 +17,11 @@ if TYPE_CHECKING:
 def demo(
     state_dir: Annotated[
         Path | None,
-        typer.Option(help="Where the demo keeps its CA, certificates, logs and instrument files."),
+        typer.Option(
+            metavar="DIR",
+            help="Where the demo keeps its CA, certificates, logs and instrument files.",
+            show_default="$XDG_STATE_HOME/labgate/demo",
+        ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON line with every address and path.")

@@ -9,9 +9,11 @@ import typer
 
 
 def pin(
-    url: Annotated[str, typer.Argument(help="tls://HOST:PORT or sslv3://HOST:PORT")],
+    url: Annotated[str, typer.Argument(metavar="URL", help="tls://HOST:PORT or sslv3://HOST:PORT")],
     json_output: Annotated[bool, typer.Option("--json", help="One JSON line.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to connect and handshake.")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds to connect and handshake.")
+    ] = 10.0,
 ) -> None:
     """Connect to an instrument and print the pin of its certificate for `upstream_pin`.
 

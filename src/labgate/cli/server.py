@@ -7,17 +7,23 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="The control server: users, tokens, devices, grants.", no_args_is_help=True)
+from labgate.cli.group import Group
+
+app = typer.Typer(
+    cls=Group, help="The control server: users, tokens, devices, grants.", no_args_is_help=True
+)
 
 DataDir = Annotated[
-    Path, typer.Option("--data", help="The server's data directory.", file_okay=False)
+    Path,
+    typer.Option("--data", metavar="DIR", help="The server's data directory.", file_okay=False),
 ]
 DatabaseUrl = Annotated[
     str | None,
     typer.Option(
         "--database-url",
-        help="SQLAlchemy URL (default: SQLite in the data directory); "
-        "prefer LABGATE_DATABASE_URL when it holds a password.",
+        metavar="URL",
+        help="SQLAlchemy URL; prefer LABGATE_DATABASE_URL when it holds a password.",
+        show_default="SQLite in --data, or server.toml's",
     ),
 ]
 
@@ -53,7 +59,12 @@ def init(
     database_url: DatabaseUrl = None,
     password_policy: Annotated[
         str | None,
-        typer.Option("--password-policy", help="nist (default) or enhanced."),
+        typer.Option(
+            "--password-policy",
+            metavar="[nist|enhanced]",
+            help="Which passwords users may choose.",
+            show_default="nist",
+        ),
     ] = None,
 ) -> None:
     """Create the database, signing keys, CA, server certificate and the admin user."""
@@ -103,20 +114,21 @@ def run(
     data: DataDir,
     listen: Annotated[
         str | None,
-        typer.Option("--listen", help="HOST:PORT to serve HTTPS on (port 0: a free one)."),
+        typer.Option(
+            "--listen",
+            metavar="HOST:PORT",
+            help="Where to serve HTTPS (port 0: a free one).",
+            show_default="server.toml's listen, else 127.0.0.1:8443",
+        ),
     ] = None,
     database_url: DatabaseUrl = None,
 ) -> None:
     """Serve the API over HTTPS; prints one JSON line with the bound address when ready."""
-    from labgate.control.errors import ControlError
     from labgate.control.serving import run as serve
-    from labgate.pki.errors import PkiError
 
     settings = _settings(data, database_url=database_url, listen=listen)
-    try:
-        serve(settings, listen=settings.listen)
-    except (ControlError, PkiError, OSError) as error:
-        raise _fail(error) from None
+    # An address in use, a missing file, a refused configuration: one line, from the boundary.
+    serve(settings, listen=settings.listen)
 
 
 @app.command("rotate-keys")
@@ -164,7 +176,9 @@ def reset_password(
         Path | None,
         typer.Option(
             "--out",
-            help="Where to write the new one-time password (mode 0600; default DIR/USER-password).",
+            metavar="FILE",
+            help="Where to write the new one-time password (mode 0600).",
+            show_default="DIR/USER-password",
             dir_okay=False,
         ),
     ] = None,

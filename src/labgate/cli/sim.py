@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-HostOption = Annotated[str, typer.Option(help="Address to listen on (loopback by default).")]
+HostOption = Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")]
 PlainOption = Annotated[str, typer.Option("--plain-port", help="Plain port; 0 = free, off.")]
 TlsOption = Annotated[str, typer.Option("--tls-port", help="TLS 1.2/1.3 port; 0 = free, off.")]
 LegacyOption = Annotated[
@@ -24,41 +24,62 @@ LegacyOption = Annotated[
 SecretsOption = Annotated[
     Path | None,
     typer.Option(
-        "--secrets", help=r"TOML of \[\[password]] tables (level, secret).", dir_okay=False
+        "--secrets",
+        metavar="FILE",
+        help=r"TOML of \[\[password]] tables (level, secret).",
+        show_default="random, written to the state directory",
+        dir_okay=False,
     ),
 ]
 LimitOption = Annotated[
-    str, typer.Option("--access-limit", help="Level reachable without a password.")
+    str, typer.Option("--access-limit", metavar="LEVEL", help="Level reachable without a password.")
 ]
 StateOption = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
+        metavar="DIR",
         help="Files, command log, certificate, generated passwords.",
+        show_default="$XDG_STATE_HOME/labgate/sim",
         file_okay=False,
     ),
 ]
 ConnectionsOption = Annotated[
-    int, typer.Option("--max-connections", min=1, help="Connections held at once.")
+    int, typer.Option("--max-connections", min=1, metavar="N", help="Connections held at once.")
 ]
 IdleOption = Annotated[
     str,
     typer.Option(
         "--idle-timeout",
+        metavar="SECONDS",
         help="Seconds a silent client is kept before it is hung up on; off: never.",
     ),
 ]
 ScaleOption = Annotated[
-    float, typer.Option("--time-scale", min=0.001, help="Simulated seconds per real second.")
+    float,
+    typer.Option(
+        "--time-scale", min=0.001, metavar="FACTOR", help="Simulated seconds per real second."
+    ),
 ]
 CertOption = Annotated[
     Path | None,
     typer.Option(
-        "--cert", help="PEM RSA server certificate instead of a made one.", dir_okay=False
+        "--cert",
+        metavar="FILE",
+        help="PEM RSA server certificate to present.",
+        show_default="one made at start",
+        dir_okay=False,
     ),
 ]
 KeyOption = Annotated[
-    Path | None, typer.Option("--key", help="Its PEM private key (mode 0600).", dir_okay=False)
+    Path | None,
+    typer.Option(
+        "--key",
+        metavar="FILE",
+        help="Its PEM private key (mode 0600).",
+        show_default="made with --cert",
+        dir_okay=False,
+    ),
 ]
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
 import ssl
 import sys
 import threading
@@ -94,14 +96,32 @@ def uvicorn_config(settings: ControlSettings, app: Any, *, listen: str) -> uvico
 
 def run(settings: ControlSettings, *, listen: str, announce: Announce | None = None) -> None:
     """Serve until SIGINT/SIGTERM; `announce` gets the bound address once the socket listens."""
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn_config(settings, app, listen=listen))
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve(server, announce or print_ready))
+    # Bound here, not by uvicorn: an address in use is then one OSError naming it, where uvicorn
+    # would log it and leave through SystemExit and a page of traceback.
+    listening = bind(listen)
+    try:
+        app = create_app(settings)
+        server = uvicorn.Server(uvicorn_config(settings, app, listen=listen))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(_serve(server, announce or print_ready, listening))
+    finally:
+        listening.close()
 
 
-async def _serve(server: uvicorn.Server, announce: Announce) -> None:
-    task = asyncio.create_task(server.serve())
+def bind(listen: str) -> socket.socket:
+    """A listening TCP socket on HOST:PORT, or an OSError that names the address."""
+    host, port = host_and_port(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as error:
+        # create_server's own message repeats the address as a Python tuple; say it once.
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise OSError(error.errno, f"cannot listen on {listen}: {reason}") from None
+
+
+async def _serve(server: uvicorn.Server, announce: Announce, listening: socket.socket) -> None:
+    task = asyncio.create_task(server.serve(sockets=[listening]))
     while not server.started:
         if task.done():
             await task
