@@ -451,3 +451,69 @@ def test_sign_never_replaces_its_output_without_force(
     assert out.read_text() == "somebody's file"
     assert run(runner, *sign, "--out", str(out), "--force").exit_code == 0
     assert _leaf_serial(out)
+
+
+def _listing_ca(runner: CliRunner, ca_dir: Path, tmp_path: Path) -> None:
+    assert _issue(runner, ca_dir, tmp_path / "alice").exit_code == 0
+    run(runner, "revoke", "--dir", str(ca_dir), "--cert", str(tmp_path / "alice.crt"),
+        "--reason", "keyCompromise")  # fmt: skip
+
+
+def test_list_in_a_pipe_is_plain_text_one_certificate_a_line(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    _listing_ca(runner, ca_dir, tmp_path)
+    listed = run(runner, "list", "--dir", str(ca_dir), env={"COLUMNS": "80"})
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert lines[0].split() == ["serial", "profile", "name", "identity", "expires", "status"]
+    assert not set("│┃━─┏└") & set(listed.stdout) and "\x1b[" not in listed.stdout
+    rows = json.loads(run(runner, "list", "--dir", str(ca_dir), "--json").stdout)
+    assert len(lines) == 1 + len(rows)
+    for row in rows:
+        (line,) = [line for line in lines if line.startswith(row["serial"] + " ")]
+        assert row["profile"] in line.split() and row["name"].split()[0] in line
+    alice = next(line for line in lines if "labgate:user:alice" in line)
+    assert alice.endswith("revoked (keyCompromise)")
+
+
+def _in_a_terminal(args: list[str], columns: int) -> str:
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labgate", *args], stdout=follower, stderr=follower, env=env
+    )
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0, out
+    return re.sub(r"\x1b\[[0-9;]*m", "", out.decode()).replace("\r", "")
+
+
+def test_list_in_an_80_column_terminal_keeps_every_value_whole(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    _listing_ca(runner, ca_dir, tmp_path)
+    rows = json.loads(run(runner, "list", "--dir", str(ca_dir), "--json").stdout)
+    for columns in (80, 160):
+        shown = _in_a_terminal(["ca", "list", "--dir", str(ca_dir)], columns)
+        assert max(len(line.rstrip()) for line in shown.splitlines()) <= columns
+        for row in rows:
+            assert row["serial"] in shown  # whole, on one line
+            assert row["profile"] in shown
+        assert "labgate:user:alice" in shown and "revoked" in shown

@@ -524,29 +524,87 @@ def _as_json(entry: Entry, now: datetime) -> dict[str, object]:
     }
 
 
-def _table(entries: list[Entry], now: datetime) -> None:
-    from rich.console import Console
-    from rich.table import Table
+LIST_COLUMNS = ("serial", "profile", "name", "identity", "expires", "status")
+# Colours for a terminal; a pipe gets none.
+STATUS_COLOURS = {
+    "valid": "green",
+    "expired": "yellow",
+    "revoked": "red",
+    "pending": "cyan",
+    "failed": "red",
+    "orphaned": "red",
+}
 
-    table = Table(title=f"{len(entries)} certificate(s)")
-    # Serials and identities are copied into other commands: never wrap them.
-    table.add_column("serial", no_wrap=True)
-    for column in ("profile", "name"):
-        table.add_column(column, overflow="fold")
-    table.add_column("identity", no_wrap=True)
-    for column in ("expires", "status"):
-        table.add_column(column, overflow="fold")
-    colours = {"valid": "green", "expired": "yellow", "revoked": "red"}
+
+def _rows(entries: list[Entry], now: datetime) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
     for entry in entries:
         status = entry.status(now)
-        if entry.revocation_reason:
+        if entry.revocation_reason and status != "valid":
             status = f"{status} ({entry.revocation_reason})"
-        table.add_row(
-            format(entry.serial, "x"),
-            entry.profile,
-            entry.name,
-            entry.identity or "",
-            entry.not_after.strftime("%Y-%m-%d %H:%M"),
-            f"[{colours[entry.status(now)]}]{status}[/]",
+        rows.append(
+            (
+                format(entry.serial, "x"),
+                entry.profile,
+                entry.name,
+                entry.identity or "-",
+                entry.not_after.strftime("%Y-%m-%d %H:%M"),
+                status,
+            )
         )
-    Console(file=sys.stdout).print(table)
+    return rows
+
+
+def _table(entries: list[Entry], now: datetime) -> None:
+    """A terminal gets a table that reads at 80 columns; anything else plain aligned text, one
+    certificate a line, nothing cut (for grep and awk; --json for programs)."""
+    rows = _rows(entries, now)
+    if sys.stdout.isatty():
+        import shutil
+
+        _terminal_table(rows, width=shutil.get_terminal_size().columns)
+    else:
+        typer.echo(plain_table(rows), nl=False)
+
+
+def plain_table(rows: list[tuple[str, ...]]) -> str:
+    lines = [LIST_COLUMNS, *rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(LIST_COLUMNS))]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n"
+        for line in lines
+    )
+
+
+def _terminal_table(rows: list[tuple[str, ...]], *, width: int) -> None:
+    from rich.console import Console
+
+    Console(file=sys.stdout, width=width).print(terminal_table(rows, width=width))
+
+
+def terminal_table(rows: list[tuple[str, ...]], *, width: int) -> object:
+    """Wide enough: one column each. Narrower (a 40-digit serial leaves little of 80 columns):
+    the serial on a line of its own above who holds it, so no column shrinks to a letter."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} certificate(s)", box=box.SIMPLE_HEAD, pad_edge=False)
+    wide = width >= 130
+    if wide:
+        for column in LIST_COLUMNS:
+            # Serials and identities are copied into other commands: never wrap them.
+            copied = column in ("serial", "identity")
+            table.add_column(column, no_wrap=copied, overflow="ellipsis" if copied else "fold")
+    else:
+        table.add_column("serial / holder", no_wrap=True)
+        table.add_column("expires", no_wrap=True)
+        table.add_column("status", overflow="fold")
+    for serial, profile, name, identity, expires, status in rows:
+        word = status.split(" ")[0]
+        shown = f"[{STATUS_COLOURS.get(word, 'white')}]{status}[/]"
+        if wide:
+            table.add_row(serial, profile, name, identity, expires, shown)
+        else:
+            holder = f"  {profile} {name}" + ("" if identity == "-" else f"  {identity}")
+            table.add_row(f"{serial}\n{holder}", expires.replace(" ", "\n"), shown)
+    return table
