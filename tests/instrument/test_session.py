@@ -311,18 +311,21 @@ def test_secrets_never_reach_the_command_log(
 
 
 def test_a_failing_handler_answers_an_error_and_the_session_goes_on(
-    threaded: RunningSimulator, raw: Raw, monkeypatch: pytest.MonkeyPatch
+    make_config: Callable[..., Any], tmp_path: Any, raw: Raw
 ) -> None:
-    from labgate.instrument.commands import HANDLERS
+    from labgate.instrument import run_in_thread
+    from labgate.instrument.commands import COMMANDS
+    from labgate.instrument.dispatch import Entry
 
     async def broken(session: Any, command: Any) -> Any:
         raise RuntimeError("bug")
 
-    monkeypatch.setitem(HANDLERS, "ACCESS?", broken)
-    client = raw(threaded.plain)
-    reply = client.ask("0 ACC?")
-    assert isinstance(reply, Error) and reply.message == "internal error in the simulator"
-    assert client.ask("1 ACC Guest") == Ok(ident=1)
+    handlers = {**COMMANDS, "ACCESS?": Entry(handler=broken, help="ACC?: broken")}
+    with run_in_thread(make_config(tmp_path), handlers=handlers) as simulator:
+        client = raw(simulator.plain)
+        reply = client.ask("0 ACC?")
+        assert isinstance(reply, Error) and reply.message == "internal error in the simulator"
+        assert client.ask("1 ACC Guest") == Ok(ident=1)
 
 
 def test_files_are_moved_and_removed_over_the_wire(

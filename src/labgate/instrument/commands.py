@@ -1,8 +1,12 @@
-"""Every command the simulator answers, gathered from the modules that define them."""
+"""Every command the simulator answers: the tables of the modules that define them, merged.
+
+Adding a command module means adding its table here; `merge` refuses a command that two modules
+both answer.
+"""
 
 from __future__ import annotations
 
-from labgate.instrument import (  # noqa: F401 - importing registers the handlers
+from labgate.instrument import (
     connection_commands,
     expansion,
     experiment_commands,
@@ -10,6 +14,17 @@ from labgate.instrument import (  # noqa: F401 - importing registers the handler
     hardware_commands,
     run_commands,
 )
-from labgate.instrument.dispatch import DESCRIPTIONS, HANDLERS
+from labgate.instrument.dispatch import CommandTable, merge
 
-__all__ = ["DESCRIPTIONS", "HANDLERS"]
+COMMANDS: CommandTable = merge(
+    {
+        "connection_commands": connection_commands.COMMANDS,
+        "expansion": expansion.COMMANDS,
+        "experiment_commands": experiment_commands.COMMANDS,
+        "file_commands": file_commands.COMMANDS,
+        "hardware_commands": hardware_commands.COMMANDS,
+        "run_commands": run_commands.COMMANDS,
+    }
+)
+
+__all__ = ["COMMANDS"]

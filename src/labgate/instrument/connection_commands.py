@@ -6,13 +6,17 @@ import hashlib
 import hmac
 import secrets
 import string
+from typing import TYPE_CHECKING
 
-from labgate.instrument.dispatch import DESCRIPTIONS, flag, handles
+from labgate.instrument.dispatch import flag, table
 from labgate.instrument.expansion import expanded_args
-from labgate.instrument.session import Outcome, Session, error
+from labgate.instrument.outcomes import Outcome, error
 from labgate.scpi import values
 from labgate.scpi.access import AccessLevel
 from labgate.scpi.messages import Command, Error, Ok
+
+if TYPE_CHECKING:
+    from labgate.instrument.session import Session
 
 CHALLENGE_BYTES = 16
 
@@ -29,13 +33,11 @@ def answer_to(secret: str, challenge: str) -> str:
     return hmac.new(secret.encode(), challenge.encode(), hashlib.md5).hexdigest()
 
 
-@handles("CHAL?", help="CHAL?: a challenge for AUTH")
 async def challenge(session: Session, command: Command) -> Outcome:
     session.challenge = new_challenge()
     return Ok(ident=command.ident, text=session.challenge)
 
 
-@handles("AUTH", help="AUTH HEX: hex HMAC-MD5(password, challenge): raise the reachable level")
 async def authenticate(session: Session, command: Command) -> Outcome:
     issued, session.challenge = session.challenge, None  # one answer per challenge
     args = await expanded_args(session, command)
@@ -62,14 +64,12 @@ def _accepted_secrets(session: Session) -> list[tuple[str, AccessLevel]]:
     return accepted
 
 
-@handles("RAND?", help="RAND?: a 6-digit key, valid 10 minutes, that AUTH takes for Administrator")
 async def random_key(session: Session, command: Command) -> Outcome:
     # The instrument's own hole, kept: a Controller mints an Administrator password. The key is
     # a reply, never a logged command, so it stays out of the command log.
     return Ok(ident=command.ident, text=session.state.random_keys.current())
 
 
-@handles("ACCESS", help="ACC [-stealth=] [-exclusive=] LEVEL: set this session's level")
 async def set_access(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     if len(args) != 1:
@@ -91,18 +91,15 @@ async def set_access(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("ACCESS?", help="ACC?: this session's level")
 async def get_access(session: Session, command: Command) -> Outcome:
     text = f"-stealth={session.stealth} -exclusive={session.exclusive} {session.level.label}"
     return Ok(ident=command.ident, text=text)
 
 
-@handles("QUIT", help="QUIT: end the session")
 async def quit_session(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("SUBS+", help="SUBS+ [-timestamp=true] TOPIC...: receive MESSage events")
 async def subscribe(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     session.topics.update(topic.lower() for topic in args)
@@ -110,7 +107,6 @@ async def subscribe(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("UNS", help="UNS TOPIC...: stop receiving MESSage events")
 async def unsubscribe(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     for topic in args:
@@ -118,27 +114,47 @@ async def unsubscribe(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("HELP?", help="HELP? [command]: what the simulator understands")
 async def describe(session: Session, command: Command) -> Outcome:
     from labgate.scpi.names import canonical
 
     args = await expanded_args(session, command)
     if args:
         name = canonical(args[0])
-        if name not in DESCRIPTIONS:
+        if name not in session.handlers:
             return error(command.ident, "NoMatch", f"No help for {args[0]}")
-        return Ok(ident=command.ident, text=values.quote(DESCRIPTIONS[name]))
-    lines = "\n".join(DESCRIPTIONS[name] for name in sorted(DESCRIPTIONS))
+        return Ok(ident=command.ident, text=values.quote(session.handlers[name].help))
+    lines = "\n".join(session.handlers[name].help for name in sorted(session.handlers))
     return Ok(ident=command.ident, text=f"<quote.reply>\n{lines}\n</quote.reply>")
 
 
-@handles("SYSTEM:EXEC", help="SYST:EXEC SHELL: recorded, never executed")
 async def system_exec(session: Session, command: Command) -> Outcome:
     # The real instrument runs this as root. The simulator only shows that it got through: the
     # command log already holds it.
     return Ok(ident=command.ident)
 
 
-@handles("EVAL?", help="eval? PYTHON: recorded, never executed")
 async def evaluate(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
+
+
+COMMANDS = table(
+    ("CHAL?", challenge, "CHAL?: a challenge for AUTH"),
+    (
+        "AUTH",
+        authenticate,
+        "AUTH HEX: hex HMAC-MD5(password, challenge): raise the reachable level",
+    ),
+    (
+        "RAND?",
+        random_key,
+        "RAND?: a 6-digit key, valid 10 minutes, that AUTH takes for Administrator",
+    ),
+    ("ACCESS", set_access, "ACC [-stealth=] [-exclusive=] LEVEL: set this session's level"),
+    ("ACCESS?", get_access, "ACC?: this session's level"),
+    ("QUIT", quit_session, "QUIT: end the session"),
+    ("SUBS+", subscribe, "SUBS+ [-timestamp=true] TOPIC...: receive MESSage events"),
+    ("UNS", unsubscribe, "UNS TOPIC...: stop receiving MESSage events"),
+    ("HELP?", describe, "HELP? [command]: what the simulator understands"),
+    ("SYSTEM:EXEC", system_exec, "SYST:EXEC SHELL: recorded, never executed"),
+    ("EVAL?", evaluate, "eval? PYTHON: recorded, never executed"),
+)

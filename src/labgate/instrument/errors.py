@@ -4,7 +4,7 @@
 secrets file, a certificate that cannot serve). `FileStoreError` and its kinds are refusals of the
 instrument's file store; the protocol layer turns them into `ERRor` replies. Two more live next
 to the code that raises them: `protocols.ProtocolError` (a protocol body that cannot run) and
-`expansion.Refusal` (a substitution that failed; it carries the `ERRor` to answer with).
+`outcomes.Refusal` (a command that cannot run; it carries the `ERRor` to answer with).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from labgate.instrument.dispatch import handles
-from labgate.instrument.errors import SimulatorError
+from labgate.instrument.dispatch import table
+from labgate.instrument.outcomes import Outcome, Refusal, error
 from labgate.scpi import values
 from labgate.scpi.access import FIXED_EXPRESSIONS
 from labgate.scpi.errors import MessageError, ParseError
@@ -22,7 +22,7 @@ from labgate.scpi.messages import Command, Error, Ok
 from labgate.scpi.substitution import CommandSub, ExprSub, Node, Text, VarSub, parse
 
 if TYPE_CHECKING:
-    from labgate.instrument.session import Outcome, Session
+    from labgate.instrument.session import Session
 
 _OR_DEFAULT = re.compile(r'\s*"(?P<value>[^"]*)"\s+or\s+"(?P<fallback>[^"]*)"\s*')
 _VARIABLES = r"\s*top\.getChild\('PROTOcolDEFinition'\)\.variables\.get\("
@@ -33,14 +33,6 @@ _STAGE_COUNT = re.compile(
 
 
 NOT_EVALUATED = "The simulator evaluates only qslib's fixed status expressions"
-
-
-class Refusal(SimulatorError):
-    """Expansion failed; `reply` is the `ERRor` the whole command answers with."""
-
-    def __init__(self, reply: Error) -> None:
-        super().__init__(reply.message)
-        self.reply = reply
 
 
 async def expanded_args(session: Session, command: Command) -> tuple[str, ...]:
@@ -119,8 +111,6 @@ def _expression(session: Session, command: Command, source: str) -> str:
 
 
 def _invocation(command: Command, message: str) -> Error:
-    from labgate.instrument.session import error
-
     return error(command.ident, "InvocationError", message)
 
 
@@ -132,7 +122,11 @@ def _reply_token(value: str) -> str:
         return value
 
 
-@handles("RET", help="RET TOKEN...: each token with its substitutions done")
 async def ret(session: Session, command: Command) -> Outcome:
     results = await expanded_args(session, command)
     return Ok(ident=command.ident, text=" ".join(_reply_token(value) for value in results))
+
+
+COMMANDS = table(
+    ("RET", ret, "RET TOKEN...: each token with its substitutions done"),
+)

@@ -12,13 +12,17 @@ import base64
 import binascii
 import io
 import zipfile
+from typing import TYPE_CHECKING
 
-from labgate.instrument.dispatch import handles
+from labgate.instrument.dispatch import table
 from labgate.instrument.errors import FileStoreError
 from labgate.instrument.expansion import expanded_args
 from labgate.instrument.file_commands import read_reply, refused
-from labgate.instrument.session import Outcome, Session, error
+from labgate.instrument.outcomes import Outcome, error
 from labgate.scpi.messages import Command, Ok
+
+if TYPE_CHECKING:
+    from labgate.instrument.session import Session
 
 CONTEXT = "experiments:"
 # A run folder holds an experiment.xml, plate setup and a few small files; 256 MiB unpacked is far
@@ -26,7 +30,6 @@ CONTEXT = "experiments:"
 MAX_UNPACKED = 256 * 1024 * 1024
 
 
-@handles("EXP:NEW", help="EXP:NEW TITLE [TEMPLATE]: make a run folder")
 async def new_experiment(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     if not args:
@@ -38,7 +41,6 @@ async def new_experiment(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("EXP:DELETE", help="EXP:DELETE TITLE: remove a run folder")
 async def delete_experiment(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     if len(args) != 1 or not args[0].strip("/"):
@@ -50,7 +52,6 @@ async def delete_experiment(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("EXP:LIST?", help="EXP:LIST? [PATTERN]: run folders and files (folders end in /)")
 async def list_experiments(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     try:
@@ -64,12 +65,10 @@ async def list_experiments(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text="\n".join(["<quote.reply>", *lines, "</quote.reply>"]))
 
 
-@handles("EXP:READ?", help="EXP:READ? [-encoding=base64|plain] PATH: a file in a run folder")
 async def read_experiment_file(session: Session, command: Command) -> Outcome:
     return await read_reply(session, command, context=CONTEXT)
 
 
-@handles("EXP:ZIPWRITE", help="EXP:ZIPWRITE FOLDER, then a base64 zip in a message tag: unpack")
 async def unpack_into_experiment(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     if len(args) != 1 or command.body is None:
@@ -94,3 +93,24 @@ async def unpack_into_experiment(session: Session, command: Command) -> Outcome:
     except FileStoreError as exc:
         return refused(command.ident, exc)
     return Ok(ident=command.ident)
+
+
+COMMANDS = table(
+    ("EXP:NEW", new_experiment, "EXP:NEW TITLE [TEMPLATE]: make a run folder"),
+    ("EXP:DELETE", delete_experiment, "EXP:DELETE TITLE: remove a run folder"),
+    (
+        "EXP:LIST?",
+        list_experiments,
+        "EXP:LIST? [PATTERN]: run folders and files (folders end in /)",
+    ),
+    (
+        "EXP:READ?",
+        read_experiment_file,
+        "EXP:READ? [-encoding=base64|plain] PATH: a file in a run folder",
+    ),
+    (
+        "EXP:ZIPWRITE",
+        unpack_into_experiment,
+        "EXP:ZIPWRITE FOLDER, then a base64 zip in a message tag: unpack",
+    ),
+)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import TYPE_CHECKING
 
-from labgate.instrument.dispatch import flag, handles, option
+from labgate.instrument.dispatch import flag, option, table
 from labgate.instrument.errors import FileMissing, FileStoreError
 from labgate.instrument.expansion import expanded_args
 from labgate.instrument.filestore import Entry
-from labgate.instrument.session import Outcome, Session, error
+from labgate.instrument.outcomes import Outcome, error
 from labgate.scpi.messages import Command, Error, Ok
+
+if TYPE_CHECKING:
+    from labgate.instrument.session import Session
 
 
 def refused(ident: int, exc: FileStoreError) -> Error:
@@ -25,7 +29,6 @@ def _verbose_line(entry: Entry) -> str:
     )
 
 
-@handles("FILE:LIST?", help="FILE:LIST? [-verbose] PATTERN: files matching a glob")
 async def list_files(session: Session, command: Command) -> Outcome:
     args = list(await expanded_args(session, command))
     verbose = flag(command, "verbose")
@@ -42,7 +45,6 @@ async def list_files(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=text)
 
 
-@handles("FILE:READ?", help="FILE:READ? [-encoding=base64|plain] PATH: a file's content")
 async def read_file(session: Session, command: Command) -> Outcome:
     return await read_reply(session, command)
 
@@ -66,7 +68,6 @@ async def read_reply(session: Session, command: Command, *, context: str = "") -
     return Ok(ident=command.ident, text=f"<quote>\n{text}</quote>")
 
 
-@handles("FILE:WRITE", help="FILE:WRITE PATH, then base64 in a quote.base64 tag: write a file")
 async def write_file(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     body = command.body
@@ -86,7 +87,6 @@ async def write_file(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("FILE:REMOVE", help="FILE:REMOVE PATH: delete a file")
 async def remove_file(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     if len(args) != 1:
@@ -98,7 +98,6 @@ async def remove_file(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("FILE:MOVE", help="FILE:MOVE FROM TO: rename a file")
 async def move_file(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     if len(args) != 2:
@@ -108,3 +107,12 @@ async def move_file(session: Session, command: Command) -> Outcome:
     except FileStoreError as exc:
         return refused(command.ident, exc)
     return Ok(ident=command.ident)
+
+
+COMMANDS = table(
+    ("FILE:LIST?", list_files, "FILE:LIST? [-verbose] PATTERN: files matching a glob"),
+    ("FILE:READ?", read_file, "FILE:READ? [-encoding=base64|plain] PATH: a file's content"),
+    ("FILE:WRITE", write_file, "FILE:WRITE PATH, then base64 in a quote.base64 tag: write a file"),
+    ("FILE:REMOVE", remove_file, "FILE:REMOVE PATH: delete a file"),
+    ("FILE:MOVE", move_file, "FILE:MOVE FROM TO: rename a file"),
+)

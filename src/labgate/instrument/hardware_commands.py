@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from labgate.instrument.dispatch import handles
+from labgate.instrument.dispatch import table
 from labgate.instrument.expansion import expanded_args
 from labgate.instrument.hardware import LED_COLORS, LED_MODES, format_series
-from labgate.instrument.session import Deferred, Outcome, Session, error
+from labgate.instrument.outcomes import Deferred, Outcome, error
 from labgate.scpi.messages import Command, Error, Ok
+
+if TYPE_CHECKING:
+    from labgate.instrument.session import Session
 
 
 def _motion(session: Session, command: Command, topic_text: str) -> Deferred:
@@ -22,7 +26,6 @@ def _motion(session: Session, command: Command, topic_text: str) -> Deferred:
     return Deferred(work=work)
 
 
-@handles("OPEN", help="OPEN: open the drawer (raises the cover first)")
 async def drawer_open(session: Session, command: Command) -> Outcome:
     hardware = session.state.hardware
     # The position changes at once so a client that drops the connection still moved it.
@@ -30,13 +33,11 @@ async def drawer_open(session: Session, command: Command) -> Outcome:
     return _motion(session, command, "Open")
 
 
-@handles("CLOSE", help="CLOSE: close the drawer")
 async def drawer_close(session: Session, command: Command) -> Outcome:
     session.state.hardware.drawer = "Closed"
     return _motion(session, command, "Closed")
 
 
-@handles("COVERDOWN", help="COVerDOWN: lower the heated cover onto the plate")
 async def cover_down(session: Session, command: Command) -> Outcome:
     hardware = session.state.hardware
     if hardware.drawer != "Closed":
@@ -45,22 +46,18 @@ async def cover_down(session: Session, command: Command) -> Outcome:
     return _motion(session, command, "CoverDown")
 
 
-@handles("DRAWER?", help="DRAW?: drawer position (Open, Closed)")
 async def drawer_position(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=session.state.hardware.drawer)
 
 
-@handles("ENG?", help="ENG?: cover position (Up, Down)")
 async def cover_position(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=session.state.hardware.cover)
 
 
-@handles("POW?", help="POW?: power state (ON, OFF)")
 async def power_state(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text="ON" if session.state.hardware.power else "OFF")
 
 
-@handles("POW", help="POW on|off: lamp and temperature control power")
 async def power_set(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     words = {"on": True, "true": True, "off": False, "false": False}
@@ -70,12 +67,10 @@ async def power_set(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("BLOCK?", help="BLOCK?: block control (ON/OFF) and set point")
 async def block_state(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=session.state.hardware.block_status())
 
 
-@handles("BLOCK", help="BLOCK ON [temperature] | OFF: block temperature control")
 async def block_set(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     hardware = session.state.hardware
@@ -90,52 +85,42 @@ async def block_set(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("LST?", help="LST?: lamp status and temperature")
 async def lamp_status(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=session.state.hardware.lamp_status())
 
 
-@handles("TBC:SAMPLETEMPERATURES?", help="TBC:SampleTemperatures?: sample temperatures by zone")
 async def sample_temperatures(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=format_series(session.state.hardware.sample))
 
 
-@handles("TBC:BLOCKTEMPERATURES?", help="TBC:BlockTemperatures?: block temperatures by zone")
 async def block_temperatures(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=format_series(session.state.hardware.block))
 
 
-@handles("TBC:COVERTEMPERATURES?", help="TBC:CoverTemperatures?: heated cover temperature")
 async def cover_temperature(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=f"{session.state.hardware.cover_temperature:.1f}")
 
 
-@handles("TBC:SETT?", help="TBC:SETT?: temperature set points")
 async def settings(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=session.state.hardware.settings())
 
 
-@handles("TBC:CONT?", help="TBC:CONT?: which zones are under control")
 async def controls(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=session.state.hardware.controls())
 
 
-@handles("TBC:CONTROLZONES?", help="TBC:ControlZones?: number of block zones")
 async def zone_count(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=str(len(session.state.hardware.block)))
 
 
-@handles("LED:LEDTEMPERATURE?", help="LED:LEDTemperature?: excitation LED temperature")
 async def led_temperature(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text="36.6")
 
 
-@handles("LED:STATUS?", help="LED:STATus?: status LED colour and mode")
 async def led_status(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=session.state.hardware.led_status())
 
 
-@handles("LED:LIGHTOFF", help="LED:LightOFF: status LED off")
 async def led_off(session: Session, command: Command) -> Outcome:
     session.state.hardware.led_color = None
     session.state.hardware.led_mode = "OFF"
@@ -151,8 +136,44 @@ async def led_set(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-for _colour in LED_COLORS:
-    handles(
-        *(f"LED:{_colour}{_mode}" for _mode in LED_MODES),
-        help=f"LED:{_colour}ON|OFF|BLINK: status LED",
-    )(led_set)
+COMMANDS = table(
+    ("OPEN", drawer_open, "OPEN: open the drawer (raises the cover first)"),
+    ("CLOSE", drawer_close, "CLOSE: close the drawer"),
+    ("COVERDOWN", cover_down, "COVerDOWN: lower the heated cover onto the plate"),
+    ("DRAWER?", drawer_position, "DRAW?: drawer position (Open, Closed)"),
+    ("ENG?", cover_position, "ENG?: cover position (Up, Down)"),
+    ("POW?", power_state, "POW?: power state (ON, OFF)"),
+    ("POW", power_set, "POW on|off: lamp and temperature control power"),
+    ("BLOCK?", block_state, "BLOCK?: block control (ON/OFF) and set point"),
+    ("BLOCK", block_set, "BLOCK ON [temperature] | OFF: block temperature control"),
+    ("LST?", lamp_status, "LST?: lamp status and temperature"),
+    (
+        "TBC:SAMPLETEMPERATURES?",
+        sample_temperatures,
+        "TBC:SampleTemperatures?: sample temperatures by zone",
+    ),
+    (
+        "TBC:BLOCKTEMPERATURES?",
+        block_temperatures,
+        "TBC:BlockTemperatures?: block temperatures by zone",
+    ),
+    (
+        "TBC:COVERTEMPERATURES?",
+        cover_temperature,
+        "TBC:CoverTemperatures?: heated cover temperature",
+    ),
+    ("TBC:SETT?", settings, "TBC:SETT?: temperature set points"),
+    ("TBC:CONT?", controls, "TBC:CONT?: which zones are under control"),
+    ("TBC:CONTROLZONES?", zone_count, "TBC:ControlZones?: number of block zones"),
+    ("LED:LEDTEMPERATURE?", led_temperature, "LED:LEDTemperature?: excitation LED temperature"),
+    ("LED:STATUS?", led_status, "LED:STATus?: status LED colour and mode"),
+    ("LED:LIGHTOFF", led_off, "LED:LightOFF: status LED off"),
+    *(
+        (
+            tuple(f"LED:{colour}{mode}" for mode in LED_MODES),
+            led_set,
+            f"LED:{colour}ON|OFF|BLINK: status LED",
+        )
+        for colour in LED_COLORS
+    ),
+)

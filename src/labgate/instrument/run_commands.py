@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from labgate.instrument.dispatch import handles, option
+from labgate.instrument.dispatch import option, table
 from labgate.instrument.expansion import expanded_args
+from labgate.instrument.outcomes import Deferred, Outcome, error
 from labgate.instrument.protocols import ProtocolError, outline
 from labgate.instrument.run import ProtocolDefinition, Run
-from labgate.instrument.session import Deferred, Outcome, Session, error
 from labgate.scpi.messages import Command, Error, Ok
+
+if TYPE_CHECKING:
+    from labgate.instrument.session import Session
 
 NO_RUN = "No run in progress"
 
 
-@handles(
-    "PROTOCOL", help="PROTOCOL -volume= -runmode= NAME, then a multiline.protocol block: define"
-)
 async def define(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     if len(args) != 1 or command.body is None:
@@ -42,7 +43,6 @@ async def define(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("PROTOCOL?", help="PROT? NAME: a defined protocol's body")
 async def read_protocol(session: Session, command: Command) -> Outcome:
     args = await expanded_args(session, command)
     protocol = session.state.protocols.get(args[0]) if len(args) == 1 else None
@@ -51,7 +51,6 @@ async def read_protocol(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident, text=f"<quote.reply>{protocol.body}</quote.reply>")
 
 
-@handles("RP", help="RP [-samplevolume=] [-runmode=] PROTOCOL TITLE: start a run")
 async def start_run(session: Session, command: Command) -> Outcome:
     state = session.state
     args = await expanded_args(session, command)
@@ -89,12 +88,10 @@ def _pause_or_resume(session: Session, command: Command, pause: bool) -> Outcome
     return Deferred(work=work)
 
 
-@handles("PAUSE", help="PAUSe: pause the run")
 async def pause(session: Session, command: Command) -> Outcome:
     return _pause_or_resume(session, command, pause=True)
 
 
-@handles("RESUME", help="RESume: resume a paused run")
 async def resume(session: Session, command: Command) -> Outcome:
     return _pause_or_resume(session, command, pause=False)
 
@@ -109,7 +106,6 @@ async def _running(session: Session, command: Command) -> Run | Error:
     return run
 
 
-@handles("ABORTRUN", help="AbortRun [TITLE]: end the run now")
 async def abort(session: Session, command: Command) -> Outcome:
     run = await _running(session, command)
     if isinstance(run, Error):
@@ -118,7 +114,6 @@ async def abort(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("STOPRUN", help="StopRun [TITLE]: end the run when the current cycle ends")
 async def stop(session: Session, command: Command) -> Outcome:
     run = await _running(session, command)
     if isinstance(run, Error):
@@ -128,13 +123,28 @@ async def stop(session: Session, command: Command) -> Outcome:
     return Ok(ident=command.ident)
 
 
-@handles("ISTAT?", help="ISTAT?: run state (Idle, Running, Paused)")
 async def run_state(session: Session, command: Command) -> Outcome:
     run = session.state.run
     return Ok(ident=command.ident, text=run.status() if run is not None else "Idle")
 
 
-@handles("RUNTITLE?", help="RUNTitle?: the current run's title, or -")
 async def run_title(session: Session, command: Command) -> Outcome:
     run = session.state.run
     return Ok(ident=command.ident, text=run.title if run is not None else "-")
+
+
+COMMANDS = table(
+    (
+        "PROTOCOL",
+        define,
+        "PROTOCOL -volume= -runmode= NAME, then a multiline.protocol block: define",
+    ),
+    ("PROTOCOL?", read_protocol, "PROT? NAME: a defined protocol's body"),
+    ("RP", start_run, "RP [-samplevolume=] [-runmode=] PROTOCOL TITLE: start a run"),
+    ("PAUSE", pause, "PAUSe: pause the run"),
+    ("RESUME", resume, "RESume: resume a paused run"),
+    ("ABORTRUN", abort, "AbortRun [TITLE]: end the run now"),
+    ("STOPRUN", stop, "StopRun [TITLE]: end the run when the current cycle ends"),
+    ("ISTAT?", run_state, "ISTAT?: run state (Idle, Running, Paused)"),
+    ("RUNTITLE?", run_title, "RUNTitle?: the current run's title, or -"),
+)

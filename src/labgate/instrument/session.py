@@ -4,7 +4,8 @@ Bytes go through the scpi core's `Decoder`; each framed message is parsed with `
 recorded in the command log, checked against the instrument's own level table, and handed to a
 command handler. A handler answers at once (`Ok`, `Error`) or with `Deferred`: the session says
 `NEXT n` now and sends the final reply when the work is done, while it keeps reading (qslib sends
-`QUIT` right after the `NEXT` of `PAUSe`).
+`QUIT` right after the `NEXT` of `PAUSe`). Which handler answers which command is the table the
+session is given (`commands.COMMANDS` in a simulator).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from labgate.instrument.commandlog import RAW_LIMIT, CommandLog
+from labgate.instrument.dispatch import CommandTable
+from labgate.instrument.outcomes import Deferred, Outcome, Refusal, error, one_line
 from labgate.instrument.state import InstrumentState
 from labgate.scpi import access
 from labgate.scpi.access import AccessLevel, Denied
@@ -28,7 +30,6 @@ from labgate.scpi.messages import (
     Error,
     Message,
     Next,
-    Ok,
     Ready,
     Reply,
     parse_command,
@@ -50,16 +51,6 @@ READY_OPTIONS = (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Deferred:
-    """Answer `NEXT n` now, then the reply `work()` gives."""
-
-    work: Callable[[], Awaitable[Ok | Error]]
-
-
-Outcome = Ok | Error | Deferred
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Security:
     """What every session of one simulator shares about access."""
 
@@ -76,6 +67,7 @@ class Session:
         state: InstrumentState,
         security: Security,
         commands: CommandLog,
+        handlers: CommandTable,
         listener: str,
         peer: str,
         writer: asyncio.StreamWriter,
@@ -84,6 +76,7 @@ class Session:
         self.state = state
         self.security = security
         self.commands = commands
+        self.handlers = handlers
         self.listener = listener
         self.peer = peer
         self.number = state.new_session_number()
@@ -135,7 +128,7 @@ class Session:
                 # The stream cannot be resynchronised: say why, then hang up.
                 log.warning("session %s (%s): %s", self.number, self.peer, exc)
                 self._record({"command": None, "error": str(exc), "raw": ""})
-                await self.send(_error(0, "InvocationError", f"input refused: {exc}"))
+                await self.send(error(0, "InvocationError", f"input refused: {exc}"))
                 return
             for raw in messages:
                 await self.handle(raw)
@@ -163,14 +156,14 @@ class Session:
             command = parse_command(raw)
         except ParseError as exc:
             self._record({"command": None, "raw": _shown(raw), "error": str(exc)})
-            await self.send(_error(_leading_ident(raw), "InvocationError", str(exc)))
+            await self.send(error(_leading_ident(raw), "InvocationError", str(exc)))
             return
         self._record(_entry(command, raw))
         try:
             outcome = await self.execute(command)
         except Exception:  # a bug in one handler must not take the session or the server down
             log.exception("session %s: %s failed", self.number, command.canonical)
-            outcome = _error(command.ident, "InvocationError", "internal error in the simulator")
+            outcome = error(command.ident, "InvocationError", "internal error in the simulator")
         if isinstance(outcome, Deferred):
             await self.send(Next(ident=command.ident))
             task = asyncio.create_task(self._finish(command.ident, outcome))
@@ -183,22 +176,18 @@ class Session:
 
     async def execute(self, command: Command) -> Outcome:
         """Check access, then run the command's handler (also used for nested `$(...)`)."""
-        # Imported here: the command modules import this one for `Session` and `Deferred`.
-        from labgate.instrument.commands import HANDLERS
-        from labgate.instrument.expansion import Refusal
-
         decision = access.check(command, self.level, access.INSTRUMENT)
         if isinstance(decision, Denied):
             return insufficient(command.ident, decision, self.level)
-        handler = HANDLERS.get(command.canonical)
-        if handler is None:
-            return _error(command.ident, "InvocationError", f"Unknown command {command.name}")
+        entry = self.handlers.get(command.canonical)
+        if entry is None:
+            return error(command.ident, "InvocationError", f"Unknown command {command.name}")
         try:
-            return await handler(self, command)
+            return await entry.handler(self, command)
         except Refusal as refusal:
             return refusal.reply
         except ParseError as exc:
-            return _error(command.ident, "InvocationError", str(exc))
+            return error(command.ident, "InvocationError", str(exc))
 
     async def _finish(self, ident: int, deferred: Deferred) -> None:
         reply = await deferred.work()
@@ -212,7 +201,7 @@ class Session:
         except MessageError as exc:
             # A reply we cannot frame must not corrupt the stream; say so instead.
             ident = getattr(message, "ident", 0)
-            data = serialise(_error(ident, "InvocationError", "reply could not be encoded"))
+            data = serialise(error(ident, "InvocationError", "reply could not be encoded"))
             log.error("session %s: reply not sent: %s", self.number, exc)
         self._writer.write(data)
         await self._writer.drain()
@@ -247,21 +236,8 @@ def insufficient(ident: int, decision: Denied, current: AccessLevel) -> Error:
             ("requiredAccess", f'"{decision.required.label}"'),
             ("currentAccess", f'"{current.label}"'),
         ),
-        message=_one_line(f"{decision.command} requires {decision.required.label} access"),
+        message=one_line(f"{decision.command} requires {decision.required.label} access"),
     )
-
-
-def _error(ident: int, error_class: str | None, message: str) -> Error:
-    return Error(ident=ident, error_class=error_class, message=_one_line(message))
-
-
-def error(ident: int, error_class: str | None, message: str) -> Error:
-    """An `ERRor` reply whose message is safe to frame (one line, no tags)."""
-    return _error(ident, error_class, message)
-
-
-def _one_line(text: str) -> str:
-    return text.replace("\n", " ").replace("<", "(").replace(">", ")")[:500]
 
 
 def _leading_ident(raw: bytes) -> int:

@@ -18,7 +18,9 @@ from typing import Any
 
 from labgate.instrument.certificate import CertificateFiles, check_given, make_self_signed
 from labgate.instrument.commandlog import CommandLog, read_log
+from labgate.instrument.commands import COMMANDS
 from labgate.instrument.config import SimulatorConfig
+from labgate.instrument.dispatch import CommandTable
 from labgate.instrument.filestore import FileStore
 from labgate.instrument.listeners import (
     ConnectionGate,
@@ -44,8 +46,15 @@ Address = tuple[str, int]
 class RunningSimulator:
     """A started simulator: where it listens, what it received, how to stop it."""
 
-    def __init__(self, *, config: SimulatorConfig, certificate: CertificateFiles) -> None:
+    def __init__(
+        self,
+        *,
+        config: SimulatorConfig,
+        certificate: CertificateFiles,
+        handlers: CommandTable = COMMANDS,
+    ) -> None:
         self.config = config
+        self.handlers = handlers
         self.tls_cert: Path = certificate.cert
         self._key = certificate.key
         self.command_log: Path = config.state_dir / COMMAND_LOG
@@ -132,6 +141,7 @@ class RunningSimulator:
         assert self._state is not None and self._commands is not None
         try:
             session = Session(state=self._state, security=self._security, commands=self._commands,
+                              handlers=self.handlers,
                               listener=listener, peer=peer, writer=writer,
                               idle_timeout=self.config.idle_timeout)  # fmt: skip
             await session.serve(reader)
@@ -188,14 +198,15 @@ class RunningSimulator:
         return made
 
 
-async def start(config: SimulatorConfig) -> RunningSimulator:
-    """Start every configured listener; returns once all of them accept connections."""
+async def start(config: SimulatorConfig, *, handlers: CommandTable = COMMANDS) -> RunningSimulator:
+    """Start every configured listener; returns once all of them accept connections. `handlers`:
+    the commands it answers (all of the simulator's by default)."""
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if config.cert is not None and config.key is not None:
         certificate = check_given(config.cert, config.key)
     else:
         certificate = make_self_signed(config.state_dir)
-    simulator = RunningSimulator(config=config, certificate=certificate)
+    simulator = RunningSimulator(config=config, certificate=certificate, handlers=handlers)
     try:
         await simulator._start()
     except BaseException:
@@ -206,7 +217,9 @@ async def start(config: SimulatorConfig) -> RunningSimulator:
 
 
 @contextlib.contextmanager
-def run_in_thread(config: SimulatorConfig) -> Iterator[RunningSimulator]:
+def run_in_thread(
+    config: SimulatorConfig, *, handlers: CommandTable = COMMANDS
+) -> Iterator[RunningSimulator]:
     """A simulator on its own thread and loop, for synchronous callers (not qslib: see above)."""
     loop = asyncio.new_event_loop()
     started: list[RunningSimulator] = []
@@ -216,7 +229,7 @@ def run_in_thread(config: SimulatorConfig) -> Iterator[RunningSimulator]:
     def main() -> None:
         asyncio.set_event_loop(loop)
         try:
-            started.append(loop.run_until_complete(start(config)))
+            started.append(loop.run_until_complete(start(config, handlers=handlers)))
         except BaseException as exc:  # handed to the caller's thread below
             failure.append(exc)
             ready.set()
