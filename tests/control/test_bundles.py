@@ -33,8 +33,9 @@ def gateway_identity(live_server: Any) -> Any:
     return issue
 
 
-def fetch(api: Any, name: str) -> Any:
-    return api.get(f"/api/v1/gateways/{name}/bundle")
+def fetch(api: Any, name: str, **params: Any) -> Any:
+    params.setdefault("instrument", ["qs5-bench3"])
+    return api.get(f"/api/v1/gateways/{name}/bundle", params=params)
 
 
 def test_gateway_gets_a_signed_bundle_with_growing_versions(
@@ -123,7 +124,11 @@ def test_the_gateways_own_reader_accepts_the_bundle(
         gateway_name="site-1",
         server_ca=ca_root_path(live_server.settings.data_dir),
     )
-    token, jwks = asyncio.run(fetch(control, cert=tmp_path / "gw.crt", key=tmp_path / "gw.key"))
+    fetched = asyncio.run(
+        fetch(control, cert=tmp_path / "gw.crt", key=tmp_path / "gw.key", instruments=("qs1",))
+    )
+    assert fetched is not None
+    token, jwks = fetched
     bundle = read_bundle(token, jwks, control=control, now=datetime.now(UTC), above_version=0)
     assert [(g.identity, g.instrument) for g in bundle.grants] == [("labgate:device:d-1", "*")]
     assert bundle.version >= 1

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from labgate.cli.app import app
+from labgate.control.database import head_revision
 from labgate.control.layout import ca_root_path
 
 FAST = {
@@ -74,7 +75,7 @@ def test_migrate_and_rotate_keys(runner: CliRunner, tmp_path: Path) -> None:
     assert runner.invoke(app, ["server", "init", "--data", str(data)]).exit_code == 0
     migrated = runner.invoke(app, ["server", "migrate", "--data", str(data)])
     assert migrated.exit_code == 0, migrated.output
-    assert "at revision 0002" in migrated.output
+    assert f"at revision {head_revision()}" in migrated.output
     before = json.loads((data / "signing-keys.json").read_text())["current"]["kid"]
     rotated = runner.invoke(app, ["server", "rotate-keys", "--data", str(data)])
     assert rotated.exit_code == 0, rotated.output

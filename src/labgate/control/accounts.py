@@ -17,7 +17,7 @@ from labgate.auth.decisions import Denied
 from labgate.auth.passwords import PasswordHasher
 from labgate.auth.policy import PasswordPolicy, check_password
 from labgate.auth.usernames import canonical_username, is_canonical
-from labgate.control import audit, throttling
+from labgate.control import audit, certificates, throttling
 from labgate.control.errors import (
     AuthenticationFailed,
     Conflict,
@@ -28,7 +28,9 @@ from labgate.control.errors import (
 from labgate.control.principals import user_identity
 from labgate.control.revocation import revoke_subject
 from labgate.control.settings import ControlSettings
+from labgate.control.standing import record_change
 from labgate.control.tables import User
+from labgate.pki.inventory import Inventory
 
 # 32 URL-safe characters (192 bits): meets either policy and is never in a common-password list.
 ONE_TIME_PASSWORD_BYTES = 24
@@ -118,12 +120,31 @@ def find_user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == canonical_username(username)))
 
 
-def disable_user(session: Session, user_id: int, *, now: datetime) -> User:
-    """Disable the account and revoke every session and access token it holds."""
+def disable_user(
+    session: Session, inventory: Inventory, user_id: int, *, now: datetime, by: str
+) -> User:
+    """Offboard a person, in one transaction: the account is disabled, every session and access
+    token it holds ends, every certificate naming it is revoked (`privilegeWithdrawn`), and its
+    grants leave every bundle (see `labgate.control.standing`), which wakes waiting gateways;
+    they then close the person's open instrument sessions."""
     user = get_user(session, user_id)
+    identity = user_identity(user.username)
+    if user.disabled:
+        return user
     user.disabled = True
-    revoke_subject(session, user_identity(user.username), now=now)
-    audit.record(session, at=now, kind="user.disabled", subject=user_identity(user.username))
+    revoke_subject(session, identity, now=now)
+    serials = certificates.revoke_held(
+        session, inventory, identity, reason="privilegeWithdrawn", now=now, by=by
+    )
+    record_change(session)
+    audit.record(
+        session,
+        at=now,
+        kind="user.disabled",
+        subject=identity,
+        by=by,
+        certificates=[format(serial, "x") for serial in serials],
+    )
     return user
 
 

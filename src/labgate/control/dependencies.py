@@ -1,13 +1,15 @@
-"""FastAPI dependencies as `Annotated` aliases: the runtime, a DB session, the calling principal.
+"""FastAPI dependencies as `Annotated` aliases: the runtime, the request's transaction, the
+calling principal.
 
 Every authenticated request verifies its access token (signature, issuer, audience, expiry,
-certificate binding) and then asks the database's deny list, so a revocation made by any replica
-is seen by all of them at once.
+certificate binding) and then asks `labgate.control.standing`, in one database round trip, whether
+the token is on the deny list, its principal disabled or revoked, or the connection's client
+certificate revoked; so a revocation made by any replica is seen by all of them at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 
@@ -15,12 +17,14 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from labgate.auth.decisions import Denied
 from labgate.auth.errors import TokenError
 from labgate.auth.tokens import AccessClaims, verify_access_token
 from labgate.control.errors import AuthenticationFailed, PasswordChangeRequired
 from labgate.control.principals import RESTRICTED_ROLE, Principal
-from labgate.control.revocation import is_denied
 from labgate.control.runtime import Runtime
+from labgate.control.standing import presented, standing
+from labgate.control.transactions import unit_of_work
 
 PEER_CERTIFICATE = "peer_certificate_der"
 
@@ -43,13 +47,14 @@ async def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
-    """A session for a (plain def) route; it commits or rolls back itself before returning."""
-    with runtime.sessions() as session:
+def transaction(runtime: RuntimeDep) -> Iterator[Session]:
+    """The request's one transaction: committed when the route returns, before the response is
+    sent (so a 2xx always means it holds), rolled back when the route raises."""
+    with unit_of_work(runtime.sessions) as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(transaction, scope="function")]
 
 
 async def peer_certificate(request: Request) -> bytes | None:
@@ -83,11 +88,18 @@ def any_session(
         raise AuthenticationFailed(f"access token refused: {error}") from None
     if not claims.subject.startswith(f"labgate:{claims.typ}:"):
         raise AuthenticationFailed(f"access token subject does not match its type {claims.typ!r}")
+    held = presented(certificate) if certificate is not None else None
     with runtime.engine.connect() as connection:
-        denied = is_denied(connection, claims.jti)
-    if denied:
-        runtime.metrics.denials.labels("revoked").inc()
-        raise AuthenticationFailed("access token has been revoked")
+        decision = standing(
+            connection,
+            identity=claims.subject,
+            jti=claims.jti,
+            certificate=held,
+            inventory=runtime.ca.inventory if held is not None else None,
+        )
+    if isinstance(decision, Denied):
+        runtime.metrics.denials.labels(decision.reason).inc()
+        raise AuthenticationFailed(f"access token refused: {decision.detail}")
     return Principal(
         identity=claims.subject,
         role=claims.role,

@@ -12,11 +12,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from labgate.control import audit
+from labgate.control import audit, certificates
 from labgate.control.errors import Forbidden, NotFound
 from labgate.control.principals import Principal, device_identity
 from labgate.control.revocation import revoke_subject
-from labgate.control.tables import Device, IssuedCertificate, User
+from labgate.control.standing import record_change
+from labgate.control.tables import Device, User
+from labgate.pki.inventory import Inventory
 
 # A device counts as online when it was seen (token refresh, location update) this recently.
 ONLINE_WINDOW = timedelta(minutes=10)
@@ -89,23 +91,23 @@ def update_location(device: Device, *, latitude: float, longitude: float, now: d
 
 
 def revoke_device(
-    session: Session, principal: Principal, device: Device, *, now: datetime
+    session: Session, inventory: Inventory, principal: Principal, device: Device, *, now: datetime
 ) -> list[int]:
-    """Revoke the device and all it holds; returns the certificate serials to put on the CRL."""
+    """Revoke the device and all it holds (tokens, certificates, grants), in the caller's
+    transaction; returns the serials of the certificates revoked."""
     if principal.kind == "device":
         raise Forbidden("a device cannot revoke itself; its owner or an administrator can")
-    device.revoked = True
     identity = device_identity(device.id)
+    if device.revoked:
+        return []
+    device.revoked = True
     revoke_subject(session, identity, now=now)
-    certificates = session.scalars(
-        select(IssuedCertificate).where(
-            IssuedCertificate.subject == identity, IssuedCertificate.revoked.is_(False)
-        )
-    ).all()
-    for certificate in certificates:
-        certificate.revoked = True
+    serials = certificates.revoke_held(
+        session, inventory, identity, reason="cessationOfOperation", now=now, by=principal.identity
+    )
+    record_change(session)
     audit.record(session, at=now, kind="device.revoked", subject=identity, by=principal.identity)
-    return [int(c.serial) for c in certificates]
+    return serials
 
 
 def is_online(device: Device, *, now: datetime) -> bool:

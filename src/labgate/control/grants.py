@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from labgate.control import audit
 from labgate.control.errors import Conflict, NotFound
 from labgate.control.principals import Principal
+from labgate.control.standing import record_change
 from labgate.control.tables import Grant
 
 
@@ -24,6 +25,7 @@ def create_grant(
     except IntegrityError:
         session.rollback()
         raise Conflict(f"{who} already has a grant on {instrument!r}; delete it first") from None
+    record_change(session)
     audit.record(
         session,
         at=now,
@@ -49,6 +51,7 @@ def delete_grant(session: Session, principal: Principal, grant_id: int, *, now: 
     if grant is None:
         raise NotFound(f"no grant with id {grant_id}")
     session.delete(grant)
+    record_change(session)
     audit.record(
         session,
         at=now,
@@ -57,7 +60,3 @@ def delete_grant(session: Session, principal: Principal, grant_id: int, *, now: 
         instrument=grant.instrument,
         by=principal.identity,
     )
-
-
-def all_grants(session: Session) -> list[Grant]:
-    return list(session.scalars(select(Grant).order_by(Grant.id)))

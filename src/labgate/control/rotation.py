@@ -15,17 +15,20 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from labgate.auth import refresh as rules
+from labgate.auth.decisions import Denied
 from labgate.auth.errors import MalformedRefreshToken, SealError
 from labgate.auth.tokens import certificate_thumbprint
 from labgate.control import audit
 from labgate.control.errors import AuthenticationFailed, CertificateRequired, RefreshTokenReused
 from labgate.control.minting import mint_pair
 from labgate.control.principals import DEVICE_PREFIX
-from labgate.control.revocation import revoke_families
+from labgate.control.revocation import deny, revoke_families
 from labgate.control.runtime import Runtime
 from labgate.control.schemas import TokenPair
+from labgate.control.standing import certificate_revoked, presented
 from labgate.control.tables import Device, RefreshToken, User
 from labgate.pki.identity import identity_of
+from labgate.pki.inventory import Inventory
 
 
 def refresh(
@@ -81,7 +84,7 @@ def _rotate(
     now: datetime,
 ) -> TokenPair | None:
     """Consume `row` in one UPDATE and mint its successor; None if another request won."""
-    role, cnf = _holder(session, row, certificate_der)
+    role, cnf = _holder(session, row, certificate_der, runtime.ca.inventory)
     consumed = session.execute(
         update(RefreshToken)
         .where(
@@ -95,6 +98,16 @@ def _rotate(
     )
     if getattr(consumed, "rowcount", 0) != 1:
         return None
+    if cnf is not None and row.cnf_thumbprint != cnf:
+        # The family is bound to this certificate from now on: no access token minted before,
+        # without the binding (the one from the device's creation) or to another certificate,
+        # keeps working.
+        earlier = session.execute(
+            select(RefreshToken.access_jti, RefreshToken.access_expires_at).where(
+                RefreshToken.family_id == row.family_id, RefreshToken.access_expires_at > now
+            )
+        ).all()
+        deny(session, [(jti, expires) for jti, expires in earlier])
     minted = mint_pair(
         session,
         runtime,
@@ -125,13 +138,17 @@ def _rotate(
 
 
 def _holder(
-    session: Session, row: RefreshToken, certificate_der: bytes | None
+    session: Session, row: RefreshToken, certificate_der: bytes | None, inventory: Inventory
 ) -> tuple[str, str | None]:
     """The role for the successor, and the certificate it is bound to (devices, RFC 8705)."""
     if row.subject.startswith(DEVICE_PREFIX):
         device = session.get(Device, row.subject.removeprefix(DEVICE_PREFIX))
         if device is None or device.revoked:
             raise AuthenticationFailed("refresh token not accepted")
+        if certificate_der is not None:
+            decision = certificate_revoked(session, presented(certificate_der), inventory)
+            if isinstance(decision, Denied):
+                raise AuthenticationFailed(f"refresh token not accepted: {decision.detail}")
         return "device", _device_binding(row, certificate_der)
     user = session.scalar(select(User).where(User.username == row.subject.rsplit(":", 1)[1]))
     if user is None or user.disabled:

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from labgate.control import keystore
 from labgate.control.accounts import PasswordRules, password_rules
+from labgate.control.certificates import sync_inventory
+from labgate.control.changefeed import ChangeFeed
 from labgate.control.database import (
     current_revision,
     head_revision,
@@ -25,6 +27,8 @@ from labgate.control.layout import ca_dir
 from labgate.control.metrics import Metrics
 from labgate.control.provisioning import renew_server_certificate_if_due
 from labgate.control.settings import ControlSettings
+from labgate.control.standing import current_value
+from labgate.control.transactions import unit_of_work
 from labgate.control.verified import VerifiedTokens
 from labgate.pki.authority import CertificateAuthority
 
@@ -56,6 +60,7 @@ class Runtime:
     ca: CertificateAuthority
     metrics: Metrics
     verified: VerifiedTokens
+    changes: ChangeFeed
     clock: Clock
 
     @classmethod
@@ -66,18 +71,32 @@ class Runtime:
         renew_server_certificate_if_due(settings, ca, now=clock())
         engine = make_engine(settings.resolved_database_url)
         require_current_schema(engine)
+        sessions = session_factory(engine)
+        with unit_of_work(sessions) as session:
+            # Revocations recorded in the database whose copy to the CA's inventory was cut short.
+            sync_inventory(session, ca.inventory, now=clock())
         return cls(
             settings=settings,
             engine=engine,
-            sessions=session_factory(engine),
+            sessions=sessions,
             rules=password_rules(settings),
             keys=keys,
             ca=ca,
             metrics=Metrics.create(),
             verified=VerifiedTokens(),
+            changes=ChangeFeed(
+                lambda: _read_changes(engine),
+                interval=settings.bundle_check_seconds,
+                per_key=settings.bundle_waiters_per_gateway,
+            ),
             clock=clock,
         )
 
     def close(self) -> None:
         self.ca.close()
         self.engine.dispose()
+
+
+def _read_changes(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return current_value(connection)

@@ -44,6 +44,7 @@ def _canonical_principal(value: object) -> object:
 # User names are stored canonical (labgate.auth.usernames): `Alice` is created as `alice`.
 USERNAME_PATTERN = CANONICAL_PATTERN
 PRINCIPAL_PATTERN = r"^labgate:(user|device):[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"
+IDENTITY_PATTERN = r"^labgate:(user|device|gateway):[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$"
 INSTRUMENT_PATTERN = r"^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,99})$"
 # Passwords: the policy judges content; this only bounds what one request may make us hash.
 PASSWORD = Field(min_length=1, max_length=1024)
@@ -201,6 +202,36 @@ class CertificateOut(BaseModel):
     not_after: datetime
     certificate_pem: str
     chain_pem: str
+
+
+RevocationReason = Literal[
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "privilegeWithdrawn",
+    "aACompromise",
+]
+
+
+class CertificateRevoke(Strict):
+    reason: RevocationReason = "unspecified"
+
+
+CertificateStatus = Literal["valid", "revoked", "expired"]
+
+
+class CertificateInfo(BaseModel):
+    serial: str  # lower-case hex, as `labgate ca list` and openssl show it
+    identity: str
+    profile: str | None
+    status: CertificateStatus
+    not_after: datetime
+    issued_at: datetime | None
+    revoked_at: datetime | None
+    revocation_reason: str | None
 
 
 class PublicLocation(BaseModel):

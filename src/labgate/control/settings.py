@@ -57,6 +57,17 @@ class ControlSettings(BaseSettings):
     lockout_seconds: int = Field(default=900, ge=60, le=24 * 3600)
     client_certificate_days: int = Field(default=1, ge=1, le=30)
     bundle_seconds: int = Field(default=900, ge=60, le=24 * 3600)
+    # The bundle long poll: a gateway asking "anything after change N?" is answered at once on a
+    # change, or with 204 after at most this long (a gateway may ask for less).
+    bundle_wait_seconds: int = Field(default=25, ge=1, le=300)
+    # How often a waiting replica reads the change counter in the database (one small SELECT
+    # per replica, however many gateways wait): the delay a change takes to reach a gateway.
+    bundle_check_seconds: float = Field(default=0.25, ge=0.02, le=10)
+    # Long polls one gateway may hold open at once; more are answered 429.
+    bundle_waiters_per_gateway: int = Field(default=4, ge=1, le=64)
+    # Instruments each gateway serves, by gateway name: its bundle carries grants for these (and
+    # `*` grants) only. A gateway not listed gets the grants for the instruments it names itself.
+    gateway_instruments: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     # Encrypts the CA's keys and the token signing keys; by default a random one written by init.
     key_passphrase: SecretStr | None = None
     key_passphrase_file: Path | None = None

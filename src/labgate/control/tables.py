@@ -156,7 +156,13 @@ class AuditEvent(Base):
 
 
 class IssuedCertificate(Base):
-    """A client certificate issued through the API, so revoking its holder can revoke it too."""
+    """A certificate the control server knows: issued through the API, or by the CA on disk and
+    recorded here when it was revoked. The database, not the CA's own inventory file, is what
+    every replica reads, so a revocation here is refused everywhere at once.
+
+    `serial` is the decimal serial number; `thumbprint` the SHA-256 of its DER (RFC 8705
+    `x5t#S256`), what a token bound to it carries.
+    """
 
     __tablename__ = "issued_certificates"
 
@@ -164,10 +170,16 @@ class IssuedCertificate(Base):
     subject: Mapped[str] = mapped_column(String(200), index=True)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revocation_reason: Mapped[str | None] = mapped_column(String(32))
+    thumbprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    issued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    profile: Mapped[str | None] = mapped_column(String(16))
 
 
 class Counter(Base):
-    """A named counter that only grows (the bundle version), bumped in one UPDATE."""
+    """A named counter that only grows, bumped in one UPDATE: `bundle` (the version of each
+    bundle issued) and `changes` (one step per change of who may do what)."""
 
     __tablename__ = "counters"
 

@@ -7,6 +7,10 @@ not above the last it accepted, so an old bundle replayed (with a grant since wi
 bring that grant back. The last accepted version is kept on disk so that this holds across
 restarts. A bundle that expires with no fresh one after it stops counting: its grants go, and the
 sessions that relied on them close.
+
+Fetching is a long poll: the gateway sends the `changes` number of its bundle as `after`, and the
+server answers as soon as anything changed past it (a new bundle) or, after a bounded wait, with
+204 (nothing new). `labgate.gateway.reload.follow_control` asks again at once after each answer.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +34,10 @@ from labgate.gateway.revocation import RevocationList
 from labgate.scpi.access import AccessLevel
 
 BUNDLE_TYPE = "labgate-bundle+jwt"
+# How long one long poll may wait at the server; the server may bound it lower
+# (`bundle_wait_seconds`). The HTTP read timeout allows for this plus a margin.
+LONG_POLL_SECONDS = 25.0
+FETCH_MARGIN_SECONDS = 15.0
 log = logging.getLogger("labgate.gateway.bundles")
 
 
@@ -39,9 +47,19 @@ class Bundle:
     expires: datetime
     grants: tuple[Grant, ...]
     crl_pem: bytes
+    issued: datetime | None = None
+    # The server's change number this bundle was built at; None from a server without the
+    # long poll.
+    changes: int | None = None
 
     def expired(self, now: datetime) -> bool:
         return now >= self.expires
+
+    def fresh(self, now: datetime) -> bool:
+        """More than half its life left: worth waiting on rather than asking for a new one."""
+        if self.issued is None:
+            return False
+        return now < self.issued + (self.expires - self.issued) / 2
 
 
 def read_bundle(
@@ -76,11 +94,17 @@ def read_bundle(
         RevocationList.from_pem(crl.encode(), source=f"bundle version {version}")
     except ConfigError as exc:
         raise BundleError(str(exc)) from exc
+    changes = claims.get("changes")
+    if changes is not None and (not isinstance(changes, int) or isinstance(changes, bool)):
+        raise BundleError(f"bundle version {version}: changes must be an integer")
+    issued = claims.get("iat")
     return Bundle(
         version=version,
         expires=datetime.fromtimestamp(int(claims["exp"]), UTC),
         grants=tuple(_grant(g, version) for g in _list(claims.get("grants"), version)),
         crl_pem=crl.encode(),
+        issued=datetime.fromtimestamp(int(issued), UTC) if isinstance(issued, int) else None,
+        changes=changes,
     )
 
 
@@ -145,16 +169,36 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.close(directory)
 
 
-async def fetch(control: ControlConfig, *, cert: Path, key: Path) -> tuple[str, dict[str, Any]]:
-    """GET the bundle (with our client certificate) and the server's JWKS."""
+async def fetch(
+    control: ControlConfig,
+    *,
+    cert: Path,
+    key: Path,
+    instruments: Sequence[str] = (),
+    after: int | None = None,
+    wait: float = LONG_POLL_SECONDS,
+) -> tuple[str, dict[str, Any]] | None:
+    """GET the bundle (with our client certificate) and the server's JWKS.
+
+    With `after`, the server holds the request until something changed past that change number
+    (then a bundle) or `wait` seconds pass (then None: nothing new).
+    """
     import httpx
 
     context = ssl.create_default_context(cafile=str(control.server_ca))
     context.load_cert_chain(str(cert), str(key))
-    async with httpx.AsyncClient(base_url=control.url, verify=context, timeout=30) as client:
+    params: dict[str, Any] = {"instrument": list(instruments)}
+    if after is not None:
+        params.update(after=after, wait=wait)
+    timeout = httpx.Timeout(30.0, read=wait + FETCH_MARGIN_SECONDS)
+    async with httpx.AsyncClient(base_url=control.url, verify=context, timeout=timeout) as client:
         try:
-            response = await client.get(f"/api/v1/gateways/{control.gateway_name}/bundle")
+            response = await client.get(
+                f"/api/v1/gateways/{control.gateway_name}/bundle", params=params
+            )
             response.raise_for_status()
+            if response.status_code == 204:
+                return None
             jwks = await client.get("/.well-known/jwks.json")
             jwks.raise_for_status()
             return response.text, jwks.json()

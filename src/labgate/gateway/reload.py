@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 from datetime import UTC, datetime
@@ -70,28 +71,70 @@ async def watch(gateway: Gateway, requested: asyncio.Event) -> None:
             await gateway.reload(gateway.state.config, why="TLS session cache back on")
 
 
+# After a failed fetch the next one waits this long, doubling up to `poll_interval`.
+FIRST_BACKOFF_SECONDS = 1.0
+
+
+class Fetched(enum.Enum):
+    APPLIED = "applied"  # a newer valid bundle is in force
+    UNCHANGED = "unchanged"  # the long poll ended with nothing new
+    FAILED = "failed"  # unreachable, refused, or not valid: try again later
+
+
 async def follow_control(gateway: Gateway) -> None:
-    """Fetch the control server's bundle every `poll_interval`; runs until cancelled."""
+    """Follow the control server's bundles by long poll; runs until cancelled.
+
+    Each request says "anything after change N?" (N from the bundle in force) and is answered on
+    the first change or after the server's bounded wait; the next request goes at once. Errors
+    back off from one second up to `poll_interval`. A bundle past half its life is not waited
+    on: the request then asks for a fresh one at once, so a quiet site's bundle never expires.
+    """
     control = gateway.state.config.control
     if control is None:
         return
+    backoff = FIRST_BACKOFF_SECONDS
     while True:
-        await asyncio.sleep(control.poll_interval)
-        await refresh_bundle(gateway)
+        outcome = await poll_bundle(gateway, long_poll=True)
+        if outcome is Fetched.FAILED:
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max(control.poll_interval, FIRST_BACKOFF_SECONDS))
+            continue
+        backoff = FIRST_BACKOFF_SECONDS
+        bundle = gateway.bundle
+        if bundle is None or bundle.changes is None:
+            # A server without the long poll answers at once: ask it every poll_interval.
+            await asyncio.sleep(control.poll_interval)
 
 
 async def refresh_bundle(gateway: Gateway) -> bool:
-    """One fetch: apply a newer valid bundle; drop an expired one. True if one was applied."""
+    """One fetch at once: apply a newer valid bundle; drop an expired one. True if applied."""
+    return await poll_bundle(gateway, long_poll=False) is Fetched.APPLIED
+
+
+async def poll_bundle(gateway: Gateway, *, long_poll: bool) -> Fetched:
+    """One fetch (with `long_poll`, one that waits for a change past the bundle in force)."""
     config = gateway.state.config
     control = config.control
     if control is None:
-        return False
+        return Fetched.FAILED
     store = BundleStore(control)
+    held = gateway.bundle
     now = datetime.now(UTC)
+    after = None
+    if long_poll and held is not None and held.changes is not None and held.fresh(now):
+        after = held.changes
     try:
-        token, jwks = await fetch(
-            control, cert=control.cert or config.cert, key=control.key or config.key
+        fetched = await fetch(
+            control,
+            cert=control.cert or config.cert,
+            key=control.key or config.key,
+            instruments=[instrument.name for instrument in config.instruments],
+            after=after,
         )
+        if fetched is None:
+            return Fetched.UNCHANGED
+        token, jwks = fetched
+        now = datetime.now(UTC)
         floor = max(store.last_version(), gateway.bundle.version if gateway.bundle else 0)
         bundle = read_bundle(token, jwks, control=control, now=now, above_version=floor)
         await asyncio.to_thread(store.keep, bundle)
@@ -99,9 +142,10 @@ async def refresh_bundle(gateway: Gateway) -> bool:
     except GatewayError as exc:
         gateway.record({"event": "bundle_refused", "reason": str(exc)})
         log.warning("%s", exc)
+        now = datetime.now(UTC)
         if gateway.bundle is not None and gateway.bundle.expired(now):
             gateway.record({"event": "bundle_expired", "version": gateway.bundle.version})
             gateway.use_bundle(None, None)
-        return False
+        return Fetched.FAILED
     gateway.record({"event": "bundle", "version": bundle.version, "grants": len(bundle.grants)})
-    return True
+    return Fetched.APPLIED

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,7 +55,15 @@ from labgate.pki.errors import (
     UnknownCertificate,
 )
 from labgate.pki.identity import identity_of
-from labgate.pki.inventory import FAILED, ISSUED, PENDING, Entry, Inventory, SqliteInventory
+from labgate.pki.inventory import (
+    FAILED,
+    ISSUED,
+    PENDING,
+    Entry,
+    Inventory,
+    Revocation,
+    SqliteInventory,
+)
 from labgate.pki.issued import Issued
 from labgate.pki.keys import KeyType, PrivateKey, PublicKey
 from labgate.pki.pending import Lease, sweep
@@ -379,14 +387,21 @@ class CertificateAuthority:
         *,
         next_update: timedelta = DEFAULT_NEXT_UPDATE,
         encoding: serialization.Encoding = serialization.Encoding.PEM,
+        also: Iterable[Revocation] = (),
     ) -> bytes:
-        """The issuing CA's CRL of every revoked, unexpired certificate, numbered afresh."""
+        """The issuing CA's CRL of every revoked, unexpired certificate, numbered afresh.
+
+        `also`: revocations recorded elsewhere (the control server's database) that the
+        inventory may not know yet; where both know a serial, the inventory's record is listed.
+        """
         if next_update <= timedelta(0):
             raise InvalidRequest(f"next update must be in the future, not {next_update} from now")
         self._check_can_sign()
         now = self._clock()
+        listed = {r.serial: r for r in also}
+        listed.update((r.serial, r) for r in self.inventory.revocations(unexpired_at=now))
         crl = build_crl(
-            self.inventory.revocations(unexpired_at=now),
+            sorted(listed.values(), key=lambda r: r.serial),
             issuer=self.issuing,
             issuer_key=self._issuing_key,
             number=self.inventory.next_crl_number(),

@@ -56,7 +56,6 @@ def create_device(
         cnf_thumbprint=None,
         now=now,
     )
-    session.commit()
     return DeviceCreated(device=device_out(session, device, runtime), credentials=minted.pair)
 
 
@@ -92,7 +91,6 @@ def update_location(
     devices.update_location(
         device, latitude=body.latitude, longitude=body.longitude, now=runtime.clock()
     )
-    session.commit()
     return device_out(session, device, runtime)
 
 
@@ -103,8 +101,5 @@ def revoke_device(
     """Revoke the device, its tokens (at once, everywhere) and its certificates."""
     owner = _caller_user(session, principal)
     device = devices.device_for(session, principal, owner, device_id, change=False)
-    serials = devices.revoke_device(session, principal, device, now=runtime.clock())
-    session.commit()
-    for serial in serials:
-        runtime.ca.revoke(serial, reason="cessationOfOperation")
+    devices.revoke_device(session, runtime.ca.inventory, principal, device, now=runtime.clock())
     return device_out(session, device, runtime)

@@ -1,25 +1,78 @@
-"""`GET /api/v1/gateways/{name}/bundle`: the signed grants and CRL for one gateway."""
+"""`GET /api/v1/gateways/{name}/bundle`: the signed grants and CRL for one gateway, as a long poll.
+
+Without `after`, the bundle comes at once. With `after=N` (the `changes` number of the gateway's
+last bundle), the answer comes as soon as anything changed past N, on any replica, or else after
+`wait` seconds (at most `bundle_wait_seconds`) as 204 No Content: ask again. The wait holds no
+database connection; the gateway's certificate is checked before it and again after.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from labgate.control import bundles
-from labgate.control.dependencies import PeerCertificate, RuntimeDep, SessionDep
+from labgate.control.dependencies import PeerCertificate, RuntimeDep
+from labgate.control.runtime import Runtime
+from labgate.control.transactions import unit_of_work
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
+
+CHANGES_HEADER = "Labgate-Changes"
 
 
 @router.get(
     "/{name}/bundle",
     response_class=Response,
-    responses={200: {"content": {"application/jose": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {"application/jose": {"schema": {"type": "string"}}}},
+        204: {"description": "nothing changed past `after` during the wait; ask again"},
+    },
 )
-def bundle(
-    name: str, runtime: RuntimeDep, session: SessionDep, certificate: PeerCertificate
+async def bundle(
+    name: str,
+    runtime: RuntimeDep,
+    certificate: PeerCertificate,
+    after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    wait: Annotated[float | None, Query(gt=0, le=3600)] = None,
+    instrument: Annotated[list[str] | None, Query(max_length=bundles.MAX_INSTRUMENTS)] = None,
 ) -> Response:
     """A compact JWS (EdDSA, `typ` labgate-bundle+jwt); the gateway authenticates by certificate."""
-    audience = bundles.authenticate_gateway(runtime, name, certificate)
-    token = bundles.build_bundle(session, runtime, audience=audience, now=runtime.clock())
-    session.commit()
+    asked = tuple(instrument or ())
+    audience = await run_in_threadpool(_authenticate, runtime, name, certificate, asked)
+    if after is not None:
+        limit = float(runtime.settings.bundle_wait_seconds)
+        timeout = min(wait, limit) if wait is not None else limit
+        if not await runtime.changes.wait_beyond(after, timeout=timeout, key=audience):
+            return Response(status_code=204, headers={CHANGES_HEADER: str(after)})
+    token = await run_in_threadpool(_issue, runtime, name, certificate, asked)
     return Response(token, media_type="application/jose")
+
+
+def _authenticate(
+    runtime: Runtime, name: str, certificate: bytes | None, asked: tuple[str, ...]
+) -> str:
+    with unit_of_work(runtime.sessions) as session:
+        audience = bundles.authenticate_gateway(session, runtime.ca, name, certificate)
+    bundles.instruments_for(runtime.settings.gateway_instruments, name, asked)
+    return audience
+
+
+def _issue(runtime: Runtime, name: str, certificate: bytes | None, asked: tuple[str, ...]) -> str:
+    settings = runtime.settings
+    with unit_of_work(runtime.sessions) as session:
+        audience = bundles.authenticate_gateway(session, runtime.ca, name, certificate)
+        instruments = bundles.instruments_for(settings.gateway_instruments, name, asked)
+        return bundles.build_bundle(
+            session,
+            ca=runtime.ca,
+            ring=runtime.keys.ring(),
+            issuer=settings.issuer,
+            lifetime=timedelta(seconds=settings.bundle_seconds),
+            audience=audience,
+            instruments=instruments,
+            now=runtime.clock(),
+        )

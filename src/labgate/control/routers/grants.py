@@ -40,7 +40,6 @@ def create_grant(
         level=body.level,
         now=runtime.clock(),
     )
-    session.commit()
     return grant_out(grant)
 
 
@@ -55,5 +54,4 @@ def delete_grant(
     grant_id: RowId, runtime: RuntimeDep, session: SessionDep, principal: AdminPrincipal
 ) -> Done:
     grants.delete_grant(session, principal, grant_id, now=runtime.clock())
-    session.commit()
     return Done()

@@ -31,7 +31,6 @@ def create_user(
     user, password = accounts.create_user(
         session, runtime.rules, username=body.username, role=body.role, now=runtime.clock()
     )
-    session.commit()
     return UserCreated(user=user_out(user), one_time_password=password)
 
 
@@ -47,11 +46,14 @@ def get_user(user_id: RowId, session: SessionDep, _admin: AdminPrincipal) -> Use
 
 @router.post("/{user_id}/disable", response_model=UserOut)
 def disable_user(
-    user_id: RowId, runtime: RuntimeDep, session: SessionDep, _admin: AdminPrincipal
+    user_id: RowId, runtime: RuntimeDep, session: SessionDep, admin: AdminPrincipal
 ) -> UserOut:
-    """Disable the account and revoke every session and access token it holds."""
-    user = accounts.disable_user(session, user_id, now=runtime.clock())
-    session.commit()
+    """Offboard a person: disable the account, end every session and token it holds, revoke
+    every certificate naming it (`privilegeWithdrawn`) and drop its grants from every bundle;
+    gateways then close its open instrument sessions. All in one transaction."""
+    user = accounts.disable_user(
+        session, runtime.ca.inventory, user_id, now=runtime.clock(), by=admin.identity
+    )
     return user_out(user)
 
 
@@ -61,7 +63,6 @@ def reset_password(
 ) -> PasswordReset:
     """A new one-time password (shown once); ends the user's sessions and lifts a lockout."""
     _, password = accounts.reset_password(session, runtime.rules, user_id, now=runtime.clock())
-    session.commit()
     return PasswordReset(one_time_password=password)
 
 
@@ -70,5 +71,4 @@ def revoke_sessions(
     user_id: RowId, runtime: RuntimeDep, session: SessionDep, _admin: AdminPrincipal
 ) -> UserOut:
     revoked = accounts.revoke_sessions(session, user_id, now=runtime.clock())
-    session.commit()
     return user_out(revoked)
