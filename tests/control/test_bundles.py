@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,8 +15,11 @@ from labgate.auth.keyring import PublicKeySet
 from labgate.auth.tokens import verify_claims
 from labgate.control import keystore
 from labgate.control.layout import ca_dir
+from labgate.control.serving import run_in_thread
 from labgate.pki.authority import CertificateAuthority
 from labgate.pki.profiles import Profile
+
+from .conftest import tls_identity
 
 
 @pytest.fixture
@@ -132,3 +138,210 @@ def test_the_gateways_own_reader_accepts_the_bundle(
     bundle = read_bundle(token, jwks, control=control, now=datetime.now(UTC), above_version=0)
     assert [(g.identity, g.instrument) for g in bundle.grants] == [("labgate:device:d-1", "*")]
     assert bundle.version >= 1
+
+
+# ------------------------------------------------------------- what each gateway gets, and when
+
+
+def bundle_of(answer: Any, live_server: Any) -> dict[str, Any]:
+    assert answer.status_code == 200, answer.text
+    claims: dict[str, Any] = jwt_claims(answer.text)
+    return claims
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The claims of a bundle (its signature is checked in the tests above)."""
+    import base64
+    import json
+
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return decoded
+
+
+def test_a_bundle_carries_only_the_grants_for_that_gateways_instruments(
+    live_server: Any, mtls: Any, gateway_identity: Any
+) -> None:
+    with live_server.api() as api:
+        admin = api.admin()
+        for who, instrument in (
+            ("labgate:user:alice", "qs5-bench3"),
+            ("labgate:user:bob", "qs7-other-site"),
+            ("labgate:user:carol", "*"),
+        ):
+            body = {"principal": who, "instrument": instrument, "level": "Observer"}
+            assert api.post("/api/v1/grants", headers=admin, json=body).status_code == 201
+    chain, key, _ = gateway_identity(Profile.GATEWAY, "site-1")
+    with mtls("gw", chain, key) as gateway:
+        claims = bundle_of(fetch(gateway, "site-1"), live_server)
+        assert {g["identity"] for g in claims["grants"]} == {
+            "labgate:user:alice",
+            "labgate:user:carol",
+        }
+        assert claims["instruments"] == ["qs5-bench3"]
+        for bad in (["../etc"], ["a b"], [""]):
+            assert fetch(gateway, "site-1", instrument=bad).status_code == 422
+        assert fetch(gateway, "site-1", instrument=[]).status_code == 422
+
+
+def test_configured_instruments_bound_what_a_gateway_may_ask_for(
+    settings: Any, gateway_identity: Any, tmp_path: Any
+) -> None:
+    """A gateway (or a thief with its certificate) naming other instruments learns nothing more."""
+    from labgate.control.settings import ControlSettings
+
+    from .conftest import FAST_ARGON2, LiveServer, tls_identity
+
+    fixed = ControlSettings.load(
+        settings.data_dir,
+        database_url=settings.database_url,
+        gateway_instruments={"site-1": ["qs5-bench3"]},
+        **FAST_ARGON2,
+    )
+    with run_in_thread(fixed) as running:
+        server = LiveServer(url=running.url, settings=fixed)
+        with server.api() as api:
+            admin = api.admin()
+            for who, instrument in (("labgate:user:a", "qs5-bench3"), ("labgate:user:b", "qs7")):
+                body = {"principal": who, "instrument": instrument, "level": "Observer"}
+                assert api.post("/api/v1/grants", headers=admin, json=body).status_code == 201
+        chain, key, _ = gateway_identity(Profile.GATEWAY, "site-1")
+        with server.api(verify=_context(server, tls_identity(tmp_path, "gw", chain, key))) as gw:
+            asked_more = bundle_of(fetch(gw, "site-1", instrument=["qs5-bench3", "qs7"]), server)
+            assert [g["identity"] for g in asked_more["grants"]] == ["labgate:user:a"]
+            asked_nothing = bundle_of(fetch(gw, "site-1", instrument=[]), server)
+            assert [g["identity"] for g in asked_nothing["grants"]] == ["labgate:user:a"]
+            only_other = bundle_of(fetch(gw, "site-1", instrument=["qs7"]), server)
+            assert only_other["grants"] == []
+
+
+def _context(server: Any, files: tuple[Any, Any]) -> Any:
+    import ssl
+
+    context = ssl.create_default_context(cafile=server.root)
+    context.load_cert_chain(*files)
+    return context
+
+
+@pytest.fixture
+def two_replicas(settings: Any) -> Iterator[tuple[Any, Any]]:
+    """Two servers on one database and data directory, with a short long-poll bound."""
+    from labgate.control.settings import ControlSettings
+
+    from .conftest import FAST_ARGON2, LiveServer
+
+    short = ControlSettings.load(
+        settings.data_dir,
+        database_url=settings.database_url,
+        bundle_wait_seconds=2,
+        bundle_waiters_per_gateway=1,
+        **FAST_ARGON2,
+    )
+    with run_in_thread(short) as first, run_in_thread(short) as second:
+        yield (
+            LiveServer(url=first.url, settings=short),
+            LiveServer(url=second.url, settings=short),
+        )
+
+
+def test_a_long_poll_with_nothing_new_ends_within_its_bound(
+    two_replicas: tuple[Any, Any], gateway_identity: Any, tmp_path: Any
+) -> None:
+    server, _ = two_replicas
+    chain, key, _ = gateway_identity(Profile.GATEWAY, "site-1")
+    files = tls_identity(tmp_path, "gw", chain, key)
+    with server.api(verify=_context(server, files), timeout=30) as gw:
+        changes = bundle_of(fetch(gw, "site-1"), server)["changes"]
+        started = time.monotonic()
+        # The gateway asks for an hour; the server's bound (2 s here) wins.
+        quiet = fetch(gw, "site-1", after=changes, wait=3600)
+        waited = time.monotonic() - started
+        assert quiet.status_code == 204
+        assert quiet.content == b""
+        assert 1.5 <= waited < 15
+        assert fetch(gw, "site-1", after=changes, wait=3601).status_code == 422
+        # Once something changed, asking after the old number is answered at once.
+        with server.api() as api:
+            grant = {"principal": "labgate:user:erin", "instrument": "*", "level": "Observer"}
+            assert api.post("/api/v1/grants", headers=api.admin(), json=grant).status_code == 201
+        started = time.monotonic()
+        assert fetch(gw, "site-1", after=changes, wait=60).status_code == 200
+        assert time.monotonic() - started < 10
+
+
+def test_a_change_on_one_replica_wakes_a_gateway_waiting_on_another(
+    two_replicas: tuple[Any, Any], gateway_identity: Any, tmp_path: Any
+) -> None:
+    first, second = two_replicas
+    chain, key, _ = gateway_identity(Profile.GATEWAY, "site-1")
+    files = tls_identity(tmp_path, "gw", chain, key)
+    with first.api() as api, second.api(verify=_context(second, files), timeout=30) as gw:
+        admin = api.admin()
+        changes = bundle_of(fetch(gw, "site-1"), second)["changes"]
+        answers: list[Any] = []
+        waiter = threading.Thread(
+            target=lambda: answers.append(fetch(gw, "site-1", after=changes, wait=60))
+        )
+        waiter.start()
+        time.sleep(0.5)  # the gateway is waiting on the second replica
+        started = time.monotonic()
+        grant = {"principal": "labgate:user:dora", "instrument": "*", "level": "Observer"}
+        assert api.post("/api/v1/grants", headers=admin, json=grant).status_code == 201
+        waiter.join(timeout=30)
+        elapsed = time.monotonic() - started
+        claims = bundle_of(answers[0], second)
+        assert claims["changes"] > changes
+        assert "labgate:user:dora" in {g["identity"] for g in claims["grants"]}
+        assert elapsed < 2.0 + 5  # the bound of the wait, plus slack for a loaded machine
+
+
+def test_one_gateway_cannot_hold_more_long_polls_than_its_share(
+    two_replicas: tuple[Any, Any], gateway_identity: Any, tmp_path: Any
+) -> None:
+    server, _ = two_replicas
+    chain, key, _ = gateway_identity(Profile.GATEWAY, "site-1")
+    files = tls_identity(tmp_path, "gw", chain, key)
+    with (
+        server.api(verify=_context(server, files), timeout=30) as first,
+        server.api(verify=_context(server, files), timeout=30) as second,
+    ):
+        changes = bundle_of(fetch(first, "site-1"), server)["changes"]
+        answers: list[Any] = []
+        waiter = threading.Thread(
+            target=lambda: answers.append(fetch(first, "site-1", after=changes, wait=2))
+        )
+        waiter.start()
+        time.sleep(0.5)
+        refused = fetch(second, "site-1", after=changes, wait=2)
+        waiter.join(timeout=30)
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "throttled"
+        assert answers[0].status_code == 204
+
+
+def test_a_gateway_revoked_while_it_waits_gets_no_bundle(
+    two_replicas: tuple[Any, Any], gateway_identity: Any, tmp_path: Any
+) -> None:
+    server, _ = two_replicas
+    chain, key, serial = gateway_identity(Profile.GATEWAY, "site-1")
+    files = tls_identity(tmp_path, "gw", chain, key)
+    with server.api() as api, server.api(verify=_context(server, files), timeout=30) as gw:
+        admin = api.admin()
+        changes = bundle_of(fetch(gw, "site-1"), server)["changes"]
+        answers: list[Any] = []
+        waiter = threading.Thread(
+            target=lambda: answers.append(fetch(gw, "site-1", after=changes, wait=60))
+        )
+        waiter.start()
+        time.sleep(0.5)
+        revoked = api.post(
+            f"/api/v1/certificates/{serial:x}/revoke",
+            headers=admin,
+            json={"reason": "keyCompromise"},
+        )
+        assert revoked.status_code == 200, revoked.text
+        waiter.join(timeout=30)
+        assert answers[0].status_code == 403
+        assert fetch(gw, "site-1").status_code == 403
