@@ -84,8 +84,10 @@ def issue_for(
         subject=principal.identity,
         serial=format(issued.serial, "x"),
     )
-    # The CA's second phase: from here the certificate is in the caller's hands.
-    ca.handed_out(issued)
+    # The CA's second phase, once the database holds the certificate too: from here it is in
+    # the caller's hands. Were the commit to fail, the entry stays pending and the CA's next
+    # sweep revokes it as never handed out.
+    after_commit(session, lambda: ca.handed_out(issued))
     return issued
 
 

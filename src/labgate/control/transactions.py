@@ -18,7 +18,7 @@ AFTER_COMMIT = "labgate.after_commit"
 log = logging.getLogger("labgate.control")
 
 
-def after_commit(session: Session, action: Callable[[], None]) -> None:
+def after_commit(session: Session, action: Callable[[], object]) -> None:
     """Run `action` once the current transaction of `session` has committed."""
     session.info.setdefault(AFTER_COMMIT, []).append(action)
 
