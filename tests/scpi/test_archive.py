@@ -694,9 +694,20 @@ def test_a_zip64_end_record_is_refused() -> None:
 
 
 def test_the_body_must_be_strict_base64() -> None:
-    good = base64.encodebytes(python_zip({"run/a": b"x"})).decode()
-    assert isinstance(archive.inspect_base64(good, member_rule=member_problem), Accepted)
-    for text in (good + "!", good.replace("\n", "\v"), "\u00e9" + good, good[:-3], "QUJD=QUJD"):
+    good = base64.encodebytes(python_zip({"run/a": b"x" * 200})).decode()
+    assert good.count("\n") >= 2
+    for text in ("\n" + good, "\n" + good + "\n", good.replace("\n", "\r\n")):
+        assert isinstance(archive.inspect_base64(text, member_rule=member_problem), Accepted)
+    bad = [
+        good + "!",
+        good.replace("\n", "\v"),
+        good.replace("\n", " "),
+        "\u00e9" + good,
+        good[:-3],
+        "QUJD=QUJD",
+        good[:6] + "\n" + good[6:],  # a line that is not whole groups of four
+    ]
+    for text in bad:
         verdict = archive.inspect_base64(text, member_rule=member_problem)
         assert isinstance(verdict, Refused), text[:20]
         assert verdict.rule == "base64"

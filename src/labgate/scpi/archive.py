@@ -38,13 +38,15 @@ past any check made on one reading. So `inspect` accepts only an archive every r
 
 A member that is itself an archive is data: it is not opened.
 
-The body is base64 (qslib's `base64.encodebytes`): only the base64 alphabet, `=` padding at the
-end, and line breaks and spaces between. Text that is valid base64 in this strict sense cannot
-also be read as a raw zip (a zip's signature bytes are not base64 characters).
+The body is base64 (qslib's `base64.encodebytes`): only the base64 alphabet in whole groups of
+four on each line, `=` padding at the very end, and line breaks (`_BASE64_LINES`). Text that is
+base64 in this strict sense cannot also be read as a raw zip (a zip's signature bytes are not
+base64 characters).
 """
 
 import base64
 import binascii
+import re
 import stat
 import struct
 import unicodedata
@@ -132,9 +134,16 @@ def inspect_base64(text: str, *, member_rule: MemberRule, limits: Limits = LIMIT
         return Refused(
             member=None, rule="base64", reason=f"holds {exc.object[exc.start]!r}, not base64"
         )
+    if _BASE64_LINES.fullmatch(encoded) is None:
+        return Refused(
+            member=None,
+            rule="base64",
+            reason="is not base64 in whole groups of four per line with '=' only at its end, "
+            "which every decoder (whole or line by line) reads alike",
+        )
     try:
-        data = base64.b64decode(encoded.translate(None, _LINE_SPACE), validate=True)
-    except binascii.Error as exc:
+        data = base64.b64decode(encoded.translate(None, b"\r\n"), validate=True)
+    except binascii.Error as exc:  # the pattern above should leave nothing for this to find
         return Refused(member=None, rule="base64", reason=f"is not strict base64 ({exc})")
     return inspect(data, member_rule=member_rule, limits=limits)
 
@@ -150,8 +159,15 @@ def inspect(data: bytes, *, member_rule: MemberRule, limits: Limits = LIMITS) ->
 
 # ---- the format ---------------------------------------------------------------------------------
 
-# What may sit between base64 characters: qslib breaks lines every 76.
-_LINE_SPACE = b" \t\r\n"
+# Base64 as qslib writes it (`base64.encodebytes`: lines of 76, a multiple of 4), after the
+# newline that follows the opening tag: every line whole groups of four, '=' padding only at the
+# very end, empty lines and CR LF allowed. A decoder that works line by line then reads what one
+# that joins the lines reads. Possessive quantifiers: one linear pass over megabytes of text.
+_QUADS = rb"(?:[A-Za-z0-9+/]{4})*+"
+_BASE64_LINES = re.compile(
+    rb"(?:" + _QUADS + rb"\r?\n)*+" + _QUADS + rb"(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+    rb"(?:\r?\n)*+"
+)
 
 _LOCAL = b"PK\x03\x04"
 _CENTRAL = b"PK\x01\x02"
