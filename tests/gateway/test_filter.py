@@ -262,7 +262,7 @@ def test_quit_goes_to_the_instrument_while_a_reply_is_awaited() -> None:
         b"0 SUBS+ Temperature",
         b"0 SUBS+ -timestamp=true Run",
         b"0 UNS Temperature",
-        b"0 POW? $(SUBS+ Run)",
+        b"0 RET $(POW?)",  # nested commands: SUBS+ is refused there, others are not known
         b"0 ACC -exclusive=true Observer",
         b"0 ACC -stealth=true Observer",
     ],

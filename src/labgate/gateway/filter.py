@@ -14,9 +14,13 @@ client is parsed by the `scpi` core and then either answered here or forwarded:
   for anything costs it no `ACC` at all. If the instrument refuses to follow, the session ends
   (`broken`). `ACC` asking for stealth or exclusive access is forwarded instead, and its level
   applies when the instrument says OK. `ACC?` reports the session level from here.
-- Every other command is judged by `access.check` against the LABGATE table at the session level.
-  Denied: answered here with `InsufficientAccess`, and the instrument never sees it. Allowed: the
-  parsed command is serialised again and forwarded, so what was checked is exactly what is sent.
+- Every command, these included, is judged first by the one judge (`scpi.judge.judge`) in the
+  session's context (level, grant, identity, instrument): its own name and every command nested
+  in it at any depth, by the same rule, under the LABGATE table; a session-state command nested
+  is refused at every level. Denied: answered here (`InsufficientAccess`, `AccessLevelExceeded`
+  or `InvocationError`, with the reason), and the instrument never sees it. Answered: the cases
+  above. Allowed: the parsed command is serialised again and forwarded, so what was checked is
+  exactly what is sent.
 
 Towards the instrument the gateway numbers commands itself (its login used the first idents), and
 maps each reply's ident back to the client's. A reply whose ident the gateway did not send is
@@ -38,8 +42,10 @@ import secrets
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from labgate.scpi.access import LABGATE, AccessLevel, Allowed, Denied, check
+from labgate.scpi import sensitive
+from labgate.scpi.access import AccessLevel, Allowed, Denied
 from labgate.scpi.errors import ParseError
+from labgate.scpi.judge import Answered, Context, access_request, judge
 from labgate.scpi.messages import (
     Command,
     Error,
@@ -54,7 +60,6 @@ from labgate.scpi.messages import (
     serialise,
 )
 from labgate.scpi.names import canonical
-from labgate.scpi.values import unquote
 
 ACC = canonical("ACC")
 ACC_QUERY = canonical("ACC?")
@@ -63,8 +68,6 @@ AUTH = canonical("AUTH")
 QUIT = canonical("QUIT")
 # Commands that change what the instrument sends this connection unasked (MESSage events).
 SUBSCRIPTION_PREFIXES = ("SUBS", "UNS")
-# `CONF access secrets <password> <LEVEL>` sets a password; AUTH carries a response to one.
-SECRET_BEARING = frozenset(canonical(n) for n in ("CONF", "CONF=", "CONF?", "AUTH"))
 
 
 class Decision(StrEnum):
@@ -145,7 +148,23 @@ class SessionFilter:
     # The instrument's level on this connection as the gateway set it (None: not known, as on a
     # connection an earlier session used); a command goes out only after it equals `level`.
     upstream_level: AccessLevel | None = BASELINE_LEVEL
+    # Who asks of which instrument: part of every verdict's context (see `judge.Context`).
+    identity: str = ""
+    instrument: str = ""
     _pending: dict[int, _Pending] = field(default_factory=dict)
+    _judged_in: Context | None = None  # the context of the last verdict, while it still holds
+
+    def context(self) -> Context:
+        """What the next command is judged in: the session's level and grant as they are now."""
+        context = self._judged_in
+        if context is None or context.level is not self.level or context.grant is not self.grant:
+            context = self._judged_in = Context(
+                level=self.level,
+                grant=self.grant,
+                instrument=self.instrument,
+                identity=self.identity,
+            )
+        return context
 
     @property
     def reusable(self) -> bool:
@@ -171,32 +190,60 @@ class SessionFilter:
             ident, known = _known(raw)
         except ParseError as exc:
             reply = Error(ident=0, error_class="InvocationError", fields=(), message=one_line(exc))
+            reason = str(exc)
+            if sensitive.may_bear_secret(raw):  # the parser's excerpt may hold a password
+                reason = (
+                    "not a command the gateway can read (details withheld: it may carry a secret)"
+                )
             return Verdict(
                 decision=Decision.MALFORMED,
-                reason=str(exc),
+                reason=reason,
                 command="",
                 to_client=serialise(reply),
             )
+        verdict = known.verdict(self.context())
+        if isinstance(verdict, Denied):
+            return self._verdict(
+                known, Decision.DENIED, verdict.reason, to_client=self._refusal(ident, verdict)
+            )
         name = known.canonical
-        if name == CHAL_QUERY:
-            return self._answer(ident, known, _challenge(), "identity comes from the certificate")
-        if name == AUTH:
-            return self._answer(ident, known, "", "identity comes from the certificate")
-        if name == ACC_QUERY:
-            text = f"-stealth=False -exclusive=False {self.level.label}"
-            return self._answer(ident, known, text, "session level kept by the gateway")
-        if name == ACC:
-            return self._access(ident, known, now)
+        if isinstance(verdict, Answered):
+            if verdict.sets_level is not None:  # ACC within the grant
+                self.level = verdict.sets_level
+                return self._answer(ident, known, "", verdict.reason)
+            if name == CHAL_QUERY:
+                return self._answer(ident, known, _challenge(), verdict.reason)
+            if name == ACC_QUERY:
+                text = f"-stealth=False -exclusive=False {self.level.label}"
+                return self._answer(ident, known, text, verdict.reason)
+            return self._answer(ident, known, "", verdict.reason)
+        if verdict.sets_level is not None:  # ACC asking for stealth or exclusive access
+            self._taint("stealth or exclusive access was asked for")
+            # Forwarded as built from the request, not as received: the instrument would expand
+            # a `$(...)` in any other argument.
+            self.upstream_level = None  # known again when the instrument says OK
+            reason = f"within grant {self.grant.label}"
+            return self._forward(
+                ident, known, known.access_tail(), now, reason=reason, sets=verdict.sets_level
+            )
         if name == QUIT and self.keep_upstream and not self._pending:
             self.quit = True
             reason = "session ended here; the instrument connection stays"
             return self._answer(ident, known, "", reason)
-        decision = known.decision(self.level)
-        if not isinstance(decision, Allowed):
-            error = _insufficient(ident, decision.required, self.level, decision.reason)
-            # The decision's own reason goes to the audit log; the client gets it on one line.
-            return self._verdict(known, Decision.DENIED, decision.reason, to_client=error)
-        return self._forward(ident, known, None, now, reason=f"needs {decision.required.label}")
+        return self._forward(ident, known, None, now, reason=f"needs {verdict.required.label}")
+
+    def _refusal(self, ident: int, denied: Denied) -> bytes:
+        """The ERRor a denied command is answered with; the decision's own reason goes to the
+        audit log, the client gets it on one line."""
+        if denied.refusal == "InsufficientAccess":
+            return _insufficient(ident, denied.required, self.level, denied.reason)
+        fields: Options = ()
+        if denied.refusal == "AccessLevelExceeded":
+            fields = (("accessLimit", _quoted(self.grant)),)
+        error = Error(
+            ident=ident, error_class=denied.refusal, fields=fields, message=one_line(denied.reason)
+        )
+        return serialise(error)
 
     def from_upstream(self, raw: bytes) -> Relayed:
         quick = _canonical_final(raw)
@@ -292,34 +339,6 @@ class SessionFilter:
         self.upstream_level = level
         return _LEVEL_COMMANDS[level] % ident
 
-    def _access(self, ident: int, known: _Known, now: float) -> Verdict:
-        request = known.access_request()
-        if isinstance(request, ValueError):
-            error = Error(
-                ident=ident, error_class="InvocationError", fields=(), message=one_line(request)
-            )
-            return self._verdict(known, Decision.DENIED, str(request), to_client=serialise(error))
-        wanted, options, tail = request
-        if wanted > self.grant:
-            reason = f"Access level {wanted.label} exceeds limit {self.grant.label}"
-            error = Error(
-                ident=ident,
-                error_class="AccessLevelExceeded",
-                fields=(("accessLimit", _quoted(self.grant)),),
-                message=reason,
-            )
-            return self._verdict(known, Decision.DENIED, reason, to_client=serialise(error))
-        reason = f"within grant {self.grant.label}"
-        if any(flag == "true" for _, flag in options):
-            self._taint("stealth or exclusive access was asked for")
-            # Forwarded as built from the request, not as received: the instrument would expand
-            # a `$(...)` in any other argument, and ACC is not judged by the policy table.
-            self.upstream_level = None  # known again when the instrument says OK
-            return self._forward(ident, known, tail, now, reason=reason, sets=wanted)
-        self.level = wanted
-        reason += "; the instrument follows ahead of the next command it is sent"
-        return self._verdict(known, Decision.ANSWERED, reason, to_client=b"OK %d\n" % ident)
-
     def _forward(
         self,
         client_ident: int,
@@ -382,32 +401,45 @@ class SessionFilter:
 class _Known:
     """A client command as parsed once, without its ident: what judging and forwarding it needs.
 
-    Parsing and judging are pure functions of a command's bytes (and of the session level), so a
-    command the gateway has seen before, in any session, is recognised by its bytes after the
+    Parsing and judging are pure functions of a command's bytes and of the judge's `Context`, so
+    a command the gateway has seen before, in any session, is recognised by its bytes after the
     ident and not parsed again: qslib sends the same few commands on every connection. Only
-    short commands without a body are kept (`_KNOWN`), and each level's decision is worked out
-    the first time it is asked for, by `access.check` as for any other command."""
+    short commands without a body are kept (`_KNOWN`), and a verdict is worked out by `judge`
+    the first time it is asked for in a context, and kept under the whole context."""
 
-    __slots__ = ("_access", "_decisions", "_tail", "canonical", "command", "logged_args", "taints")
+    __slots__ = (
+        "_access_tail",
+        "_tail",
+        "_verdicts",
+        "canonical",
+        "command",
+        "logged_args",
+        "secret",
+        "taints",
+    )
 
     def __init__(self, command: Command) -> None:
         self.command = command
         self.canonical = command.canonical
-        self.logged_args = _logged_args(command)
+        body = None if command.body is None else command.body.content
+        self.secret = sensitive.bears_secret(command.name, command.options, command.args, body)
+        self.logged_args = _logged_args(command, secret=self.secret)
         self._tail: bytes | None = None  # its bytes after "<ident> ", once it is forwarded
         self.taints = ""
         if self.canonical.startswith(SUBSCRIPTION_PREFIXES):
             self.taints = f"{self.canonical} changes what the instrument sends unasked"
         elif _nests_commands(command):
             self.taints = "a nested $(...) command may change the connection's state"
-        self._decisions: dict[AccessLevel, Allowed | Denied] = {}
-        self._access: tuple[AccessLevel, Options, bytes] | ValueError | None = None
+        self._verdicts: dict[Context, Allowed | Denied | Answered] = {}
+        self._access_tail: bytes | None = None
 
-    def decision(self, level: AccessLevel) -> Allowed | Denied:
-        decision = self._decisions.get(level)
-        if decision is None:
-            decision = self._decisions[level] = check(self.command, level, LABGATE)
-        return decision
+    def verdict(self, context: Context) -> Allowed | Denied | Answered:
+        verdict = self._verdicts.get(context)
+        if verdict is None:
+            if len(self._verdicts) >= _VERDICTS_MAX:
+                self._verdicts.clear()
+            verdict = self._verdicts[context] = judge(self.command, context)
+        return verdict
 
     def forwarded(self, ident: int) -> bytes:
         """Its bytes as forwarded under `ident`: what was judged is exactly what is sent. A
@@ -418,21 +450,19 @@ class _Known:
             self._tail = serialise(self.command)[2:]  # after "0 ": `command` has ident 0
         return b"%d %s" % (ident, self._tail)
 
-    def access_request(self) -> tuple[AccessLevel, Options, bytes] | ValueError:
-        """For ACC: the level asked for, the options, and the command to forward (its tail)."""
-        if self._access is None:
-            try:
-                wanted, options = _access_request(self.command)
-            except ValueError as exc:
-                self._access = exc
-            else:
-                clean = Command(
-                    ident=0, name=self.command.name, options=options, args=(wanted.label,)
-                )
-                self._access = (wanted, options, serialise(clean)[2:])
-        return self._access
+    def access_tail(self) -> bytes:
+        """For an ACC the judge allowed: the command to forward after its ident, built from the
+        request as read (so nothing else in it reaches the instrument)."""
+        if self._access_tail is None:
+            wanted, options = access_request(self.command)
+            clean = Command(ident=0, name=self.command.name, options=options, args=(wanted.label,))
+            self._access_tail = serialise(clean)[2:]
+        return self._access_tail
 
 
+# Verdicts kept per known command: one per context it was judged in (levels x grants, more once a
+# rule reads identities); cleared when full, so many identities cannot grow it without bound.
+_VERDICTS_MAX = 32
 # Commands recognised by their bytes after the ident (see `_Known`); cleared when full.
 _KNOWN: dict[bytes, _Known] = {}
 _KNOWN_MAX = 4096
@@ -487,23 +517,11 @@ def _nests_commands(command: Command) -> bool:
     return any("$(" in token for token in tokens)
 
 
-def _access_request(command: Command) -> tuple[AccessLevel, tuple[tuple[str, str], ...]]:
-    """`ACC [-stealth=B] [-exclusive=B] <Level>` read strictly; ValueError says what is wrong."""
-    if len(command.args) != 1 or command.body is not None:
-        raise ValueError("ACC takes exactly one argument, the access level")
-    options = []
-    for key, value in command.options:
-        flag = unquote(value).lower()
-        if key.lower() not in ("stealth", "exclusive") or flag not in ("true", "false"):
-            raise ValueError(f"ACC option -{key}={value} is not -stealth or -exclusive true/false")
-        options.append((key.lower(), flag))
-    return AccessLevel.parse(unquote(command.args[0])), tuple(options)
-
-
-def _logged_args(command: Command) -> tuple[str, ...]:
+def _logged_args(command: Command, *, secret: bool) -> tuple[str, ...]:
     """Arguments as the audit log keeps them: a body's path but not its content, and nothing of
-    a configuration or login command, whose arguments may be passwords."""
-    if command.canonical in SECRET_BEARING:
+    a command that bears a secret (`sensitive.bears_secret`: a login or configuration command,
+    at the top or nested), whose arguments may be passwords."""
+    if secret:
         return (f"[{len(command.args)} arguments withheld]",) if command.args else ()
     return command.args if command.body is None else command.args[:1]
 

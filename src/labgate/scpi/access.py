@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from types import MappingProxyType
 
-from labgate.scpi import arguments, names, substitution
+from labgate.scpi import arguments, names, sensitive, substitution
 from labgate.scpi.errors import ParseError
 from labgate.scpi.messages import Command
 
@@ -73,18 +73,25 @@ class AccessLevel(IntEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Allowed:
-    """The command may run; `required` is the highest level any part of it needed."""
+    """The command may run; `required` is the highest level any part of it needed. `sets_level`:
+    the level the session takes once the instrument says OK (an ACC it is sent)."""
 
     required: AccessLevel
+    sets_level: AccessLevel | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Denied:
-    """The command may not run: `command` is the part that needed `required`, `reason` says why."""
+    """The command may not run: `command` is the part that needed `required`, `reason` says why.
+
+    `refusal` is the error class the client is answered with: `InsufficientAccess` when a higher
+    level would pass it, `InvocationError` when no level does (a session-state command nested),
+    `AccessLevelExceeded` for an ACC above the grant."""
 
     required: AccessLevel
     command: str
     reason: str
+    refusal: str = "InsufficientAccess"
 
 
 Decision = Allowed | Denied
@@ -177,7 +184,8 @@ _LEVELS: dict[str, tuple[AccessLevel, AccessLevel]] = {
 # fmt: on
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# eq=False: a table is compared and hashed by identity (it is part of a judge's cache key).
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class CommandTable:
     """The level each command needs, under one authority."""
 
@@ -197,6 +205,10 @@ class CommandTable:
     unsafe_argument: AccessLevel | None = None
     """A name the instrument would splice into code or a path that `arguments` refuses; None:
     arguments are not judged."""
+    holder_keeps_state: bool = False
+    """Whoever holds the session keeps its state (see `sensitive`): a command that could be a
+    session-state one is refused nested, at every level, and so is a nested command whose name is
+    not written out plainly; at the top, a name that could be one but is no spelling of it."""
 
     def level_of(self, name: str) -> AccessLevel:
         """The level the command called `name` (any spelling) needs by itself."""
@@ -240,12 +252,13 @@ LABGATE = CommandTable(
     other_expression=FULL,
     unparsable=FULL,
     unsafe_argument=FULL,
+    holder_keeps_state=True,
 )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Need:
-    level: AccessLevel
+    level: AccessLevel | None  # None: no level passes it
     part: str
     reason: str
 
@@ -253,24 +266,35 @@ class _Need:
 def check(command: Command, level: AccessLevel, table: CommandTable) -> Decision:
     """May a session at `level` run `command` under `table`? Every nested part is judged."""
     needs = list(_needs(command, table))
-    highest = max(needs, key=lambda need: need.level)
-    if highest.level > level:
+    never = next((need for need in needs if need.level is None), None)
+    if never is not None:
         return Denied(
-            required=highest.level,
+            required=AccessLevel.FULL,
+            command=never.part,
+            reason=f"{never.reason} ({table.name} policy)",
+            refusal="InvocationError",
+        )
+    highest = max(needs, key=_level)
+    if _level(highest) > level:
+        return Denied(
+            required=_level(highest),
             command=highest.part,
             reason=f"{highest.reason}; the session has {level.label} ({table.name} policy)",
         )
-    return Allowed(required=highest.level)
+    return Allowed(required=_level(highest))
 
 
 def required_level(command: Command, table: CommandTable) -> AccessLevel:
-    """The highest level any part of `command` needs under `table`."""
-    return max(need.level for need in _needs(command, table))
+    """The highest level any part of `command` needs under `table` (Full where none passes)."""
+    return max(_level(need) for need in _needs(command, table))
+
+
+def _level(need: _Need) -> AccessLevel:
+    return AccessLevel.FULL if need.level is None else need.level
 
 
 def _needs(command: Command, table: CommandTable) -> Iterator[_Need]:
-    own = table.level_of(command.name)
-    yield _Need(level=own, part=command.canonical, reason=f"{command.canonical} needs {own.label}")
+    yield _own_need(command.name, table, nested_in=None)
     body = None if command.body is None else command.body.content
     calls: list[_Call] = [(command.canonical, command.options, command.args, body)]
     try:
@@ -282,11 +306,70 @@ def _needs(command: Command, table: CommandTable) -> Iterator[_Need]:
             reason=f"its substitutions cannot be parsed ({exc}), so it needs "
             f"{table.unparsable.label}",
         )
+        if table.holder_keeps_state:
+            yield from _hidden_state_needs(command)
         nodes = []
     yield from _substitution_needs(nodes, table, calls)
     # Arguments last: where a nested command needs as much, naming that command says more.
     for call in calls:
         yield from _unsafe(*call, table)
+
+
+def _own_need(name: str, table: CommandTable, *, nested_in: str | None) -> _Need:
+    """What the command called `name` (as written) needs by itself: one rule for a command at
+    the top and for one nested in `nested_in` (the source of its substitution) alike."""
+    canonical = names.canonical(name)
+    runs = canonical if nested_in is None else f"nested {_short(nested_in)} runs {canonical}"
+    if table.holder_keeps_state:
+        if not sensitive.plain_name(name):
+            where = "the" if nested_in is None else f"nested {_short(nested_in)}: its"
+            return _Need(
+                level=None,
+                part=_short(name),
+                reason=f"{where} command name {_short(name)!r} is not written out "
+                "plainly (a substitution, a quote, a leading ':' or a control character); the "
+                "instrument may read it as any command, one that changes the connection's state "
+                "included",
+            )
+        if sensitive.is_session_state(name):
+            if nested_in is not None:
+                return _Need(
+                    level=None,
+                    part=canonical,
+                    reason=f"{runs}, which acts on the connection's own state (login, level, "
+                    "subscriptions, its end); that is the session holder's alone, so it is "
+                    "never forwarded nested",
+                )
+            if canonical not in sensitive.SESSION_STATE:
+                return _Need(
+                    level=None,
+                    part=canonical,
+                    reason=f"{_short(name)!r} could be a spelling of a command that acts on the "
+                    "connection's own state, but it is none that the gateway knows",
+                )
+    level = table.level_of(name)
+    return _Need(
+        level=level,
+        part=canonical,
+        reason=f"{runs}, which needs {level.label}"
+        if nested_in is not None
+        else f"{canonical} needs {level.label}",
+    )
+
+
+def _hidden_state_needs(command: Command) -> Iterator[_Need]:
+    """For text whose substitutions do not parse: every `$(` found by a plain scan, so that a
+    session-state command cannot hide behind an unclosed bracket."""
+    for text in _texts(command):
+        for name in sensitive.nested_names(text):
+            if not sensitive.plain_name(name) or sensitive.is_session_state(name):
+                yield _Need(
+                    level=None,
+                    part=command.canonical,
+                    reason=f"its substitutions cannot be parsed, and a `$(` in them names "
+                    f"{_short(name)!r}, which may act on the connection's own state",
+                )
+                return
 
 
 _Call = tuple[str, tuple[tuple[str, str], ...], tuple[str, ...], str | None]
@@ -299,14 +382,8 @@ def _substitution_needs(
     """What every nested command and expression needs; nested commands are added to `calls`."""
     for node in substitution.walk(tuple(nodes)):
         if isinstance(node, substitution.CommandSub):
-            nested = names.canonical(node.name)
-            need = table.level_of(node.name)
-            yield _Need(
-                level=need,
-                part=nested,
-                reason=f"nested {_short(node.source)} runs {nested}, which needs {need.label}",
-            )
-            calls.append((nested, node.options, node.args, None))
+            yield _own_need(node.name, table, nested_in=node.source)
+            calls.append((names.canonical(node.name), node.options, node.args, None))
         elif isinstance(node, substitution.ExprSub):
             if node.source in FIXED_EXPRESSIONS:
                 yield _Need(
