@@ -270,11 +270,7 @@ class SessionFilter:
             return Relayed(parts=(serialise(Next(ident=pending.client_ident)),))
         del self._pending[reply.ident]
         status = {Ok: "OK", Error: "ERRor", Warning: "WARNing"}[type(reply)]
-        if isinstance(reply, Ok) and pending.sets_level is not None:
-            self.level = self.upstream_level = pending.sets_level
-        if pending.must_succeed and not isinstance(reply, Ok):
-            self.broken = pending.must_succeed
-            self._taint(pending.must_succeed)
+        self._settle(pending, ok=isinstance(reply, Ok))
         if pending.client_ident is None:
             return Relayed()
         out = serialise(replace(reply, ident=pending.client_ident))
@@ -305,11 +301,7 @@ class SessionFilter:
         if pending is None:
             self._taint("the instrument answered a command nobody sent")
             return Relayed()
-        if word == b"OK" and pending.sets_level is not None:
-            self.level = self.upstream_level = pending.sets_level
-        if pending.must_succeed and word != b"OK":
-            self.broken = pending.must_succeed
-            self._taint(pending.must_succeed)
+        self._settle(pending, ok=word == b"OK")
         if pending.client_ident is None:
             return Relayed()
         head = b"%s %d" % (word, pending.client_ident)
@@ -320,6 +312,22 @@ class SessionFilter:
             status=status,
             sent_at=pending.sent_at,
         )
+
+    def _settle(self, pending: _Pending, *, ok: bool) -> None:
+        """What the final reply to `pending` changes, whichever way the reply came."""
+        if ok and pending.sets_level is not None:
+            # An ACC the instrument agreed to. The session gets at most its grant as it is now:
+            # the grant may have been lowered while the ACC was on its way.
+            self.level = min(pending.sets_level, self.grant)
+            # The instrument took the level asked for, unless an ACC of the gateway's, sent after
+            # this one, has moved it since; when in doubt, or when it is above the session now,
+            # it is not known, and the next command goes out behind an ACC that sets the level.
+            later = any(p.command == ACC and p.client_ident is None for p in self._pending.values())
+            known = not later and pending.sets_level == self.level
+            self.upstream_level = self.level if known else None
+        if pending.must_succeed and not ok:
+            self.broken = pending.must_succeed
+            self._taint(pending.must_succeed)
 
     def lower_grant(self, grant: AccessLevel, *, now: float) -> bytes:
         """Apply a lowered grant at once; return the command that lowers the instrument, if any."""
