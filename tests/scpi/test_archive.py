@@ -350,6 +350,9 @@ def test_a_name_longer_than_the_bound_is_refused() -> None:
         ([b"run/A.xml", b"run/a.xml"], "run/a.xml"),
         ([b"run/x", b"run/x/"], "run/x/"),
         (["run/\u212b".encode(), "run/\u00c5".encode()], "run/\u00c5"),  # NFKC: the same letter
+        ([b"run/x", b"run//x"], "run//x"),
+        ([b"run/x", b"./run/x"], "./run/x"),
+        ([b"run/x", b"run/./x"], "run/./x"),
     ],
 )
 def test_two_members_of_the_same_name_are_refused(names: list[bytes], second: str) -> None:
@@ -365,6 +368,12 @@ def test_two_members_of_the_same_name_are_refused(names: list[bytes], second: st
     verdict = refused(build(specs))
     assert verdict.rule == "duplicate"
     assert verdict.member == second
+
+
+def test_a_file_named_for_the_folder_itself_is_refused() -> None:
+    for name in (b".", b"./."):
+        verdict = refused(one(name))
+        assert verdict.rule == "path"
 
 
 def test_a_member_below_a_file_member_is_refused() -> None:

@@ -31,8 +31,9 @@ past any check made on one reading. So `inspect` accepts only an archive every r
 - Names are ASCII, or UTF-8 with flag bit 11 and valid as UTF-8: a byte above 0x7F in an unmarked
   name reads as CP437 here and perhaps as (lenient, overlong) UTF-8 there, where `\\xc0\\xaf` is
   `/`. Each name then passes the caller's `member_rule` (labgate's file path rules, see
-  `arguments.member_problem`), no two names are the same once case, Unicode forms and a trailing
-  `/` are folded, and no file is also a folder of another member.
+  `arguments.member_problem`), no two names are the same once case, Unicode forms and empty or
+  `.` segments are folded (`Run/a`, `run//a`, `./run/a`), and no file is also a folder of another
+  member.
 - The Unix mode in the external attributes is that of a file or a folder, without setuid, setgid
   or sticky bits: a symbolic link member (the "zip symlink" escape) is refused.
 
@@ -578,13 +579,15 @@ class _Walk:
             if problem is not None:
                 raise _Refusal(member.name, "path", problem)
             key = _fold(member.name)
+            if not key and not member.folder:
+                raise _Refusal(member.name, "path", "names the folder the archive unpacks into")
             if key in seen:
                 raise _Refusal(
                     member.name,
                     "duplicate",
                     f"has the same name as member "
-                    f"{seen[key][:80]!r} once case, Unicode forms and a trailing "
-                    "'/' are folded",
+                    f"{seen[key][:80]!r} once case, Unicode forms, empty and '.' "
+                    "segments are folded",
                 )
             seen[key] = member.name
             if not member.folder:
@@ -790,4 +793,7 @@ def _check_attributes(name: str, attributes: int, size: int) -> bool:
 
 
 def _fold(name: str) -> str:
-    return unicodedata.normalize("NFKC", name).casefold().rstrip("/")
+    """The name as a file system and a careless unzipper may see it: case and Unicode forms
+    folded, empty and `.` segments (`a//b`, `./a`, a trailing `/`) dropped."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "/".join(part for part in folded.split("/") if part not in ("", "."))
