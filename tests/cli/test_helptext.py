@@ -73,8 +73,8 @@ def test_the_defaults_people_asked_about_are_shown(
 
 def test_revoke_says_which_options_name_the_certificate() -> None:
     text = _help(("ca", "revoke"))
-    assert "exactly one of --serial or --cert" in text
-    assert text.count("One of --serial/--cert is needed") == 2
+    assert "exactly one of --serial, --cert or --identity" in text
+    assert text.count("One of --serial/--cert/--identity is needed") == 3
 
 
 def test_a_required_argument_reads_as_in_a_manual() -> None:

@@ -268,7 +268,9 @@ def test_list_expiring_shows_only_what_is_still_valid_and_expires_within_the_day
 
 def test_revoke_needs_exactly_one_of_serial_and_cert(runner: CliRunner, ca_dir: Path) -> None:
     result = run(runner, "revoke", "--dir", str(ca_dir))
-    assert result.exit_code == 1 and "exactly one of --serial and --cert" in result.stderr
+    assert (
+        result.exit_code == 1 and "exactly one of --serial, --cert and --identity" in result.stderr
+    )
     bad = run(runner, "revoke", "--dir", str(ca_dir), "--serial", "xyz")
     assert bad.exit_code == 1 and "not a hexadecimal serial" in bad.stderr
 
@@ -517,3 +519,40 @@ def test_list_in_an_80_column_terminal_keeps_every_value_whole(
             assert row["serial"] in shown  # whole, on one line
             assert row["profile"] in shown
         assert "labgate:user:alice" in shown and "revoked" in shown
+
+
+def test_revoke_by_identity_revokes_every_certificate_a_person_holds_and_no_one_elses(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    assert _issue(runner, ca_dir, tmp_path / "alice").exit_code == 0
+    renewed = run(
+        runner, "renew", "--dir", str(ca_dir), "--cert", str(tmp_path / "alice.crt"),
+        "--out", str(tmp_path / "alice2"), "--new-key",
+    )  # fmt: skip
+    assert renewed.exit_code == 0, renewed.output
+    # A name that merely starts the same, and a device named alike, are other holders.
+    for name, profile in (("alice2", "client"), ("alice", "device")):
+        other = run(
+            runner, "issue", "--dir", str(ca_dir), "--profile", profile, "--name", name,
+            "--out", str(tmp_path / f"{profile}-{name}"),
+        )  # fmt: skip
+        assert other.exit_code == 0, other.output
+    done = run(
+        runner, "revoke", "--dir", str(ca_dir), "--identity", "labgate:user:alice",
+        "--reason", "privilegeWithdrawn",
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    rows = json.loads(run(runner, "list", "--dir", str(ca_dir), "--json").stdout)
+    status = {(r["identity"], r["serial"]): r["status"] for r in rows if r["identity"]}
+    alices = [s for (i, _), s in status.items() if i == "labgate:user:alice"]
+    assert alices == ["revoked", "revoked"]
+    assert (
+        status[("labgate:user:alice2", format(_leaf_serial(tmp_path / "client-alice2.crt"), "x"))]
+        == "valid"
+    )
+    assert (
+        status[("labgate:device:alice", format(_leaf_serial(tmp_path / "device-alice.crt"), "x"))]
+        == "valid"
+    )
+    again = run(runner, "revoke", "--dir", str(ca_dir), "--identity", "labgate:user:alice")
+    assert again.exit_code == 1 and "no unrevoked, unexpired certificate" in again.stderr

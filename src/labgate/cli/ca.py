@@ -394,7 +394,7 @@ def revoke(
         typer.Option(
             "--serial",
             metavar="HEX",
-            help="Its serial in hex (colons allowed). One of --serial/--cert is needed.",
+            help="Its serial in hex (colons allowed). One of --serial/--cert/--identity is needed.",
         ),
     ] = None,
     cert: Annotated[
@@ -402,7 +402,16 @@ def revoke(
         typer.Option(
             "--cert",
             metavar="FILE",
-            help="The certificate file. One of --serial/--cert is needed.",
+            help="The certificate file. One of --serial/--cert/--identity is needed.",
+        ),
+    ] = None,
+    identity: Annotated[
+        str | None,
+        typer.Option(
+            "--identity",
+            metavar="URI",
+            help="Every unrevoked, unexpired certificate naming this identity "
+            "(labgate:user:alice): offboarding. One of --serial/--cert/--identity is needed.",
         ),
     ] = None,
     reason: Annotated[
@@ -415,18 +424,36 @@ def revoke(
     ] = "unspecified",
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Revoke one certificate, named by exactly one of --serial or --cert; the next CRL lists it."""
+    """Revoke certificates, named by exactly one of --serial, --cert or --identity; the next CRL
+    lists them."""
     with _reported():
-        if (serial is None) == (cert is None):
-            raise CliError("give exactly one of --serial and --cert")
+        if sum(given is not None for given in (serial, cert, identity)) != 1:
+            raise CliError("give exactly one of --serial, --cert and --identity")
         with _opened(directory, passphrase_file) as ca:
             if serial is not None:
-                number = _serial(serial)
+                numbers = [_serial(serial)]
+            elif cert is not None:
+                numbers = [ca.entry_of(cert.read_bytes()).serial]
             else:
-                assert cert is not None
-                number = ca.entry_of(cert.read_bytes()).serial
-            entry = ca.revoke(number, reason)
-            typer.echo(f"revoked serial {entry.serial:x} ({entry.name}, {reason})")
+                assert identity is not None
+                numbers = _held_by(ca, identity)
+            for number in numbers:
+                entry = ca.revoke(number, reason)
+                typer.echo(f"revoked serial {entry.serial:x} ({entry.name}, {reason})")
+
+
+def _held_by(ca: CertificateAuthority, identity: str) -> list[int]:
+    if not identity.startswith("labgate:"):
+        raise CliError(f"--identity {identity!r}: expected a labgate: URI, e.g. labgate:user:alice")
+    now = datetime.now(UTC)
+    held = [
+        e.serial
+        for e in ca.inventory.entries(unexpired_at=now)
+        if e.identity == identity and e.revoked_at is None
+    ]
+    if not held:
+        raise CliError(f"no unrevoked, unexpired certificate names {identity}")
+    return held
 
 
 def _serial(text: str) -> int:
