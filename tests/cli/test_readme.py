@@ -115,7 +115,12 @@ def test_the_control_server_steps_give_a_gateway_its_bundle_and_a_person_a_qslib
         gateway_tls = ssl.create_default_context(cafile=root)
         gateway_tls.load_cert_chain(tmp_path / "gateway.crt", tmp_path / "gateway.key")
         with httpx.Client(base_url=url, verify=gateway_tls, timeout=30) as gw:
-            assert gw.get("/api/v1/gateways/site-a/bundle").status_code == 200
+            assert (
+                gw.get(
+                    "/api/v1/gateways/site-a/bundle", params={"instrument": "qs5-bench3"}
+                ).status_code
+                == 200
+            )
         # Alice exists, with a password of her own.
         admin_pass = (tmp_path / "srv" / "admin-password").read_text().strip()
         with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=root)) as api:
@@ -135,18 +140,30 @@ def test_the_control_server_steps_give_a_gateway_its_bundle_and_a_person_a_qslib
         assert [str(n.value) for n in names] == ["labgate:user:alice"]
         client = ssl.create_default_context(cafile=root)
         client.load_cert_chain(tmp_path / "alice.pem")  # key and chain in one file, as qslib reads
-        # Offboarding: the README's revoke puts her certificate in the gateway's next bundle.
-        offboard = re.search(r"`(labgate ca revoke [^`]+)`", _section("### With a control server"))
-        assert offboard is not None
-        _bash([offboard.group(1)], tmp_path)
+        # Offboarding, the README's one call: her certificate is in the gateway's next bundle.
+        assert "POST /api/v1/users/{id}/disable" in _section("### With a control server")
+        with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=root)) as api:
+            admin = _login(api, "admin")
+            (alice,) = [u for u in api.get("/api/v1/users", headers=admin).json()
+                        if u["username"] == "alice"]  # fmt: skip
+            disabled = api.post(f"/api/v1/users/{alice['id']}/disable", headers=admin)
+            assert disabled.status_code == 200, disabled.text
         with httpx.Client(base_url=url, verify=gateway_tls, timeout=30) as gw:
-            bundle = gw.get("/api/v1/gateways/site-a/bundle").text
+            bundle = gw.get(
+                "/api/v1/gateways/site-a/bundle", params={"instrument": "qs5-bench3"}
+            ).text
         payload = json.loads(base64.urlsafe_b64decode(bundle.split(".")[1] + "=="))
         crl = x509.load_pem_x509_crl(payload["crl_pem"].encode())
         assert crl.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
     finally:
         running.send_signal(signal.SIGTERM)
         running.wait(timeout=30)
+
+
+def _login(api: httpx.Client, username: str) -> dict[str, str]:
+    done = api.post("/api/v1/auth/login", json={"username": username, "password": STRONG})
+    assert done.status_code == 200, done.text
+    return {"Authorization": f"Bearer {done.json()['access_token']}"}
 
 
 def _full_session(api: httpx.Client, username: str, one_time: str) -> dict[str, str]:
