@@ -7,6 +7,7 @@ import json
 import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,108 @@ def test_shared_listener_picks_the_instrument_by_server_name(
     assert _first_line(running, context, "qs5-tls").startswith(b"READy")
     reason = _refused(running, context, instrument="qs5-plain", server_name="localhost")
     assert "server name (SNI) names no instrument" in reason
+
+
+def _forged_client(pki: Any, directory: Path, name: str, uris: list[str]) -> Path:
+    """A client certificate signed by the trusted issuing CA, as this CA never issues: SAN URIs
+    as given (a misissued or tampered-with profile). Returns the qslib-style combined PEM."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    issuing_key = serialization.load_pem_private_key(
+        (pki.directory / "ca" / "issuing.key").read_bytes(), password=None
+    )
+    issuing = x509.load_pem_x509_certificate(pki.ca.issuing_pem)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuing.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuing.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        )
+    )
+    if uris:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
+            critical=False,
+        )
+    certificate = builder.sign(issuing_key, hashes.SHA256())  # type: ignore[arg-type]
+    pem = directory / f"{name}.pem"
+    pem.write_bytes(
+        certificate.public_bytes(serialization.Encoding.PEM)
+        + pki.ca.issuing_pem
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return pem
+
+
+def test_a_certificate_naming_two_identities_is_refused_saying_so(
+    gateway: Any, pki: Any, raw_client: Any, simulator: Any, tmp_path: Path
+) -> None:
+    # Both identities have grants: a certificate that names them both may be neither.
+    pem = _forged_client(pki, tmp_path, "two-faced", ["labgate:user:olive", "labgate:user:alice"])
+    mark = len(simulator.received())
+    line = raw_client(gateway, pki, "olive", pem=pem).refused()
+    assert line.startswith(b"ERRor 0 [AccessDenied]"), line
+    assert b"2 labgate: SAN URIs" in line
+    assert b"labgate:user:olive, labgate:user:alice" in line
+    assert b"carries no labgate" not in line
+    assert simulator.received()[mark:] == []
+    refused = [e for e in _audit(gateway) if e.get("event") == "refused"]
+    assert refused[-1]["kind"] == "identity"
+    assert "exactly one must name its holder" in refused[-1]["reason"]
+
+
+def test_a_certificate_naming_nobody_is_refused_saying_so(
+    gateway: Any, pki: Any, raw_client: Any, tmp_path: Path
+) -> None:
+    pem = _forged_client(pki, tmp_path, "anonymous", ["https://example.test/alice"])
+    line = raw_client(gateway, pki, "olive", pem=pem).refused()
+    assert line.startswith(b"ERRor 0 [AccessDenied]"), line
+    assert b"carries no labgate: SAN URI" in line
+
+
+def test_a_grant_withdrawn_during_the_wait_for_the_instrument_is_refused_with_its_reason(
+    gateway_factory: Any,
+    pki: Any,
+    raw_client: Any,
+    config_writer: Any,
+    simulator: Any,
+    tmp_path: Path,
+) -> None:
+    from labgate.gateway.config import load_config
+
+    one_slot = "max_upstream = 1\nupstream_wait = 20\nupstream_idle = 0"
+    gateway = gateway_factory(extra_instrument=one_slot)
+    holder = raw_client(gateway, pki, "alice")
+    assert holder.line().startswith(b"READy")
+    waiting = raw_client(gateway, pki, "olive")  # verified, admitted, now waiting for the slot
+    deadline = time.monotonic() + 10
+    while gateway.run(lambda: gateway.gateway.slots["qs5-plain"]._waiting) < 1:
+        assert time.monotonic() < deadline, "the second client never waited for the slot"
+        time.sleep(0.05)
+    path = config_writer(tmp_path, pki, simulator, grants={"alice": "Controller"},
+                         extra_instrument=one_slot)  # fmt: skip
+    gateway.call(gateway.gateway.reload(load_config(path)))
+    assert holder.ask("0 QUIT") == b"OK 0"  # the slot is free: the waiting one is judged again
+    line = waiting.refused()
+    assert line.startswith(b"ERRor 0 [AccessDenied]"), line
+    assert b"no grant for labgate:user:olive" in line
+    assert b"while waiting for the instrument" in line

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from labgate.gateway.errors import ConfigError
-from labgate.pki.identity import identity_of
+from labgate.pki.identity import labgate_uris
 from labgate.pki.tlsconfig import intermediate_profile
 
 
@@ -37,7 +37,8 @@ class TlsFiles:
 class PeerCertificate:
     """The verified client certificate, as the session and the audit log need it."""
 
-    identity: str | None  # the labgate: SAN URI
+    identity: str | None  # the labgate: SAN URI, if there is exactly one
+    identities: tuple[str, ...]  # every labgate: SAN URI (more than one names nobody)
     fingerprint: str  # sha256 hex of the DER, for the audit log
     serial: int
     issuer: x509.Name
@@ -101,8 +102,10 @@ def _read_certificate(der: bytes) -> PeerCertificate:
     # What a certificate says depends on its bytes alone; a client that connects for every
     # command (as qslib does) presents the same bytes each time. OpenSSL verified it already.
     certificate = x509.load_der_x509_certificate(der)
+    identities = labgate_uris(certificate)
     return PeerCertificate(
-        identity=identity_of(certificate),
+        identity=identities[0] if len(identities) == 1 else None,
+        identities=identities,
         fingerprint=hashlib.sha256(der).hexdigest(),
         serial=certificate.serial_number,
         issuer=certificate.issuer,

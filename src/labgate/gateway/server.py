@@ -2,8 +2,10 @@
 
 Admission runs in this order, each step refusing with a logged reason before the next costs more:
 connection limit, TLS handshake (OpenSSL checks the client certificate against `client_ca` and the
-CRL; the SNI callback refuses an unknown server name on a shared listener), grant, per-identity
-limit, an upstream slot, the upstream login. Only then does a `Session` relay anything.
+CRL; the SNI callback refuses an unknown server name on a shared listener), admission (identity,
+dates, CRL, trust, grant: `admission.admit`, asked again after the wait for a slot and on every
+reload), per-identity limit, an upstream slot, the upstream login. Only then does a `Session`
+relay anything.
 """
 
 from __future__ import annotations
@@ -22,20 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from labgate.gateway.accept import ClientSide, Handshake, listen
+from labgate.gateway.admission import Admission, Refused, admit
 from labgate.gateway.audit import AuditLog
 from labgate.gateway.auditchain import AuditError
 from labgate.gateway.bundles import Bundle
-from labgate.gateway.client_tls import peer_certificate, still_trusted
+from labgate.gateway.client_tls import peer_certificate
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
 from labgate.gateway.errors import GatewayError, InstrumentBusy, ListenError, UpstreamError
-from labgate.gateway.grants import NotGranted
 from labgate.gateway.metrics import GatewayMetrics
 from labgate.gateway.refusal import tell_refused
 from labgate.gateway.session import Session, SessionInfo
 from labgate.gateway.slots import UpstreamSlots
 from labgate.gateway.state import LiveState, build_state, group_listeners
 from labgate.gateway.upstream import UpstreamConnection, connect
-from labgate.scpi.access import AccessLevel
 
 log = logging.getLogger("labgate.gateway")
 
@@ -228,22 +229,18 @@ class Gateway:
         log.info("reloaded%s: %d grants in force", f" ({why})" if why else "",
                  len(state.grants.grants))  # fmt: skip
         for session in list(self.sessions):
-            certificate = session.info.certificate
-            if any(crl.revokes(certificate) for crl in state.revoked):
-                self._close_session(session, "client certificate revoked")
-                continue
-            if not still_trusted(certificate, session.info.admitted_under, state.anchors):
-                self._close_session(session, "the client CA that admitted it is no longer trusted")
-                continue
-            decision = state.grants.decide(certificate.identity, session.info.instrument.name)
-            if isinstance(decision, NotGranted):
-                self._close_session(session, f"grant withdrawn: {decision.reason}")
-            elif decision.level != session.filter.grant:
-                if decision.level < session.filter.grant:
+            verdict = self._admission(session.info)
+            if isinstance(verdict, Refused):
+                withdrawn = verdict.kind == "no_grant"
+                self._close_session(
+                    session, f"grant withdrawn: {verdict.reason}" if withdrawn else verdict.reason
+                )
+            elif verdict.level != session.filter.grant:
+                if verdict.level < session.filter.grant:
                     log.info("session %d (%s on %s): grant lowered to %s", session.info.conn,
                              session.info.identity, session.info.instrument.name,
-                             decision.level.label)  # fmt: skip
-                session.change_grant(decision.level)
+                             verdict.level.label)  # fmt: skip
+                session.change_grant(verdict.level)
 
     def _close_session(self, session: Session, reason: str) -> None:
         log.info("session %d (%s on %s) closed: %s", session.info.conn, session.info.identity,
@@ -356,18 +353,14 @@ class Gateway:
         if instrument is None or certificate is None:  # the SNI callback and OpenSSL refuse these
             self._refuse_early(conn, peer, "tls", "no instrument or no client certificate")
             return
-        if certificate.not_after <= datetime.now(UTC):
-            # OpenSSL checked the date at the full handshake; a resumed TLS session is not
-            # checked again, and may outlive the certificate it was made with.
-            self._refuse_early(conn, peer, "tls", "TLS session resumed with an expired certificate")
-            return
         base = {"conn": conn, "peer": peer, "identity": certificate.identity,
                 "fingerprint": certificate.fingerprint, "instrument": instrument.name}  # fmt: skip
-        decision = self.state.grants.decide(certificate.identity, instrument.name)
-        if isinstance(decision, NotGranted):
-            await self._refuse(
-                client, base, "no_grant", decision.reason, error_class="AccessDenied"
-            )
+        info = SessionInfo(conn=conn, peer=peer, instrument=instrument,
+                           certificate=certificate, admitted_under=admitted_under)  # fmt: skip
+        verdict = self._admission(info)
+        if isinstance(verdict, Refused):
+            await self._refuse(client, base, verdict.kind, verdict.reason,
+                               error_class="AccessDenied")  # fmt: skip
             return
         identity = certificate.identity or ""
         per_identity = self.state.config.limits.max_connections_per_identity
@@ -377,8 +370,6 @@ class Gateway:
             return
         self._per_identity[identity] += 1
         try:
-            info = SessionInfo(conn=conn, peer=peer, instrument=instrument,
-                               certificate=certificate, admitted_under=admitted_under)  # fmt: skip
             await self._run_upstream(info, client, base)
         finally:
             self._per_identity[identity] -= 1
@@ -399,12 +390,13 @@ class Gateway:
             try:
                 # Judged again now: a reload during the wait for a slot may have withdrawn the
                 # grant or revoked the certificate, and no session may start on the old answer.
-                level = self._still_allowed(info)
-                if level is None:
-                    await self._refuse(client, base, "no_grant",
-                                       "grant withdrawn or certificate revoked while waiting",
+                verdict = self._admission(info)
+                if isinstance(verdict, Refused):
+                    await self._refuse(client, base, verdict.kind,
+                                       f"{verdict.reason} (while waiting for the instrument)",
                                        error_class="AccessDenied")  # fmt: skip
                     return
+                level = verdict.level
                 session = Session(
                     info=info,
                     grant=level,
@@ -455,14 +447,10 @@ class Gateway:
             await slots.give_back(None, keep=False)
             raise
 
-    def _still_allowed(self, info: SessionInfo) -> AccessLevel | None:
-        state = self.state
-        if any(crl.revokes(info.certificate) for crl in state.revoked):
-            return None
-        if not still_trusted(info.certificate, info.admitted_under, state.anchors):
-            return None
-        decision = state.grants.decide(info.certificate.identity, info.instrument.name)
-        return None if isinstance(decision, NotGranted) else decision.level
+    def _admission(self, info: SessionInfo) -> Admission:
+        """The one admission verdict (see `admission`), under the state in force now."""
+        return admit(self.state, info.certificate, instrument=info.instrument.name,
+                     admitted_under=info.admitted_under, now=datetime.now(UTC))  # fmt: skip
 
     def _instrument_for(self, index: int, server_name: str | None) -> InstrumentConfig | None:
         instruments = self._listeners[index].instruments

@@ -28,16 +28,21 @@ def is_labgate_uri(value: str) -> bool:
     return value.lower().startswith(SCHEME)
 
 
+def labgate_uris(certificate: x509.Certificate) -> tuple[str, ...]:
+    """Every `labgate:` SAN URI of the certificate, in order (one, in a certificate of ours)."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    found = san.value.get_values_for_type(x509.UniformResourceIdentifier)
+    return tuple(u for u in found if is_labgate_uri(u))
+
+
 def identity_of(certificate: x509.Certificate) -> str | None:
     """The certificate's single `labgate:` SAN URI, or None if it has none or, ambiguously, several.
 
     This CA never issues a certificate with two identities; one that has them is not trusted to
-    name anyone.
+    name anyone (`labgate_uris` tells the two cases apart, to say which it was).
     """
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except x509.ExtensionNotFound:
-        return None
-    found = san.value.get_values_for_type(x509.UniformResourceIdentifier)
-    labgate = [u for u in found if is_labgate_uri(u)]
-    return labgate[0] if len(labgate) == 1 else None
+    found = labgate_uris(certificate)
+    return found[0] if len(found) == 1 else None
