@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import select
 import socket
 import ssl
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -175,33 +177,147 @@ def test_session_ends_when_the_client_certificate_expires(
     assert client.line() == b""
 
 
-def test_one_source_cannot_hold_every_slot_with_slow_handshakes(
+def test_at_the_per_source_limit_the_oldest_silent_handshake_makes_way(
     gateway_factory: Any, pki: Any, raw_client: Any
 ) -> None:
-    gateway = gateway_factory(extra_gateway="max_handshakes_per_source = 2")
+    gateway = gateway_factory(
+        extra_gateway="max_handshakes_per_source = 2\nclient_hello_timeout = 60"
+    )
     address = gateway.address("qs5-plain")
-    # Two connections that never start TLS: a slow-handshake attacker's first two.
+    # Two connections that never start TLS: a slow-handshake attacker's, from our own address.
     stalled = [socket.create_connection(address, timeout=10) for _ in range(2)]
     try:
-        third = socket.create_connection(address, timeout=10)
-        with third:
-            assert third.recv(1) == b""  # dropped before any handshake byte was read
-        refusal = _events(gateway, "handshake_failure")[-1]
-        assert refusal["kind"] == "source_handshake_limit"
-        assert "2 TLS handshakes from 127.0.0.1" in refusal["reason"]
+        client = raw_client(gateway, pki, "alice")  # a third, prompt one from the same address
+        assert client.line().startswith(b"READy")
+        assert stalled[0].recv(1) == b""  # the oldest silent one was dropped for it
+        shed = _events(gateway, "handshake_failure")[-1]
+        assert shed["kind"] == "shed"
+        assert "2 TLS handshakes from 127.0.0.1 in progress" in shed["reason"]
+        assert "the oldest without a ClientHello made way" in shed["reason"]
+        stalled[1].settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            stalled[1].recv(1)  # the other one is still held: it was not the oldest
     finally:
         for s in stalled:
             s.close()
-    # Once those are gone, the same host gets in again.
+
+
+def _client_hello(server_name: str) -> bytes:
+    """The bytes of a real ClientHello (Python's, TLS 1.2 and 1.3), for a client that sends it and
+    then never answers the server."""
+    context = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=server_name)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+@pytest.mark.parametrize(
+    ("sent", "kind"),
+    [(b"", "hello_timeout"), (b"\x16\x03\x01\x02", "hello_timeout")],
+    ids=["silent", "trickling"],
+)
+def test_a_connection_without_a_whole_client_hello_is_dropped_at_its_deadline(
+    gateway_factory: Any, sent: bytes, kind: str
+) -> None:
+    gateway = gateway_factory(extra_gateway="client_hello_timeout = 0.3\nhandshake_timeout = 30")
+    with socket.create_connection(gateway.address("qs5-plain"), timeout=10) as slow:
+        slow.sendall(sent)  # nothing, or the first bytes of a record and no more
+        started = time.monotonic()
+        assert slow.recv(1) == b""  # closed by the gateway, long before the handshake timeout
+        assert time.monotonic() - started < 10
+    refusal = _events(gateway, "handshake_failure")[-1]
+    assert refusal["kind"] == kind
+    assert "no TLS ClientHello within 0.3 s" in refusal["reason"]
+
+
+def test_a_client_hello_that_is_not_one_goes_to_openssl_and_is_refused(
+    gateway_factory: Any,
+) -> None:
+    gateway = gateway_factory()
+    with socket.create_connection(gateway.address("qs5-plain"), timeout=10) as odd:
+        odd.sendall(b"GET / HTTP/1.1\r\nHost: qs5-plain\r\n\r\n")
+        with contextlib.suppress(ConnectionResetError):
+            assert b"READy" not in odd.recv(4096)
     deadline = time.monotonic() + 10
-    while True:
-        try:
-            client = raw_client(gateway, pki, "alice")
-            assert client.line().startswith(b"READy")
-            break
-        except (ssl.SSLError, ConnectionResetError, OSError):
-            assert time.monotonic() < deadline, "the handshake count was never released"
-            time.sleep(0.1)
+    while not (refusals := _events(gateway, "handshake_failure")):
+        assert time.monotonic() < deadline, "no refusal recorded"
+        time.sleep(0.05)
+    assert refusals[-1]["kind"] == "tls"
+
+
+class _Attacker:
+    """Holds `count` slow connections to `address` from our own address, half of them silent and
+    half having sent a real ClientHello and then nothing, and opens a new one for each the
+    gateway drops, on a thread of its own, until stopped (or for at most `seconds`)."""
+
+    def __init__(self, address: tuple[str, int], count: int, *, seconds: float = 120) -> None:
+        self._address = address
+        self._hello = _client_hello("qs5-plain")
+        self._stop = threading.Event()
+        self._deadline = time.monotonic() + seconds
+        self.opened = 0
+        self.dropped = 0
+        self._sockets = [self._open(i) for i in range(count)]
+        self._thread = threading.Thread(target=self._hold, daemon=True)
+        self._thread.start()
+
+    def _open(self, index: int) -> socket.socket:
+        s = socket.create_connection(self._address, timeout=10)
+        if index % 2:
+            s.sendall(self._hello)
+        s.setblocking(False)
+        self.opened += 1
+        return s
+
+    def _hold(self) -> None:
+        while not self._stop.is_set() and time.monotonic() < self._deadline:  # bounded
+            readable, _, _ = select.select(self._sockets, [], [], 0.05)
+            for s in readable:
+                try:
+                    gone = s.recv(65536) == b""
+                except (BlockingIOError, InterruptedError):
+                    gone = False
+                except OSError:
+                    gone = True
+                if gone:
+                    index = self._sockets.index(s)
+                    s.close()
+                    self.dropped += 1
+                    with contextlib.suppress(OSError):
+                        self._sockets[index] = self._open(index)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for s in self._sockets:
+            s.close()
+
+
+@pytest.mark.slow
+def test_300_slow_connections_from_one_address_do_not_lock_out_a_prompt_client(
+    gateway_process_factory: Any, pki: Any, machine: Any
+) -> None:
+    # The real client behind the same address as the attacker (as behind a NAT, a VPN
+    # concentrator, or here loopback). The ClientHello deadline is long, so that what serves
+    # the client is the shedding, not the attacker's connections timing out.
+    gateway = gateway_process_factory(extra_gateway="client_hello_timeout = 60")
+    attacker = _Attacker(gateway.address("qs5-plain"), 300)
+    try:
+        served, failures = 0, []
+        for _ in range(5):
+            m = machine(gateway, pki, "alice")
+            try:
+                if m.machine_status().drawer in ("Open", "Closed"):
+                    served += 1
+            except (OSError, ValueError) as exc:  # qslib's transport errors are ValueErrors
+                failures.append(str(exc))
+        assert served == 5, f"served {served} of 5: {failures}"
+        assert attacker.opened >= 300
+        assert attacker.dropped >= 300 - 64  # the gateway shed the attacker's own connections
+    finally:
+        attacker.stop()
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmRSS")

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gc
 import json
+import socket
+import ssl
 import time
 from typing import Any
 
@@ -128,3 +130,87 @@ def test_caches_held_by_long_sessions_are_bounded_by_turning_the_cache_off(
         gateway.run(gc.collect)  # the closed connections' objects may sit in cycles
         time.sleep(0.1)
     assert gateway.run(lambda: gateway.gateway.tls_session_cache_on)
+
+
+def _shared_gateway(gateway_factory: Any) -> Any:
+    """qs5-plain and qs5-tls on one address, told apart by the server name; alice may be a
+    Controller on qs5-tls but only an Observer on qs5-plain."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    grants = "".join(
+        f'[[grant]]\nidentity = "labgate:user:alice"\ninstrument = "{instrument}"\n'
+        f'level = "{level}"\n\n'
+        for instrument, level in (("qs5-tls", "Controller"), ("qs5-plain", "Observer"))
+    )
+    return gateway_factory(
+        shared_listen=f'listen = "127.0.0.1:{port}"', grants={}, extra_sections=grants
+    )
+
+
+def _session_for(
+    raw_client: Any, gateway: Any, pki: Any, instrument: str, version: ssl.TLSVersion
+) -> tuple[ssl.SSLContext, ssl.SSLSession]:
+    context = ssl.create_default_context(cafile=str(pki.root))
+    context.load_cert_chain(str(pki.clients["alice"].pem))
+    context.maximum_version = version
+    first = raw_client(gateway, pki, "alice", instrument, context=context)
+    assert first.line().startswith(b"READy")
+    assert first.ask("0 ACC?").startswith(b"OK 0")
+    assert first.ask("1 QUIT") == b"OK 1"
+    session = first.sock.session
+    assert session is not None
+    first.close()
+    return context, session
+
+
+def _connects(gateway: Any, instrument: str) -> list[str]:
+    gateway.call(gateway.gateway.audit.flush())
+    lines = gateway.gateway.audit.path.read_text().splitlines()
+    return [e["instrument"] for e in map(json.loads, lines) if e.get("event") == "connect"]
+
+
+def test_a_tls12_session_made_for_one_instrument_is_refused_under_anothers_name(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = _shared_gateway(gateway_factory)
+    context, session = _session_for(raw_client, gateway, pki, "qs5-tls", ssl.TLSVersion.TLSv1_2)
+    before = _connects(gateway, "qs5-tls")
+    # The attacker asks for qs5-plain (Observer) with the session made on qs5-tls (Controller).
+    again = raw_client(gateway, pki, "alice", "qs5-plain", context=context, session=session)
+    line = again.refused()
+    assert line.startswith(b"ERRor 0 [AccessDenied]"), line
+    assert b"made for instrument 'qs5-tls'" in line
+    assert b"'qs5-plain'" in line
+    assert _connects(gateway, "qs5-tls") == before  # no session started on either instrument
+    # Without the old session, the same client gets qs5-plain, at its own level there.
+    fresh = raw_client(gateway, pki, "alice", "qs5-plain", context=context)
+    assert fresh.line().startswith(b"READy")
+    assert fresh.ask("0 ACC -stealth=false -exclusive=false Controller").startswith(
+        b"ERRor 0 [AccessLevelExceeded]"
+    )
+
+
+def test_a_tls12_session_resumed_under_its_own_name_is_served(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = _shared_gateway(gateway_factory)
+    context, session = _session_for(raw_client, gateway, pki, "qs5-tls", ssl.TLSVersion.TLSv1_2)
+    again = raw_client(gateway, pki, "alice", "qs5-tls", context=context, session=session)
+    assert again.line().startswith(b"READy")
+    assert again.sock.session_reused
+    assert again.ask("0 ACC -stealth=false -exclusive=false Controller") == b"OK 0"
+    assert _connects(gateway, "qs5-tls")[-1] == "qs5-tls"
+
+
+def test_a_tls13_session_resumed_under_another_name_lands_on_that_instrument(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = _shared_gateway(gateway_factory)
+    context, session = _session_for(raw_client, gateway, pki, "qs5-tls", ssl.TLSVersion.TLSv1_3)
+    again = raw_client(gateway, pki, "alice", "qs5-plain", context=context, session=session)
+    assert again.line().startswith(b"READy")
+    assert again.ask("0 ACC -stealth=false -exclusive=false Controller").startswith(
+        b"ERRor 0 [AccessLevelExceeded]"
+    )  # an Observer here, whatever the session was made for
+    assert _connects(gateway, "qs5-plain")[-1] == "qs5-plain"

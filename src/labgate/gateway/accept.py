@@ -1,16 +1,21 @@
 """Accepting client connections: the TLS layer is the connection's protocol from its first byte.
 
-Each accepted connection gets, in `connection_made` and so before the loop has read a byte, a TLS
-protocol object of its own: the class the running loop's own `create_server(ssl=...)` uses, which
-under uvloop is uvloop's compiled one (the gateway's largest per-byte and per-record saving) and
-under the standard loop asyncio's. Nothing can read the ClientHello before it, which is what went
-wrong when a plain connection was paused and upgraded later (uvloop reads right after
-`connection_made`, whatever the protocol asked).
+Each accepted connection gets, in `connection_made` and so before the loop has read a byte, a
+protocol of ours that reads the ClientHello, then a TLS protocol object of its own: the class the
+running loop's own `create_server(ssl=...)` uses, which under uvloop is uvloop's compiled one (the
+gateway's largest per-byte and per-record saving) and under the standard loop asyncio's. Every
+byte read goes to one of the two; none is lost between them, which is what went wrong when a plain
+connection was paused and upgraded later (uvloop reads right after `connection_made`, whatever
+the protocol asked).
 
 Building the TLS protocol here, rather than passing `ssl=` to the listener, keeps the handshake's
 outcome in the gateway's hands: the listener would drop a failed handshake silently, while our
 waiter says why it failed, so every failure is counted and logged with its reason. The connection
 limit is judged before any TLS work, and the handshake timeout is the protocol's own.
+
+The ClientHello reader (see `clienthello`) keeps the server name the client sent, which OpenSSL
+does not report for a resumed TLS 1.2 session, under a short deadline of its own, then hands the
+bytes it read to the TLS protocol as the transport would.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import functools
 import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
+
+from labgate.gateway.clienthello import Hello, Incomplete, read_hello
 
 # What a client may send before its session starts (the real one sends one short command).
 _HOLD = 256 * 1024
@@ -191,35 +198,147 @@ class _Discard:
 _DISCARD = _Discard()
 
 
-class Handshake:
-    """The server side of one TLS handshake, started on a just-accepted connection."""
+class Shed(Exception):
+    """The gateway dropped this unfinished handshake to make way for a newer one."""
 
-    def __init__(self, transport: asyncio.Transport, context: ssl.SSLContext, *, timeout: float):
+
+class HelloTimeout(TimeoutError):
+    """No whole ClientHello arrived in time."""
+
+
+class Handshake:
+    """The server side of one TLS handshake, started on a just-accepted connection.
+
+    First the ClientHello is read here (within `hello_timeout`; see `clienthello`): its server
+    name is kept (`server_name`), and until it is whole the connection is `in_hello`, the first
+    to be shed. Then the loop's TLS protocol takes the connection over, is handed the bytes read
+    so far, and runs the handshake under its own timeout: what is left of `timeout`, which
+    bounds the whole.
+    """
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        context: ssl.SSLContext,
+        *,
+        timeout: float,
+        hello_timeout: float,
+    ) -> None:
         loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._transport = transport
+        self._context = context
+        self._timeout = timeout
         self._waiter: asyncio.Future[None] = loop.create_future()
+        self._tls: Any = None
+        self._shed: str | None = None
+        self._hello = bytearray()
         self.client = ClientSide(loop)
-        self._tls: Any = _tls_protocol_class(loop)(
-            loop,
-            self.client,
-            context,
-            self._waiter,
-            server_side=True,
-            ssl_handshake_timeout=timeout,
+        self.server_name: str | None = None  # the name in the ClientHello, lower case
+        self.in_hello = True
+        self._started = loop.time()
+        self._hello_timer = loop.call_later(
+            min(hello_timeout, timeout), self._hello_late, hello_timeout
         )
-        transport.set_protocol(self._tls)
-        self._tls.connection_made(transport)
+        transport.set_protocol(_HelloReader(self))
 
     async def done(self) -> ClientSide:
-        """Wait for the handshake; raise ssl.SSLError (refused), TimeoutError (too slow) or
-        OSError (connection lost)."""
+        """Wait for the handshake; raise ssl.SSLError (refused), TimeoutError (too slow; a
+        `HelloTimeout` for the ClientHello), `Shed`, or OSError (connection lost)."""
         try:
             await self._waiter
         except ConnectionAbortedError as exc:
+            if self._shed is not None:
+                raise Shed(self._shed) from exc
             # Both TLS protocols abort a handshake that outlives its timeout with this error.
             if "taking longer" in str(exc):
-                raise TimeoutError(str(exc)) from exc
+                raise TimeoutError(f"no TLS handshake within {self._timeout:g} s") from exc
+            raise
+        except (OSError, ssl.SSLError) as exc:
+            if self._shed is not None:
+                raise Shed(self._shed) from exc
             raise
         return self.client
+
+    def shed(self, reason: str) -> None:
+        """Drop the connection now (`done` raises `Shed(reason)`)."""
+        self._shed = reason
+        self._hello_timer.cancel()
+        if self._tls is None and not self._waiter.done():
+            self._waiter.set_exception(Shed(reason))
+        self._transport.abort()  # a TLS protocol wakes the waiter itself as the connection goes
+
+    # ---------------------------------------------------------------- the ClientHello
+
+    def _hello_data(self, data: bytes) -> None:
+        self._hello += data
+        reading = read_hello(bytes(self._hello))
+        if isinstance(reading, Incomplete):
+            return
+        if isinstance(reading, Hello):
+            self.server_name = reading.server_name
+        self._start_tls()  # not a ClientHello: OpenSSL refuses it, with its own words
+
+    def _hello_lost(self, exc: Exception | None) -> None:
+        if self._tls is None and not self._waiter.done():
+            self._hello_timer.cancel()
+            self._waiter.set_exception(exc or ConnectionResetError("closed before its ClientHello"))
+
+    def _hello_late(self, seconds: float) -> None:
+        if self._tls is None and not self._waiter.done():
+            late: TimeoutError = HelloTimeout(f"no TLS ClientHello within {seconds:g} s")
+            if seconds >= self._timeout:
+                late = TimeoutError(f"no TLS handshake within {self._timeout:g} s")
+            self._waiter.set_exception(late)
+            self._transport.abort()
+
+    def _start_tls(self) -> None:
+        self.in_hello = False
+        self._hello_timer.cancel()
+        self._tls = _tls_protocol_class(self._loop)(
+            self._loop,
+            self.client,
+            self._context,
+            self._waiter,
+            server_side=True,
+            # What is left of the whole handshake's time (a little, if the hello took it all).
+            ssl_handshake_timeout=max(self._timeout - (self._loop.time() - self._started), 0.1),
+        )
+        self._transport.set_protocol(self._tls)
+        self._tls.connection_made(self._transport)
+        held, self._hello = bytes(self._hello), bytearray()
+        _feed(self._tls, held)
+
+
+class _HelloReader(asyncio.Protocol):
+    """The connection's protocol until its ClientHello is whole (`Handshake`)."""
+
+    def __init__(self, handshake: Handshake) -> None:
+        self._handshake = handshake
+
+    def data_received(self, data: bytes) -> None:
+        self._handshake._hello_data(data)
+
+    def eof_received(self) -> bool:
+        self._handshake._hello_lost(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._handshake._hello_lost(exc)
+
+
+def _feed(protocol: Any, data: bytes) -> None:
+    """Hand bytes already read to a buffered protocol (both TLS protocols are), as the
+    transport itself would."""
+    view = memoryview(data)
+    while view:
+        buffer = protocol.get_buffer(len(view))
+        count = min(len(buffer), len(view))
+        if count == 0:
+            return
+        buffer[:count] = view[:count]
+        protocol.buffer_updated(count)
+        view = view[count:]
 
 
 def _tls_protocol_class(loop: asyncio.AbstractEventLoop) -> Any:

@@ -100,6 +100,7 @@ class SessionLimits:
     max_connections: int
     max_connections_per_identity: int
     handshake_timeout: float
+    client_hello_timeout: float
     max_handshakes_per_source: int
     idle_timeout: float
     max_session: float
@@ -364,8 +365,11 @@ class GatewayConfig(BaseModel):
     max_connections: Count = 512  # client connections open at once, all instruments together
     max_connections_per_identity: Count = 32  # per certificate identity
     handshake_timeout: Seconds = 10.0  # seconds for the client's TLS handshake
-    # TLS handshakes in progress from one source address: one host opening slow handshakes can
-    # hold no more than this many of max_connections (a busy client host opens a few at once).
+    # Seconds for a new connection's whole ClientHello to arrive (a real client sends it at once;
+    # 5 s leaves room for two TCP retransmissions); the handshake's own timeout follows it.
+    client_hello_timeout: Seconds = 5.0
+    # TLS handshakes in progress from one source address; beyond it the oldest one still without
+    # a ClientHello (else the oldest) is dropped for the new one (a NAT may hide many clients).
     max_handshakes_per_source: Count = 64
     idle_timeout: Seconds = 900.0  # seconds without a byte from either side
     max_session: Seconds = 43200.0  # seconds a session may last at all (12 h: longer than a run)
@@ -386,6 +390,7 @@ class GatewayConfig(BaseModel):
             max_connections=self.max_connections,
             max_connections_per_identity=self.max_connections_per_identity,
             handshake_timeout=self.handshake_timeout,
+            client_hello_timeout=self.client_hello_timeout,
             max_handshakes_per_source=self.max_handshakes_per_source,
             idle_timeout=self.idle_timeout,
             max_session=self.max_session,

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from labgate.gateway.accept import ClientSide, Handshake, listen
+from labgate.gateway.accept import ClientSide, Handshake, HelloTimeout, Shed, listen
 from labgate.gateway.admission import Admission, Refused, admit
 from labgate.gateway.audit import AuditLog
 from labgate.gateway.auditchain import AuditError
@@ -76,7 +76,8 @@ class Gateway:
         self._servers: list[asyncio.Server] = []
         self._metrics_server: Any = None
         self._connections = 0
-        self._handshaking: Counter[str] = Counter()  # handshakes in progress, by source host
+        # Handshakes in progress by source host, oldest first (see `_shed_one`).
+        self._handshaking: dict[str, dict[Handshake, None]] = {}
         self._per_identity: Counter[str] = Counter()
         self._next_conn = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -263,15 +264,17 @@ class Gateway:
             transport.abort()
             return
         source = _source_host(transport)
-        if self._handshaking[source] >= limits.max_handshakes_per_source:
-            self._refuse_early(conn, peer, "source_handshake_limit",
-                               f"{limits.max_handshakes_per_source} TLS handshakes from "
-                               f"{source} already in progress")  # fmt: skip
-            transport.abort()
-            return
-        handshake = Handshake(transport, state.contexts[index], timeout=limits.handshake_timeout)
+        handshakes = self._handshaking.setdefault(source, {})
+        if len(handshakes) >= limits.max_handshakes_per_source:
+            self._shed_one(handshakes, source, limits.max_handshakes_per_source)
+        handshake = Handshake(
+            transport,
+            state.contexts[index],
+            timeout=limits.handshake_timeout,
+            hello_timeout=limits.client_hello_timeout,
+        )
         self._connections += 1
-        self._handshaking[source] += 1
+        handshakes[handshake] = None
         task = asyncio.get_running_loop().create_task(
             self._admit(index, conn, peer, source, transport, handshake, state)
         )
@@ -308,13 +311,16 @@ class Gateway:
         handshake: Handshake,
         state: LiveState,
     ) -> None:
-        timeout = state.config.limits.handshake_timeout
         try:
             client = await handshake.done()  # the TLS protocol enforces the timeout itself
-        except TimeoutError:
-            self._refuse_early(
-                conn, peer, "handshake_timeout", f"no TLS handshake within {timeout:g} s"
-            )
+        except Shed as exc:
+            self._refuse_early(conn, peer, "shed", str(exc))
+            return
+        except HelloTimeout as exc:
+            self._refuse_early(conn, peer, "hello_timeout", str(exc))
+            return
+        except TimeoutError as exc:
+            self._refuse_early(conn, peer, "handshake_timeout", str(exc))
             return
         except ssl.SSLError as exc:
             # OpenSSL's verify message when the certificate failed ("certificate revoked"),
@@ -331,9 +337,9 @@ class Gateway:
             )
             return
         finally:
-            self._handshake_over(source)
+            self._handshake_over(source, handshake)
         try:
-            await self._verified(index, conn, peer, client, state.anchors)
+            await self._verified(index, conn, peer, client, state.anchors, handshake.server_name)
         finally:
             client.abort()
 
@@ -344,17 +350,28 @@ class Gateway:
         peer: str,
         client: ClientSide,
         admitted_under: frozenset[bytes],
+        hello_name: str | None,
     ) -> None:
         self.metrics.handshakes.inc()
         assert client.transport is not None
         ssl_object = client.transport.get_extra_info("ssl_object")
-        instrument = self._instrument_for(index, getattr(ssl_object, "labgate_server_name", None))
+        # OpenSSL's server name: in a resumed TLS 1.2 session the one the session was made with.
+        made_for = getattr(ssl_object, "labgate_server_name", None)
+        instrument = self._instrument_for(index, made_for)
         certificate = peer_certificate(ssl_object, anchors=admitted_under)
         if instrument is None or certificate is None:  # the SNI callback and OpenSSL refuse these
             self._refuse_early(conn, peer, "tls", "no instrument or no client certificate")
             return
         base = {"conn": conn, "peer": peer, "identity": certificate.identity,
                 "fingerprint": certificate.fingerprint, "instrument": instrument.name}  # fmt: skip
+        if len(self._listeners[index].instruments) > 1 and (made_for or "").lower() != hello_name:
+            # A TLS 1.2 session made for one instrument, resumed under another's name: it would
+            # land on the first. It cannot be made a full handshake now; the client is told.
+            await self._refuse(client, base, "server_name",
+                               f"this TLS session was made for instrument {instrument.name!r} "
+                               f"but the server name asks for {hello_name!r}: connect again "
+                               "without resuming it", error_class="AccessDenied")  # fmt: skip
+            return
         info = SessionInfo(conn=conn, peer=peer, instrument=instrument,
                            certificate=certificate, admitted_under=admitted_under)  # fmt: skip
         verdict = self._admission(info)
@@ -461,10 +478,25 @@ class Gateway:
 
     # ------------------------------------------------------------------ refusals and records
 
-    def _handshake_over(self, source: str) -> None:
-        self._handshaking[source] -= 1
-        if self._handshaking[source] <= 0:
-            del self._handshaking[source]  # no entry kept per address ever seen
+    def _handshake_over(self, source: str, handshake: Handshake) -> None:
+        handshakes = self._handshaking.get(source)
+        if handshakes is not None:
+            handshakes.pop(handshake, None)  # a shed one is gone already
+            if not handshakes:
+                del self._handshaking[source]  # no entry kept per address ever seen
+
+    def _shed_one(self, handshakes: dict[Handshake, None], source: str, limit: int) -> None:
+        """Make room for a new handshake from `source`: drop its oldest one still without a
+        ClientHello, else its oldest. A prompt client's handshake is the newest and past its
+        ClientHello at once, so a host opening slow ones sheds its own, not its neighbours'."""
+        victim = next((h for h in handshakes if h.in_hello), None)
+        silent = victim is not None
+        if victim is None:
+            victim = next(iter(handshakes))
+        del handshakes[victim]
+        what = "the oldest without a ClientHello" if silent else "the oldest"
+        victim.shed(f"{limit} TLS handshakes from {source} in progress; {what} made way "
+                    "for a new one")  # fmt: skip
 
     def _refuse_early(self, conn: int, peer: str, kind: str, reason: str) -> None:
         self.metrics.handshake_failures.labels(kind).inc()
