@@ -495,3 +495,11 @@ def test_a_semicolon_that_could_start_a_second_command_needs_full(line: bytes) -
 def test_the_instrument_table_models_the_machine_and_ignores_separators() -> None:
     decision = check(parse_command(b"1 DRAW? ;OPEN"), AccessLevel.OBSERVER, INSTRUMENT)
     assert isinstance(decision, Allowed)
+
+
+def test_every_character_a_common_line_splitter_breaks_at_is_a_break() -> None:
+    # Python's str.splitlines breaks at the most; C's getline and Java's readLine at a subset.
+    from labgate.scpi.arguments import LINE_BREAKS
+
+    splits = {chr(c) for c in range(0x110000) if len(f"a{chr(c)}b".splitlines()) == 2}
+    assert splits | {"\x00"} == set(LINE_BREAKS)

@@ -18,6 +18,9 @@ What LABGATE refuses below Full, and why:
   cannot know, or outside `arguments.NAMESPACES`; else an Observer reads the instrument's whole
   disk. The one substitution passed is qslib's own `FILE:WRITE ${LogFolder}/tcprotocol.xml`
   (and `qsl-tcprotocol.xml`).
+- A `;` in any argument or option value, or, outside a tag, any character a common line
+  splitter may break at (see `arguments.LINE_BREAKS`): the firmware's parser is not known, and
+  either may end one command and start another there.
 - Every command it does not know, and any text whose substitutions it cannot parse: nobody can
   say what the instrument would run.
 

@@ -86,6 +86,9 @@ SCPI lets one line carry several commands separated by `;` (IEEE 488.2). Whether
 instrument's parser does so is not known; if it does, `DRAW? ;SYST:EXEC ...` would be judged as a
 query and run a shell. So below Full no argument or option value of any command may hold a `;`,
 quoted or not (a quote is read one way here and maybe another there). qslib never sends one.
+Likewise for line breaks other than b"\\n" (which the framing already ends a message at, outside
+tags): every character in `LINE_BREAKS`, outside a tag, needs Full. Tags carry multi-line text
+(files, protocols) by design, and a protocol body's lines are judged by `protocols`.
 """
 
 import re
@@ -115,6 +118,23 @@ _LIST_FLAGS = frozenset({"-verbose"})
 # What qslib's get_running_protocol() asks PROT? for.
 _RUNNING_PROTOCOL = "${Protocol}"
 _GLOB_MAGIC = re.compile(r"[*?\[]")
+# Every character a common line splitter may end a line at: C's getline (b"\n", and a "\r" that
+# many strip), Java's readLine ("\r"), Python's str.splitlines (all of these), and NUL, where a
+# C string ends. The firmware's parser is not known; outside tags, below Full, none may occur.
+LINE_BREAKS = {
+    "\n": "a line feed",
+    "\r": "a carriage return",
+    "\x0b": "a vertical tab",
+    "\x0c": "a form feed",
+    "\x1c": "a file separator",
+    "\x1d": "a group separator",
+    "\x1e": "a record separator",
+    "\x85": "a next-line character (NEL)",
+    "\u2028": "a line separator (U+2028)",
+    "\u2029": "a paragraph separator (U+2029)",
+    "\x00": "a NUL, where a C string ends",
+}
+_LINE_BREAK = re.compile("[" + "".join(LINE_BREAKS) + "]")
 _NEVER_IN_PATHS = ("\\", "$", '"', "'")
 # Read as quotes or tags by `values.unquote`, which a member name, stored as is, never goes through.
 _NEVER_IN_MEMBERS = ('"', "'", "<", ">")
@@ -148,6 +168,8 @@ def judge(
     rule = _RULES.get(command)
     if rule is not None:
         yield from rule(_Parts(command=command, options=options, args=args, body=body))
+    # Last: where a rule of the command's own finds a control character, its reason says more.
+    yield from _line_breaks(command, options, args)
 
 
 def _separators(
@@ -163,6 +185,41 @@ def _separators(
                 reason=f"{command}'s {argument} {_show(token)} holds ';', which may end one "
                 "command and start another on the instrument",
             )
+
+
+def _line_breaks(
+    command: str, options: tuple[tuple[str, str], ...], args: tuple[str, ...]
+) -> Iterator[Unsafe]:
+    tokens = [(f"option -{key}", value) for key, value in options]
+    tokens += [(f"argument {index}", token) for index, token in enumerate(args, 1)]
+    for argument, token in tokens:
+        if _LINE_BREAK.search(token) is not None:
+            found = _LINE_BREAK.search(_outside_tags(token))
+            if found is not None:
+                char = found.group(0)
+                yield Unsafe(
+                    command=command,
+                    argument=argument,
+                    reason=f"{command}'s {argument} {_show(token)} holds {LINE_BREAKS[char]} "
+                    f"({char!r}) outside a tag, which a line splitter (C getline, Python "
+                    "splitlines, Java readLine) may take for the end of one command and the "
+                    "start of another on the instrument",
+                )
+
+
+def _outside_tags(token: str) -> str:
+    """`token` with every whole `<tag>...</tag>` block in it left out."""
+    kept: list[str] = []
+    pos = 0
+    while (lt := token.find("<", pos)) != -1:
+        try:
+            end = values.tag_block_end(token, lt)
+        except ParseError:
+            end = lt + 1  # an unmatched tag is text here
+        kept.append(token[pos:lt] if end > lt + 1 else token[pos:end])
+        pos = end
+    kept.append(token[pos:])
+    return "".join(kept)
 
 
 def name_problem(token: str) -> str | None:
