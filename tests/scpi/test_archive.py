@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import io
+import shutil
 import stat
 import struct
+import subprocess
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -694,9 +697,72 @@ def test_zip64_marks_without_a_zip64_field_and_fields_nobody_points_to_are_refus
     assert refused(one(b"run/x", central_extra=extra(0x0001, b"\0" * 8))).rule == "zip64"
 
 
-def test_a_zip64_end_record_is_refused() -> None:
-    record = b"PK\x06\x06" + struct.pack("<Q", 44) + bytes(44)
-    assert refused(build([Spec(name=b"run/a")], Layout(before_end=record))).rule == "zip64"
+def _zip64_end(specs: list[Spec], **lies: int) -> bytes:
+    """The archive of `specs` with a zip64 end record and locator before its end record; `lies`
+    replace the record's `entries`, `size`, `offset`, `rest` (its size field) or the locator's
+    `points_at`."""
+    plain = build(specs)
+    end = plain.rindex(b"PK\x05\x06")
+    _, _, _, count, _, size, offset, _ = struct.unpack_from("<4sHHHHIIH", plain, end)
+    entries = lies.get("entries", count)
+    record = struct.pack(
+        "<4sQHHIIQQQQ",
+        b"PK\x06\x06",
+        lies.get("rest", 44),
+        45,
+        45,
+        0,
+        0,
+        entries,
+        entries,
+        lies.get("size", size),
+        lies.get("offset", offset),
+    )
+    locator = struct.pack("<4sIQI", b"PK\x06\x07", 0, lies.get("points_at", end), 1)
+    return build(specs, Layout(before_end=record + locator))
+
+
+def test_an_honest_zip64_end_record_passes() -> None:
+    specs = [Spec(name=b"run/a"), Spec(name=b"run/b", data=b"yy")]
+    verdict = inspect(_zip64_end(specs))
+    assert isinstance(verdict, Accepted)
+    assert [m.name for m in verdict.members] == ["run/a", "run/b"]
+
+
+@pytest.mark.parametrize(
+    "lie", [{"entries": 3}, {"size": 10}, {"offset": 0}, {"rest": 60}, {"points_at": 0}]
+)
+def test_a_zip64_end_record_that_disagrees_with_the_directory_is_refused(
+    lie: dict[str, int],
+) -> None:
+    specs = [Spec(name=b"run/a"), Spec(name=b"run/b", data=b"yy")]
+    assert refused(_zip64_end(specs, **lie)).rule == "zip64"
+
+
+def test_a_zip64_record_or_locator_alone_is_refused() -> None:
+    whole = _zip64_end([Spec(name=b"run/a")])
+    record_at = whole.index(b"PK\x06\x06")
+    locator_at = whole.index(b"PK\x06\x07")
+    without_locator = whole[:locator_at] + whole[locator_at + 20 :]
+    without_record = whole[:record_at] + whole[locator_at:]
+    for data in (without_locator, without_record):
+        assert isinstance(inspect(data), Refused)
+
+
+@pytest.mark.skipif(shutil.which("zip") is None, reason="needs Info-ZIP's zip")
+def test_what_info_zip_writes_passes_with_and_without_zip64(tmp_path: Path) -> None:
+    folder = tmp_path / "run" / "apldbio" / "sds"
+    folder.mkdir(parents=True)
+    (folder / "experiment.xml").write_bytes(b"<experiment/>" * 100)
+    (folder / "blob.bin").write_bytes(bytes(range(256)) * 100)
+    for flags in (["-qr"], ["-qr", "-fz"]):
+        target = tmp_path / f"out{len(flags)}.zip"
+        subprocess.run(["zip", *flags, str(target), "run"], cwd=tmp_path, check=True)
+        data = target.read_bytes()
+        verdict = inspect(data)
+        assert isinstance(verdict, Accepted), (flags, verdict)
+        names = [info.filename for info in zipfile.ZipFile(io.BytesIO(data)).infolist()]
+        assert [m.name for m in verdict.members] == names
 
 
 # ---- the body: base64 -------------------------------------------------------------------------
@@ -778,3 +844,13 @@ def test_a_mutated_archive_is_refused_or_reads_alike_to_zipfile(
         ]
         for info in infos:
             assert len(read.read(info)) == info.file_size  # and its CRC checks
+
+
+def test_a_member_needing_a_zip_version_past_what_readers_share_is_refused() -> None:
+    # Python's zipfile refuses past 6.3 and other readers go on: they would see different archives
+    data = bytearray(one(b"run/x"))
+    struct.pack_into("<H", data, 4, 64)
+    assert refused(bytes(data)).rule == "version"
+    data = bytearray(one(b"run/x"))
+    struct.pack_into("<H", data, data.index(b"PK\x01\x02") + 6, 64)
+    assert refused(bytes(data)).rule == "version"

@@ -24,10 +24,12 @@ past any check made on one reading. So `inspect` accepts only an archive every r
   declares (and the running total at `Limits.max_total_size`): a member that inflates past its
   declared size, short of it, to another CRC, or that leaves bytes after its deflate stream, is
   refused. Declared sizes are bounded before anything is inflated, and so is the member count.
-- Only stored (0) and deflate (8); no encryption, no flag bits labgate does not know, no zip64
-  end records (nothing within these bounds needs one), zip64 size fields only where the header
-  points to them, and only extra fields whose meaning is known (`_EXTRAS`): the Info-ZIP Unicode
-  path field (0x7075), for one, gives some readers a second name for the member.
+- Only stored (0) and deflate (8); no encryption, no flag bits labgate does not know, zip64 size
+  fields only where the header points to them, a zip64 end record only right after the central
+  directory, with its locator, and saying what the plain end record says (or all ones there):
+  readers that trust one and readers that trust the other see the same directory. Only extra
+  fields whose meaning is known (`_EXTRAS`): the Info-ZIP Unicode path field (0x7075), for one,
+  gives some readers a second name for the member.
 - Names are ASCII, or UTF-8 with flag bit 11 and valid as UTF-8: a byte above 0x7F in an unmarked
   name reads as CP437 here and perhaps as (lenient, overlong) UTF-8 there, where `\\xc0\\xaf` is
   `/`. Each name then passes the caller's `member_rule` (labgate's file path rules, see
@@ -186,6 +188,11 @@ _CENTRAL_HEADER = struct.Struct("<4sHHHHHHIIIHHHHHII")
 # signature, disk, directory's disk, entries here, entries, directory size, offset, comment
 _END_RECORD = struct.Struct("<4sHHHHIIH")
 _EXTRA_HEADER = struct.Struct("<HH")
+# signature, size of the rest, made by, needed, disk, directory's disk, entries here, entries,
+# directory size, offset (no extensible data)
+_ZIP64_RECORD = struct.Struct("<4sQHHIIQQQQ")
+# signature, disk of the zip64 end record, its offset, disks
+_ZIP64_LOCATOR_RECORD = struct.Struct("<4sIQI")
 
 _STORED, _DEFLATED = 0, 8
 _METHODS = {_STORED: "stored", _DEFLATED: "deflate"}
@@ -237,7 +244,6 @@ class _Entry:
     header."""
 
     offset: int
-    version: int
     raw_name: bytes
     name: str
     flags: int
@@ -304,7 +310,6 @@ class _Walk:
         size, compressed = _zip64_local(name, extras, size, compressed)
         header = _Entry(
             offset=pos,
-            version=version,
             raw_name=raw_name,
             name=name,
             flags=flags,
@@ -481,6 +486,8 @@ class _Walk:
             raise _Refusal(
                 name, "central directory", f"is named {shown!r} in the central directory"
             )
+        # The two may differ: Info-ZIP's local header needs 4.5 for a zip64 field only it has.
+        _check_version(name, needed)
         extras = _extras(name, extra, "central directory entry")
         size, compressed, offset, disk = _zip64_central(
             name, extras, size, compressed, offset, disk
@@ -495,7 +502,6 @@ class _Walk:
                 f"directory; its local header is at byte {local.offset}",
             )
         said = {
-            "version needed": needed,
             "flags": flags,
             "method": method,
             "CRC": crc,
@@ -503,7 +509,6 @@ class _Walk:
             "size": size,
         }
         real = {
-            "version needed": local.version,
             "flags": local.flags,
             "method": local.method,
             "CRC": local.crc,
@@ -522,40 +527,46 @@ class _Walk:
         return Member(name=name, size=size, folder=folder), end
 
     def _end(self, pos: int, directory_at: int, count: int) -> None:
-        if self._at(pos, _ZIP64_END) or self._at(pos, _ZIP64_LOCATOR):
-            raise _Refusal(
-                None,
-                "zip64",
-                "has a zip64 end record; an archive within labgate's "
-                "bounds never needs one, and readers differ on which end they trust",
-            )
-        if not self._at(pos, _END):
-            found = bytes(self.data[pos : pos + 4])
+        directory = (count, pos - directory_at, directory_at)
+        end_at = self._zip64_end(pos, directory) if self._at(pos, _ZIP64_END) else pos
+        zip64 = end_at != pos
+        if self._at(end_at, _ZIP64_LOCATOR):
+            raise _Refusal(None, "zip64", "has a zip64 locator without a zip64 end record")
+        if not self._at(end_at, _END):
+            found = bytes(self.data[end_at : end_at + 4])
             raise _Refusal(
                 None,
                 "layout",
-                f"has {found!r} at byte {pos}, where a member, the "
+                f"has {found!r} at byte {end_at}, where a member, the "
                 "central directory or its end record must start",
             )
+        pos = end_at
         fields = self._struct(_END_RECORD, pos, None, "end record")
         _, disk, directory_disk, here, entries, size, offset, comment_length = fields
         if disk or directory_disk:
             raise _Refusal(None, "layout", "spans disks; split archives are refused")
-        if here != count or entries != count:
-            raise _Refusal(
-                None,
-                "end record",
-                f"claims {entries} members ({here} on this disk); "
-                f"its central directory lists {count}",
-            )
-        if offset != directory_at or size != pos - directory_at:
-            raise _Refusal(
-                None,
-                "end record",
-                f"places the central directory at byte {offset}, "
-                f"{size} bytes long; it is at byte {directory_at}, "
-                f"{pos - directory_at} bytes long",
-            )
+        # With a zip64 record a field may say "see there" (all ones); else it must be the truth,
+        # so a reader that trusts this record and one that trusts the zip64 record agree.
+        said = {
+            "members": here,
+            "members in all": entries,
+            "directory size": size,
+            "directory offset": offset,
+        }
+        real = dict(zip(said, (count, count, *directory[1:]), strict=True))
+        marks = {
+            "members": 0xFFFF,
+            "members in all": 0xFFFF,
+            "directory size": _ZIP64_MARK,
+            "directory offset": _ZIP64_MARK,
+        }
+        for label, value in said.items():
+            if value != real[label] and not (zip64 and value == marks[label]):
+                raise _Refusal(
+                    None,
+                    "end record",
+                    f"gives {label} as {value}; the central directory has {real[label]}",
+                )
         comment_at = pos + _END_RECORD.size
         trailing = len(self.data) - comment_at - comment_length
         if trailing < 0:
@@ -570,6 +581,38 @@ class _Walk:
                 "has an archive comment holding a zip record "
                 "signature, which a reader scanning back for the end would take",
             )
+
+    def _zip64_end(self, pos: int, directory: tuple[int, int, int]) -> int:
+        """Check a zip64 end record and its locator at `pos`; where the end record starts."""
+        count, size, offset = directory
+        fields = self._struct(_ZIP64_RECORD, pos, None, "zip64 end record")
+        _, record_size, _, _, disk, directory_disk, here, entries, said_size, said_offset = fields
+        if record_size != _ZIP64_RECORD.size - 12:
+            raise _Refusal(None, "zip64", "has a zip64 end record with extensible data after it")
+        if disk or directory_disk:
+            raise _Refusal(None, "layout", "spans disks; split archives are refused")
+        if (here, entries, said_size, said_offset) != (count, count, size, offset):
+            raise _Refusal(
+                None,
+                "zip64",
+                f"has a zip64 end record giving {entries} members ({here} on this disk) in "
+                f"{said_size} bytes at byte {said_offset}; the central directory has {count} "
+                f"in {size} bytes at byte {offset}",
+            )
+        at = pos + _ZIP64_RECORD.size
+        if not self._at(at, _ZIP64_LOCATOR):
+            raise _Refusal(None, "zip64", "has a zip64 end record without its locator after it")
+        _, record_disk, record_at, disks = self._struct(
+            _ZIP64_LOCATOR_RECORD, at, None, "zip64 locator"
+        )
+        if (record_disk, record_at, disks) != (0, pos, 1):
+            raise _Refusal(
+                None,
+                "zip64",
+                f"has a zip64 locator pointing at byte {record_at} on disk {record_disk} of "
+                f"{disks}; the zip64 end record is at byte {pos}, on the one disk",
+            )
+        return at + _ZIP64_LOCATOR_RECORD.size
 
     def _names(self, members: list[Member]) -> None:
         seen: dict[str, str] = {}
