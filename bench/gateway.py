@@ -55,6 +55,7 @@ BULK_END = b"</quote.base64>\n"
 # instrument, starts a session at Guest); every target gets the same exchange.
 ACCESS = b"ACC -stealth=false -exclusive=false Observer"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+RTT_WARM_UP = 50  # requests on the round-trip session before the timed ones
 # Not a peer but a reference (see `serve_relay`): never marked best, never a target's yardstick.
 RELAY = "py-relay"
 
@@ -89,6 +90,18 @@ QUICK = Sizes(
     bulk_bytes=8 * 1024 * 1024,
     bulk_replies=1,
     held_sessions=50,
+)
+# For a loaded machine: one round, with the full run's round trips (so that the CPU per command
+# rests on thousands of commands) and its 500 held sessions, but fewer short sessions and bulk
+# replies than the full run.
+SHORT = Sizes(
+    rounds=1,
+    rtt_requests=2000,
+    workers=2,
+    sessions_per_worker=150,
+    bulk_bytes=8 * 1024 * 1024,
+    bulk_replies=6,
+    held_sessions=500,
 )
 
 
@@ -680,7 +693,7 @@ def rtt_client(address: Address, requests: int) -> list[float]:
     """Microseconds per request on one session, after a warm-up."""
     session = Session(address)
     try:
-        for _ in range(50):
+        for _ in range(RTT_WARM_UP):
             session.request(b"POW?")
         times = []
         for i in range(requests):
@@ -796,8 +809,13 @@ class Bench:
         return tree_cpu_seconds(target.pid) if target.pid else NAN
 
     def round_trip(self, target: Target, figures: Figures) -> None:
+        cpu0 = self.cpu(target)
         times = self.pool.submit(rtt_client, self.address(target), self.sizes.rtt_requests)
         values = sorted(times.result(timeout=300))
+        # Per command relayed (the warm-up's included; the session's one handshake is not
+        # subtracted: about 2 ms over 2,050 commands, 1 us each).
+        commands = self.sizes.rtt_requests + RTT_WARM_UP
+        figures.values["cpu_us_per_command"] = (self.cpu(target) - cpu0) * 1e6 / commands
         figures.values["rtt_p50_us"] = values[len(values) // 2]
         figures.values["rtt_p99_us"] = values[min(len(values) - 1, int(len(values) * 0.99))]
 
@@ -903,6 +921,7 @@ class Bench:
 ROWS = [
     ("rtt_p50_us", "round trip p50 (us)", "{:.0f}"),
     ("rtt_p99_us", "round trip p99 (us)", "{:.0f}"),
+    ("cpu_us_per_command", "proxy CPU per command (us)", "{:.0f}"),
     ("sessions_per_s", "short sessions/s, full handshake", "{:.0f}"),
     ("cpu_ms_per_session", "proxy CPU per session (ms), full", "{:.2f}"),
     ("sessions_failed", "sessions failed, full handshake", "{:.0%}"),
@@ -919,6 +938,7 @@ ROWS = [
 # Rows where one proxy can be called best ("*" in the table): lower is better, except rates.
 BEST_MARKED = {
     "rtt_p50_us": min,
+    "cpu_us_per_command": min,
     "cpu_ms_per_session": min,
     "resumed_cpu_ms_per_session": min,
     "cpu_ms_per_mib": min,
@@ -1044,6 +1064,25 @@ def audit_benchmark(records: int) -> dict[str, float]:
     }
 
 
+def fsync_probe(directory: Path, syncs: int = 500) -> dict[str, float]:
+    """p50/p99 of appending one audit-sized line and fsyncing it, in `directory`: the floor under
+    the gateway's durable-first round trip on this disk (one such sync per lone command)."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    times = []
+    try:
+        for _ in range(syncs):
+            start = time.perf_counter_ns()
+            os.write(fd, b"x" * 399 + b"\n")
+            os.fsync(fd)
+            times.append((time.perf_counter_ns() - start) / 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    times.sort()
+    return {"p50_us": times[len(times) // 2], "p99_us": times[int(len(times) * 0.99)]}
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -1116,7 +1155,7 @@ def raise_fd_limit() -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
-    sizes = QUICK if args.quick else FULL
+    sizes = QUICK if args.quick else SHORT if args.short else FULL
     if args.rounds:
         sizes = Sizes(
             **{**{f: getattr(sizes, f) for f in Sizes.__dataclass_fields__}, "rounds": args.rounds}
@@ -1158,12 +1197,17 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         for target in targets:
             table[target.name]["pss_start_mib"] = target.pss_start_mib
         audit_check = check_gateway_audit(targets, work)
+        fsync = fsync_probe(work)
     print(
         f"\nmedians of {sizes.rounds} round(s); {sizes.workers} client processes; "
         f"{os.cpu_count()} CPUs; proxy CPU from /proc, client CPU not counted"
     )
     print_table(table, sizes.held_sessions)
     print("(* best proxy on that row; '-' where a figure does not apply or most sessions failed)")
+    print(
+        f"fsync of one appended 400-byte line, same disk as the audit log: "
+        f"p50 {fsync['p50_us']:.0f} us, p99 {fsync['p99_us']:.0f} us"
+    )
     print_targets(table)
     if audit_check:
         print(f"\nlabgate's audit log of this run, after a clean stop: {audit_check}")
@@ -1181,6 +1225,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "errors": {n: [e for f in r for e in f.errors] for n, r in results.items()},
         "medians": table,
         "audit": audit,
+        "fsync": fsync,
     }
 
 
@@ -1206,6 +1251,11 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short round: a smoke run")
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="one round, full round trips and 500 held sessions, fewer short sessions and bulk",
+    )
     parser.add_argument("--rounds", type=int, default=0, help="rounds (default 3, quick 1)")
     parser.add_argument(
         "--only",

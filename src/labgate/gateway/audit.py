@@ -1,25 +1,43 @@
-"""The gateway's audit log: one hash-chained JSON line per event, flushed in batches and fsynced.
+"""The gateway's audit log: one hash-chained JSON line per event, written and fsynced by one
+writer thread, with group commit: one fsync covers every record queued at that moment.
 
 Usage from the gateway (asyncio)::
 
     log = AuditLog(Path("audit.jsonl"))            # batch_size=64, flush_interval=0.05
     await log.start()                              # creates the file 0600, or resumes its chain
-    log.record({"event": "command", "conn": 7, "identity": "labgate:user:alice", ...})
+    seq = log.record(event, urgent=True)           # a command about to be forwarded
+    log.when_durable(seq, forward)                 # forward(None) once it is on disk
+    log.record({"event": "reply", ...})            # nothing waits for this one
     await log.flush()                              # optional: wait until all of it is on disk
     await log.aclose()                             # writes the rest and a log-stop record
 
 From threads and tests the same object works without a loop: `open()`, `record()`, `flush_sync()`,
 `close()`, or `with AuditLog(path) as log: ...`. `async with AuditLog(path) as log:` also works.
 
+Theory of operation
+-------------------
 `record(event)` never waits for the disk: it encodes the line at once (so the order of calls is
 the order of the chain, and a bad event raises `AuditRecordError` at the caller), adds `time`
-(RFC 3339 UTC, milliseconds), `seq`, `prev` and `digest`, and queues the bytes. One writer thread
-writes whatever is queued as soon as `batch_size` records wait or `flush_interval` seconds after
-the first one arrived, then fsyncs. Encoding and format are in `labgate.gateway.auditchain`.
+(RFC 3339 UTC, milliseconds), `seq`, `prev` and `digest`, queues the bytes and returns the
+record's `seq`. `durable_seq` is the log's durable point: every record up to it is written and
+fsynced. The gateway forwards a command only once `durable_seq` has reached its record's `seq`:
+it records the command with `urgent=True` and holds the bytes until `when_durable` calls back.
 
-Failing closed: if the disk write fails (`AuditWriteFailed`) or the queue holds more than
-`max_pending` records (`AuditBacklog`), `record()` raises instead of dropping the event, so the
-gateway can refuse the command it could not record.
+The writer thread writes everything queued, then fsyncs, as soon as an urgent record waits, a
+batch of `batch_size` records is queued, `flush()` asks, or the oldest record has waited
+`flush_interval` seconds (records nobody waits for, such as replies, so ride along with the next
+command's write). While it syncs, more records queue up; the next write takes them all. So under
+load many sessions share one fsync, and a lone command pays one. With a loop (`start()`), the
+writer wakes it once per write that someone waits for; `when_durable` callbacks run on the loop.
+
+Failing closed: if a write or an fsync fails, or the queue holds more than `max_pending` records
+(`AuditBacklog`), `record()` raises instead of dropping the event, so the gateway refuses the
+command it could not record; callbacks waiting for a record that did not get on disk are called
+with the `AuditWriteFailed`, so its command is never forwarded. The writer then retries every
+`retry_interval` seconds: it cuts the file back to its last durable size (a failed write may
+have left part of a line) and writes the lost batch again, so the chain goes on unbroken. When
+that succeeds it records `log-recovered` (when it failed, why, the records written late and the
+number refused meanwhile), says so on the gateway's log, and accepts records again.
 
 Resuming: on `start()` with an existing non-empty file the log reads its first line (the log id)
 and verifies the links of its last 64 KiB, then continues the chain with a log-resume record. It
@@ -31,19 +49,24 @@ second writer off the file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import functools
+import heapq
+import itertools
+import logging
 import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
 from labgate.gateway.auditchain import (
+    RECOVERED_EVENT,
     RESUME_EVENT,
     STOP_EVENT,
     AuditError,
@@ -65,6 +88,8 @@ __all__ = [
     "AuditLogUnavailable",
     "AuditWriteFailed",
 ]
+
+log = logging.getLogger("labgate.gateway")
 
 # Enough to hold dozens of records however large their fields get, small enough to read at
 # every start of a log that has grown to gigabytes.
@@ -129,34 +154,49 @@ class AuditLog:
         batch_size: int = 64,
         flush_interval: float = 0.05,
         max_pending: int = 100_000,
+        retry_interval: float = 1.0,
     ) -> None:
-        if batch_size < 1 or flush_interval <= 0 or max_pending < batch_size:
+        if batch_size < 1 or flush_interval <= 0 or max_pending < batch_size or retry_interval <= 0:
             raise ValueError(
-                f"audit log needs batch_size >= 1, flush_interval > 0, max_pending >= batch_size; "
-                f"got {batch_size}, {flush_interval}, {max_pending}"
+                f"audit log needs batch_size >= 1, flush_interval > 0, max_pending >= "
+                f"batch_size, retry_interval > 0; got {batch_size}, {flush_interval}, "
+                f"{max_pending}, {retry_interval}"
             )
         self.path = Path(path)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_pending = max_pending
+        self.retry_interval = retry_interval
         self._cond = threading.Condition()
         self._pending: list[bytes] = []
+        self._first_at = 0.0  # when the oldest queued record was queued (monotonic)
+        self._urgent = False  # a queued record is waited for: write now
         self._head: ChainHead | None = None
         self._fd: int | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._flush_now = False
         self._durable_seq = -1
+        self._durable_size = 0  # the file's size after the last fsync that succeeded
         self._failure: AuditWriteFailed | None = None
+        self._refused = 0  # records refused since the failure
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Callbacks waiting for a seq to be durable, in seq order: (seq, order, callback). Used
+        # on the loop only; the writer just asks the loop to look (see `_wake_loop`).
+        self._waiters: list[tuple[int, int, Callable[[AuditWriteFailed | None], None]]] = []
+        self._order = itertools.count()
         self.records_written = 0
 
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self.open)
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
+        self._release_waiters()  # nothing more will be written: no callback is left waiting
+        self._loop = None
 
     async def flush(self) -> None:
         """Wait until every record offered so far is written and fsynced."""
@@ -199,6 +239,7 @@ class AuditLog:
         with self._cond:
             self._fd, self._head = fd, head
             self._durable_seq = head.seq
+            self._durable_size = os.fstat(fd).st_size
             self._stopping = False
             self._failure = None
             if resumed:
@@ -226,10 +267,14 @@ class AuditLog:
 
     # ------------------------------------------------------------ recording
 
-    def record(self, event: Mapping[str, object]) -> None:
-        """Queue one event; never waits for the disk. Safe from any thread."""
+    def record(self, event: Mapping[str, object], *, urgent: bool = False) -> int:
+        """Queue one event and return its seq; never waits for the disk. Safe from any thread.
+
+        `urgent`: something waits for this record to be durable (see `when_durable`), so the
+        writer writes at once rather than waiting for a batch."""
         with self._cond:
             if self._failure is not None:
+                self._refused += 1
                 raise self._failure
             if self._head is None or self._stopping:
                 raise AuditLogClosed(f"audit log {self.path} is not open; event not recorded")
@@ -238,16 +283,57 @@ class AuditLog:
                     f"audit log {self.path} has {len(self._pending)} records waiting for the "
                     f"disk (limit {self.max_pending}); event not recorded"
                 )
-            self._enqueue(event)
+            seq = self._enqueue(event)
+            if urgent and not self._urgent:
+                self._urgent = True
+                self._cond.notify()
+            return seq
 
-    def _enqueue(self, event: Mapping[str, object]) -> None:
+    def _enqueue(self, event: Mapping[str, object]) -> int:
         assert self._head is not None
         line, self._head = next_line(self._head, event, time=rfc3339_now())
+        if not self._pending:
+            self._first_at = time.monotonic()
         self._pending.append(line)
-        # Wake the writer only when it has something new to decide: the first record starts
-        # its timer, a full batch ends the wait early.
-        if len(self._pending) == 1 or len(self._pending) == self.batch_size:
-            self._cond.notify_all()
+        if len(self._pending) == self.batch_size:
+            self._cond.notify()
+        return self._head.seq
+
+    @property
+    def durable_seq(self) -> int:
+        """The seq of the last record written and fsynced: every record up to it is on disk."""
+        return self._durable_seq
+
+    def when_durable(self, seq: int, callback: Callable[[AuditWriteFailed | None], None]) -> None:
+        """On the loop the log was started on: call `callback(None)` once record `seq` is
+        durable, or `callback(failure)` if writing failed before it got on disk."""
+        if self._loop is None:
+            raise AuditLogClosed(f"audit log {self.path} was not started on an event loop")
+        heapq.heappush(self._waiters, (seq, next(self._order), callback))
+        # The writer looks for waiters after it moves the durable point; looking here after
+        # adding one means none is missed whichever of the two comes first.
+        if seq <= self._durable_seq or self._failure is not None or self._fd is None:
+            self._loop.call_soon(self._release_waiters)
+
+    def _release_waiters(self) -> None:
+        """On the loop: call back every waiter whose record is durable, or that never will be."""
+        waiters = self._waiters
+        durable, failure = self._durable_seq, self._failure
+        if failure is None and self._fd is None:
+            failure = AuditWriteFailed(f"audit log {self.path} is closed")
+        while waiters and (waiters[0][0] <= durable or failure is not None):
+            seq, _, callback = heapq.heappop(waiters)
+            try:
+                callback(None if seq <= durable else failure)
+            except Exception:  # one caller's bug must not strand the others
+                log.exception("audit log %s: a durability callback failed", self.path)
+
+    def _wake_loop(self) -> None:
+        """From the writer: have the loop call back the waiters the last write concerns."""
+        loop = self._loop
+        if loop is not None and self._waiters:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+                loop.call_soon_threadsafe(self._release_waiters)
 
     def flush_sync(self) -> None:
         """Block until every record offered so far is written and fsynced."""
@@ -269,6 +355,11 @@ class AuditLog:
         """Records queued but not yet on disk (for metrics)."""
         return len(self._pending)
 
+    @property
+    def failed(self) -> bool:
+        """Writing failed and has not succeeded again since: records are refused."""
+        return self._failure is not None
+
     # ------------------------------------------------------------ writer thread
 
     def _run(self) -> None:
@@ -277,37 +368,100 @@ class AuditLog:
                 batch, last_seq = self._next_batch()
                 if batch is None:
                     return
+            data = b"".join(batch)
             try:
-                _write_all(self._fd_or_fail(), b"".join(batch))
+                _write_all(self._fd_or_fail(), data)
             except OSError as err:
-                with self._cond:
-                    self._failure = AuditWriteFailed(
-                        f"cannot write audit log {self.path}: {err.strerror or err}; "
-                        f"{len(batch)} record(s) up to seq {last_seq} may be lost"
-                    )
-                    self._cond.notify_all()
-                return
+                if not self._recover(data, last_seq - len(batch) + 1, last_seq, err):
+                    return
+                continue
             with self._cond:
                 self._durable_seq = last_seq
+                self._durable_size += len(data)
                 self.records_written += len(batch)
                 self._cond.notify_all()
+            self._wake_loop()
 
     def _next_batch(self) -> tuple[list[bytes] | None, int]:
         """Under the lock: wait for a batch worth writing; None when stopped and drained."""
-        while not self._pending and not self._stopping:
-            self._cond.wait()
-        deadline = time.monotonic() + self.flush_interval
-        while len(self._pending) < self.batch_size and not (self._stopping or self._flush_now):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._cond.wait(timeout=remaining)
-        if not self._pending:
-            return None, -1
-        batch, self._pending = self._pending, []
-        self._flush_now = False
+        while True:
+            pending = self._pending
+            if pending:
+                if self._urgent or self._flush_now or self._stopping:
+                    break
+                if len(pending) >= self.batch_size:
+                    break
+                remaining = self._first_at + self.flush_interval - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(timeout=remaining)
+            elif self._stopping:
+                return None, -1
+            else:
+                # Idle: a record nobody waits for does not wake the writer (that would cost a
+                # thread switch per reply); it is seen here within `flush_interval`, or sooner
+                # with the next urgent one.
+                self._cond.wait(timeout=self.flush_interval)
+        batch, self._pending = pending, []
+        self._flush_now = self._urgent = False
         assert self._head is not None
         return batch, self._head.seq
+
+    def _recover(self, data: bytes, first_seq: int, last_seq: int, error: OSError) -> bool:
+        """After a failed write or fsync: refuse records, fail every waiter, and retry writing
+        `data` (records `first_seq`..`last_seq`) where the last durable write ended, until it
+        succeeds (True) or the log is closed first (False)."""
+        reason = error.strerror or str(error)
+        failed_at = rfc3339_now()
+        since = time.monotonic()
+        with self._cond:
+            self._failure = AuditWriteFailed(
+                f"cannot write audit log {self.path}: {reason}; records are refused until a "
+                f"write succeeds again (records from seq {first_seq} are not on disk yet)"
+            )
+            self._refused = 0
+            self._cond.notify_all()
+        log.error("%s", self._failure)
+        self._wake_loop()  # whoever waits for those records gets the failure: nothing goes out
+        while True:
+            with self._cond:
+                if not self._stopping:
+                    self._cond.wait(timeout=self.retry_interval)
+                stopping = self._stopping
+            try:
+                fd = self._fd_or_fail()
+                # A failed write may have left part of a line: cut back to the last durable end.
+                os.ftruncate(fd, self._durable_size)
+                _write_all(fd, data)
+            except OSError:
+                if stopping:
+                    return False
+                continue
+            break
+        with self._cond:
+            self._durable_seq = last_seq
+            self._durable_size += len(data)
+            self.records_written += last_seq - first_seq + 1
+            self._failure = None
+            self._enqueue(
+                {
+                    "event": RECOVERED_EVENT,
+                    "failed_at": failed_at,
+                    "reason": reason,
+                    "late_from_seq": first_seq,
+                    "late_to_seq": last_seq,
+                    "refused": self._refused,
+                }
+            )
+            self._urgent = True
+            self._cond.notify_all()
+        log.warning(
+            "audit log %s: writing works again after %.1f s (failed: %s); records seq %d-%d "
+            "written late, %d refused meanwhile; commands are accepted again",
+            self.path, time.monotonic() - since, reason, first_seq, last_seq, self._refused,
+        )  # fmt: skip
+        self._wake_loop()
+        return True
 
     def _fd_or_fail(self) -> int:
         if self._fd is None:

@@ -44,6 +44,7 @@ FORMAT_VERSION = 1
 START_EVENT = "log-start"
 STOP_EVENT = "log-stop"
 RESUME_EVENT = "log-resume"
+RECOVERED_EVENT = "log-recovered"  # writing had failed, and works again
 CHAIN_KEYS = frozenset({"seq", "prev", "digest", "time"})
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")

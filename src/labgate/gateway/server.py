@@ -422,6 +422,7 @@ class Gateway:
                     warm=warm,
                     limits=self.state.config.limits,
                     record=self.record,
+                    durable=self.audit.when_durable,
                     metrics=self.metrics,
                     give_back=lambda up, keep: slots.give_back(up, keep=keep),
                 )
@@ -522,13 +523,13 @@ class Gateway:
                 base.get("identity"), base.get("instrument"), reason)  # fmt: skip
         await tell_refused(client, error_class=error_class, reason=reason)
 
-    def record(self, event: Mapping[str, object]) -> bool:
+    def record(self, event: Mapping[str, object], *, urgent: bool = False) -> int | None:
+        """Audit `event`: its seq, or None when the log refused it (the error is logged)."""
         try:
-            self.audit.record(event)
+            return self.audit.record(event, urgent=urgent)
         except AuditError as exc:
             log.error("audit record lost: %s", exc)
-            return False
-        return True
+            return None
 
 
 def _still_quiet(upstream: UpstreamConnection) -> bool:

@@ -10,6 +10,15 @@ the connection only waits for its end. It ends when either side closes, when the
 the maximum session length passes, when a framing limit is crossed, or when the gateway closes it
 (identity revoked, grant withdrawn, gateway stopping). Whatever the cause, it is recorded once,
 with its reason.
+
+On record first: a command goes to the instrument only once its audit record is durable. The
+session records it (urgent), holds its bytes in `_held` in order, with the record's seq, and
+writes them upstream when the audit log calls back (`when_durable`); one fsync of the log serves
+every session waiting at that moment. Everything the gateway sends the instrument takes that one
+path, its own `ACC`s too, so order on the connection is the order of judging. Answers the gateway
+gives itself (denied, answered) go to the client at once: the instrument never sees those
+commands, and their records follow with the next write. If the log fails, held commands are
+dropped and the session ends with an `IOError`: nothing whose record is not on disk goes out.
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from labgate.gateway.accept import ClientSide
+from labgate.gateway.audit import AuditWriteFailed
 from labgate.gateway.client_tls import PeerCertificate
 from labgate.gateway.config import InstrumentConfig, SessionLimits
 from labgate.gateway.filter import QUIT, Relayed, SessionFilter, Verdict, one_line
@@ -40,7 +51,18 @@ from labgate.scpi.messages import Error, serialise
 _JOIN_BELOW = 64 * 1024
 log = logging.getLogger("labgate.gateway")
 
-Record = Callable[[Mapping[str, object]], bool]  # audit: False when the record could not be kept
+# Held commands above this many bytes pause reading from the client until the log catches up.
+_HOLD_PAUSE = 256 * 1024
+
+
+class Record(Protocol):
+    """Audit one event: its seq, or None when the record could not be kept (see `AuditLog`)."""
+
+    def __call__(self, event: Mapping[str, object], /, *, urgent: bool = False) -> int | None: ...
+
+
+# Call back (None, or the failure) on the loop once a record's seq is durable: `when_durable`.
+Durable = Callable[[int, Callable[[AuditWriteFailed | None], None]], None]
 # Where the upstream connection goes when the session ends: kept warm (True) or closed (False).
 GiveBack = Callable[[UpstreamConnection, bool], Awaitable[None]]
 # The only ends after which the upstream connection may serve another session.
@@ -95,6 +117,7 @@ class Session:
         upstream: UpstreamConnection,
         limits: SessionLimits,
         record: Record,
+        durable: Durable,
         metrics: GatewayMetrics,
         give_back: GiveBack | None = None,
         warm: bool = False,
@@ -112,6 +135,13 @@ class Session:
         self._upstream = upstream
         self._limits = limits
         self._record = record
+        self._durable = durable
+        # Bytes for the instrument whose records are not durable yet, in order: (seq, bytes,
+        # commands); `_waiting_for` is the seq the log will call back for (None: not waiting).
+        self._held: deque[tuple[int, bytes, int]] = deque()
+        self._held_bytes = 0
+        self._waiting_for: int | None = None
+        self._end_when_sent = ""  # the session ends once the held commands went out
         self._metrics = metrics
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
@@ -146,11 +176,18 @@ class Session:
 
     def change_grant(self, level: AccessLevel) -> None:
         """A lowered grant lowers the session level at once (and the instrument's with it)."""
+        seq = None
         if level < self.filter.level:
-            self._record(self._event("level_lowered", level=level.label, reason="grant lowered"))
+            event = self._event("level_lowered", level=level.label, reason="grant lowered")
+            seq = self._record(event, urgent=True)
         command = self.filter.lower_grant(level, now=time.monotonic())
         if command:
-            self._to_upstream(command)
+            if seq is None:  # not on record: the session cannot go on at a level it lost
+                self._refuse_stream("the audit log cannot record commands; none is forwarded")
+                return
+            # Behind the commands judged before it, never ahead: one of those may carry the
+            # gateway's ACC to the old level.
+            self._hold(command, seq, 0)
 
     async def run(self) -> None:
         client, upstream = self._client, self._upstream
@@ -172,7 +209,11 @@ class Session:
                 client.close()  # the last reply (QUIT's OK, a refusal) still goes out
             keep = self._upstream_reusable()
             # Recorded as the client is let go, before the slower goodbye to the instrument.
-            self._record(self._event("disconnect", reason=self.end_reason, upstream_kept=keep))
+            event = self._event("disconnect", reason=self.end_reason, upstream_kept=keep)
+            unsent = sum(commands for _, _, commands in self._held)
+            if unsent:  # recorded as allowed, but the session ended before they could go out
+                event["unforwarded"] = unsent
+            self._record(event)
             await self._release_upstream(keep)
             if not self._forced:
                 with contextlib.suppress(TimeoutError):  # the caller then cuts it off
@@ -187,6 +228,7 @@ class Session:
             and self.end_reason in _CLEAN_ENDS
             and self.filter.reusable
             and self._upstream.stream.quiet
+            and not self._held
         )
 
     async def _release_upstream(self, keep: bool) -> None:
@@ -209,7 +251,7 @@ class Session:
     # ---------------------------------------------------------------- from the client
 
     def client_data(self, data: bytes) -> None:
-        if self._done.done():
+        if self._done.done() or self._end_when_sent:  # after QUIT nothing more is read
             return
         self._last_activity = time.monotonic()
         try:
@@ -234,7 +276,7 @@ class Session:
         except FramingError as error:
             self._refuse_stream(f"client broke a framing limit: {error}")
             return
-        self._end("client closed")
+        self._end_after_held("client closed")
 
     def client_backed_up(self, backed_up: bool) -> None:
         """The client reads slower than the instrument sends: hold the instrument back."""
@@ -253,15 +295,17 @@ class Session:
         to_upstream: list[bytes] = []
         filter_ = self.filter
         now = time.monotonic()
+        last_seq = 0
         try:
             for index, raw in enumerate(messages):
                 if len(raw) >= BIG_MESSAGE:
                     self._carried_big = True
                 verdict = filter_.from_client(raw, now=now)
-                if not self._recorded(verdict):
+                seq = self._recorded(verdict)
+                if seq is None:
                     # Fail closed: a command that cannot be recorded is not forwarded.
                     self._count("unrecorded")
-                    self._flush(to_client, to_upstream)
+                    self._flush(to_client, to_upstream, last_seq)
                     self._refuse_stream("the audit log cannot record commands; none is forwarded")
                     return
                 self._count(verdict.decision.value)
@@ -271,18 +315,19 @@ class Session:
                     to_upstream.append(verdict.to_upstream)
                     # After a QUIT the instrument hangs up, as asked: no error for that.
                     self._quit_sent |= verdict.command == QUIT
+                    last_seq = seq
                 if filter_.quit:
-                    self._flush(to_client, to_upstream)
-                    self._end("client quit")  # what follows QUIT is not read, as upstream
+                    self._flush(to_client, to_upstream, last_seq)
+                    self._end_after_held("client quit")  # what follows QUIT is not read
                     return
                 if filter_.awaiting_level and index + 1 < len(messages):
                     self._queue.extend(messages[index + 1 :])
                     self._pause_client("an ACC awaits the instrument's answer")
                     break
         finally:
-            self._flush(to_client, to_upstream)
+            self._flush(to_client, to_upstream, last_seq)
 
-    def _recorded(self, verdict: Verdict) -> bool:
+    def _recorded(self, verdict: Verdict) -> int | None:
         event = self._event(
             "command",
             command=verdict.command,
@@ -292,15 +337,60 @@ class Session:
         )
         if verdict.payload is not None:
             event["payload"] = {"bytes": verdict.payload.size, "sha256": verdict.payload.sha256}
-        return self._record(event)
+        return self._record(event, urgent=bool(verdict.to_upstream))
 
-    def _flush(self, to_client: list[bytes], to_upstream: list[bytes]) -> None:
+    def _flush(self, to_client: list[bytes], to_upstream: list[bytes], last_seq: int) -> None:
         if to_upstream:
-            self._to_upstream(b"".join(to_upstream))
+            self._hold(b"".join(to_upstream), last_seq, len(to_upstream))
             to_upstream.clear()
         if to_client:
             self._client.write(b"".join(to_client))
             to_client.clear()
+
+    # ---------------------------------------------------------------- on record, then upstream
+
+    def _hold(self, data: bytes, seq: int, commands: int) -> None:
+        """Send `data` to the instrument once audit record `seq` (and all before it) is durable."""
+        self._held.append((seq, data, commands))
+        self._held_bytes += len(data)
+        if self._held_bytes > _HOLD_PAUSE:
+            self._pause_client("commands wait for the audit log")
+        if self._waiting_for is None:
+            self._waiting_for = seq
+            self._durable(seq, self._on_durable)
+
+    def _on_durable(self, failure: AuditWriteFailed | None) -> None:
+        """The log's callback: records up to `_waiting_for` are on disk (or never will be)."""
+        durable, self._waiting_for = self._waiting_for, None
+        if self._done.done() or durable is None:
+            return
+        try:
+            if failure is not None:
+                self._refuse_stream("the audit log cannot record commands; none is forwarded")
+                return
+            held, out = self._held, []
+            while held and held[0][0] <= durable:
+                _, data, _ = held.popleft()
+                out.append(data)
+                self._held_bytes -= len(data)
+            if out:
+                self._to_upstream(b"".join(out) if len(out) > 1 else out[0])
+            if held:
+                self._waiting_for = held[-1][0]
+                self._durable(self._waiting_for, self._on_durable)
+                return
+            self._resume_client("commands wait for the audit log")
+            if self._end_when_sent:
+                self._end(self._end_when_sent)
+        except Exception as exc:
+            self._failed(exc)
+
+    def _end_after_held(self, reason: str) -> None:
+        """End the session, once what it still holds for the instrument has gone out."""
+        if self._held:
+            self._end_when_sent = reason
+        else:
+            self._end(reason)
 
     def _to_upstream(self, data: bytes) -> None:
         transport = self._upstream.stream.transport
