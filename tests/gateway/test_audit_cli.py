@@ -64,6 +64,7 @@ def test_truncated_last_line_fails_and_is_named(tmp_path: Path, log_lines: list[
     code, output = run_verify(tmp_path, log_lines)
     assert code == 1
     assert "line 10 truncated" in output
+    assert "the 9 records before it are intact (seq 0-8" in output
 
 
 def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """`labgate audit`: check the gateway's hash-chained audit log.
 
 `labgate audit verify FILE` exits 0 with a one-line summary when every line links to the one
-before, and 1 naming the first line that was edited, removed, reordered or cut short.
+before, and 1 naming the first line that was edited, removed, reordered or cut short (for a cut
+last line, as a crash mid-write leaves, it also says whether every record before it is intact).
 """
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Annotated
 
@@ -37,6 +39,7 @@ def verify(
     ],
 ) -> None:
     """Prove the log intact, or name the first line that was edited, removed or reordered."""
+    from labgate.gateway.auditchain import Problem
     from labgate.gateway.auditchain import verify as verify_chain
 
     with file.open("rb") as lines:
@@ -44,5 +47,16 @@ def verify(
     if result.ok:
         typer.echo(f"{file}: {result.summary()}")
         return
-    typer.echo(f"{file}: {result.summary()}", err=True)
+    message = f"{file}: {result.summary()}"
+    if result.problem is Problem.TRUNCATED and result.line > 1:
+        # Only a last line can lack its newline: a write cut short (a crash, a kill, a full
+        # disk). Say whether everything before it holds, so the damage is seen to end there.
+        with file.open("rb") as lines:
+            before = verify_chain(itertools.islice(lines, result.line - 1))
+        if before.ok:
+            message += (
+                f"; the {result.line - 1} records before it are intact (seq 0-{before.last_seq}, "
+                f"head sha256:{before.head}), the last line is a write cut short"
+            )
+    typer.echo(message, err=True)
     raise typer.Exit(1)
