@@ -93,7 +93,9 @@ class Runtime:
         )
 
     def close(self) -> None:
-        self.ca.close()
+        # A certificate still pending now was signed for a request whose transaction never
+        # committed (handing out waits for the commit), so its holder never got it: failed.
+        self.ca.close(failed=True)
         self.engine.dispose()
 
 
