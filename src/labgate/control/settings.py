@@ -18,13 +18,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from labgate.pki.keys import MIN_PASSPHRASE_LENGTH, PLACEHOLDER_PASSPHRASES
+
 CONFIG_FILE = "server.toml"
 
-# Values people paste from examples; a secret equal to one of these is refused outright.
-PLACEHOLDER_SECRETS = frozenset(
-    {"changethis", "changeme", "change-me", "secret", "password", "passphrase", "example", "xxx"}
-)
-MIN_SECRET_LENGTH = 16
+# Values people paste from examples are refused outright, as `labgate ca init` refuses them: one
+# list, the CA's.
+PLACEHOLDER_SECRETS = PLACEHOLDER_PASSPHRASES
+MIN_SECRET_LENGTH = MIN_PASSPHRASE_LENGTH
 
 
 class ControlSettings(BaseSettings):
