@@ -308,3 +308,25 @@ def test_issuances_killed_at_varied_moments_leave_nothing_behind(
     revoked = x509.load_pem_x509_crl((tmp_path / "ca.crl").read_bytes())
     for serial in pending:
         assert revoked.get_revoked_certificate_by_serial_number(int(str(serial), 16)) is not None
+
+
+def test_a_lease_of_a_process_killed_before_its_first_row_is_removed_and_a_live_one_kept(
+    ca_dir: Path, ca: CertificateAuthority
+) -> None:
+    from labgate.pki.pending import Lease
+
+    killed = subprocess.run(
+        [sys.executable, "-c",
+         "import os, signal, sys\nfrom pathlib import Path\nfrom labgate.pki.pending import Lease\n"
+         "Lease(Path(sys.argv[1]))\nos.kill(os.getpid(), signal.SIGKILL)", str(ca_dir)],
+        capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    live = Lease(ca_dir)
+    try:
+        assert len(list((ca_dir / "leases").iterdir())) == 2
+        ca.sweep()
+        assert [p.stem for p in (ca_dir / "leases").iterdir()] == [live.token]
+    finally:
+        live.release()
+    assert list((ca_dir / "leases").iterdir()) == []

@@ -67,7 +67,7 @@ def temporaries(directory: Path, tag: str) -> list[Path]:
     marker = f".{tag}-"
     try:
         names = os.listdir(directory)
-    except FileNotFoundError:
+    except OSError:  # gone, or not ours to read: nothing we can remove there
         return []
     return sorted(
         directory / name

@@ -32,6 +32,7 @@ from labgate.pki.errors import UnknownCertificate
 from labgate.pki.inventory import ORPHANED, Entry, Inventory
 
 LEASES = "leases"
+CLAIMING = ".claiming"
 _TOKEN = re.compile(r"[0-9a-f]{32}")
 
 
@@ -43,14 +44,19 @@ class Lease:
         leases = directory / LEASES
         leases.mkdir(mode=0o700, exist_ok=True)
         self._path = leases / f"{self.token}.lock"
+        # Locked under a name of its own first and then renamed, so that a file under a lease's
+        # name is locked from its first moment: a sweeper can never find it free and take a
+        # live lease for a dead one.
+        claiming = leases / f".{self.token}{CLAIMING}"
         self._fd: int | None = os.open(
-            self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+            claiming, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
         )
         try:
-            # Nobody else knows the token yet, so this cannot block; pending rows naming it are
-            # written only after it is held.
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(claiming, self._path)
         except BaseException:
+            with contextlib.suppress(OSError):
+                claiming.unlink()
             os.close(self._fd)
             raise
 
@@ -101,10 +107,42 @@ def sweep(directory: Path, inventory: Inventory, *, now: Callable[[], datetime])
         # sweep does it all again.
         if entry.destination and _TOKEN.fullmatch(owner):
             for leftover in temporaries(Path(entry.destination).parent, owner):
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):
                     leftover.unlink()
         try:
             orphaned.append(inventory.settle(entry.serial, state=ORPHANED, when=now()))
         except UnknownCertificate:
             continue  # another sweeper settled it first
+    # A process killed after taking its lease but before its first pending row left only the
+    # lock file: nothing to settle, but not to be kept either.
+    for path in _lease_files(directory):
+        if path.name.endswith(".lock") and path.stem not in verdicts:
+            owner_is_dead(directory, path.stem)
+        elif path.name.endswith(CLAIMING):
+            _remove_if_free(path)  # killed between creating its lease and naming it
     return orphaned
+
+
+def _lease_files(directory: Path) -> list[Path]:
+    try:
+        return sorted((directory / LEASES).iterdir())
+    except OSError:
+        return []
+
+
+def _remove_if_free(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return
+    else:
+        # Its owner may be about to lock it; then its rename fails and that issuance fails
+        # with an error before it signed anything, which is safe.
+        with contextlib.suppress(OSError):
+            path.unlink()
+    finally:
+        os.close(fd)
