@@ -203,8 +203,10 @@ class SessionFilter:
             )
         verdict = known.verdict(self.context())
         if isinstance(verdict, Denied):
+            # The client hears the reason it caused; the audit log keeps none of a secret.
+            reason = _withheld(verdict, self.level) if known.secret else verdict.reason
             return self._verdict(
-                known, Decision.DENIED, verdict.reason, to_client=self._refusal(ident, verdict)
+                known, Decision.DENIED, reason, to_client=self._refusal(ident, verdict)
             )
         name = known.canonical
         if isinstance(verdict, Answered):
@@ -366,7 +368,7 @@ class SessionFilter:
             ahead = self._instrument_to(self.level, now, must_succeed=refused)
         ident = self._take_ident()
         self._pending[ident] = _Pending(
-            client_ident=client_ident, command=known.canonical, sent_at=now, sets_level=sets
+            client_ident=client_ident, command=known.logged_name, sent_at=now, sets_level=sets
         )
         sent = known.forwarded(ident) if tail is None else b"%d %s" % (ident, tail)
         out = ahead + sent if ahead else sent
@@ -387,13 +389,13 @@ class SessionFilter:
     ) -> Verdict:
         payload = None
         body = known.command.body
-        if body is not None:
+        if body is not None and not known.secret:  # a digest of a short secret is no secret
             content = body.content.encode()
             payload = Payload(size=len(content), sha256=hashlib.sha256(content).hexdigest())
         return Verdict(
             decision=decision,
             reason=reason,
-            command=known.canonical,
+            command=known.logged_name,
             args=known.logged_args,
             payload=payload,
             to_client=to_client,
@@ -422,6 +424,7 @@ class _Known:
         "canonical",
         "command",
         "logged_args",
+        "logged_name",
         "secret",
         "taints",
     )
@@ -432,6 +435,10 @@ class _Known:
         body = None if command.body is None else command.body.content
         self.secret = sensitive.bears_secret(command.name, command.options, command.args, body)
         self.logged_args = _logged_args(command, secret=self.secret)
+        # What the audit log calls it: a secret-bearing name not written out plainly may hold
+        # the secret itself (`$(CONF* ... <password> ...)` as a name).
+        plain = not self.secret or sensitive.plain_name(command.name)
+        self.logged_name = self.canonical if plain else "[name withheld]"
         self._tail: bytes | None = None  # its bytes after "<ident> ", once it is forwarded
         self.taints = ""
         if self.canonical.startswith(SUBSCRIPTION_PREFIXES):
@@ -532,6 +539,15 @@ def _logged_args(command: Command, *, secret: bool) -> tuple[str, ...]:
     if secret:
         return (f"[{len(command.args)} arguments withheld]",) if command.args else ()
     return command.args if command.body is None else command.args[:1]
+
+
+def _withheld(denied: Denied, level: AccessLevel) -> str:
+    """The audit log's reason for refusing a command that carries a secret: the refusal and the
+    levels, none of the text (a parser's excerpt or a nested command's source may hold it)."""
+    return (
+        f"refused ({denied.refusal}; needs {denied.required.label}, the session has "
+        f"{level.label}); the details are withheld: the command carries a secret"
+    )
 
 
 def _quoted(level: AccessLevel) -> str:

@@ -21,7 +21,7 @@ from labgate.instrument.commandlog import RAW_LIMIT, CommandLog
 from labgate.instrument.dispatch import CommandTable
 from labgate.instrument.outcomes import Deferred, Outcome, Refusal, error, one_line
 from labgate.instrument.state import InstrumentState
-from labgate.scpi import access
+from labgate.scpi import access, sensitive
 from labgate.scpi.access import AccessLevel, Denied
 from labgate.scpi.errors import FramingError, MessageError, ParseError
 from labgate.scpi.framing import Decoder
@@ -155,7 +155,10 @@ class Session:
         try:
             command = parse_command(raw)
         except ParseError as exc:
-            self._record({"command": None, "raw": _shown(raw), "error": str(exc)})
+            if sensitive.may_bear_secret(raw):  # the parser's excerpt may hold a password
+                self._record({"command": None, "raw": "[redacted]", "error": "[redacted]"})
+            else:
+                self._record({"command": None, "raw": _shown(raw), "error": str(exc)})
             await self.send(error(_leading_ident(raw), "InvocationError", str(exc)))
             return
         self._record(_entry(command, raw))
@@ -249,22 +252,23 @@ def _shown(raw: bytes) -> str:
     return raw[:RAW_LIMIT].decode("utf-8", errors="backslashreplace")
 
 
-# Commands whose arguments are kept out of the log: an AUTH answer is derived from a password,
-# and CONF access lines carry passwords in clear.
-REDACTED = frozenset({"AUTH", "CONFIG=", "CONFIG*", "CONFIG?"})
-
-
 def _entry(command: Command, raw: bytes) -> dict[str, Any]:
-    if command.canonical in REDACTED:
-        shown = f"{command.ident} {command.name} [redacted]"
+    # An AUTH answer is derived from a password, and CONF access lines carry passwords in clear:
+    # the list of such commands, every spelling and nesting, is the gateway's (`sensitive`).
+    body = None if command.body is None else command.body.content
+    name, canonical = command.name, command.canonical
+    if sensitive.bears_secret(command.name, command.options, command.args, body):
+        if not sensitive.plain_name(name):  # a name such as `$(CONF* ... <password> ...)`
+            name = canonical = "[name withheld]"
+        shown = f"{command.ident} {name} [redacted]"
     elif command.body is not None:
         shown = _shown(raw.split(b"<", 1)[0])
     else:
         shown = _shown(raw)
     entry: dict[str, Any] = {
         "ident": command.ident,
-        "name": command.name,
-        "command": command.canonical,
+        "name": name,
+        "command": canonical,
         "raw": shown,
         "size": len(raw),
     }
