@@ -4,6 +4,9 @@ it afresh gives, whatever ident it carries and whichever ident it was first seen
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,3 +75,51 @@ def test_the_cache_is_bounded() -> None:
     for n in range(filter_module._KNOWN_MAX + 10):
         session.from_client(b"%d RET ${Var%d}" % (n, n), now=0.0)
     assert len(filter_module._KNOWN) <= filter_module._KNOWN_MAX
+
+
+def test_a_rule_that_reads_the_identity_or_the_instrument_gets_no_stale_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A per-identity (or per-instrument) rule added to the judge later: the same bytes, at the
+    # same level and grant, must be judged afresh for another identity or instrument.
+    from labgate.scpi.access import Denied
+    from labgate.scpi.judge import judge
+
+    def judge_with_a_rule(command: Any, context: Any) -> Any:
+        if context.identity == "labgate:user:mallory" or context.instrument == "qs5-locked":
+            return Denied(required=AccessLevel.FULL, command=command.canonical, reason="banned")
+        return judge(command, context)
+
+    monkeypatch.setattr(filter_module, "judge", judge_with_a_rule)
+    filter_module._KNOWN.clear()
+    verdicts = {}
+    for identity, instrument in [
+        ("labgate:user:alice", "qs5"),
+        ("labgate:user:mallory", "qs5"),
+        ("labgate:user:alice", "qs5-locked"),
+        ("labgate:user:alice", "qs5"),
+    ]:
+        session = SessionFilter(
+            grant=AccessLevel.CONTROLLER,
+            level=AccessLevel.OBSERVER,
+            upstream_level=AccessLevel.OBSERVER,
+            identity=identity,
+            instrument=instrument,
+        )
+        verdicts[(identity, instrument)] = session.from_client(b"1 POW?", now=0.0).decision
+    assert verdicts == {
+        ("labgate:user:alice", "qs5"): filter_module.Decision.ALLOWED,
+        ("labgate:user:mallory", "qs5"): filter_module.Decision.DENIED,
+        ("labgate:user:alice", "qs5-locked"): filter_module.Decision.DENIED,
+    }
+
+
+def test_a_verdict_on_access_follows_the_grant_at_the_same_level() -> None:
+    filter_module._KNOWN.clear()
+    for grant, expected in [
+        (AccessLevel.OBSERVER, filter_module.Decision.DENIED),
+        (AccessLevel.CONTROLLER, filter_module.Decision.ANSWERED),
+        (AccessLevel.OBSERVER, filter_module.Decision.DENIED),
+    ]:
+        session = SessionFilter(grant=grant, level=AccessLevel.GUEST)
+        assert session.from_client(b"1 ACC Controller", now=0.0).decision is expected

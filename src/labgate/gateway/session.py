@@ -127,6 +127,8 @@ class Session:
             grant=grant,
             next_ident=upstream.next_ident,
             keep_upstream=give_back is not None and info.instrument.upstream_idle > 0,
+            identity=info.identity,
+            instrument=info.instrument.name,
         )
         self._give_back = give_back
         if warm:  # a connection an earlier session used: its level is whatever that one left
