@@ -117,6 +117,7 @@ class Control:
     root: Path
     ca: Any
     add_grant: Any
+    remove_grants: Any
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def control_server(tmp_path: Path) -> Iterator[Control]:
 
     from labgate.control.app import create_app
     from labgate.control.database import make_engine, session_factory
-    from labgate.control.grants import create_grant
+    from labgate.control.grants import create_grant, delete_grant, visible_grants
     from labgate.control.keystore import load_passphrase
     from labgate.control.layout import ca_dir, ca_root_path
     from labgate.control.principals import Principal
@@ -146,6 +147,13 @@ def control_server(tmp_path: Path) -> Iterator[Control]:
             create_grant(session, admin, who=who, instrument="*", level=level, now=NOW)
             session.commit()
 
+    def remove_grants(who: str) -> None:
+        with sessions() as session:
+            for grant in visible_grants(session, admin):
+                if grant.principal == who:
+                    delete_grant(session, admin, grant.id, now=NOW)
+            session.commit()
+
     server = uvicorn.Server(uvicorn_config(settings, create_app(settings), listen="127.0.0.1:0"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
@@ -162,6 +170,7 @@ def control_server(tmp_path: Path) -> Iterator[Control]:
             root=ca_root_path(settings.data_dir),
             ca=ca,
             add_grant=add_grant,
+            remove_grants=remove_grants,
         )
     finally:
         server.should_exit = True
@@ -202,3 +211,83 @@ cache_dir = "{site / "cache"}"
     client.sock.settimeout(5)
     assert client.line() == b""  # closed: revoked by the control server's CRL
     assert gateway.gateway.bundle is not None and gateway.gateway.bundle.version >= 2
+
+
+def test_a_following_gateway_closes_a_withdrawn_session_within_seconds(
+    control_server: Control, gateway_factory: Any, pki: Any, raw_client: Any, tmp_path: Path
+) -> None:
+    """The long poll: no fetch is asked for; the change reaches the gateway on its own."""
+    import time
+
+    from labgate.gateway.reload import follow_control
+    from labgate.pki.profiles import Profile
+
+    site = tmp_path / "site"
+    site.mkdir()
+    control_server.ca.issue(Profile.GATEWAY, "site-1", dns=["qs5-plain"]).write(site / "gw")
+    carol = control_server.ca.issue(Profile.CLIENT, "carol")
+    carol.write(site / "carol", combined=True)
+    control_server.add_grant("labgate:user:carol", "Controller")
+    control = f"""
+[control]
+url = "{control_server.url}"
+gateway_name = "site-1"
+server_ca = "{control_server.root}"
+cache_dir = "{site / "cache"}"
+"""
+    gateway = gateway_factory(
+        grants={},
+        tls_files=(site / "gw.crt", site / "gw.key", control_server.root),
+        extra_sections=control,
+    )
+    follower = asyncio.run_coroutine_threadsafe(follow_control(gateway.gateway), gateway.loop)
+    try:
+        deadline = time.monotonic() + 30
+        while gateway.gateway.bundle is None:
+            assert time.monotonic() < deadline, "the first bundle never came"
+            time.sleep(0.05)
+        client = raw_client(gateway, pki, "carol", ca=control_server.root, pem=site / "carol.pem")
+        assert client.line().startswith(b"READy")
+        assert client.ask("0 ACC Controller") == b"OK 0"
+        time.sleep(0.5)  # the gateway is waiting on the server now
+        started = time.monotonic()
+        control_server.remove_grants("labgate:user:carol")
+        client.sock.settimeout(20)
+        assert client.line() == b""  # closed: the grant went, and the gateway heard at once
+        assert time.monotonic() - started < 10
+    finally:
+        follower.cancel()
+
+
+def test_a_gateway_that_cannot_reach_the_server_backs_off(
+    gateway_factory: Any, pki: Any, tmp_path: Path
+) -> None:
+    import time
+
+    from labgate.gateway.reload import follow_control
+
+    control = f"""
+[control]
+url = "https://127.0.0.1:1"
+gateway_name = "site-1"
+server_ca = "{pki.root}"
+cache_dir = "{tmp_path / "cache"}"
+poll_interval = 60
+"""
+    gateway = gateway_factory(grants={}, extra_sections=control)
+    attempts: list[float] = []
+    record = gateway.gateway.record
+
+    def counting(event: Any) -> bool:
+        if event.get("event") == "bundle_refused":
+            attempts.append(time.monotonic())
+        return record(event)
+
+    gateway.gateway.record = counting  # type: ignore[method-assign]
+    follower = asyncio.run_coroutine_threadsafe(follow_control(gateway.gateway), gateway.loop)
+    try:
+        time.sleep(3.5)
+    finally:
+        follower.cancel()
+    # Attempts at 0, 1, 3 seconds (doubling), not a tight loop.
+    assert 2 <= len(attempts) <= 4, attempts
