@@ -38,8 +38,8 @@ OPERATOR = "operator"
 OBSERVER = "observer"
 # The gateway's name at the control server: its certificate says labgate:gateway:<name>.
 SITE = "demo-site"
-# Seconds between the gateway's fetches of its grant bundle: short, so that a grant changed on
-# the server shows in the demo within moments (a site would keep the default minute).
+# The gateway follows its grant bundle by long poll (a change shows within about a second);
+# this is the longest it waits before retrying after a failed fetch (a site keeps the minute).
 BUNDLE_POLL_S = 5
 
 
