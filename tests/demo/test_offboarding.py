@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from qslib import Machine
+from qslib._qslib import DisconnectedBeforeResponse
 from qslib.scpi_commands import CommandError
 
 from labgate.demo.stack import INSTRUMENT, RunningDemo, running
@@ -113,10 +114,13 @@ def connected(demo: RunningDemo, pem: Path) -> Machine:
 
 
 def closed_after(m: Machine, started: float) -> float:
-    """Seconds from `started` until the gateway ended the session (qslib: "Connection closed")."""
+    """Seconds from `started` until the gateway ended the session: qslib says "Connection
+    closed", or "Disconnected before response" when the close cut a command short."""
     while time.monotonic() - started < 30:
         try:
             m.run_command("DRAW?")
+        except DisconnectedBeforeResponse:
+            return time.monotonic() - started
         except ValueError as error:
             assert "Connection closed" in str(error), error
             return time.monotonic() - started

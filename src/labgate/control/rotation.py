@@ -27,6 +27,7 @@ from labgate.control.runtime import Runtime
 from labgate.control.schemas import TokenPair
 from labgate.control.standing import certificate_revoked, presented
 from labgate.control.tables import Device, RefreshToken, User
+from labgate.control.transactions import keep_on_error
 from labgate.pki.identity import identity_of
 from labgate.pki.inventory import Inventory
 
@@ -133,7 +134,6 @@ def _rotate(
             .values(last_seen_at=now)
             .execution_options(synchronize_session=False)
         )
-    session.commit()
     return minted.pair
 
 
@@ -198,7 +198,7 @@ def _not_rotated(
             family=decision.family_id,
             rotated_at=decision.rotated_at.isoformat(),
         )
-        session.commit()
+        keep_on_error(session)
         runtime.metrics.refreshes.labels("reuse").inc()
         raise RefreshTokenReused(
             "refresh token was already used; every session of this login is now revoked"

@@ -26,6 +26,7 @@ from labgate.control.revocation import (
 )
 from labgate.control.runtime import Runtime
 from labgate.control.schemas import TokenPair
+from labgate.control.transactions import keep_on_error
 
 
 def login(
@@ -48,7 +49,7 @@ def login(
             subject=user_identity(keys.account.removeprefix("account:")),
             address=address,
         )
-        session.commit()
+        keep_on_error(session)
         runtime.metrics.logins.labels("locked").inc()
         raise
     except Throttled:
@@ -66,7 +67,7 @@ def login(
             subject=user_identity(keys.account.removeprefix("account:")),
             address=address,
         )
-        session.commit()
+        keep_on_error(session)
         runtime.metrics.logins.labels("failed").inc()
         raise
     throttling.clear_after_success(session, keys)
@@ -91,7 +92,6 @@ def login(
         address=address,
         restricted=restricted,
     )
-    session.commit()
     runtime.metrics.logins.labels("restricted" if restricted else "ok").inc()
     return minted.pair
 
@@ -105,7 +105,6 @@ def logout(session: Session, runtime: Runtime, principal: Principal, *, expires:
     deny(session, [(principal.jti, expires)])
     purge_expired(session, now=now)  # housekeeping: entries for tokens that expired anyway
     audit.record(session, at=now, kind="logout", subject=principal.identity)
-    session.commit()
 
 
 def change_password(
@@ -137,7 +136,7 @@ def change_password(
     except AuthenticationFailed:
         session.rollback()
         throttling.record_failure(session, keys, runtime.settings, now=now)
-        session.commit()
+        keep_on_error(session)
         raise
     accounts.revoke_sessions(session, user.id, now=now)
     minted = mint_pair(
@@ -150,5 +149,4 @@ def change_password(
         cnf_thumbprint=None,
         now=now,
     )
-    session.commit()
     return minted.pair
