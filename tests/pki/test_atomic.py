@@ -60,3 +60,10 @@ def test_a_private_file_is_never_readable_by_others_even_while_being_written(
 def test_a_missing_directory_is_an_os_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         write_atomic(tmp_path / "nowhere" / "x.crt", b"data")
+
+
+def test_a_write_that_cannot_start_names_the_file_asked_for(tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "alice.key"
+    with pytest.raises(FileNotFoundError) as raised:
+        write_atomic(target, b"key", mode=PRIVATE)
+    assert raised.value.filename == str(target)

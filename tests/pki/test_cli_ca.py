@@ -556,3 +556,12 @@ def test_revoke_by_identity_revokes_every_certificate_a_person_holds_and_no_one_
     )
     again = run(runner, "revoke", "--dir", str(ca_dir), "--identity", "labgate:user:alice")
     assert again.exit_code == 1 and "no unrevoked, unexpired certificate" in again.stderr
+
+
+def test_issue_into_a_missing_directory_is_refused_before_anything_is_signed(
+    runner: CliRunner, ca_dir: Path, tmp_path: Path
+) -> None:
+    before = run(runner, "list", "--dir", str(ca_dir), "--json").stdout
+    result = _issue(runner, ca_dir, tmp_path / "no-such-dir" / "alice")
+    assert result.exit_code == 1 and "no-such-dir is not a directory" in result.stderr
+    assert run(runner, "list", "--dir", str(ca_dir), "--json").stdout == before

@@ -199,6 +199,8 @@ def _refuse_to_clobber(
     """Never replace a file silently, and never leave one beside new ones holding the old
     certificate (a stale PREFIX.pem is what qslib would go on using). `keeping`: files that stay
     as they are and remain right (the key of a renewal that keeps its key)."""
+    if not prefix.parent.is_dir():
+        raise CliError(f"{prefix.parent} is not a directory; make it first (--out {prefix})")
     present = [s for s in OUTPUTS if s not in keeping and _output(prefix, s).exists()]
     replaced = [str(_output(prefix, s)) for s in present if s in writing]
     stale = [str(_output(prefix, s)) for s in present if s not in writing]
@@ -292,6 +294,8 @@ def sign(
         request = csr.read_bytes()
         if out.exists() and not force:
             raise CliError(f"{out} already exists; --force replaces it")
+        if not out.parent.is_dir():
+            raise CliError(f"{out.parent} is not a directory; make it first (--out {out})")
         with _opened(directory, passphrase_file) as ca:
             issued = ca.sign_csr(request, Profile(profile.value), days=days, destination=out)
             with ca.handing_out(issued):

@@ -31,7 +31,10 @@ def write_atomic(
     writes several files and then calls `sync_directory` once before reporting success."""
     directory = path.parent
     temporary = directory / temporary_name(path.name, tag)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except OSError as error:  # name the file asked for, not our temporary one
+        raise OSError(error.errno, error.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
