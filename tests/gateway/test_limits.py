@@ -348,3 +348,34 @@ def test_a_client_waiting_for_its_session_cannot_make_the_gateway_hold_what_it_s
     assert grown < 8 * 1024 * 1024, f"the gateway grew by {grown} bytes for a waiting client"
     flooder.close()
     assert holder.ask("0 ACC?").startswith(b"OK 0")  # still serving
+
+
+def test_at_the_connection_limit_a_silent_connection_makes_way_but_a_session_does_not(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = gateway_factory(extra_gateway="max_connections = 2\nclient_hello_timeout = 60")
+    address = gateway.address("qs5-plain")
+    session = raw_client(gateway, pki, "olive")  # an established session: never shed
+    assert session.line().startswith(b"READy")
+    with socket.create_connection(address, timeout=10) as silent:
+        client = raw_client(gateway, pki, "alice")  # over the limit: the silent one makes way
+        assert client.line().startswith(b"READy")
+        assert silent.recv(1) == b""
+    shed = _events(gateway, "handshake_failure")[-1]
+    assert shed["kind"] == "shed"
+    assert "2 connections open; the oldest without a ClientHello made way" in shed["reason"]
+    assert session.ask("0 ACC?").startswith(b"OK 0")
+    assert client.ask("0 ACC?").startswith(b"OK 0")
+    client.close()
+    # Only sessions left: a new connection is refused, and the sessions go on.
+    deadline = time.monotonic() + 10
+    while gateway.run(lambda: gateway.gateway._connections) > 1:
+        assert time.monotonic() < deadline, "the closed session was never counted out"
+        time.sleep(0.05)
+    other = raw_client(gateway, pki, "adam")
+    assert other.line().startswith(b"READy")
+    with pytest.raises((ssl.SSLError, ConnectionResetError, OSError)):
+        third = raw_client(gateway, pki, "gus")
+        assert third.line() == b""
+        raise ConnectionResetError("closed without a greeting")
+    assert _events(gateway, "handshake_failure")[-1]["kind"] == "connection_limit"

@@ -59,6 +59,8 @@ class PeerCertificateProtocol(H11Protocol):
 
 
 def tls_context(settings: ControlSettings) -> ssl.SSLContext:
+    """The server's TLS context, whatever serves it: labgate's one TLS profile (Mozilla's
+    intermediate, from `labgate.pki.tlsconfig`) and the client certificate rules below."""
     data_dir = settings.data_dir
     context = server_context(
         chain=server_certificate_path(data_dir),

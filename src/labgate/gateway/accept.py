@@ -232,7 +232,7 @@ class Handshake:
         self._waiter: asyncio.Future[None] = loop.create_future()
         self._tls: Any = None
         self._shed: str | None = None
-        self._hello = bytearray()
+        self._hello = b""  # what was read of the ClientHello
         self.client = ClientSide(loop)
         self.server_name: str | None = None  # the name in the ClientHello, lower case
         self.in_hello = True
@@ -271,8 +271,10 @@ class Handshake:
     # ---------------------------------------------------------------- the ClientHello
 
     def _hello_data(self, data: bytes) -> None:
-        self._hello += data
-        reading = read_hello(bytes(self._hello))
+        if self._hello:  # a ClientHello in several reads: rare
+            data = self._hello + data
+        reading = read_hello(data)
+        self._hello = data
         if isinstance(reading, Incomplete):
             return
         if isinstance(reading, Hello):
@@ -306,7 +308,7 @@ class Handshake:
         )
         self._transport.set_protocol(self._tls)
         self._tls.connection_made(self._transport)
-        held, self._hello = bytes(self._hello), bytearray()
+        held, self._hello = self._hello, b""
         _feed(self._tls, held)
 
 

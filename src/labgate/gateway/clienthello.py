@@ -48,13 +48,19 @@ INCOMPLETE = Incomplete()
 
 def read_hello(data: bytes) -> Reading:
     """What the bytes received so far say: `Incomplete` until the whole ClientHello is there."""
+    # The usual case, read without copies: one record that holds the whole ClientHello.
+    if len(data) >= 9 and data[0] == _HANDSHAKE and data[1] == 3 and data[5] == _CLIENT_HELLO:
+        fragment = int.from_bytes(data[3:5], "big")
+        length = int.from_bytes(data[6:9], "big")
+        if 4 + length <= fragment <= MAX_HELLO and len(data) >= _RECORD_HEADER + fragment:
+            return _parse_hello(memoryview(data)[9 : 9 + length])
     message = bytearray()
     offset = 0
     while True:
         if len(message) >= 4:
             length = int.from_bytes(message[1:4], "big")
             if len(message) >= 4 + length:
-                return _parse_hello(bytes(message[4 : 4 + length]))
+                return _parse_hello(memoryview(message)[4 : 4 + length])
         if len(data) - offset < _RECORD_HEADER:
             return INCOMPLETE
         if data[offset] != _HANDSHAKE:
@@ -87,7 +93,7 @@ def _wrong_header(message: bytes) -> NotAHello | None:
     return None
 
 
-def _parse_hello(body: bytes) -> Hello | NotAHello:
+def _parse_hello(body: bytes | memoryview) -> Hello | NotAHello:
     reader = _Reader(body)
     try:
         reader.skip(2 + 32)  # legacy_version, random
@@ -112,14 +118,14 @@ def _parse_hello(body: bytes) -> Hello | NotAHello:
     return Hello(server_name=None)
 
 
-def _host_name(content: bytes) -> str | None:
+def _host_name(content: bytes | memoryview) -> str | None:
     names = _Reader(content)
     entries = _Reader(names.take(names.number(2)))
     while entries.left:
         kind = entries.number(1)
         value = entries.take(entries.number(2))
         if kind == _HOST_NAME:
-            return value.decode("ascii").lower()
+            return bytes(value).decode("ascii").lower()
     return None
 
 
@@ -128,7 +134,7 @@ class _Short(Exception):
 
 
 class _Reader:
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | memoryview) -> None:
         self._data = data
         self._at = 0
 
@@ -136,7 +142,7 @@ class _Reader:
     def left(self) -> int:
         return len(self._data) - self._at
 
-    def take(self, count: int) -> bytes:
+    def take(self, count: int) -> bytes | memoryview:
         if count > self.left:
             raise _Short
         start, self._at = self._at, self._at + count

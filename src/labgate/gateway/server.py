@@ -76,7 +76,9 @@ class Gateway:
         self._servers: list[asyncio.Server] = []
         self._metrics_server: Any = None
         self._connections = 0
-        # Handshakes in progress by source host, oldest first (see `_shed_one`).
+        # Handshakes in progress, oldest first: all, with their source host, and by source host
+        # (see `_shed_one`).
+        self._unfinished: dict[Handshake, str] = {}
         self._handshaking: dict[str, dict[Handshake, None]] = {}
         self._per_identity: Counter[str] = Counter()
         self._next_conn = 0
@@ -259,10 +261,16 @@ class Gateway:
         state = self.state
         limits = state.config.limits
         if self._connections >= limits.max_connections:
-            self._refuse_early(conn, peer, "connection_limit",
-                               f"{limits.max_connections} connections already open")  # fmt: skip
-            transport.abort()
-            return
+            # Silent connections make way for new ones; established sessions never do.
+            silent = next((h for h in self._unfinished if h.in_hello), None)
+            if silent is None:
+                self._refuse_early(
+                    conn, peer, "connection_limit", f"{limits.max_connections} connections open"
+                )
+                transport.abort()
+                return
+            self._shed(silent, f"{limits.max_connections} connections open; the oldest "
+                               "without a ClientHello made way for a new one")  # fmt: skip
         source = _source_host(transport)
         handshakes = self._handshaking.setdefault(source, {})
         if len(handshakes) >= limits.max_handshakes_per_source:
@@ -275,6 +283,7 @@ class Gateway:
         )
         self._connections += 1
         handshakes[handshake] = None
+        self._unfinished[handshake] = source
         task = asyncio.get_running_loop().create_task(
             self._admit(index, conn, peer, source, transport, handshake, state)
         )
@@ -480,11 +489,17 @@ class Gateway:
     # ------------------------------------------------------------------ refusals and records
 
     def _handshake_over(self, source: str, handshake: Handshake) -> None:
-        handshakes = self._handshaking.get(source)
-        if handshakes is not None:
-            handshakes.pop(handshake, None)  # a shed one is gone already
-            if not handshakes:
-                del self._handshaking[source]  # no entry kept per address ever seen
+        if self._unfinished.pop(handshake, None) is None:
+            return  # a shed one is gone already
+        handshakes = self._handshaking[source]
+        del handshakes[handshake]
+        if not handshakes:
+            del self._handshaking[source]  # no entry kept per address ever seen
+
+    def _shed(self, handshake: Handshake, reason: str) -> None:
+        """Drop an unfinished handshake now; its task records why."""
+        self._handshake_over(self._unfinished[handshake], handshake)
+        handshake.shed(reason)
 
     def _shed_one(self, handshakes: dict[Handshake, None], source: str, limit: int) -> None:
         """Make room for a new handshake from `source`: drop its oldest one still without a
@@ -494,10 +509,9 @@ class Gateway:
         silent = victim is not None
         if victim is None:
             victim = next(iter(handshakes))
-        del handshakes[victim]
         what = "the oldest without a ClientHello" if silent else "the oldest"
-        victim.shed(f"{limit} TLS handshakes from {source} in progress; {what} made way "
-                    "for a new one")  # fmt: skip
+        self._shed(victim, f"{limit} TLS handshakes from {source} in progress; {what} made way "
+                           "for a new one")  # fmt: skip
 
     def _refuse_early(self, conn: int, peer: str, kind: str, reason: str) -> None:
         self.metrics.handshake_failures.labels(kind).inc()
