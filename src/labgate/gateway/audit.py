@@ -194,9 +194,11 @@ class AuditLog:
         await asyncio.to_thread(self.open)
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self.close)
-        self._release_waiters()  # nothing more will be written: no callback is left waiting
-        self._loop = None
+        try:
+            await asyncio.to_thread(self.close)
+        finally:
+            self._release_waiters()  # nothing more will be written: no callback is left waiting
+            self._loop = None
 
     async def flush(self) -> None:
         """Wait until every record offered so far is written and fsynced."""

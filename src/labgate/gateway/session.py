@@ -178,11 +178,12 @@ class Session:
 
     def change_grant(self, level: AccessLevel) -> None:
         """A lowered grant lowers the session level at once (and the instrument's with it)."""
-        seq = None
-        if level < self.filter.level:
-            event = self._event("level_lowered", level=level.label, reason="grant lowered")
-            seq = self._record(event, urgent=True)
+        lowered = level < self.filter.level
         command = self.filter.lower_grant(level, now=time.monotonic())
+        if not (lowered or command):
+            return
+        event = self._event("level_lowered", level=level.label, reason="grant lowered")
+        seq = self._record(event, urgent=bool(command))
         if command:
             if seq is None:  # not on record: the session cannot go on at a level it lost
                 self._refuse_stream("the audit log cannot record commands; none is forwarded")
