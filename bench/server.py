@@ -4,8 +4,11 @@ Prints, in one run and for each database (SQLite; PostgreSQL too when LABGATE_TE
 or --postgres is given):
 - requests/s of authenticated GET /api/v1/me with 32 concurrent clients against a real
   `labgate server run` process (HTTPS, token verification, deny-list lookup in the database);
-- beside it, a bare FastAPI app on the same uvicorn setup (same TLS, protocol, event loop)
-  returning a constant: the framework's floor. Target: authenticated >= half of the bare rate;
+- beside it, a bare FastAPI app on the same server stack (uvicorn, uvloop, labgate's own
+  connection layer with its TLS, deadlines and per-address cap) returning a constant: the
+  framework's floor. Target: authenticated >= half of the bare rate;
+- the same bare app with uvicorn terminating TLS itself (no deadlines, no cap): what the
+  connection layer costs;
 - refresh-token rotations per second (32 concurrent clients, each rotating its own family);
 - login time with the production argon2id parameters, for a known and an unknown user name.
 
@@ -74,6 +77,26 @@ async def load(
     return done / (time.perf_counter() - started)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    process: subprocess.Popen[str],
+    url: str,
+    context: ssl.SSLContext,
+    headers: dict[str, str],
+    args: argparse.Namespace,
+) -> tuple[float, float]:
+    """Requests/s, and the server's CPU milliseconds per request (steadier on a busy machine)."""
+    before, began = cpu_seconds(process.pid), time.perf_counter()
+    rate = asyncio.run(load(url, context, headers, clients=args.clients, seconds=args.seconds))
+    used = cpu_seconds(process.pid) - before
+    return rate, used * 1000 / max(rate * (time.perf_counter() - began), 1)
+
+
 async def refreshes(
     base: str, context: ssl.SSLContext, tokens: list[str], *, seconds: float
 ) -> float:
@@ -125,6 +148,9 @@ def bench_database(label: str, database_url: str | None, args: argparse.Namespac
         ]
         server, ready = start(run)
         bare, bare_ready = start([sys.executable, __file__, "--bare-server", str(data)])
+        plain, plain_ready = start(
+            [sys.executable, __file__, "--bare-server", str(data), "--uvicorn-tls"]
+        )
         try:
             base = ready["url"]
             with httpx.Client(base_url=base, verify=context, timeout=60) as http:
@@ -143,24 +169,10 @@ def bench_database(label: str, database_url: str | None, args: argparse.Namespac
                     login = {"username": "admin", "password": PASSWORD}
                     families.append(http.post("/api/v1/auth/login", json=login).json())
             headers = {"Authorization": f"Bearer {families[0]['access_token']}"}
-            floor = asyncio.run(
-                load(
-                    bare_ready["url"] + "/api/v1/me",
-                    context,
-                    {},
-                    clients=args.clients,
-                    seconds=args.seconds,
-                )
-            )
-            authed = asyncio.run(
-                load(
-                    base + "/api/v1/me",
-                    context,
-                    headers,
-                    clients=args.clients,
-                    seconds=args.seconds,
-                )
-            )
+            me = "/api/v1/me"
+            floor, floor_cpu = measure(bare, bare_ready["url"] + me, context, {}, args)
+            plain_rate, plain_cpu = measure(plain, plain_ready["url"] + me, context, {}, args)
+            authed, authed_cpu = measure(server, base + me, context, headers, args)
             rotations = asyncio.run(
                 refreshes(
                     base, context, [f["refresh_token"] for f in families], seconds=args.seconds
@@ -169,13 +181,21 @@ def bench_database(label: str, database_url: str | None, args: argparse.Namespac
         finally:
             stop(server)
             stop(bare)
+            stop(plain)
     ratio = authed / floor if floor else 0.0
     verdict = "meets" if ratio >= 0.5 else "MISSES"
-    print(f"[{label}]")
-    print(f"  bare FastAPI constant, {args.clients} clients: {floor:8.0f} req/s  (floor)")
+    print(f"[{label}]  (req/s; server CPU ms per request)")
     print(
-        f"  authenticated GET /api/v1/me:        {authed:8.0f} req/s  "
-        f"({ratio:.0%} of floor; target >= 50%: {verdict})"
+        f"  bare FastAPI constant, {args.clients} clients: {floor:8.0f} req/s  "
+        f"{floor_cpu:5.2f} ms  (floor: same stack as server run)"
+    )
+    print(
+        f"  same, uvicorn's own TLS, no deadlines: {plain_rate:8.0f} req/s  {plain_cpu:5.2f} ms"
+        f"  (connection layer: {floor_cpu / plain_cpu - 1:+.0%} CPU per request)"
+    )
+    print(
+        f"  authenticated GET /api/v1/me:        {authed:8.0f} req/s  {authed_cpu:5.2f} ms  "
+        f"({ratio:.0%} of floor, {floor_cpu / authed_cpu:.0%} by CPU; target >= 50%: {verdict})"
     )
     print(f"  refresh rotations, {args.clients} families:      {rotations:8.0f} /s")
     print(
@@ -184,12 +204,14 @@ def bench_database(label: str, database_url: str | None, args: argparse.Namespac
     )
 
 
-def bare_server(data: Path) -> None:
-    """The floor: FastAPI returning a constant on the same uvicorn setup as `server run`."""
+def bare_server(data: Path, *, uvicorn_tls: bool) -> None:
+    """The floor: FastAPI returning a constant, on the same server stack as `server run`
+    (or, with `uvicorn_tls`, with uvicorn terminating TLS itself and no connection layer)."""
     import uvicorn
+    import uvloop
     from fastapi import FastAPI
 
-    from labgate.control.serving import PeerCertificateProtocol, _loop_factory, tls_context
+    from labgate.control.serving import tls_context, uvicorn_config
     from labgate.control.settings import ControlSettings
 
     app = FastAPI()
@@ -198,19 +220,22 @@ def bare_server(data: Path) -> None:
     def me() -> dict[str, str]:
         return {"identity": "labgate:user:admin", "kind": "user", "name": "admin", "role": "admin"}
 
-    context = tls_context(ControlSettings.load(data))
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        http=PeerCertificateProtocol,
-        ssl_certfile=str(data / "server.crt"),
-        ssl_context_factory=lambda _c, _d: context,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        proxy_headers=False,
-    )
+    settings = ControlSettings.load(data)
+    config = uvicorn_config(settings, app, listen="127.0.0.1:0")
+    config.lifespan = "off"
+    if uvicorn_tls:
+        context = tls_context(settings)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            ssl_certfile=str(data / "server.crt"),
+            ssl_context_factory=lambda _c, _d: context,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            proxy_headers=False,
+        )
     server = uvicorn.Server(config)
 
     async def serve() -> None:
@@ -221,8 +246,7 @@ def bare_server(data: Path) -> None:
         print(json.dumps({"url": f"https://127.0.0.1:{port}"}), flush=True)
         await task
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve())
+    uvloop.run(serve())
 
 
 def postgres_database(admin_url: str) -> tuple[str, Any]:
@@ -243,9 +267,10 @@ def main() -> None:
     parser.add_argument("--logins", type=int, default=5)
     parser.add_argument("--postgres", default=os.environ.get("LABGATE_TEST_POSTGRES_URL"))
     parser.add_argument("--bare-server", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--uvicorn-tls", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
-        bare_server(args.bare_server)
+        bare_server(args.bare_server, uvicorn_tls=args.uvicorn_tls)
         return
     print(
         f"labgate control server benchmark: {args.clients} clients, {args.seconds:.0f} s each, "

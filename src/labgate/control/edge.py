@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import unicodedata
+import re
 from urllib.parse import unquote_to_bytes
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -128,8 +128,12 @@ class Edge:
             await answer(500, INTERNAL_ERROR)
 
 
+# Unicode categories Cc (C0, DEL, C1), Zl and Zp: what no path has a use for.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _has_control_character(path: str) -> bool:
-    return any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in path)
+    return _CONTROL.search(path) is not None
 
 
 def _declared_length(scope: Scope) -> int:

@@ -4,6 +4,9 @@ TLS: the server certificate made by init; a client certificate is optional at th
 (browsers and API clients log in with passwords), but when one is presented it must chain to our
 CA, and it reaches the application as the DER bytes of the verified peer certificate. Gateways and
 certificate-bound device tokens depend on it.
+
+The TLS handshake is run by `labgate.control.connections`, not by uvicorn, so that a cap per
+source address and deadlines for slow clients apply from the moment a connection is accepted.
 """
 
 from __future__ import annotations
@@ -23,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from labgate.control.app import create_app
-from labgate.control.dependencies import PEER_CERTIFICATE
+from labgate.control.connections import ConnectionLimits, guarded_protocol
 from labgate.control.errors import ConfigurationError
 from labgate.control.layout import (
     ca_issuing_path,
@@ -41,21 +43,6 @@ from labgate.pki.tlsconfig import server_context
 Announce = Callable[[dict[str, Any]], None]
 # How long run_in_thread waits for the socket to listen.
 STARTUP_SECONDS = 30
-
-
-class PeerCertificateProtocol(H11Protocol):
-    """uvicorn's h11 protocol, plus the connection's verified client certificate in request state.
-
-    uvicorn does not pass the TLS peer certificate to the application; the per-request state it
-    copies from `app_state` is the one channel that reaches every request of a connection.
-    """
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        ssl_object = transport.get_extra_info("ssl_object")
-        certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        if certificate:
-            self.app_state = {**self.app_state, PEER_CERTIFICATE: certificate}
 
 
 def tls_context(settings: ControlSettings) -> ssl.SSLContext:
@@ -74,16 +61,22 @@ def tls_context(settings: ControlSettings) -> ssl.SSLContext:
     return context
 
 
+def connection_limits(settings: ControlSettings) -> ConnectionLimits:
+    return ConnectionLimits(
+        header_seconds=settings.http_header_timeout_seconds,
+        body_seconds=settings.http_body_timeout_seconds,
+        per_address=settings.http_connections_per_address,
+    )
+
+
 def uvicorn_config(settings: ControlSettings, app: Any, *, listen: str) -> uvicorn.Config:
     host, port = host_and_port(listen)
-    context = tls_context(settings)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=PeerCertificateProtocol,
-        ssl_certfile=str(server_certificate_path(settings.data_dir)),
-        ssl_context_factory=lambda _config, _default: context,
+        # TLS is done by the protocol (see the module docstring), so uvicorn gets no ssl_*.
+        http=guarded_protocol(tls_context(settings), connection_limits(settings)),
         log_config=None,
         log_level="warning",
         access_log=False,
