@@ -214,3 +214,46 @@ def test_a_tls13_session_resumed_under_another_name_lands_on_that_instrument(
         b"ERRor 0 [AccessLevelExceeded]"
     )  # an Observer here, whatever the session was made for
     assert _connects(gateway, "qs5-plain")[-1] == "qs5-plain"
+
+
+def test_a_tls12_session_resumed_without_a_server_name_is_refused(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = _shared_gateway(gateway_factory)
+    context, session = _session_for(raw_client, gateway, pki, "qs5-tls", ssl.TLSVersion.TLSv1_2)
+    context.check_hostname = False  # so that the client may send no server name at all
+    with (
+        socket.create_connection(gateway.address("qs5-tls"), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=None, session=session) as tls,
+    ):
+        greeting = tls.recv(4096)
+        assert b"-refused=AccessDenied" in greeting
+        tls.sendall(b"0 ACC?\n")
+        answer = tls.recv(4096)
+    assert answer.startswith(b"ERRor 0 [AccessDenied]"), answer
+    assert b"made for instrument 'qs5-tls'" in answer and b"asks for None" in answer
+
+
+def test_a_tls12_session_resumed_under_its_own_name_in_other_letters_is_served(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = _shared_gateway(gateway_factory)
+    context, session = _session_for(raw_client, gateway, pki, "qs5-tls", ssl.TLSVersion.TLSv1_2)
+    host, port = gateway.address("qs5-tls")
+    with (
+        socket.create_connection((host, port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="QS5-TLS", session=session) as tls,
+    ):
+        assert tls.session_reused
+        assert tls.recv(4096).startswith(b"READy")
+
+
+def test_a_tls12_session_is_not_resumed_on_another_listener(
+    gateway: Any, pki: Any, raw_client: Any
+) -> None:
+    # Each listener has its own context and cache: a session from one is a full handshake on
+    # the other, verified and admitted afresh.
+    context, session = _session_for(raw_client, gateway, pki, "qs5-tls", ssl.TLSVersion.TLSv1_2)
+    again = raw_client(gateway, pki, "alice", "qs5-plain", context=context, session=session)
+    assert again.line().startswith(b"READy")
+    assert not again.sock.session_reused
