@@ -20,9 +20,10 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
-from sqlalchemy import Connection, exists, literal, not_, or_, select, update
+from sqlalchemy import Connection, Select, bindparam, exists, literal, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from labgate.auth.decisions import Allowed, Decision, Denied
@@ -74,29 +75,12 @@ def standing(
 ) -> Decision:
     """May `identity` (with access token `jti`, over a connection presenting `certificate`) act
     now? One round trip to the database: the deny list, the account, the certificate."""
-    checks = []
-    if jti is not None:
-        checks.append(exists().where(DeniedToken.jti == jti).label("denied"))
     kind = _kind(identity)
-    name = identity.rsplit(":", 1)[1]
-    if kind == "user":
-        checks.append(
-            select(User.disabled).where(User.username == name).scalar_subquery().label("off")
-        )
-    elif kind == "device":
-        checks.append(
-            select(Device.revoked).where(Device.id == name).scalar_subquery().label("off")
-        )
+    params: dict[str, object] = {"jti": jti or "", "name": identity.rsplit(":", 1)[1]}
     if certificate is not None:
-        checks.append(
-            exists()
-            .where(
-                IssuedCertificate.serial == certificate.serial_key,
-                IssuedCertificate.revoked.is_(True),
-            )
-            .label("revoked")
-        )
-    row = connection.execute(select(*checks)).one()._mapping if checks else {}
+        params["serial"] = certificate.serial_key
+    statement = _standing_query(jti is not None, kind, certificate is not None)
+    row = connection.execute(statement, params).one()._mapping if statement is not None else {}
     if row.get("denied"):
         return Denied(reason="token_revoked", detail="access token has been revoked")
     if kind is not None:
@@ -111,6 +95,27 @@ def standing(
             certificate, revoked_in_database=bool(row.get("revoked")), inventory=inventory
         )
     return Allowed()
+
+
+@functools.cache
+def _standing_query(with_jti: bool, kind: str | None, with_certificate: bool) -> Select[Any] | None:
+    """The one statement for this combination, built once: building a statement per request
+    costs more than running it."""
+    checks: list[Any] = []
+    if with_jti:
+        checks.append(exists().where(DeniedToken.jti == bindparam("jti")).label("denied"))
+    if kind == "user":
+        off = select(User.disabled).where(User.username == bindparam("name"))
+        checks.append(off.scalar_subquery().label("off"))
+    elif kind == "device":
+        off = select(Device.revoked).where(Device.id == bindparam("name"))
+        checks.append(off.scalar_subquery().label("off"))
+    if with_certificate:
+        revoked = exists().where(
+            IssuedCertificate.serial == bindparam("serial"), IssuedCertificate.revoked.is_(True)
+        )
+        checks.append(revoked.label("revoked"))
+    return select(*checks) if checks else None
 
 
 def certificate_standing(
