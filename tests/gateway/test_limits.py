@@ -213,6 +213,31 @@ def _client_hello(server_name: str) -> bytes:
     return outgoing.read()
 
 
+def test_when_every_handshake_from_a_source_is_past_its_hello_the_oldest_makes_way(
+    gateway_factory: Any, pki: Any, raw_client: Any
+) -> None:
+    gateway = gateway_factory(extra_gateway="max_handshakes_per_source = 2")
+    address = gateway.address("qs5-plain")
+    # Two that sent a real ClientHello and then never answered the gateway's reply.
+    stalled = [socket.create_connection(address, timeout=10) for _ in range(2)]
+    try:
+        for s in stalled:
+            s.sendall(_client_hello("qs5-plain"))
+            assert s.recv(1)  # the gateway's ServerHello: both are in their TLS handshake
+        client = raw_client(gateway, pki, "alice")
+        assert client.line().startswith(b"READy")
+        shed = _events(gateway, "handshake_failure")[-1]
+        assert shed["kind"] == "shed"
+        assert "; the oldest made way for a new one" in shed["reason"]
+        stalled[0].settimeout(10)
+        with contextlib.suppress(ConnectionResetError):
+            while stalled[0].recv(65536):
+                pass  # the rest of the gateway's flight, then the end
+    finally:
+        for s in stalled:
+            s.close()
+
+
 @pytest.mark.parametrize(
     ("sent", "kind"),
     [(b"", "hello_timeout"), (b"\x16\x03\x01\x02", "hello_timeout")],

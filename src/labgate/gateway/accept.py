@@ -258,6 +258,8 @@ class Handshake:
             if self._shed is not None:
                 raise Shed(self._shed) from exc
             raise
+        if self._shed is not None:  # shed between the handshake's end and this task's turn
+            raise Shed(self._shed)
         return self.client
 
     def shed(self, reason: str) -> None:
