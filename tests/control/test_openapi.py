@@ -12,12 +12,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
 from labgate.control.app import create_app
+
+pytestmark = pytest.mark.slow  # about ten seconds per database
 
 # Bounded and derandomised: a few examples per operation keeps each database's run to seconds.
 EXAMPLES_PER_OPERATION = 12

@@ -172,3 +172,25 @@ def test_real_server_keys_on_the_socket_peer_not_forwarded_headers(live_server: 
             statuses.append(response.status_code)
     assert statuses[:21] == [401] * 21
     assert statuses[21] == 429
+
+
+def test_a_stolen_session_cannot_guess_the_old_password_quickly(api: Any, clock: Any) -> None:
+    """Whoever holds a session (not the password) guesses at the old password to change it."""
+    headers = api.admin()
+    statuses = []
+    for n in range(8):
+        response = api.post(
+            "/api/v1/auth/password",
+            headers=headers,
+            json={"old_password": f"guess {n} of the old one", "new_password": "x" * 40},
+        )
+        statuses.append(response.status_code)
+    assert statuses[:6] == [401] * 6  # five free, the sixth counted
+    assert statuses[6:] == [429, 429]
+    clock.advance(2)
+    changed = api.post(
+        "/api/v1/auth/password",
+        headers=headers,
+        json={"old_password": api.STRONG_PASSWORD, "new_password": "a different long passphrase"},
+    )
+    assert changed.status_code == 200, changed.text

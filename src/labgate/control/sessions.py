@@ -122,7 +122,7 @@ def change_password(
     user = accounts.find_user(session, principal.name)
     if user is None or user.disabled:
         raise AuthenticationFailed("user not found or disabled")
-    keys = throttling.LoginKeys.of(user.username)
+    keys = throttling.LoginKeys.for_password_change(user.username)
     throttling.require_allowed(session, keys, runtime.settings, now=now)
     try:
         accounts.change_password(
@@ -138,6 +138,7 @@ def change_password(
         throttling.record_failure(session, keys, runtime.settings, now=now)
         keep_on_error(session)
         raise
+    throttling.clear_after_success(session, keys)
     accounts.revoke_sessions(session, user.id, now=now)
     minted = mint_pair(
         session,

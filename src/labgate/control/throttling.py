@@ -56,6 +56,16 @@ class LoginKeys:
             account=f"account:{name}", pair=f"pair:{name}@{source}", address=f"address:{source}"
         )
 
+    @classmethod
+    def for_password_change(cls, username: str) -> LoginKeys:
+        """Old-password guesses from sessions: the account's lock, and delays of their own.
+
+        A stolen session must not get unthrottled guesses at the password it would need to
+        take the account over; all sessions of one account share this one pair counter.
+        """
+        name = canonical_username(username)[:MAX_USERNAME]
+        return cls(account=f"account:{name}", pair=f"pair:{name}@password-change")
+
     def all(self) -> list[str]:
         return [key for key in (self.account, self.pair, self.address) if key is not None]
 
