@@ -213,10 +213,17 @@ cache_dir = "{site / "cache"}"
     assert gateway.gateway.bundle is not None and gateway.gateway.bundle.version >= 2
 
 
+@pytest.mark.parametrize("withdrawal", ["grant deleted", "labgate ca revoke"])
 def test_a_following_gateway_closes_a_withdrawn_session_within_seconds(
-    control_server: Control, gateway_factory: Any, pki: Any, raw_client: Any, tmp_path: Path
+    withdrawal: str,
+    control_server: Control,
+    gateway_factory: Any,
+    pki: Any,
+    raw_client: Any,
+    tmp_path: Path,
 ) -> None:
-    """The long poll: no fetch is asked for; the change reaches the gateway on its own."""
+    """The long poll: no fetch is asked for; the change reaches the gateway on its own, also
+    when it was made with the CA command beside the server rather than through its API."""
     import time
 
     from labgate.gateway.reload import follow_control
@@ -251,7 +258,10 @@ cache_dir = "{site / "cache"}"
         assert client.ask("0 ACC Controller") == b"OK 0"
         time.sleep(0.5)  # the gateway is waiting on the server now
         started = time.monotonic()
-        control_server.remove_grants("labgate:user:carol")
+        if withdrawal == "grant deleted":
+            control_server.remove_grants("labgate:user:carol")
+        else:
+            control_server.ca.revoke(carol.serial, "keyCompromise")
         client.sock.settimeout(20)
         assert client.line() == b""  # closed: the grant went, and the gateway heard at once
         assert time.monotonic() - started < 10

@@ -19,9 +19,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 from labgate.control.errors import Throttled
+from labgate.pki.inventory import Inventory
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 log = logging.getLogger("labgate.control")
 
@@ -93,3 +99,43 @@ class ChangeFeed:
                     if moved is not None:
                         moved.set()
             await asyncio.sleep(self._interval)
+
+
+class InventoryWatch:
+    """Turns revocations made outside the server (`labgate ca revoke`, which writes only the
+    CA's inventory file) into a step of the `changes` counter, so waiting gateways hear of them
+    as they hear of the API's own.
+
+    The poller calls `moved()` each round: a `stat` of the inventory file and its write-ahead
+    log, and only when those changed, a count of the revocations it lists. The first look (at
+    server start) sets the baseline.
+    """
+
+    def __init__(self, inventory: Inventory, path: Path) -> None:
+        self._inventory = inventory
+        self._files = (path, path.with_name(path.name + "-wal"))
+        self._signature = self._stat()
+        self._revoked = self._count()
+
+    def moved(self) -> bool:
+        signature = self._stat()
+        if signature == self._signature:
+            return False
+        self._signature = signature
+        count = self._count()
+        moved, self._revoked = count != self._revoked, count
+        return moved
+
+    def _stat(self) -> tuple[tuple[int, int, int] | None, ...]:
+        signatures: list[tuple[int, int, int] | None] = []
+        for file in self._files:
+            try:
+                st = os.stat(file)
+            except OSError:
+                signatures.append(None)
+            else:
+                signatures.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(signatures)
+
+    def _count(self) -> int:
+        return sum(1 for _ in self._inventory.revocations(unexpired_at=EPOCH))

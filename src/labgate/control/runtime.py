@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from labgate.control import keystore
 from labgate.control.accounts import PasswordRules, password_rules
 from labgate.control.certificates import sync_inventory
-from labgate.control.changefeed import ChangeFeed
+from labgate.control.changefeed import ChangeFeed, InventoryWatch
 from labgate.control.database import (
     current_revision,
     head_revision,
@@ -27,10 +28,10 @@ from labgate.control.layout import ca_dir
 from labgate.control.metrics import Metrics
 from labgate.control.provisioning import renew_server_certificate_if_due
 from labgate.control.settings import ControlSettings
-from labgate.control.standing import current_value
+from labgate.control.standing import current_value, record_change
 from labgate.control.transactions import unit_of_work
 from labgate.control.verified import VerifiedTokens
-from labgate.pki.authority import CertificateAuthority
+from labgate.pki.authority import INVENTORY, CertificateAuthority
 
 Clock = Callable[[], datetime]
 
@@ -85,7 +86,9 @@ class Runtime:
             metrics=Metrics.create(),
             verified=VerifiedTokens(),
             changes=ChangeFeed(
-                lambda: _read_changes(engine),
+                functools.partial(
+                    _read_changes, engine, InventoryWatch(ca.inventory, ca.directory / INVENTORY)
+                ),
                 interval=settings.bundle_check_seconds,
                 per_key=settings.bundle_waiters_per_gateway,
             ),
@@ -99,6 +102,10 @@ class Runtime:
         self.engine.dispose()
 
 
-def _read_changes(engine: Engine) -> int:
+def _read_changes(engine: Engine, watch: InventoryWatch | None = None) -> int:
+    """The `changes` counter; first stepped if the CA's inventory gained a revocation."""
+    if watch is not None and watch.moved():
+        with unit_of_work(session_factory(engine)) as session:
+            record_change(session)
     with engine.connect() as connection:
         return current_value(connection)
