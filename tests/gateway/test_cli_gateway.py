@@ -202,11 +202,14 @@ def test_a_wrong_instrument_password_is_one_warning_naming_instrument_and_identi
     try:
         client = raw_client(running, pki, "alice")
         assert b"IOError" in client.refused()
-        line = running.wait_for("refused the gateway's password")
+        line = running.wait_for("(labgate:user:alice on qs5-plain) refused")
     finally:
         running.stop()
     assert " WARNING labgate.gateway: " in line
-    assert "labgate:user:alice on qs5-plain" in line and "instrument 'qs5-plain'" in line
+    assert "instrument 'qs5-plain' refused the gateway's password" in line
+    # Found at start already, when the gateway asked what the password reaches.
+    start = next(x for x in running.text().splitlines() if "cannot learn" in x)
+    assert " WARNING " in start and "refused the gateway's password" in start
     assert "not-the-password" not in running.text()
 
 

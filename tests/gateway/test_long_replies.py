@@ -87,6 +87,8 @@ class FakeInstrument:
             connection.sendall(GREETING)
             for line in connection.makefile("rb"):
                 ident, _, command = line.rstrip(b"\n").partition(b" ")
+                if not ident.isdigit():
+                    return  # not SCPI: the gateway's TLS client, asking a tls:// instrument
                 name = command.partition(b" ")[0].upper()
                 if name == b"CHAL?":
                     connection.sendall(b"OK %s 5eedc0ffee\n" % ident)

@@ -95,6 +95,9 @@ async def _serve(settings: object) -> None:
     # Grants from the control server are in force before anyone is told we are ready (if it
     # cannot be reached, the file's grants hold and the fetch is tried again every poll).
     await refresh_bundle(running)
+    # What each instrument's password reaches is known (and grants above it warned about)
+    # before the ready line; sessions that came first waited for it.
+    await running.reach.settled()
     watcher = asyncio.create_task(watch(running, reload))
     follower = asyncio.create_task(follow_control(running))
     await asyncio.sleep(0)  # the watcher notes the files as they are before anyone is told

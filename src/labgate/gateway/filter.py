@@ -138,8 +138,9 @@ _LEVEL_COMMANDS = {
 class SessionFilter:
     """Per-session state: grant, session level, ident map. `next_ident` continues after login."""
 
-    grant: AccessLevel
+    grant: AccessLevel  # the session's highest level: its grant, or less (`limit_reason`)
     next_ident: int = 0
+    limit_reason: str = ""  # why `grant` is below the identity's grant; an ACC above it says so
     level: AccessLevel = AccessLevel.GUEST
     keep_upstream: bool = False  # a clean connection may serve a later session
     unclean: str = ""  # why the connection must not serve another session ("" if it may)
@@ -240,10 +241,12 @@ class SessionFilter:
         if denied.refusal == "InsufficientAccess":
             return _insufficient(ident, denied.required, self.level, denied.reason)
         fields: Options = ()
+        message = denied.reason
         if denied.refusal == "AccessLevelExceeded":
             fields = (("accessLimit", _quoted(self.grant)),)
+            message = self.limit_reason or message  # the instrument's limit, not the grant's
         error = Error(
-            ident=ident, error_class=denied.refusal, fields=fields, message=one_line(denied.reason)
+            ident=ident, error_class=denied.refusal, fields=fields, message=one_line(message)
         )
         return serialise(error)
 

@@ -32,6 +32,7 @@ from labgate.gateway.client_tls import peer_certificate
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
 from labgate.gateway.errors import GatewayError, InstrumentBusy, ListenError, UpstreamError
 from labgate.gateway.metrics import GatewayMetrics
+from labgate.gateway.reach import InstrumentReach
 from labgate.gateway.refusal import tell_refused
 from labgate.gateway.session import Session, SessionInfo
 from labgate.gateway.slots import UpstreamSlots
@@ -69,6 +70,7 @@ class Gateway:
             for i in config.instruments
         }
         self.sessions: set[Session] = set()
+        self.reach = InstrumentReach(self.slots, self.record, lambda: self.state.grants.grants)
         self.bundle: Bundle | None = None
         self.bundle_crl: Path | None = None
         self.addresses: dict[str, str] = {}
@@ -100,6 +102,10 @@ class Gateway:
             await self._unbind()
             raise
         self.record({"event": "gateway_start", "instruments": list(self.slots)})
+        # Before serving: what each instrument's password reaches, every instrument asked at once
+        # (one that cannot be reached is warned about, and costs at most its upstream_timeout).
+        self.reach.learn(self.state.config)
+        await self.reach.settled()
         for server in self._servers:
             await server.start_serving()
 
@@ -153,6 +159,7 @@ class Gateway:
             session.close("gateway stopping")
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+        await self.reach.aclose()
         for slots in self.slots.values():
             await slots.aclose()
         await self._unbind()
@@ -209,6 +216,8 @@ class Gateway:
             log.warning("reload failed, keeping the running configuration: %s", exc)
             return
         self.apply(state, why=why)
+        if not why:  # a reload of the files, not a fresh TLS session cache: ask again
+            self.reach.learn(state.config)
 
     def use_bundle(self, bundle: Bundle | None, crl: Path | None) -> None:
         """Put a verified control-server bundle in force (None: the last one expired)."""
@@ -231,6 +240,7 @@ class Gateway:
         self.record(event)
         log.info("reloaded%s: %d grants in force", f" ({why})" if why else "",
                  len(state.grants.grants))  # fmt: skip
+        self.reach.warn_above(state.grants.grants, unsafe_allow_full=state.config.unsafe_allow_full)
         for session in list(self.sessions):
             verdict = self._admission(session.info)
             if isinstance(verdict, Refused):
@@ -238,12 +248,14 @@ class Gateway:
                 self._close_session(
                     session, f"grant withdrawn: {verdict.reason}" if withdrawn else verdict.reason
                 )
-            elif verdict.level != session.filter.grant:
-                if verdict.level < session.filter.grant:
+                continue
+            level, limit = self.reach.cap(session.info.instrument.name, verdict.level)
+            if level != session.filter.grant:
+                if level < session.filter.grant:
                     log.info("session %d (%s on %s): grant lowered to %s", session.info.conn,
                              session.info.identity, session.info.instrument.name,
-                             verdict.level.label)  # fmt: skip
-                session.change_grant(verdict.level)
+                             level.label)  # fmt: skip
+                session.change_grant(level, limit_reason=limit)
 
     def _close_session(self, session: Session, reason: str) -> None:
         log.info("session %d (%s on %s) closed: %s", session.info.conn, session.info.identity,
@@ -411,6 +423,7 @@ class Gateway:
         name = info.instrument.name
         slots = self.slots[name]
         try:
+            await self.reach.settled(name)  # only while the gateway is asking the instrument
             upstream, warm = await self._lease(info.instrument)
             handed = False
             try:
@@ -422,10 +435,12 @@ class Gateway:
                                        f"{verdict.reason} (while waiting for the instrument)",
                                        error_class="AccessDenied")  # fmt: skip
                     return
-                level = verdict.level
+                grant = verdict.level
+                level, limit = self.reach.cap(name, grant)
                 session = Session(
                     info=info,
                     grant=level,
+                    limit_reason=limit,
                     client=client,
                     upstream=upstream,
                     warm=warm,
@@ -437,9 +452,12 @@ class Gateway:
                 )
                 # Which connection serves whom: the instrument's own log knows only its session
                 # number, and a warm connection serves several users one after another.
-                self.record({"event": "connect", **base, "grant": level.label,
-                             "upstream": "warm" if warm else "new",
-                             "upstream_session": upstream.session_number})  # fmt: skip
+                event = {"event": "connect", **base, "grant": grant.label,
+                         "upstream": "warm" if warm else "new",
+                         "upstream_session": upstream.session_number}  # fmt: skip
+                if limit:
+                    event["level_limit"] = level.label  # the instrument's password reaches no more
+                self.record(event)
                 self.sessions.add(session)
                 self.metrics.child(self.metrics.sessions_started, name).inc()
                 self.metrics.child(self.metrics.sessions, name).inc()

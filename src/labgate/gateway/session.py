@@ -121,10 +121,12 @@ class Session:
         metrics: GatewayMetrics,
         give_back: GiveBack | None = None,
         warm: bool = False,
+        limit_reason: str = "",
     ) -> None:
         self.info = info
         self.filter = SessionFilter(
             grant=grant,
+            limit_reason=limit_reason,
             next_ident=upstream.next_ident,
             keep_upstream=give_back is not None and info.instrument.upstream_idle > 0,
             identity=info.identity,
@@ -176,8 +178,10 @@ class Session:
         self._forced = True
         self._end(reason)
 
-    def change_grant(self, level: AccessLevel) -> None:
-        """A lowered grant lowers the session level at once (and the instrument's with it)."""
+    def change_grant(self, level: AccessLevel, *, limit_reason: str = "") -> None:
+        """A lowered grant lowers the session level at once (and the instrument's with it).
+        `limit_reason`: why `level` is below the grant itself (the instrument's password)."""
+        self.filter.limit_reason = limit_reason
         lowered = level < self.filter.level
         command = self.filter.lower_grant(level, now=time.monotonic())
         if not (lowered or command):

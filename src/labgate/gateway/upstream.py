@@ -25,9 +25,11 @@ from typing import Any, Protocol
 from labgate.gateway.config import InstrumentConfig, UpstreamScheme, read_secret
 from labgate.gateway.errors import UpstreamError
 from labgate.gateway.pins import check_pin
+from labgate.scpi.access import AccessLevel
 from labgate.scpi.errors import FramingError, ScpiError
 from labgate.scpi.framing import Decoder, Limits, Piece
-from labgate.scpi.messages import Command, Ok, Ready, Reply, parse_reply, serialise
+from labgate.scpi.messages import Command, Error, Next, Ok, Ready, Reply, parse_reply, serialise
+from labgate.scpi.messages import Warning as WarningReply
 from labgate.scpi.names import canonical
 
 _READ_SIZE = 256 * 1024
@@ -370,19 +372,72 @@ async def _greet_and_login(
 
 
 async def _request(upstream: UpstreamConnection, name: str, args: tuple[str, ...]) -> Ok:
+    reply = await _ask(upstream, name, args)
+    if isinstance(reply, Ok):
+        return reply
+    # The reply is logged by name only: it may echo what was sent, and AUTH carries a secret.
+    raise UpstreamError(f"the instrument refused the gateway's {canonical(name)}")
+
+
+async def _ask(
+    upstream: UpstreamConnection,
+    name: str,
+    args: tuple[str, ...],
+    options: tuple[tuple[str, str], ...] = (),
+) -> Reply:
+    """Send one command of the gateway's own and return its final reply."""
     ident = upstream.next_ident
     upstream.next_ident += 1
     upstream.writer.write(
-        serialise(Command(ident=ident, name=name, options=(), args=args, body=None))
+        serialise(Command(ident=ident, name=name, options=options, args=args, body=None))
     )
     while True:
         reply: Reply = parse_reply(await _next_message(upstream))
-        if getattr(reply, "ident", None) != ident:
+        if getattr(reply, "ident", None) != ident or isinstance(reply, Next):
             continue  # a MESSage or a stray reply during login is not ours
-        if isinstance(reply, Ok):
-            return reply
-        # The reply is logged by name only: it may echo what was sent, and AUTH carries a secret.
-        raise UpstreamError(f"the instrument refused the gateway's {canonical(name)}")
+        return reply
+
+
+async def highest_level(
+    upstream: UpstreamConnection, instrument: InstrumentConfig, *, up_to: AccessLevel
+) -> AccessLevel:
+    """The highest access level, at most `up_to`, that the gateway's login (the instrument's
+    password, or none) reaches on the instrument: asked with `ACC` on a logged-in connection,
+    from `up_to` down, following the `-accessLimit` the instrument names when it refuses.
+
+    A grant above it cannot be served (the instrument would refuse the session's level), so the
+    gateway warns about such grants and caps sessions to it. The connection is left at that
+    level, neither stealthy nor exclusive. Raises UpstreamError when the instrument fails."""
+    try:
+        async with asyncio.timeout(instrument.upstream_timeout):
+            wanted = up_to
+            while True:
+                reply = await _ask(
+                    upstream, "ACC", (wanted.label,), (("stealth", "false"), ("exclusive", "false"))
+                )
+                if isinstance(reply, Ok | WarningReply):
+                    return wanted
+                if wanted is AccessLevel.GUEST:
+                    raise UpstreamError(
+                        f"instrument {instrument.name!r} refused even Guest access to the gateway"
+                    )
+                wanted = min(_access_limit(reply), AccessLevel(wanted - 1))
+    except TimeoutError as exc:
+        raise UpstreamError(
+            f"instrument {instrument.name!r}: no answer to ACC within "
+            f"{instrument.upstream_timeout:g} s"
+        ) from exc
+    except (OSError, ssl.SSLError, ScpiError) as exc:
+        raise UpstreamError(f"instrument {instrument.name!r}: {exc}") from exc
+
+
+def _access_limit(reply: Reply) -> AccessLevel:
+    """The `-accessLimit="Controller"` of an instrument's refusal (FULL when it names none)."""
+    fields = dict(reply.fields) if isinstance(reply, Error) else {}
+    try:
+        return AccessLevel.parse(fields.get("accessLimit", "").strip('"'))
+    except ValueError:
+        return AccessLevel.FULL
 
 
 async def _next_message(upstream: UpstreamConnection) -> bytes:
