@@ -27,7 +27,7 @@ from labgate.scpi.access import AccessLevel
 
 log = logging.getLogger("labgate.gateway")
 
-Record = Callable[[Mapping[str, object]], bool]
+Record = Callable[[Mapping[str, object]], object]  # the audit log; its answer is not needed
 
 
 class InstrumentReach:
