@@ -38,8 +38,11 @@ def test_fifty_waiting_gateways_cost_one_query_per_interval_and_hold_no_connecti
             asyncio.create_task(feed.wait_beyond(start, timeout=20, key=f"labgate:gateway:g{i}"))
             for i in range(50)
         ]
-        await asyncio.sleep(0.5)
-        checked_out.append(engine.pool.checkedout())  # type: ignore[attr-defined]
+        # Sampled over the wait: the one shared read may be running (one connection, for the
+        # moment of one query), but waiters themselves never hold one.
+        for _ in range(10):
+            await asyncio.sleep(0.05)
+            checked_out.append(engine.pool.checkedout())  # type: ignore[attr-defined]
         with engine.begin() as connection:
             connection.execute(
                 update(Counter).where(Counter.name == "changes").values(value=Counter.value + 1)
@@ -51,7 +54,7 @@ def test_fifty_waiting_gateways_cost_one_query_per_interval_and_hold_no_connecti
     finally:
         engine.dispose()
     assert woken == [True] * 50
-    assert checked_out == [0]
+    assert max(checked_out) <= 1, checked_out
     # About one read per interval over the ~0.5 s: far fewer than one per waiter per interval.
     assert reads < 0.5 / INTERVAL * 4 + 10
 
