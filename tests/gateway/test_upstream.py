@@ -4,6 +4,7 @@ logged (the pin that was seen, never the password); an instrument that is down i
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,12 @@ def _real_pin(simulator: Any) -> str:
 
 @pytest.mark.parametrize("instrument", ["qs5-tls", "qs5-legacy"])
 def test_wrong_pin_refuses_and_logs_the_pin_seen(
-    gateway_factory: Any, pki: Any, raw_client: Any, simulator: Any, instrument: str
+    gateway_factory: Any,
+    pki: Any,
+    raw_client: Any,
+    simulator: Any,
+    instrument: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     gateway = gateway_factory(upstream_pin=WRONG_PIN)
     mark = len(simulator.received())
@@ -40,6 +46,12 @@ def test_wrong_pin_refuses_and_logs_the_pin_seen(
     assert refused["kind"] == "upstream"
     assert _real_pin(simulator) in refused["reason"] and WRONG_PIN in refused["reason"]
     assert simulator.received()[mark:] == []  # not a byte of SCPI went to an unproven peer
+    # An operator's problem: one warning naming the identity, the instrument and the pin seen.
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        f"(labgate:user:alice on {instrument}) refused" in w and _real_pin(simulator) in w
+        for w in warned
+    ), warned
 
 
 def test_plain_upstream_is_unaffected_by_pins(
