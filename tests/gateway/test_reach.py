@@ -76,6 +76,16 @@ def _config(directory: Path, pki: Any, plain: str, grants: dict[str, str], passw
     return path
 
 
+def _asked_for_administrator(state_dir: Path) -> int:
+    """How often the instrument's own command log shows an ACC for Administrator."""
+    from labgate.instrument.commandlog import read_log
+
+    entries = read_log(state_dir / "commands.jsonl")
+    return sum(
+        "ACC" in e.get("command", "") and "Administrator" in e.get("raw", "") for e in entries
+    )
+
+
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[str]:
     with _labgate_sim(tmp_path / "sim") as plain:
@@ -115,13 +125,19 @@ def test_a_grant_above_the_password_is_warned_at_start_and_refused_by_name(
 
     adam = raw_client(gateway, pki, "adam", "qs5-plain")
     assert adam.line().startswith(b"READy")
+    probed = _asked_for_administrator(tmp_path / "sim")  # the gateway's own question at start
+    assert probed >= 1  # the log is read right: the probe itself is in it
     refused = adam.ask("3 ACC Administrator")
     assert refused == b"ERRor 3 " + LIMIT, refused
+    # Asked for stealthily (forwarded when within the session's limit): refused the same way.
+    sneaky = adam.ask("7 ACC -stealth=true -exclusive=false Administrator")
+    assert sneaky == b"ERRor 7 " + LIMIT, sneaky
     assert adam.ask("4 ACC?") == b"OK 4 -stealth=False -exclusive=False Guest"
     # Up to the instrument's limit all is as granted, and the session goes on.
     assert adam.ask("5 ACC Controller") == b"OK 5"
     assert adam.ask("6 OPEN").startswith(b"NEXT 6")
     assert adam.line() == b"OK 6"
+    assert _asked_for_administrator(tmp_path / "sim") == probed  # none of adam's reached it
     connect = _events(gateway, "connect")[-1]
     assert connect["grant"] == "Administrator" and connect["level_limit"] == "Controller"
 
