@@ -15,8 +15,10 @@ import logging
 import socket
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tlslite.api import HandshakeSettings, TLSConnection, X509CertChain, parsePEMKey
@@ -35,16 +37,26 @@ BRIDGE_CHUNK = 64 * 1024
 ACCEPT_BACKOFF_SECONDS = 0.1
 
 
+# Arrival times kept for whoever checks a client's connection rate (a scanner's, in tests).
+ARRIVALS_KEPT = 10_000
+
+
 @dataclass(slots=True)
 class ConnectionGate:
-    """Counts connections across all listeners; refuses past `limit`; remembers the peak."""
+    """Counts connections across all listeners, from the TCP accept on (a TLS connection still
+    in its handshake holds a slot, as on the instrument); refuses past `limit`; remembers the
+    peak, the total and when each arrived (`time.monotonic()`)."""
 
     limit: int
     active: int = 0
     peak: int = 0
     refused: int = 0
+    accepted: int = 0
+    arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=ARRIVALS_KEPT))
 
     def admit(self) -> bool:
+        self.accepted += 1
+        self.arrivals.append(time.monotonic())
         if self.active >= self.limit:
             self.refused += 1
             return False
@@ -71,21 +83,26 @@ def peer_of(writer: asyncio.StreamWriter) -> str:
     return str(address)
 
 
-async def open_stream_listener(
-    host: str, port: int, name: str, handler: Handler, context: ssl.SSLContext | None
-) -> asyncio.Server:
+async def open_stream_listener(host: str, port: int, name: str, handler: Handler) -> asyncio.Server:
+    """A TCP listener; a TLS one too: its handler calls `handshake` once it has counted the
+    connection, so that connections which never finish a handshake are counted as well."""
+
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Cancelled at shutdown only; asyncio would log a cancelled connection task as an error.
         with contextlib.suppress(asyncio.CancelledError):
             await handler(reader, writer, name, peer_of(writer))
 
-    return await asyncio.start_server(
-        accepted,
-        host,
-        port,
-        ssl=context,
-        ssl_handshake_timeout=HANDSHAKE_SECONDS if context else None,
-    )
+    return await asyncio.start_server(accepted, host, port)
+
+
+async def handshake(writer: asyncio.StreamWriter, context: ssl.SSLContext) -> bool:
+    """The server side of a TLS handshake on an accepted connection; False if it failed."""
+    try:
+        await writer.start_tls(context, ssl_handshake_timeout=HANDSHAKE_SECONDS)
+    except (ssl.SSLError, OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        log.info("tls handshake failed: %s", type(exc).__name__)
+        return False
+    return True
 
 
 class LegacyListener:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from labgate.instrument.filestore import FileStore
 from labgate.instrument.listeners import (
     ConnectionGate,
     LegacyListener,
+    handshake,
     open_stream_listener,
     tls_context,
 )
@@ -63,6 +65,7 @@ class RunningSimulator:
         self.tls: Address | None = None
         self.legacy: Address | None = None
         self._gate = ConnectionGate(limit=config.max_connections)
+        self._tls_context: ssl.SSLContext | None = None
         self._servers: list[asyncio.Server] = []
         self._legacy: LegacyListener | None = None
         self._sessions: set[asyncio.Task[Any]] = set()
@@ -76,6 +79,11 @@ class RunningSimulator:
     @property
     def peak_connections(self) -> int:
         return self._gate.peak
+
+    @property
+    def connections(self) -> ConnectionGate:
+        """Every connection accepted so far, on every listener: count, peak, arrival times."""
+        return self._gate
 
     @property
     def state(self) -> InstrumentState:
@@ -140,6 +148,12 @@ class RunningSimulator:
         self._writers.add(writer)
         assert self._state is not None and self._commands is not None
         try:
+            # The TLS handshake runs after the connection is counted: one that never finishes
+            # holds its slot meanwhile, as it would on the instrument.
+            tls = self._tls_context if listener == "tls" else None
+            if tls is not None and not await handshake(writer, tls):
+                writer.close()
+                return
             session = Session(state=self._state, security=self._security, commands=self._commands,
                               handlers=self.handlers,
                               listener=listener, peer=peer, writer=writer,
@@ -167,18 +181,18 @@ class RunningSimulator:
         self._state.start_clock()
         handler = self._on_connection
         if config.plain_port is not None:
-            self.plain = await self._stream(config.plain_port, "plain", handler, None)
+            self.plain = await self._stream(config.plain_port, "plain", handler)
         if config.tls_port is not None:
-            context = tls_context(CertificateFiles(cert=self.tls_cert, key=self._key))
-            self.tls = await self._stream(config.tls_port, "tls", handler, context)
+            self._tls_context = tls_context(CertificateFiles(cert=self.tls_cert, key=self._key))
+            self.tls = await self._stream(config.tls_port, "tls", handler)
         if config.legacy_port is not None:
             certificate = CertificateFiles(cert=self.tls_cert, key=self._key)
             self._legacy = LegacyListener(certificate, handler)
             self.legacy = await self._legacy.start(config.host, config.legacy_port)
         self._publish_status()
 
-    async def _stream(self, port: int, name: str, handler: Any, context: Any) -> Address:
-        server = await open_stream_listener(self.config.host, port, name, handler, context)
+    async def _stream(self, port: int, name: str, handler: Any) -> Address:
+        server = await open_stream_listener(self.config.host, port, name, handler)
         self._servers.append(server)
         bound = server.sockets[0].getsockname()
         return bound[0], bound[1]
