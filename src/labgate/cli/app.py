@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from labgate import __version__
-from labgate.cli import audit, ca, demo, gateway, pin, server, sim
+from labgate.cli import audit, ca, demo, gateway, pin, scan, server, sim
 from labgate.cli.group import Group
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("demo")(demo.demo)
 app.command("sim")(sim.sim)
 app.command("gateway")(gateway.gateway)
 app.command("pin")(pin.pin)
+app.command("scan")(scan.scan)
 app.add_typer(ca.app, name="ca")
 app.add_typer(audit.app, name="audit")
 app.add_typer(server.app, name="server")
