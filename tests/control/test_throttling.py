@@ -194,3 +194,15 @@ def test_a_stolen_session_cannot_guess_the_old_password_quickly(api: Any, clock:
         json={"old_password": api.STRONG_PASSWORD, "new_password": "a different long passphrase"},
     )
     assert changed.status_code == 200, changed.text
+
+
+def test_a_name_that_grows_under_nfkc_is_throttled_not_a_server_error(api: Any) -> None:
+    """U+FDFA is one character typed and 18 after NFKC: 64 of them are 1152 characters, more
+    than any counter key may hold. They are one (impossible) name, counted like any other."""
+    statuses = []
+    for _ in range(7):
+        response = api.post(
+            "/api/v1/auth/login", json={"username": "\ufdfa" * 64, "password": "x" * 20}
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401] * 6 + [429]
