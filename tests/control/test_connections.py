@@ -206,3 +206,39 @@ def test_the_real_server_process_cuts_off_half_sent_headers(
         assert server.http.get("/healthz").status_code == 200
     finally:
         server.stop()
+
+
+def test_the_real_server_process_passes_the_client_certificate_through(tmp_path: Any) -> None:
+    """Under uvloop, the TLS layer this module installs still hands the verified client
+    certificate to the application: a gateway fetches its bundle with it, and not without."""
+    import os
+
+    from tests.control.conftest import tls_identity
+    from tests.control.test_cli_server import FAST, Running, _init
+
+    from labgate.control import keystore
+    from labgate.control.layout import ca_dir
+    from labgate.control.settings import ControlSettings
+    from labgate.pki.authority import CertificateAuthority
+    from labgate.pki.profiles import Profile
+
+    env = {**os.environ, **FAST}
+    data = tmp_path / "srv"
+    _init(data, env, None)
+    passphrase = keystore.load_passphrase(ControlSettings.load(data))
+    with CertificateAuthority.open(ca_dir(data), passphrase=passphrase) as ca:
+        issued = ca.issue(Profile.GATEWAY, "site-1", dns=["localhost"])
+    assert issued.key_pem is not None
+    chain, key = tls_identity(tmp_path, "gw", issued.chain_pem, issued.key_pem)
+    server = Running(data, env)
+    try:
+        context = ssl.create_default_context(cafile=data / "ca" / "root.crt")
+        context.load_cert_chain(chain, key)
+        path = "/api/v1/gateways/site-1/bundle?instrument=qs1"
+        with httpx.Client(base_url=server.ready["url"], verify=context, timeout=30) as gateway:
+            answer = gateway.get(path)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("application/jose")
+        assert server.http.get(path).status_code == 401  # the same request, no certificate
+    finally:
+        server.stop()
