@@ -262,3 +262,63 @@ def test_bundle_polls_are_not_logged_by_the_http_client(
         server.shutdown()
     assert " WARNING labgate.gateway: " in warning and "404" in warning
     assert "HTTP Request" not in running.text()
+
+
+def test_an_environment_override_is_checked_and_named(
+    tmp_path: Path, pki: Any, simulator: Any, config_writer: Any
+) -> None:
+    path = config_writer(tmp_path, pki, simulator)
+    result = CliRunner().invoke(
+        app, ["gateway", "--config", str(path)], env={"LABGATE_GATEWAY_MAX_CONNECTIONS": "0"}
+    )
+    assert result.exit_code == 2
+    assert "gateway.max_connections" in result.output
+    assert "(from LABGATE_GATEWAY_MAX_CONNECTIONS)" in result.output
+    result = CliRunner().invoke(
+        app, ["gateway", "--config", str(path)], env={"LABGATE_GATEWAY_ALLOW_FULL": "true"}
+    )
+    assert result.exit_code == 2 and "renamed to unsafe_allow_full" in result.output
+
+
+def test_a_start_interrupted_while_asking_an_instrument_leaves_a_closed_log(
+    tmp_path: Path, pki: Any, config_writer: Any
+) -> None:
+    import asyncio
+    import contextlib
+
+    from labgate.gateway.config import load_config
+    from labgate.gateway.server import Gateway
+
+    # An instrument that takes the connection and never greets: the gateway waits to ask it.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        address = silent.getsockname()
+
+        class Silent:
+            plain = tls = legacy = address
+
+        path = config_writer(tmp_path, pki, Silent, upstream_pin="sha256/" + "A" * 43 + "=")
+
+        async def interrupted() -> None:
+            gateway = Gateway(load_config(path))
+            start = asyncio.create_task(gateway.start())
+            await asyncio.sleep(0.5)
+            assert not start.done()  # still asking the instrument, not yet serving
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await start
+
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(interrupted())
+        finally:
+            loop.close()  # without waiting for the SSLv3 handshake's thread
+    events = _audit_events(tmp_path / "audit.jsonl")
+    assert [e["event"] for e in events[-2:]] == ["gateway_stop", "log-stop"]
+    assert "start failed" in events[-2]["reason"]
+    verify = subprocess.run(
+        [sys.executable, "-m", "labgate", "audit", "verify", str(tmp_path / "audit.jsonl")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -102,12 +102,19 @@ class Gateway:
             await self._unbind()
             raise
         self.record({"event": "gateway_start", "instruments": list(self.slots)})
-        # Before serving: what each instrument's password reaches, every instrument asked at once
-        # (one that cannot be reached is warned about, and costs at most its upstream_timeout).
-        self.reach.learn(self.state.config)
-        await self.reach.settled()
-        for server in self._servers:
-            await server.start_serving()
+        try:
+            # Before serving: what each instrument's password reaches, all asked at once (one that
+            # cannot be reached is warned about, and costs at most its upstream_timeout).
+            self.reach.learn(self.state.config)
+            await self.reach.settled()
+            for server in self._servers:
+                await server.start_serving()
+        except BaseException as exc:  # interrupted, or a bug: the log still ends with a stop
+            await self.reach.aclose()
+            await self._unbind()
+            self.record({"event": "gateway_stop", "reason": f"start failed: {exc!r}"})
+            await self.audit.aclose()
+            raise
 
     async def _bind(self) -> None:
         instruments = self.state.config.instruments
