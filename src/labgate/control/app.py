@@ -14,7 +14,20 @@ from fastapi import FastAPI
 from labgate import __version__
 from labgate.control import http_errors
 from labgate.control.edge import Edge
-from labgate.control.routers import auth, certificates, devices, gateways, grants, me, public, users
+from labgate.control.routers import (
+    auth,
+    certificates,
+    device_codes,
+    devices,
+    discovery,
+    gateways,
+    grants,
+    linkpage,
+    me,
+    public,
+    unlink,
+    users,
+)
 from labgate.control.runtime import Clock, Runtime, utc_now
 from labgate.control.settings import ControlSettings
 
@@ -42,7 +55,20 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    for module in (auth, me, users, devices, grants, certificates, gateways, public):
+    for module in (
+        auth,
+        me,
+        users,
+        devices,
+        grants,
+        certificates,
+        gateways,
+        public,
+        discovery,
+        device_codes,
+        unlink,
+        linkpage,
+    ):
         app.include_router(module.router)
     http_errors.install(app)
     app.add_middleware(Edge, metrics=runtime.metrics)

@@ -41,6 +41,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-resource-policy", b"same-origin"),
 )
 _OURS = {name for name, _ in SECURITY_HEADERS}
+# Headers a route may set for itself (a page's own CSP and opener policy); the rest are fixed.
+_PAGE_MAY_SET = frozenset({b"content-security-policy", b"cross-origin-opener-policy"})
 # Metric labels come from this set only, so a client cannot grow the label space.
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 
@@ -80,8 +82,12 @@ class Edge:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _OURS]
-                message["headers"] = kept + list(SECURITY_HEADERS)
+                given = message.get("headers", [])
+                # A page may set its own policy (the linking page); every other header is ours.
+                own = {k.lower(): v for k, v in given if k.lower() in _PAGE_MAY_SET}
+                kept = [(k, v) for k, v in given if k.lower() not in _OURS]
+                ours = [(k, own.get(k, v)) for k, v in SECURITY_HEADERS]
+                message["headers"] = kept + ours
                 self.metrics.requests.labels(method, str(message["status"])).inc()
             await send(message)
 

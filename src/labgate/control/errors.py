@@ -13,6 +13,11 @@ class ControlError(Exception):
 
     code = "control_error"
 
+    def __init__(self, *args: object, code: str | None = None) -> None:
+        super().__init__(*args)
+        if code is not None:
+            self.code = code  # a more specific stable code than the class's (a reason)
+
 
 class ConfigurationError(ControlError):
     """A setting, data directory or file on disk is not usable as it stands."""
@@ -102,3 +107,19 @@ class PasswordChangeRequired(Forbidden):
     """The session may only change its password (one-time password, or one the policy refuses)."""
 
     code = "password_change_required"
+
+
+class Gone(ControlError):
+    """What was asked for is over for good: a discovery that ended, an expired verification."""
+
+    code = "gone"
+
+
+class DeviceGrantRefused(ControlError):
+    """An RFC 8628 token poll that gets no token; `code` is the RFC's `error` value."""
+
+    code = "invalid_grant"
+
+    def __init__(self, message: str, *, code: str, interval: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.interval = interval

@@ -17,6 +17,8 @@ STATUS: tuple[tuple[type[errors.ControlError], int], ...] = (
     (errors.Throttled, 429),
     (errors.AccountLocked, 423),
     (errors.NotFound, 404),
+    (errors.Gone, 410),
+    (errors.DeviceGrantRefused, 400),
     (errors.Conflict, 409),
     (errors.PasswordRejected, 422),
     (errors.InvalidInput, 422),
@@ -57,6 +59,13 @@ async def control_error(request: Request, error: Exception) -> JSONResponse:
         headers["Retry-After"] = str(max(1, round(error.retry_after)))
     if isinstance(error, errors.AuthenticationFailed):
         headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, errors.DeviceGrantRefused):
+        # RFC 8628 section 3.5 / RFC 6749 section 5.2: the poll's outcome is in `error`.
+        content: dict[str, object] = {"error": error.code, "code": error.code}
+        content["message"] = str(error)
+        if error.interval is not None:
+            content["interval"] = error.interval
+        return JSONResponse(content, status_code=400)
     return body(error.code, str(error), status_of(error), headers)
 
 

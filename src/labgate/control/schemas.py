@@ -242,3 +242,169 @@ class PublicLocation(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     database: Literal["ok"] = "ok"
+
+
+# -- device linking (README: "Linking a device: the wire protocol") ----------------------------
+
+INSTANCE_ID_PATTERN = r"^[A-Za-z0-9_-]{22,64}$"
+LINK_SECRET_PATTERN = r"^[A-Za-z0-9_-]{43}$"  # noqa: S105 (a shape)
+TOKEN_FIELD = Field(min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$")
+# Hostname, model, serial: what a person reads on the approval screen; printable, bounded.
+LABEL = Field(min_length=1, max_length=64, pattern=r"^[^\s].*$")
+
+
+class Announcement(Strict):
+    instance_id: str = Field(pattern=INSTANCE_ID_PATTERN)
+    local_address: str = Field(min_length=3, max_length=64)
+    hostname: str = LABEL
+    model: str = LABEL
+    serial: str = LABEL
+    announce_token: str | None = Field(
+        default=None, min_length=16, max_length=128, pattern=r"^[A-Za-z0-9_-]+$"
+    )
+
+
+class AnnouncementOut(BaseModel):
+    instance_id: str
+    announce_token: str | None
+    public_address: str
+    interval: int
+    expires_at: datetime
+    verification_pending: bool
+
+
+class DiscoveredDevice(BaseModel):
+    instance_id: str
+    local_address: str
+    hostname: str
+    model: str
+    serial: str
+    first_seen_at: datetime
+    last_seen_at: datetime
+    link_page: str
+
+
+class DiscoveryOut(BaseModel):
+    public_address: str
+    crowded: bool
+    devices: list[DiscoveredDevice]
+
+
+class LinkRequest(Strict):
+    instance_id: str = Field(pattern=INSTANCE_ID_PATTERN)
+    secret: str = Field(pattern=LINK_SECRET_PATTERN)
+
+
+LinkState = Literal["queued", "delivered", "linked", "refused", "expired"]
+
+
+class LinkQueued(BaseModel):
+    instance_id: str
+    verification_id: str
+    expires_at: datetime
+    state: LinkState
+
+
+class LinkStatus(BaseModel):
+    instance_id: str
+    state: LinkState
+    device_id: str | None
+
+
+class VerificationPoll(Strict):
+    announce_token: str = TOKEN_FIELD
+    wait_seconds: float = Field(default=0, ge=0, le=25)
+
+
+class VerificationOut(BaseModel):
+    verification_id: str
+    device_id: str
+    proof: str
+    linked_by: str
+    expires_at: datetime
+
+
+class LinkComplete(Strict):
+    announce_token: str = TOKEN_FIELD
+    verification_id: str = Field(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    csr_pem: str = Field(min_length=1, max_length=16_384)
+
+
+class LinkRefuse(Strict):
+    announce_token: str = TOKEN_FIELD
+    verification_id: str = Field(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    reason: Literal["secret_mismatch"] = "secret_mismatch"
+
+
+class LinkEnded(BaseModel):
+    state: Literal["ended"] = "ended"
+    reason: str
+
+
+class Enrolment(BaseModel):
+    """What a device holds at the end of either linking flow."""
+
+    device_id: str
+    identity: str
+    serial: str
+    not_after: datetime
+    certificate_pem: str
+    chain_pem: str
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (RFC 6750 scheme name)
+    expires_in: int
+
+
+class DeviceCodeRequest(Strict):
+    model: str = LABEL
+    serial: str = LABEL
+    hostname: str = LABEL
+    local_address: str | None = Field(default=None, min_length=3, max_length=64)
+    instance_id: str | None = Field(default=None, pattern=INSTANCE_ID_PATTERN)
+
+
+class DeviceCodeOut(BaseModel):
+    device_code: str
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str
+    expires_in: int
+    interval: int
+    device_id: str
+
+
+class DeviceCodeInfo(BaseModel):
+    user_code: str
+    device_id: str
+    model: str
+    serial: str
+    hostname: str
+    local_address: str | None
+    public_address: str
+    requested_at: datetime
+    expires_at: datetime
+
+
+class DeviceCodeApproval(Strict):
+    user_code: str = Field(min_length=1, max_length=32)
+    approve: bool = True
+
+
+class DeviceCodeDecision(BaseModel):
+    status: Literal["approved", "denied"]
+    device_id: str
+
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+class DeviceTokenRequest(Strict):
+    grant_type: str = Field(min_length=1, max_length=128)
+    device_code: str = Field(min_length=1, max_length=128)
+    csr_pem: str = Field(min_length=1, max_length=16_384)
+
+
+class Unlinked(BaseModel):
+    device_id: str
+    state: Literal["unlinked"] = "unlinked"

@@ -7,6 +7,7 @@ variables, the TOML file in the data directory, the defaults below. Nothing is r
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +75,21 @@ class ControlSettings(BaseSettings):
     # Instruments each gateway serves, by gateway name: its bundle carries grants for these (and
     # `*` grants) only. A gateway not listed gets the grants for the instruments it names itself.
     gateway_instruments: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Device linking (labgate.control.discovery, labgate.control.devicecodes). The public
+    # address is the socket peer's; a forwarded header is read only from the peers listed here.
+    trusted_proxies: tuple[str, ...] = ()
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
+    discovery_max_per_address: int = Field(default=1, ge=1, le=100)
+    discovery_instances_per_address: int = Field(default=16, ge=1, le=10_000)
+    discovery_presence_seconds: int = Field(default=30, ge=5, le=3600)
+    discovery_lifetime_seconds: int = Field(default=900, ge=60, le=3600)
+    link_verification_seconds: int = Field(default=60, ge=10, le=600)
+    device_code_seconds: int = Field(default=900, ge=60, le=900)
+    device_code_interval_seconds: int = Field(default=5, ge=1, le=60)
+    device_codes_per_address: int = Field(default=10, ge=1, le=10_000)
+    device_code_wrong_per_address: int = Field(default=10, ge=1, le=1000)
+    device_code_wrong_per_account: int = Field(default=20, ge=1, le=1000)
+    device_code_wrong_window_seconds: int = Field(default=900, ge=60, le=24 * 3600)
     # Encrypts the CA's keys and the token signing keys; by default a random one written by init.
     key_passphrase: SecretStr | None = None
     key_passphrase_file: Path | None = None
@@ -110,6 +126,18 @@ class ControlSettings(BaseSettings):
                 f"key_passphrase is a placeholder or shorter than {MIN_SECRET_LENGTH} characters;"
                 " set a real secret (or leave it unset to use the file written by init)"
             )
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies entry {entry!r} is not an address or CIDR network"
+                ) from None
         return value
 
     @field_validator("listen")

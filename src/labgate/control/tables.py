@@ -185,3 +185,75 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DiscoveryPresence(Base):
+    """One agent start announcing itself for linking on the local network (seed 004).
+
+    Keyed by the agent's random per-start instance id; `public_address` is where its last
+    announcement came from (the socket peer, or the first untrusted hop behind a listed proxy).
+    Only the SHA-256 of its announce token is kept. `ended` names why discovery is over for this
+    start (`secret_mismatch`, `already_linked`), None while it runs.
+    """
+
+    __tablename__ = "discovery_presence"
+
+    instance_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64))
+    public_address: Mapped[str] = mapped_column(String(64), index=True)
+    local_address: Mapped[str] = mapped_column(String(64))
+    hostname: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[str] = mapped_column(String(64))
+    first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    announcements: Mapped[int] = mapped_column(Integer, default=1)
+    ended: Mapped[str | None] = mapped_column(String(32))
+
+
+class LinkVerification(Base):
+    """A link asked for from a browser, waiting for its agent to check the secret.
+
+    The secret itself is never stored: `proof` is HMAC-SHA256 keyed by it over this row's ids
+    (`labgate.auth.linkproof`), which the agent recomputes with its own secret. `state` moves
+    once, by compare-and-set: queued/delivered -> linked | refused.
+    """
+
+    __tablename__ = "link_verifications"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[str] = mapped_column(String(40))
+    proof: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class DeviceCode(Base):
+    """An RFC 8628 device authorisation: the device code only as SHA-256, the user code as its
+    first half (`selector`, which names the code) and the SHA-256 of the whole.
+
+    `state`: pending -> approved | denied -> redeemed, each step one conditional UPDATE.
+    """
+
+    __tablename__ = "device_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    selector: Mapped[str] = mapped_column(String(8), index=True)
+    user_code_hash: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(64))
+    serial: Mapped[str] = mapped_column(String(64))
+    hostname: Mapped[str] = mapped_column(String(64))
+    local_address: Mapped[str | None] = mapped_column(String(64))
+    public_address: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16))
+    wrong_entries: Mapped[int] = mapped_column(Integer, default=0)
+    approved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    interval: Mapped[int] = mapped_column(Integer)
+    last_polled_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
