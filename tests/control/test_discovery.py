@@ -331,3 +331,31 @@ def test_the_secret_is_in_no_row_and_no_log_line(
     for path in files:
         data = path.read_bytes()
         assert not any(s.encode() in data for s in secrets_used), path
+
+
+def test_behind_a_listed_proxy_the_forwarded_hop_is_the_address(
+    settings: ControlSettings, clock: Clock
+) -> None:
+    from labgate.control.app import create_app
+
+    behind = settings.model_copy(update={"trusted_proxies": ("10.0.0.0/24",)})
+    with TestClient(create_app(behind, clock=clock), base_url="https://testserver") as direct:
+        proxy = peer(direct, "10.0.0.5")
+        agent = FakeAgent(proxy)
+        # The client wrote HOME itself; the proxy appended the real peer, ELSEWHERE.
+        response = proxy.post(
+            "/api/v1/discovery/announce",
+            headers={"X-Forwarded-For": f"{HOME}, {ELSEWHERE}"},
+            json={
+                "instance_id": agent.instance_id,
+                "local_address": agent.local,
+                "hostname": "h",
+                "model": "m",
+                "serial": "s",
+            },
+        )
+        assert response.status_code == 201 and response.json()["public_address"] == ELSEWHERE
+        # A caller that is not the proxy is its own address, header or not.
+        direct_peer = peer(direct, ELSEWHERE)
+        again = FakeAgent(direct_peer).announce()
+        assert again.json()["public_address"] == ELSEWHERE
