@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -120,10 +121,14 @@ def test_a_failed_write_fails_its_waiters_and_nothing_is_called_durable(tmp_path
         answer: asyncio.Future[AuditWriteFailed | None] = asyncio.get_running_loop().create_future()
         seq = log.record({"event": "command", "command": "POW?"}, urgent=True)
         log.when_durable(seq, answer.set_result)
-        await asyncio.sleep(0.3)
-        assert not answer.done()  # still waiting: the write has not come back
-        os.close(read_end)  # the write fails now (EPIPE), as on a disk that gave up
+        # The commit waits in the write (on the loop: its caller waits with it) until, from
+        # another thread, the write is made to fail (EPIPE), as on a disk that gave up.
+        closer = threading.Timer(0.3, os.close, args=(read_end,))
+        closer.start()
+        started = time.monotonic()
         failure = await asyncio.wait_for(answer, 20)
+        assert time.monotonic() - started >= 0.25  # nothing answered before the write failed
+        closer.join()
         with pytest.raises(AuditWriteFailed, match="records are refused"):
             log.record({"event": "command", "command": "DRAW?"}, urgent=True)
         put_back(log)  # the disk works again: the writer's next retry succeeds

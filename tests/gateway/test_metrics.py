@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import urllib.request
@@ -44,6 +45,17 @@ def test_metrics_count_sessions_decisions_failures_and_latency(
     assert metrics[("labgate_gateway_upstream_latency_seconds_count", plain)] >= 1
     failed = (("reason", "tls"),)
     assert metrics[("labgate_gateway_handshake_failures_total", failed)] == 1
+    # The POW? went out only once its record was on disk: the durable point is past it.
+    assert metrics[("labgate_gateway_audit_durable_seq", ())] >= _seq_of(gateway, "POW?")
+    assert metrics[("labgate_gateway_audit_failing", ())] == 0
+
+
+def _seq_of(gateway: Any, command: str) -> int:
+    for line in gateway.gateway.audit.path.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("event") == "command" and record.get("command") == command:
+            return int(record["seq"])
+    raise AssertionError(f"no record of {command} on disk")
 
 
 def _try_without_certificate(gateway: Any, pki: Any) -> None:

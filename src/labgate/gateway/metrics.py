@@ -69,6 +69,16 @@ class GatewayMetrics:
             ["instrument"],
             registry=self.registry,
         )
+        self.audit_durable_seq = Gauge(
+            "labgate_gateway_audit_durable_seq",
+            "Seq of the last audit record written and fsynced (commands wait for this point)",
+            registry=self.registry,
+        )
+        self.audit_failing = Gauge(
+            "labgate_gateway_audit_failing",
+            "1 while writing the audit log fails (commands are refused), else 0",
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "labgate_gateway_reloads",
             "Configuration reloads, by result",

@@ -58,6 +58,8 @@ class Gateway:
             batch_size=config.audit_batch_size,
             flush_interval=config.audit_flush_interval,
         )
+        self.metrics.audit_durable_seq.set_function(lambda: self.audit.durable_seq)
+        self.metrics.audit_failing.set_function(lambda: int(self.audit.failed))
         self.slots = {
             i.name: UpstreamSlots(
                 instrument=i.name,
