@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from labgate import __version__
-from labgate.cli import audit, ca, demo, gateway, pin, scan, server, sim
+from labgate.cli import audit, ca, demo, gateway, instrument, pin, scan, server, sim
 from labgate.cli.group import Group
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.command("scan")(scan.scan)
 app.add_typer(ca.app, name="ca")
 app.add_typer(audit.app, name="audit")
 app.add_typer(server.app, name="server")
+app.add_typer(instrument.app, name="instrument")
 
 
 def _version(value: bool) -> None:

@@ -7,6 +7,7 @@ both answer.
 from __future__ import annotations
 
 from labgate.instrument import (
+    access_commands,
     connection_commands,
     expansion,
     experiment_commands,
@@ -18,6 +19,7 @@ from labgate.instrument.dispatch import CommandTable, merge
 
 COMMANDS: CommandTable = merge(
     {
+        "access_commands": access_commands.COMMANDS,
         "connection_commands": connection_commands.COMMANDS,
         "expansion": expansion.COMMANDS,
         "experiment_commands": experiment_commands.COMMANDS,

@@ -50,12 +50,14 @@ READY_OPTIONS = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Security:
-    """What every session of one simulator shares about access."""
+    """What every session of one simulator shares about access. `CONF=` (Full) changes it for
+    sessions that start afterwards; `interface_limits` holds limits other than the default's."""
 
     passwords: dict[str, AccessLevel] = field(repr=False)
     access_limit: AccessLevel
+    interface_limits: dict[str, AccessLevel] = field(default_factory=dict)
 
 
 class Session:
