@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from labgate import __version__
-from labgate.cli import audit, ca, demo, gateway, instrument, pin, scan, server, sim
+from labgate.cli import agent, audit, ca, demo, gateway, instrument, link, pin, scan, server, sim
 from labgate.cli.group import Group
 
 app = typer.Typer(
@@ -26,10 +26,12 @@ app.command("sim")(sim.sim)
 app.command("gateway")(gateway.gateway)
 app.command("pin")(pin.pin)
 app.command("scan")(scan.scan)
+app.command("link")(link.link)
 app.add_typer(ca.app, name="ca")
 app.add_typer(audit.app, name="audit")
 app.add_typer(server.app, name="server")
 app.add_typer(instrument.app, name="instrument")
+app.add_typer(agent.app, name="agent")
 
 
 def _version(value: bool) -> None:

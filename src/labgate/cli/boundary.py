@@ -22,6 +22,7 @@ TREES = (
     ("labgate.gateway.errors", "GatewayError"),
     ("labgate.gateway.auditchain", "AuditError"),
     ("labgate.auth.errors", "AuthError"),
+    ("labgate.agent.errors", "AgentError"),
     ("labgate.instrument.errors", "SimulatorError"),
     ("labgate.demo.children", "ChildFailed"),
     ("labgate.demo.enrolment", "EnrolmentFailed"),

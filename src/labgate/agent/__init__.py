@@ -1,0 +1,1 @@
+"""The device side: linking a device to an account, its own key and certificate, renewal."""

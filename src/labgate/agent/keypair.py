@@ -1,0 +1,42 @@
+"""The device's own key and its certificate signing request: the key never leaves the device.
+
+A new P-256 key is made for the link and for every renewal; only the CSR (public key and the
+common name the server asks for, nothing else) is sent.
+"""
+
+from __future__ import annotations
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from labgate.pki import keys
+
+
+def new_key() -> keys.PrivateKey:
+    return keys.generate(keys.KeyType.ECDSA_P256)
+
+
+def build_csr(key: keys.PrivateKey, common_name: str) -> str:
+    """A PEM CSR whose subject is exactly `CN=common_name`, no extensions."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .sign(key, keys.signature_hash(key))
+    )
+    return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def device_pem(key: keys.PrivateKey, certificate_pem: str, chain_pem: str) -> bytes:
+    """One file for TLS: leaf, chain, then the key (`load_cert_chain(path)` reads all three)."""
+    leaf = certificate_pem.strip()
+    chain = chain_pem.strip()
+    # The server's chain starts with the leaf; send it once.
+    parts = [chain if chain.startswith(leaf) else f"{leaf}\n{chain}".strip()]
+    parts.append(keys.private_pem(key, None).decode().strip())
+    return ("\n".join(p for p in parts if p) + "\n").encode("ascii")
+
+
+def validity(certificate_pem: str) -> tuple[x509.Certificate, str]:
+    certificate = x509.load_pem_x509_certificate(certificate_pem.encode("ascii"))
+    return certificate, format(certificate.serial_number, "x")
