@@ -8,12 +8,9 @@ secret to the browser and by the proof check. The server never sends it back; it
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import secrets
 
-PROOF_LABEL = "labgate-link-v1"
+from labgate.auth.linkproof import new_local_secret, proof_matches
 
 
 class LocalSecret:
@@ -21,7 +18,7 @@ class LocalSecret:
 
     def __init__(self) -> None:
         # 32 bytes -> exactly 43 base64url characters without padding (the wire format).
-        self._value = secrets.token_urlsafe(32)
+        self._value = new_local_secret()
 
     def reveal(self) -> str:
         return self._value
@@ -35,20 +32,14 @@ class LocalSecret:
         raise TypeError("the local secret cannot be serialised")
 
     def proves(self, *, instance_id: str, verification_id: str, device_id: str, proof: str) -> bool:
-        expected = compute_proof(
+        """Whether the server's proof was made from this secret for these ids (constant time)."""
+        return proof_matches(
+            proof,
             self._value,
             instance_id=instance_id,
             verification_id=verification_id,
             device_id=device_id,
         )
-        return hmac.compare_digest(expected.encode("ascii"), proof.encode("utf-8", "replace"))
-
-
-def compute_proof(secret: str, *, instance_id: str, verification_id: str, device_id: str) -> str:
-    """`base64url_nopad(HMAC-SHA256(secret, "labgate-link-v1\\n" + ids joined by newlines))`."""
-    message = "\n".join((PROOF_LABEL, instance_id, verification_id, device_id)).encode("utf-8")
-    digest = hmac.new(secret.encode("ascii"), message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def new_instance_id() -> str:
