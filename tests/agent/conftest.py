@@ -89,3 +89,149 @@ def agent_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "agent"
+
+
+# --- a real control server, and the agent as a real process -------------------------------
+STRONG_PASSWORD = "violet staple hammock orbit quietly"
+FAST_ARGON2 = {"argon2_memory_kib": 64, "argon2_time_cost": 1, "argon2_parallelism": 1}
+
+
+@dataclass
+class Server:
+    url: str
+    root: Path
+    data_dir: Path
+
+    def client(self) -> Any:
+        import ssl
+
+        import httpx
+
+        context = ssl.create_default_context(cafile=str(self.root))
+        return httpx.Client(base_url=self.url, verify=context, timeout=30)
+
+    def admin(self) -> dict[str, str]:
+        """A full admin session's headers (the first call changes the one-time password)."""
+        from labgate.control.layout import ADMIN_PASSWORD_FILE
+
+        with self.client() as http:
+            login = http.post(
+                "/api/v1/auth/login", json={"username": "admin", "password": STRONG_PASSWORD}
+            )
+            if login.status_code != 200:
+                one_time = (self.data_dir / ADMIN_PASSWORD_FILE).read_text().strip()
+                first = http.post(
+                    "/api/v1/auth/login", json={"username": "admin", "password": one_time}
+                )
+                assert first.status_code == 200, first.text
+                login = http.post(
+                    "/api/v1/auth/password",
+                    headers={"Authorization": f"Bearer {first.json()['access_token']}"},
+                    json={"old_password": one_time, "new_password": STRONG_PASSWORD},
+                )
+            assert login.status_code == 200, login.text
+            return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    from labgate.control.provisioning import initialise
+    from labgate.control.serving import run_in_thread
+    from labgate.control.settings import ControlSettings
+
+    data = tmp_path / "server"
+    settings = ControlSettings.load(data, device_code_interval_seconds=1, **FAST_ARGON2)
+    initialise(settings, config={})
+    with run_in_thread(settings) as running:
+        yield Server(url=running.url, root=running.ca_root, data_dir=data)
+
+
+class AgentProcess:
+    """`labgate agent run` as a subprocess; its ready line parsed, its stderr kept."""
+
+    def __init__(self, server: Server, data: Path, *extra: str) -> None:
+        import json
+        import os
+        import subprocess
+        import sys
+
+        self.data = data
+        self.stderr_path = data.parent / f"{data.name}.stderr"
+        self._stderr = self.stderr_path.open("wb")
+        command = [
+            sys.executable,
+            "-m",
+            "labgate",
+            "agent",
+            "run",
+            "--server",
+            server.url,
+            "--server-ca",
+            str(server.root),
+            "--data",
+            str(data),
+            "--local-listen",
+            "127.0.0.1:0",
+            "--model",
+            "qPCR-sim",
+            "--serial",
+            "SN-0001",
+            *extra,
+        ]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._stderr, env=dict(os.environ)
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait(10)
+            raise AssertionError(f"agent did not start: {self.stderr()}")
+        self.ready: dict[str, Any] = json.loads(line)
+
+    def stderr(self) -> str:
+        if not self._stderr.closed:
+            self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def status(self) -> dict[str, Any]:
+        import json
+
+        return dict(json.loads((self.data / "status.json").read_text()))
+
+    def wait_for(self, state: str, timeout: float = 60.0) -> dict[str, Any]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"agent exited {self.process.returncode}: {self.stderr()}")
+            current = self.status()
+            if current.get("state") == state:
+                return current
+            time.sleep(0.2)
+        raise AssertionError(f"agent not {state} after {timeout} s: {self.stderr()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.process.kill()
+                self.process.wait(10)
+        if not self._stderr.closed:
+            self._stderr.close()
+
+
+@pytest.fixture
+def start_agent(server: Server, tmp_path: Path) -> Iterator[Any]:
+    started: list[AgentProcess] = []
+
+    def start(*extra: str, name: str = "agent") -> AgentProcess:
+        agent = AgentProcess(server, tmp_path / name, *extra)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
