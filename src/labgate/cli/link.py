@@ -26,7 +26,12 @@ def link(
     ] = "admin",
     instance: Annotated[
         str | None,
-        typer.Option("--instance", metavar="ID", help="Which device, when several announce."),
+        typer.Option(
+            "--instance",
+            metavar="ID",
+            help="Which device, when several announce.",
+            show_default="the only one announcing",
+        ),
     ] = None,
 ) -> None:
     """Find the device announcing from this network and link it to your account.
