@@ -294,3 +294,20 @@ def test_approval_and_redemption_are_compare_and_set(
     assert approve(client, person, code["user_code"]).status_code == 404
     assert poll(device, code, csr).json()["error"] == "invalid_grant"
     assert devicecodes.MAX_WRONG_PER_CODE == 5
+
+
+def test_codes_are_stored_only_as_hashes(
+    client: TestClient, device: TestClient, person: dict[str, str], settings: ControlSettings
+) -> None:
+    import sqlalchemy as sa
+
+    code = ask(device)
+    approve(client, person, code["user_code"])
+    canonical = code["user_code"].replace("-", "")
+    engine = sa.create_engine(settings.resolved_database_url)
+    with engine.connect() as connection:
+        for table in sa.inspect(engine).get_table_names():
+            for row in connection.execute(sa.text(f'SELECT * FROM "{table}"')):
+                text = repr(tuple(row))
+                assert code["device_code"] not in text and canonical not in text, table
+    engine.dispose()

@@ -359,3 +359,31 @@ def test_behind_a_listed_proxy_the_forwarded_hop_is_the_address(
         direct_peer = peer(direct, ELSEWHERE)
         again = FakeAgent(direct_peer).announce()
         assert again.json()["public_address"] == ELSEWHERE
+
+
+@pytest.mark.slow
+def test_the_enrolled_device_works_with_its_certificate_and_can_unlink(
+    live_server: Any, mtls: Any, make_csr: Any
+) -> None:
+    with live_server.api() as api:
+        person = api.create_user(api.admin(), "olga", "operator")
+        agent = FakeAgent(api)
+        agent.announce()
+        assert link(api, person, agent.instance_id, agent.secret).status_code == 202
+        verification = agent.fetch(wait=2).json()
+        key_pem, csr = make_csr(verification["device_id"])
+        enrolled = agent.complete(verification, csr).json()
+    bearer = {"Authorization": f"Bearer {enrolled['access_token']}"}
+    with mtls("device", enrolled["chain_pem"], key_pem) as device:
+        me = device.get("/api/v1/me", headers=bearer)
+        assert me.status_code == 200 and me.json()["identity"] == enrolled["identity"]
+        rotated = device.refresh(enrolled["refresh_token"])
+        assert rotated.status_code == 200, rotated.text
+        bearer = {"Authorization": f"Bearer {rotated.json()['access_token']}"}
+        other = device.post("/api/v1/devices/d-0000000000000000/unlink", headers=bearer)
+        assert other.status_code == 404
+        gone = device.post(f"/api/v1/devices/{enrolled['device_id']}/unlink", headers=bearer)
+        assert gone.json() == {"device_id": enrolled["device_id"], "state": "unlinked"}
+    # A fresh connection with the revoked certificate and its token is refused.
+    with mtls("device2", enrolled["chain_pem"], key_pem) as device:
+        assert device.get("/api/v1/me", headers=bearer).status_code == 401

@@ -21,7 +21,7 @@ import hashlib
 import hmac
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -57,6 +57,8 @@ POLL_TOLERANCE = timedelta(seconds=1)
 ENTRY_ADDRESS = "usercode-address:"
 ENTRY_ACCOUNT = "usercode-account:"
 ISSUE_ATTEMPTS = 20
+# Codes long over are removed this long after they expired (kept a while for the audit's sake).
+FORGET_AFTER = timedelta(days=1)
 
 
 def _sha256(text: str) -> str:
@@ -88,6 +90,7 @@ def create(
             f"{window.total_seconds():.0f} s; at most {settings.device_codes_per_address}",
             retry_after=window.total_seconds(),
         )
+    session.execute(delete(DeviceCode).where(DeviceCode.expires_at < now - FORGET_AFTER))
     user_code = _unused_user_code(session, now=now)
     device_code = codes.new_device_code()
     row = DeviceCode(

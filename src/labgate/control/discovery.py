@@ -238,6 +238,9 @@ def request_link(
             f"a link for {instance_id!r} is already waiting for its device",
             code="verification_pending",
         )
+    session.execute(
+        delete(LinkVerification).where(LinkVerification.expires_at < now - FORGET_AFTER)
+    )
     verification_id = secrets.token_urlsafe(24)
     device_id = new_device_id()
     verification = LinkVerification(
