@@ -23,9 +23,12 @@ client is parsed by the `scpi` core and then either answered here or forwarded:
   exactly what is sent.
 
 Towards the instrument the gateway numbers commands itself (its login used the first idents), and
-maps each reply's ident back to the client's. A reply whose ident the gateway did not send is
-dropped, as the real client does. `MESSage` lines pass through unchanged: the upstream connection
-belongs to this session alone, so every message on it is one this session subscribed to.
+maps each reply's ident back to the client's: that protocol state (idents, pending replies, reply
+rewriting, the fast head parse) is `scpi.exchange.Exchange`, sans-IO; every reply, read on the
+fast path or parsed, reaches the policy here by one path (`_relayed`). A reply whose ident the
+gateway did not send is dropped, as the real client does. `MESSage` lines pass through unchanged:
+the upstream connection belongs to this session alone, so every message on it is one this session
+subscribed to.
 
 When the gateway keeps warm connections (`keep_upstream`), one may serve another session later,
 so the filter also notes anything that could carry over (`unclean`): a subscription, a request
@@ -37,26 +40,21 @@ the logged-in connection survives the session; `reusable` says whether it may go
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from labgate.scpi import sensitive
 from labgate.scpi.access import AccessLevel, Allowed, Denied
 from labgate.scpi.errors import ParseError
+from labgate.scpi.exchange import COMMAND_HEAD, Exchange, Pending, Reply
 from labgate.scpi.judge import Answered, Context, access_request, judge
 from labgate.scpi.messages import (
     Command,
     Error,
-    Message,
-    Next,
     Ok,
     Options,
-    Ready,
-    Warning,
     parse_command,
-    parse_reply,
     serialise,
 )
 from labgate.scpi.names import canonical
@@ -98,30 +96,9 @@ class Verdict:
     to_upstream: bytes = b""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Relayed:
-    """One reply from the instrument, rewritten for the client (no parts: nothing to send).
-
-    The parts are written in order; a big body is one part, a view of the bytes as received."""
-
-    parts: tuple[bytes | memoryview, ...] = ()
-    command: str | None = None  # the command this reply ends, if it is a final reply
-    status: str | None = None  # "OK", "ERRor", "WARNing" for a final reply
-    sent_at: float | None = None  # when its command was forwarded, for latency
-
-    @property
-    def to_client(self) -> bytes:
-        """Everything the client is sent, in one piece (for tests and small replies)."""
-        return b"".join(self.parts)
-
-
-@dataclass(slots=True, kw_only=True)
-class _Pending:
-    client_ident: int | None  # None: the gateway's own command; its reply is not relayed
-    command: str
-    sent_at: float
-    sets_level: AccessLevel | None = None
-    must_succeed: str = ""  # the gateway's own command that the session cannot do without: why
+# One reply from the instrument, rewritten for the client (no parts: nothing to send); the parts
+# are written in order, a big body as one part, a view of the bytes as received.
+Relayed = Reply
 
 
 # What a connection has right after the gateway's login: the instrument starts every connection at
@@ -134,26 +111,65 @@ _LEVEL_COMMANDS = {
 }
 
 
-@dataclass(slots=True, kw_only=True)
 class SessionFilter:
-    """Per-session state: grant, session level, ident map. `next_ident` continues after login."""
+    """Per-session policy over the connection's protocol state (`scpi.exchange.Exchange`: idents,
+    pending replies, reply rewriting). `next_ident` continues after login."""
 
-    grant: AccessLevel  # the session's highest level: its grant, or less (`limit_reason`)
-    next_ident: int = 0
-    limit_reason: str = ""  # why `grant` is below the identity's grant; an ACC above it says so
-    level: AccessLevel = AccessLevel.GUEST
-    keep_upstream: bool = False  # a clean connection may serve a later session
-    unclean: str = ""  # why the connection must not serve another session ("" if it may)
-    quit: bool = False  # the client said QUIT and the gateway answered it
-    broken: str = ""  # why the session cannot go on (a level the instrument refused to take)
-    # The instrument's level on this connection as the gateway set it (None: not known, as on a
-    # connection an earlier session used); a command goes out only after it equals `level`.
-    upstream_level: AccessLevel | None = BASELINE_LEVEL
-    # Who asks of which instrument: part of every verdict's context (see `judge.Context`).
-    identity: str = ""
-    instrument: str = ""
-    _pending: dict[int, _Pending] = field(default_factory=dict)
-    _judged_in: Context | None = None  # the context of the last verdict, while it still holds
+    __slots__ = (
+        "_exchange",
+        "_judged_in",
+        "broken",
+        "grant",
+        "identity",
+        "instrument",
+        "keep_upstream",
+        "level",
+        "limit_reason",
+        "quit",
+        "unclean",
+        "upstream_level",
+    )
+
+    def __init__(
+        self,
+        *,
+        grant: AccessLevel,
+        next_ident: int = 0,
+        limit_reason: str = "",
+        level: AccessLevel = AccessLevel.GUEST,
+        keep_upstream: bool = False,
+        upstream_level: AccessLevel | None = BASELINE_LEVEL,
+        identity: str = "",
+        instrument: str = "",
+    ) -> None:
+        self.grant = grant  # the session's highest level: its grant, or less (`limit_reason`)
+        self.limit_reason = limit_reason  # why `grant` is below the identity's grant
+        self.level = level
+        self.keep_upstream = keep_upstream  # a clean connection may serve a later session
+        self.unclean = ""  # why the connection must not serve another session ("" if it may)
+        self.quit = False  # the client said QUIT and the gateway answered it
+        self.broken = ""  # why the session cannot go on (a level the instrument refused to take)
+        # The instrument's level on this connection as the gateway set it (None: not known, as
+        # on a connection an earlier session used); a command goes out only after it equals
+        # `level`.
+        self.upstream_level = upstream_level
+        # Who asks of which instrument: part of every verdict's context (see `judge.Context`).
+        self.identity = identity
+        self.instrument = instrument
+        self._exchange = Exchange(next_ident)
+        self._judged_in: Context | None = None  # the context of the last verdict
+
+    def __repr__(self) -> str:
+        return (
+            f"SessionFilter(grant={self.grant.label}, level={self.level.label}, "
+            f"upstream_level={self.upstream_level}, next_ident={self.next_ident}, "
+            f"pending={len(self._exchange.pending)}, unclean={self.unclean!r})"
+        )
+
+    @property
+    def next_ident(self) -> int:
+        """The ident the next command on the connection goes out under."""
+        return self._exchange.next_ident
 
     def context(self) -> Context:
         """What the next command is judged in: the session's level and grant as they are now."""
@@ -170,7 +186,7 @@ class SessionFilter:
     @property
     def reusable(self) -> bool:
         """No command awaits a reply and nothing that could carry over was sent or received."""
-        return self.keep_upstream and not self.unclean and not self._pending
+        return self.keep_upstream and not self.unclean and not self._exchange.pending
 
     def _taint(self, why: str) -> None:
         if not self.unclean:
@@ -178,13 +194,15 @@ class SessionFilter:
 
     def unanswered(self) -> list[int]:
         """The client's idents of its commands still waiting for the instrument's reply."""
-        return [p.client_ident for p in self._pending.values() if p.client_ident is not None]
+        return [
+            p.client_ident for p in self._exchange.pending.values() if p.client_ident is not None
+        ]
 
     @property
     def awaiting_level(self) -> bool:
         """An ACC is on its way to the instrument: later commands must wait for its answer, or
         they would be judged at the old level."""
-        return any(p.sets_level is not None for p in self._pending.values())
+        return any(p.sets_level is not None for p in self._exchange.pending.values())
 
     def from_client(self, raw: bytes, *, now: float) -> Verdict:
         try:
@@ -229,7 +247,7 @@ class SessionFilter:
             return self._forward(
                 ident, known, known.access_tail(), now, reason=reason, sets=verdict.sets_level
             )
-        if name == QUIT and self.keep_upstream and not self._pending:
+        if name == QUIT and self.keep_upstream and not self._exchange.pending:
             self.quit = True
             reason = "session ended here; the instrument connection stays"
             return self._answer(ident, known, "", reason)
@@ -251,74 +269,27 @@ class SessionFilter:
         return serialise(error)
 
     def from_upstream(self, raw: bytes) -> Relayed:
-        quick = _canonical_final(raw)
-        if quick is not None:
-            return self._final(raw, *quick)
-        try:
-            reply = parse_reply(raw)
-        except ParseError:
-            self._taint("the instrument sent a malformed reply")
-            return Relayed()  # the instrument's garbage is not the client's business
-        if isinstance(reply, Message):
-            self._taint("the instrument sent MESSage events")
-            return Relayed(parts=(raw, b"\n"))
-        if isinstance(reply, Ready):
-            self._taint("the instrument greeted again")
-            return Relayed()  # only the first greeting is relayed, at session start
-        pending = self._pending.get(reply.ident)
-        if pending is None:
-            self._taint("the instrument answered a command nobody sent")
-            return Relayed()
-        if isinstance(reply, Next):
-            if pending.client_ident is None:
-                return Relayed()
-            return Relayed(parts=(serialise(Next(ident=pending.client_ident)),))
-        del self._pending[reply.ident]
-        status = {Ok: "OK", Error: "ERRor", Warning: "WARNing"}[type(reply)]
-        self._settle(pending, ok=isinstance(reply, Ok))
-        if pending.client_ident is None:
-            return Relayed()
-        out = serialise(replace(reply, ident=pending.client_ident))
-        return Relayed(
-            parts=(out,), command=pending.command, status=status, sent_at=pending.sent_at
-        )
+        """One instrument message, rewritten for the client."""
+        return self._relayed(self._exchange.receive(raw))
 
     def start_long_reply(self, first: bytes) -> Relayed | None:
         """The first piece of a reply too long to hold (see `upstream.STREAM_OVER`): when it is
         a canonical ASCII OK/WARNing to a client's command, the rewritten start to send now (the
         caller sends the rest as it comes, then b"\n"); else None, and the caller gathers the
         whole reply for `from_upstream`."""
-        quick = _canonical_final(first)
-        if quick is None:
-            return None
-        pending = self._pending.get(quick[1])
-        if pending is None or pending.client_ident is None or pending.must_succeed:
-            return None
-        return self._final(first, *quick, end=b"")
+        reply = self._exchange.start_long(first)
+        return None if reply is None else self._relayed(reply)
 
-    def _final(
-        self, raw: bytes, word: bytes, ident: int, body_at: int, end: bytes = b"\n"
-    ) -> Relayed:
-        """An OK or WARNing whose head is canonical and whose bytes are ASCII: it says exactly
-        what `parse_reply` would, so only the ident is rewritten and the body, as received,
-        goes to the client as a view (no decoding, no copy of a file of many megabytes)."""
-        pending = self._pending.pop(ident, None)
-        if pending is None:
-            self._taint("the instrument answered a command nobody sent")
-            return Relayed()
-        self._settle(pending, ok=word == b"OK")
-        if pending.client_ident is None:
-            return Relayed()
-        head = b"%s %d" % (word, pending.client_ident)
-        status = "OK" if word == b"OK" else "WARNing"
-        return Relayed(
-            parts=(head, memoryview(raw)[body_at:], end),
-            command=pending.command,
-            status=status,
-            sent_at=pending.sent_at,
-        )
+    def _relayed(self, reply: Reply) -> Relayed:
+        """The one path for replies, however they were read: what a reply changes for the
+        session; the client is sent its parts."""
+        if reply.stray:
+            self._taint(reply.stray)
+        elif reply.ended is not None:
+            self._settle(reply.ended, ok=reply.ok)
+        return reply
 
-    def _settle(self, pending: _Pending, *, ok: bool) -> None:
+    def _settle(self, pending: Pending, *, ok: bool) -> None:
         """What the final reply to `pending` changes, whichever way the reply came."""
         if ok and pending.sets_level is not None:
             # An ACC the instrument agreed to. The session gets at most its grant as it is now:
@@ -327,7 +298,9 @@ class SessionFilter:
             # The instrument took the level asked for, unless an ACC of the gateway's, sent after
             # this one, has moved it since; when in doubt, or when it is above the session now,
             # it is not known, and the next command goes out behind an ACC that sets the level.
-            later = any(p.command == ACC and p.client_ident is None for p in self._pending.values())
+            later = any(
+                p.command == ACC and p.client_ident is None for p in self._exchange.pending.values()
+            )
             known = not later and pending.sets_level == self.level
             self.upstream_level = self.level if known else None
         if pending.must_succeed and not ok:
@@ -345,9 +318,8 @@ class SessionFilter:
     def _instrument_to(self, level: AccessLevel, now: float, *, must_succeed: str = "") -> bytes:
         """The gateway's own ACC that brings the instrument to `level` (stealth and exclusive
         off); with `must_succeed`, the session ends (`broken`) if the instrument refuses it."""
-        ident = self._take_ident()
-        self._pending[ident] = _Pending(
-            client_ident=None, command=ACC, sent_at=now, must_succeed=must_succeed
+        ident = self._exchange.take(
+            Pending(client_ident=None, command=ACC, sent_at=now, must_succeed=must_succeed)
         )
         self.upstream_level = level
         return _LEVEL_COMMANDS[level] % ident
@@ -369,9 +341,10 @@ class SessionFilter:
             # The instrument follows the session to its level just ahead of this command.
             refused = f"the instrument refused to take the session's level {self.level.label}"
             ahead = self._instrument_to(self.level, now, must_succeed=refused)
-        ident = self._take_ident()
-        self._pending[ident] = _Pending(
-            client_ident=client_ident, command=known.logged_name, sent_at=now, sets_level=sets
+        ident = self._exchange.take(
+            Pending(
+                client_ident=client_ident, command=known.logged_name, sent_at=now, sets_level=sets
+            )
         )
         sent = known.forwarded(ident) if tail is None else b"%d %s" % (ident, tail)
         out = ahead + sent if ahead else sent
@@ -404,11 +377,6 @@ class SessionFilter:
             to_client=to_client,
             to_upstream=to_upstream,
         )
-
-    def _take_ident(self) -> int:
-        ident = self.next_ident
-        self.next_ident += 1
-        return ident
 
 
 class _Known:
@@ -485,13 +453,11 @@ _VERDICTS_MAX = 32
 _KNOWN: dict[bytes, _Known] = {}
 _KNOWN_MAX = 4096
 _KNOWN_LONGEST = 1024  # bytes of a command worth keeping
-# The ident as `parse_command` reads it, then one space and the command itself.
-_SIMPLE_HEAD = re.compile(rb"([0-9]{1,18}) (?=[^\s])")
 
 
 def _known(raw: bytes) -> tuple[int, _Known]:
     """The client's ident and its command, parsed (ParseError) or recognised."""
-    head = _SIMPLE_HEAD.match(raw) if len(raw) <= _KNOWN_LONGEST else None
+    head = COMMAND_HEAD.match(raw) if len(raw) <= _KNOWN_LONGEST else None
     if head is not None:
         known = _KNOWN.get(raw[head.end() :])
         if known is not None:
@@ -511,23 +477,6 @@ def _insufficient(ident: int, required: AccessLevel, current: AccessLevel, reaso
         ident=ident, error_class="InsufficientAccess", fields=fields, message=one_line(reason)
     )
     return serialise(error)
-
-
-# `OK 12 ...` / `WARNing 12 ...` as the instrument writes them: the word exactly so, the ident
-# without leading zeros, then a space or the end. Anything else goes through `parse_reply`.
-_CANONICAL_FINAL = re.compile(rb"(OK|WARNing) (0|[1-9][0-9]{0,17})(?= |\Z)")
-
-
-def _canonical_final(raw: bytes) -> tuple[bytes, int, int] | None:
-    """(word, ident, where the rest begins) of a canonical OK/WARNing, else None.
-
-    Only ASCII qualifies (`isascii` is a C scan that allocates nothing): ASCII is valid UTF-8,
-    so `parse_reply` would accept the same message and return the same word, ident and text.
-    """
-    match = _CANONICAL_FINAL.match(raw)
-    if match is None or not raw.isascii():
-        return None
-    return match.group(1), int(match.group(2)), match.end()
 
 
 def _nests_commands(command: Command) -> bool:
