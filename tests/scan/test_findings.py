@@ -201,3 +201,26 @@ def test_a_closed_port_gives_no_finding() -> None:
     assert result.findings == []
     assert result.ports[0].state == "closed"
     assert result.usage.refused == 1
+
+
+def test_an_instrument_that_hangs_up_on_quit_still_gives_its_facts(tmp_path: Path) -> None:
+    from labgate.instrument import run_in_thread
+    from labgate.instrument.commands import COMMANDS
+    from labgate.instrument.dispatch import Entry
+
+    from .conftest import sim_config
+
+    async def hang_up(session: Any, command: Any) -> Any:
+        session._writer.transport.abort()
+        raise ConnectionError("hung up")
+
+    handlers = {**COMMANDS, "QUIT": Entry(handler=hang_up, help="QUIT: hangs up")}
+    config = sim_config(
+        tmp_path / "sim", tls_port=None, legacy_port=None, access_limit=AccessLevel.CONTROLLER
+    )
+    with run_in_thread(config, handlers=handlers) as sim:  # type: ignore[arg-type]
+        result = scan("127.0.0.1", sim.plain[1])
+    facts = result.ports[0]
+    assert facts.scpi is not None and facts.scpi_error is None
+    assert facts.scpi.password_free_limit is AccessLevel.CONTROLLER
+    assert "LG-SCPI-002" in ids(result)
