@@ -9,7 +9,7 @@ slots, like any session) and asks for each level from the highest a grant may gi
 Each grant above the answer is warned about once, and a session's level is capped to it: its
 `ACC` above the cap is refused by the gateway with `AccessLevelExceeded`, naming the instrument's
 limit. An instrument that cannot be asked (unreachable, say) keeps what was last learnt; a session
-that starts while its instrument is being asked waits for the answer.
+that starts while its instrument is being asked for the first time waits for the answer.
 """
 
 from __future__ import annotations
@@ -55,6 +55,12 @@ class InstrumentReach:
                 old.cancel()
             task = asyncio.get_running_loop().create_task(self._ask(instrument, config, up_to))
             self._asking[instrument.name] = task
+
+    async def known(self, instrument: str) -> None:
+        """Return at once when something is known of the instrument; else wait for its answer
+        (a reload's question does not hold sessions up behind a busy instrument)."""
+        if instrument not in self.levels:
+            await self.settled(instrument)
 
     async def settled(self, instrument: str | None = None) -> None:
         """Wait until the instrument (every one, for None) has answered, or failed to."""

@@ -432,7 +432,7 @@ class Gateway:
         name = info.instrument.name
         slots = self.slots[name]
         try:
-            await self.reach.settled(name)  # only while the gateway is asking the instrument
+            await self.reach.known(name)  # waits only while the first answer is awaited
             upstream, warm = await self._lease(info.instrument)
             handed = False
             try:
