@@ -152,3 +152,19 @@ def test_labgate_link_does_the_exchange_from_a_terminal(server: Any, start_agent
     assert "linked device" in result.output
     assert "violet" not in result.output.replace("password for admin:", "")
     agent.wait_for("linked")
+
+
+def test_each_start_has_a_fresh_instance_id_and_secret(server: Any, start_agent: Any) -> None:
+    first = start_agent()
+    first_page = httpx.get(
+        f"http://{first.ready['local']}/link?instance_id={first.ready['instance_id']}", timeout=5
+    ).text
+    first.stop()
+    again = start_agent()
+    assert again.ready["instance_id"] != first.ready["instance_id"]
+    page = f"http://{again.ready['local']}/link?instance_id="
+    assert httpx.get(page + first.ready["instance_id"], timeout=5).status_code == 403
+    second_page = httpx.get(page + again.ready["instance_id"], timeout=5).text
+    secret_of = lambda text: text.split('"secret": "', 1)[1].split('"', 1)[0]  # noqa: E731
+    assert secret_of(first_page) != secret_of(second_page)
+    assert b'"secret"' not in every_file_under(again.data)
