@@ -387,3 +387,19 @@ def test_the_enrolled_device_works_with_its_certificate_and_can_unlink(
     # A fresh connection with the revoked certificate and its token is refused.
     with mtls("device2", enrolled["chain_pem"], key_pem) as device:
         assert device.get("/api/v1/me", headers=bearer).status_code == 401
+
+
+def test_ipv6_matches_by_the_slash_64_and_only_by_it(
+    client: TestClient, person: dict[str, str]
+) -> None:
+    device_side = peer(client, "2001:db8:1:2::17")
+    agent = FakeAgent(device_side, local="[fd00::17]:46001")
+    assert agent.announce().json()["public_address"] == "2001:db8:1:2::/64"
+    same_home = peer(client, "2001:db8:1:2:aaaa::5")
+    assert [d["instance_id"] for d in discovered(same_home, person)["devices"]] == [
+        agent.instance_id
+    ]
+    next_door = peer(client, "2001:db8:1:3::5")
+    assert discovered(next_door, person)["devices"] == []
+    assert link(next_door, person, agent.instance_id, agent.secret).status_code == 404
+    assert link(same_home, person, agent.instance_id, agent.secret).status_code == 202

@@ -32,7 +32,9 @@ from labgate.control.schemas import (
     VerificationOut,
     VerificationPoll,
 )
+from labgate.control.settings import ControlSettings
 from labgate.control.tables import User
+from labgate.control.throttling import source_of
 from labgate.control.transactions import unit_of_work
 
 router = APIRouter(prefix="/api/v1/discovery", tags=["discovery"])
@@ -48,6 +50,12 @@ def _person(session: SessionDep, principal: Principal) -> User:
     if user is None:
         raise Forbidden(f"{principal.identity} has no account here")
     return user
+
+
+def _bucket(request: Request, settings: ControlSettings) -> str:
+    """The public address discovery matches on: the address, or an IPv6 address's /64 (the
+    devices of one IPv6 home or lab share its prefix, not an address as behind IPv4 NAT)."""
+    return source_of(public_address(request, settings))
 
 
 def _instance(instance_id: str) -> str:
@@ -68,7 +76,7 @@ def announce(
     now = runtime.clock()
     settings = runtime.settings
     row, token = discovery.announce(
-        session, settings, body, public_address=public_address(request, settings), now=now
+        session, settings, body, public_address=_bucket(request, settings), now=now
     )
     if token is not None:
         response.status_code = status.HTTP_201_CREATED
@@ -88,7 +96,7 @@ def list_discoverable(
 ) -> DiscoveryOut:
     """The devices announcing from the caller's own public address (none when crowded)."""
     principal.require_role("admin", "operator")
-    address = public_address(request, runtime.settings)
+    address = _bucket(request, runtime.settings)
     crowded, rows = discovery.discoverable(
         session, runtime.settings, public_address=address, now=runtime.clock()
     )
@@ -132,7 +140,7 @@ def request_link(
         _person(session, principal),
         instance_id=instance_id,
         secret=body.secret,
-        public_address=public_address(request, runtime.settings),
+        public_address=_bucket(request, runtime.settings),
         now=runtime.clock(),
     )
     return LinkQueued(
