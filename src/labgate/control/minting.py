@@ -3,17 +3,46 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from labgate.auth import refresh as refresh_rules
+from labgate.auth.keyring import KeyRing
 from labgate.auth.tokens import mint_access_token
 from labgate.control.principals import DEVICE_PREFIX, RESTRICTED_ROLE
-from labgate.control.runtime import Runtime
 from labgate.control.schemas import TokenPair
+from labgate.control.settings import ControlSettings
 from labgate.control.tables import RefreshToken
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenMint:
+    """What minting needs and nothing more: the signing key ring and the token lifetimes."""
+
+    ring: Callable[[], KeyRing]  # the current ring (re-read when `rotate-keys` changes it)
+    issuer: str
+    audience: str
+    user_access: timedelta
+    device_access: timedelta
+    user_refresh: timedelta
+    device_refresh: timedelta
+    user_session_max: timedelta
+
+    @classmethod
+    def of(cls, settings: ControlSettings, ring: Callable[[], KeyRing]) -> TokenMint:
+        return cls(
+            ring=ring,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            user_access=timedelta(seconds=settings.user_access_seconds),
+            device_access=timedelta(seconds=settings.device_access_seconds),
+            user_refresh=timedelta(seconds=settings.user_refresh_seconds),
+            device_refresh=timedelta(seconds=settings.device_refresh_seconds),
+            user_session_max=timedelta(seconds=settings.user_session_max_seconds),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -28,7 +57,7 @@ def new_family() -> str:
 
 def mint_pair(
     session: Session,
-    runtime: Runtime,
+    mint: TokenMint,
     *,
     subject: str,
     role: str,
@@ -43,21 +72,20 @@ def mint_pair(
     A user's new login (`session_expires_at` None) ends `user_session_max_seconds` from now; a
     rotation passes the end it inherited. Neither token outlives that end.
     """
-    settings = runtime.settings
     device = subject.startswith(DEVICE_PREFIX)
-    access_ttl = settings.device_access_seconds if device else settings.user_access_seconds
-    refresh_ttl = settings.device_refresh_seconds if device else settings.user_refresh_seconds
+    access_ttl = int((mint.device_access if device else mint.user_access).total_seconds())
+    refresh_ttl = mint.device_refresh if device else mint.user_refresh
     if not device and session_expires_at is None:
-        session_expires_at = now + timedelta(seconds=settings.user_session_max_seconds)
-    refresh_expires_at = now + timedelta(seconds=refresh_ttl)
+        session_expires_at = now + mint.user_session_max
+    refresh_expires_at = now + refresh_ttl
     if session_expires_at is not None:
         left = max(int((session_expires_at - now).total_seconds()), 1)
         access_ttl = min(access_ttl, left)
         refresh_expires_at = min(refresh_expires_at, session_expires_at)
     access_token, claims = mint_access_token(
-        runtime.keys.ring(),
-        issuer=settings.issuer,
-        audience=settings.audience,
+        mint.ring(),
+        issuer=mint.issuer,
+        audience=mint.audience,
         subject=subject,
         role=RESTRICTED_ROLE if restricted else role,
         typ="device" if device else "user",

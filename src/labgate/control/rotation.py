@@ -8,9 +8,11 @@ means another request, on any replica, won: the row is read again and judged aga
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from prometheus_client import Counter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -20,10 +22,9 @@ from labgate.auth.errors import MalformedRefreshToken, SealError
 from labgate.auth.tokens import certificate_thumbprint
 from labgate.control import audit
 from labgate.control.errors import AuthenticationFailed, CertificateRequired, RefreshTokenReused
-from labgate.control.minting import mint_pair
+from labgate.control.minting import TokenMint, mint_pair
 from labgate.control.principals import DEVICE_PREFIX
 from labgate.control.revocation import deny, revoke_families
-from labgate.control.runtime import Runtime
 from labgate.control.schemas import TokenPair
 from labgate.control.standing import certificate_revoked, presented
 from labgate.control.tables import Device, RefreshToken, User
@@ -32,28 +33,43 @@ from labgate.pki.identity import identity_of
 from labgate.pki.inventory import Inventory
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rotation:
+    """What rotation needs: minting, the CA's inventory (revoked certificates), the grace window,
+    and the counter of outcomes."""
+
+    mint: TokenMint
+    inventory: Inventory
+    grace: timedelta
+    outcomes: Counter
+
+
 def refresh(
-    session: Session, runtime: Runtime, *, token: str, certificate_der: bytes | None
+    session: Session,
+    rotation: Rotation,
+    *,
+    token: str,
+    certificate_der: bytes | None,
+    now: datetime,
 ) -> TokenPair:
     """Rotate a refresh token, replay the successor within the grace, or catch a reuse."""
-    now = runtime.clock()
     try:
         token_hash = rules.hash_refresh_token(token)
     except MalformedRefreshToken:
         raise AuthenticationFailed("refresh token not accepted") from None
-    grace = timedelta(seconds=runtime.settings.refresh_grace_seconds)
+    grace = rotation.grace
     for _ in range(2):
         row = session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
         decision = rules.decide(_state(session, row), now=now, grace=grace)
         if isinstance(decision, rules.Rotate):
             assert row is not None
-            pair = _rotate(session, runtime, row, token, certificate_der, now=now)
+            pair = _rotate(session, rotation, row, token, certificate_der, now=now)
             if pair is not None:
-                runtime.metrics.refreshes.labels("rotated").inc()
+                rotation.outcomes.labels("rotated").inc()
                 return pair
             session.rollback()  # another request consumed it first: judge the row again
             continue
-        return _not_rotated(session, runtime, decision, row, token, now=now)
+        return _not_rotated(session, rotation, decision, row, token, now=now)
     raise AuthenticationFailed("refresh token not accepted")
 
 
@@ -77,7 +93,7 @@ def _state(session: Session, row: RefreshToken | None) -> rules.RefreshTokenStat
 
 def _rotate(
     session: Session,
-    runtime: Runtime,
+    rotation: Rotation,
     row: RefreshToken,
     token: str,
     certificate_der: bytes | None,
@@ -85,7 +101,7 @@ def _rotate(
     now: datetime,
 ) -> TokenPair | None:
     """Consume `row` in one UPDATE and mint its successor; None if another request won."""
-    role, cnf = _holder(session, row, certificate_der, runtime.ca.inventory)
+    role, cnf = _holder(session, row, certificate_der, rotation.inventory)
     consumed = session.execute(
         update(RefreshToken)
         .where(
@@ -111,7 +127,7 @@ def _rotate(
         deny(session, [(jti, expires) for jti, expires in earlier])
     minted = mint_pair(
         session,
-        runtime,
+        rotation.mint,
         subject=row.subject,
         role=role,
         family_id=row.family_id,
@@ -171,7 +187,7 @@ def _device_binding(row: RefreshToken, certificate_der: bytes | None) -> str | N
 
 def _not_rotated(
     session: Session,
-    runtime: Runtime,
+    rotation: Rotation,
     decision: rules.RefreshDecision,
     row: RefreshToken | None,
     token: str,
@@ -186,7 +202,7 @@ def _not_rotated(
         except SealError:
             raise AuthenticationFailed("refresh token not accepted") from None
         session.rollback()
-        runtime.metrics.refreshes.labels("grace").inc()
+        rotation.outcomes.labels("grace").inc()
         return replayed
     if isinstance(decision, rules.Reuse | rules.GraceReplay) and row is not None:
         revoke_families(session, [decision.family_id], now=now)
@@ -199,11 +215,11 @@ def _not_rotated(
             rotated_at=decision.rotated_at.isoformat(),
         )
         keep_on_error(session)
-        runtime.metrics.refreshes.labels("reuse").inc()
+        rotation.outcomes.labels("reuse").inc()
         raise RefreshTokenReused(
             "refresh token was already used; every session of this login is now revoked"
         )
     session.rollback()
     reason = decision.reason if isinstance(decision, rules.Refused) else "refused"
-    runtime.metrics.refreshes.labels(reason).inc()
+    rotation.outcomes.labels(reason).inc()
     raise AuthenticationFailed(f"refresh token not accepted ({reason})")

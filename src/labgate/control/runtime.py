@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,7 +26,9 @@ from labgate.control.database import (
 from labgate.control.errors import NotInitialised
 from labgate.control.layout import ca_dir
 from labgate.control.metrics import Metrics
+from labgate.control.minting import TokenMint
 from labgate.control.provisioning import renew_server_certificate_if_due
+from labgate.control.rotation import Rotation
 from labgate.control.settings import ControlSettings
 from labgate.control.standing import current_value, record_change
 from labgate.control.transactions import unit_of_work
@@ -61,6 +63,8 @@ class Runtime:
     ca: CertificateAuthority
     metrics: Metrics
     verified: VerifiedTokens
+    mint: TokenMint
+    rotation: Rotation
     changes: ChangeFeed
     clock: Clock
 
@@ -76,6 +80,8 @@ class Runtime:
         with unit_of_work(sessions) as session:
             # Revocations recorded in the database whose copy to the CA's inventory was cut short.
             sync_inventory(session, ca.inventory, now=clock())
+        metrics = Metrics.create()
+        mint = TokenMint.of(settings, keys.ring)
         return cls(
             settings=settings,
             engine=engine,
@@ -83,8 +89,15 @@ class Runtime:
             rules=password_rules(settings),
             keys=keys,
             ca=ca,
-            metrics=Metrics.create(),
+            metrics=metrics,
             verified=VerifiedTokens(),
+            mint=mint,
+            rotation=Rotation(
+                mint=mint,
+                inventory=ca.inventory,
+                grace=timedelta(seconds=settings.refresh_grace_seconds),
+                outcomes=metrics.refreshes,
+            ),
             changes=ChangeFeed(
                 functools.partial(
                     _read_changes, engine, InventoryWatch(ca.inventory, ca.directory / INVENTORY)

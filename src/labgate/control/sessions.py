@@ -76,7 +76,7 @@ def login(
     )
     minted = mint_pair(
         session,
-        runtime,
+        runtime.mint,
         subject=user_identity(user.username),
         role=user.role,
         family_id=new_family(),
@@ -142,7 +142,7 @@ def change_password(
     accounts.revoke_sessions(session, user.id, now=now)
     minted = mint_pair(
         session,
-        runtime,
+        runtime.mint,
         subject=principal.identity,
         role=user.role,
         family_id=new_family(),

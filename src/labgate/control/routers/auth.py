@@ -46,7 +46,13 @@ def login(
 def refresh(
     body: RefreshRequest, runtime: RuntimeDep, session: SessionDep, certificate: PeerCertificate
 ) -> TokenPair:
-    return rotation.refresh(session, runtime, token=body.refresh_token, certificate_der=certificate)
+    return rotation.refresh(
+        session,
+        runtime.rotation,
+        token=body.refresh_token,
+        certificate_der=certificate,
+        now=runtime.clock(),
+    )
 
 
 @router.post("/logout", response_model=Done)

@@ -48,7 +48,7 @@ def create_device(
     device = devices.create_device(session, owner, name=body.name, location=location, now=now)
     minted = mint_pair(
         session,
-        runtime,
+        runtime.mint,
         subject=device_identity(device.id),
         role=DEVICE_ROLE,
         family_id=new_family(),
