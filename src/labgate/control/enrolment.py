@@ -73,7 +73,7 @@ def enrol(
     thumbprint = certificate_thumbprint(issued.certificate.public_bytes(Encoding.DER))
     minted = mint_pair(
         session,
-        runtime,
+        runtime.mint,
         subject=identity,
         role=DEVICE_ROLE,
         family_id=new_family(),
