@@ -176,6 +176,7 @@ class AuditLog:
         self._cond = threading.Condition()
         self._write_lock = threading.Lock()
         self._commit_scheduled = False
+        self._syncing = 0  # threads in `flush_sync`, waiting for the durable point to move
         self._loop_thread: int | None = None  # urgent records from this thread: `_commit`
         # A batch whose write failed, for the writer to retry: data, first and last seq, why,
         # when (RFC 3339 and monotonic).
@@ -364,10 +365,14 @@ class AuditLog:
             target = self._head.seq
             self._flush_now = True
             self._cond.notify_all()
-            while self._durable_seq < target and self._failure is None:
-                if self._thread is None or not self._thread.is_alive():
-                    raise AuditWriteFailed(f"audit log {self.path}: its writer has stopped")
-                self._cond.wait(timeout=1.0)
+            self._syncing += 1
+            try:
+                while self._durable_seq < target and self._failure is None:
+                    if self._thread is None or not self._thread.is_alive():
+                        raise AuditWriteFailed(f"audit log {self.path}: its writer has stopped")
+                    self._cond.wait(timeout=1.0)
+            finally:
+                self._syncing -= 1
             if self._failure is not None:
                 raise self._failure
 
@@ -428,7 +433,8 @@ class AuditLog:
                 self._durable_seq = last_seq
                 self._durable_size += len(data)
                 self.records_written += len(batch)
-                self._cond.notify_all()
+                if self._syncing:  # only `flush_sync` waits on this: waking the writer costs
+                    self._cond.notify_all()
         if threading.get_ident() != self._loop_thread:
             self._wake_loop()
 
