@@ -311,3 +311,44 @@ def test_codes_are_stored_only_as_hashes(
                 text = repr(tuple(row))
                 assert code["device_code"] not in text and canonical not in text, table
     engine.dispose()
+
+
+@pytest.mark.slow
+def test_parallel_guesses_at_one_code_are_compared_at_most_five_times(
+    settings: ControlSettings, clock: Clock
+) -> None:
+    import ssl
+
+    import httpx
+    import sqlalchemy as sa
+
+    from labgate.control.serving import run_in_thread
+
+    # Address and account limits out of the way: this is about the code's own five tries.
+    roomy = settings.model_copy(
+        update={"device_code_wrong_per_address": 1000, "device_code_wrong_per_account": 1000}
+    )
+    with run_in_thread(roomy, clock=clock) as running:
+        context = ssl.create_default_context(cafile=running.ca_root)
+        with httpx.Client(base_url=running.url, verify=context, timeout=60) as http:
+            api = Api(http, roomy)
+            person = api.create_user(api.admin(), "olga", "operator")
+            code = ask(http)
+        canonical = code["user_code"].replace("-", "")
+        tails = [t for t in ("BBBB", "CCCC", "DDDD", "FFFF") if t != canonical[4:]][:3]
+        guesses = [canonical[:4] + tail for tail in tails] * 10
+
+        def one(typed: str) -> int:
+            with httpx.Client(base_url=running.url, verify=context, timeout=60) as http:
+                return int(enter(http, person, typed).status_code)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=30) as pool:
+            statuses = list(pool.map(one, guesses))
+        assert statuses == [404] * 30
+        engine = sa.create_engine(roomy.resolved_database_url)
+        with engine.connect() as connection:
+            (tries,) = connection.execute(sa.text("SELECT wrong_entries FROM device_codes")).one()
+        engine.dispose()
+        assert tries == 5
+        with httpx.Client(base_url=running.url, verify=context) as http:
+            assert enter(http, person, code["user_code"]).status_code == 404

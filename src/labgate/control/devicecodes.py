@@ -211,27 +211,9 @@ def find_entered(
     except MalformedCode:
         canonical = ""
     if len(canonical) == codes.USER_CODE_LENGTH:
-        candidates = list(
-            session.scalars(
-                select(DeviceCode).where(
-                    DeviceCode.selector == canonical[:SELECTOR_LENGTH],
-                    DeviceCode.expires_at > now,
-                    DeviceCode.wrong_entries < MAX_WRONG_PER_CODE,
-                    DeviceCode.state.in_(("pending", "approved", "denied")),
-                )
-            )
-        )
-        entered = _sha256(canonical)
-        for row in candidates:
-            if hmac.compare_digest(row.user_code_hash.encode(), entered.encode()):
-                return row
-        pending = [row.id for row in candidates if row.state == "pending"]
-        if pending:
-            session.execute(
-                update(DeviceCode)
-                .where(DeviceCode.id.in_(pending))
-                .values(wrong_entries=DeviceCode.wrong_entries + 1)
-            )
+        found = _compare_charged(session, canonical, now=now)
+        if found is not None:
+            return found
     _count_wrong(session, settings, keys, now=now)
     audit.record(
         session,
@@ -242,6 +224,47 @@ def find_entered(
     )
     keep_on_error(session)  # the counts are the point of refusing
     raise NotFound("no live device code matches what was entered", code="invalid_user_code")
+
+
+def _compare_charged(session: Session, canonical: str, *, now: datetime) -> DeviceCode | None:
+    """The code `canonical` is, comparing only against codes this entry could charge a try to.
+
+    A try is charged to every live pending code the entry names (its first half) before any
+    comparison, in one conditional UPDATE, and given back only to the code it matched. So
+    however many entries arrive at once, no more than five are ever compared against one code:
+    each in flight holds one of its five tries.
+    """
+    selector = canonical[:SELECTOR_LENGTH]
+    charged = set(
+        session.scalars(
+            update(DeviceCode)
+            .where(
+                DeviceCode.selector == selector,
+                DeviceCode.state == "pending",
+                DeviceCode.expires_at > now,
+                DeviceCode.wrong_entries < MAX_WRONG_PER_CODE,
+            )
+            .values(wrong_entries=DeviceCode.wrong_entries + 1)
+            .returning(DeviceCode.id)
+        ).all()
+    )
+    decided = select(DeviceCode).where(
+        DeviceCode.selector == selector,
+        DeviceCode.expires_at > now,
+        or_(DeviceCode.id.in_(charged), DeviceCode.state.in_(("approved", "denied"))),
+    )
+    entered = _sha256(canonical)
+    for row in session.scalars(decided.execution_options(populate_existing=True)):
+        if hmac.compare_digest(row.user_code_hash.encode(), entered.encode()):
+            if row.id in charged:
+                session.execute(
+                    update(DeviceCode)
+                    .where(DeviceCode.id == row.id)
+                    .values(wrong_entries=DeviceCode.wrong_entries - 1)
+                )
+                session.refresh(row)
+            return row
+    return None
 
 
 def decide(
