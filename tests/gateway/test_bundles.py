@@ -288,7 +288,7 @@ poll_interval = 60
     attempts: list[float] = []
     record = gateway.gateway.record
 
-    def counting(event: Any) -> bool:
+    def counting(event: Any) -> Any:
         if event.get("event") == "bundle_refused":
             attempts.append(time.monotonic())
         return record(event)
