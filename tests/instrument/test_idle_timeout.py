@@ -37,8 +37,10 @@ def test_a_silent_client_is_closed_and_its_slot_is_freed(
 ) -> None:
     config = make_config(tmp_path, idle_timeout=IDLE, max_connections=1, legacy_port=None)
     with run_in_thread(config) as sim:
-        silent = raw(sim.plain)
+        # Timed from before the connection: the simulator's clock starts once it has greeted,
+        # which can be a moment before the client has read that greeting.
         opened = time.monotonic()
+        silent = raw(sim.plain)
         with socket.create_connection(sim.plain, timeout=10) as refused:
             assert refused.recv(100) == b""  # the silent client holds the only slot
         assert silent.closed_by_server()
