@@ -403,3 +403,24 @@ def test_ipv6_matches_by_the_slash_64_and_only_by_it(
     assert discovered(next_door, person)["devices"] == []
     assert link(next_door, person, agent.instance_id, agent.secret).status_code == 404
     assert link(same_home, person, agent.instance_id, agent.secret).status_code == 202
+
+
+@pytest.mark.slow
+def test_parallel_link_requests_queue_exactly_one_verification(live_server: Any) -> None:
+    import concurrent.futures
+
+    with live_server.api() as api:
+        person = api.create_user(api.admin(), "olga", "operator")
+        agent = FakeAgent(api)
+        agent.announce()
+        guesses = [FakeAgent(api).secret for _ in range(19)] + [agent.secret]
+
+    def one(secret: str) -> tuple[int, str]:
+        with live_server.client(timeout=60) as http:
+            response = link(http, person, agent.instance_id, secret)
+            return response.status_code, response.json().get("code", "")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(one, guesses))
+    assert sorted(status for status, _ in results) == [202] + [409] * 19, results
+    assert {code for status, code in results if status == 409} == {"verification_pending"}

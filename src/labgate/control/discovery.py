@@ -21,7 +21,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
@@ -233,7 +233,19 @@ def request_link(
             f"no device {instance_id!r} is discoverable from {public_address}",
             code="not_discoverable",
         )
-    if _open_verification(session, instance_id, now=now) is not None:
+    until = now + timedelta(seconds=settings.link_verification_seconds)
+    held = session.execute(
+        update(DiscoveryPresence)
+        .where(
+            DiscoveryPresence.instance_id == instance_id,
+            or_(
+                DiscoveryPresence.link_pending_until.is_(None),
+                DiscoveryPresence.link_pending_until <= now,
+            ),
+        )
+        .values(link_pending_until=until)
+    )
+    if getattr(held, "rowcount", 0) != 1 or _open_verification(session, instance_id, now=now):
         raise Conflict(
             f"a link for {instance_id!r} is already waiting for its device",
             code="verification_pending",
@@ -253,7 +265,7 @@ def request_link(
         user_id=user.id,
         state="queued",
         created_at=now,
-        expires_at=now + timedelta(seconds=settings.link_verification_seconds),
+        expires_at=until,
     )
     session.add(verification)
     session.flush()

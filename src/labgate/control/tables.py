@@ -208,6 +208,9 @@ class DiscoveryPresence(Base):
     first_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
     announcements: Mapped[int] = mapped_column(Integer, default=1)
+    # A link request holds the presence until its verification expires: taken by one
+    # conditional UPDATE, so of parallel requests exactly one is queued.
+    link_pending_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     ended: Mapped[str | None] = mapped_column(String(32))
 
 
