@@ -140,3 +140,45 @@ def test_a_secret_posted_for_another_origin_never_reaches_the_server(
     assert local_page["hits"] >= 1
     assert not status.startswith("Linked")
     assert outcome.get("fetch") == 204 or "complete" not in outcome
+
+
+@pytest.mark.slow
+def test_a_person_approves_a_code_from_the_page_after_seeing_the_device(
+    live_server: LiveServer, make_csr: Any
+) -> None:
+    playwright, executable = _browser()
+    with live_server.api() as api:
+        api.create_user(api.admin(), "olga", "operator")
+        asked = api.post(
+            "/api/v1/device-codes",
+            json={"model": "QS5", "serial": "272510042", "hostname": "bench-3"},
+        ).json()
+    console: list[str] = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_context(ignore_https_errors=True).new_page()
+        page.on("console", lambda message: console.append(message.text))
+        page.goto(asked["verification_uri_complete"])
+        page.fill("input[name=username]", "olga")
+        page.fill("input[name=password]", api.STRONG_PASSWORD)
+        page.click("#login-form button[type=submit]")
+        assert page.input_value("input[name=user_code]") == asked["user_code"]
+        page.click("#code-form button[type=submit]")
+        page.locator("#cd-serial", has_text="272510042").wait_for(timeout=15_000)
+        assert page.text_content("#cd-model") == "QS5"
+        assert page.text_content("#cd-public") == "127.0.0.1"
+        page.click("#approve")
+        page.locator("#status", has_text="Approved").wait_for(timeout=15_000)
+        browser.close()
+    _, csr = make_csr(asked["device_id"])
+    with live_server.client() as http:
+        polled = http.post(
+            "/api/v1/device-codes/token",
+            json={
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                "device_code": asked["device_code"],
+                "csr_pem": csr,
+            },
+        )
+    assert polled.status_code == 200, polled.text
+    assert [m for m in console if "Content Security Policy" in m] == []
