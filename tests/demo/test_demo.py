@@ -56,6 +56,21 @@ def _machine(demo: dict[str, Any], who: str) -> Machine:
     )
 
 
+def test_the_demo_device_agent_linked_itself_by_code(demo: dict[str, Any]) -> None:
+    data = Path(demo["agent"]["data"])
+    status = json.loads((data / "status.json").read_text())
+    assert status["state"] == "linked"
+    assert status["device_id"] == demo["agent"]["device_id"]
+    assert (data / "device.pem").stat().st_mode & 0o777 == 0o600
+    context = ssl.create_default_context(cafile=demo["root_ca"])
+    password = Path(demo["admin_password"]).read_text().strip()
+    with httpx.Client(base_url=demo["server"]["url"], verify=context, timeout=30) as http:
+        login = http.post("/api/v1/auth/login", json={"username": "admin", "password": password})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        device = http.get(f"/api/v1/devices/{status['device_id']}", headers=headers)
+        assert device.status_code == 200 and device.json()["revoked"] is False
+
+
 def test_operator_reads_status_through_the_gateway(demo: dict[str, Any]) -> None:
     with _machine(demo, "operator") as m:
         status = m.machine_status()

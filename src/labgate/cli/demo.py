@@ -77,6 +77,7 @@ def _explain(running: RunningDemo) -> None:
     if running.gateway.get("metrics"):
         where.add_row("gateway metrics", f"http://{running.gateway['metrics']}/metrics")
     where.add_row("control server (HTTPS API)", str(running.server.get("url")))
+    where.add_row("device agent (linked by code)", f"device {running.agent.get('device_id')}")
     for name in ("plain", "tls", "legacy"):
         if running.simulator.get(name):
             where.add_row(f"instrument, {name} (unprotected)", str(running.simulator[name]))
@@ -110,6 +111,17 @@ with m:
         f"       -d '{body}' {running.server.get('url')}/api/v1/auth/login\n"
         "The gateway takes its grants from the server's signed bundle every "
         f"{BUNDLE_POLL_S} s: delete a grant there, and that session ends.\n",
+        highlight=False,
+        markup=False,
+    )
+    url = running.server.get("url")
+    console.print(
+        f"A simulated device's agent linked itself by code (approved as admin); its key and "
+        f"certificate are in {running.agent.get('data')}. Link a second one in the browser:\n"
+        f"  labgate agent run --server {url} --server-ca {running.root_ca} \\\n"
+        f"      --data {running.state_dir / 'device-2'} --local-listen 127.0.0.1:0\n"
+        f"then open {url}/link, log in as admin and press Link (or `labgate link --server {url} "
+        f"--server-ca {running.root_ca}`).\n",
         highlight=False,
         markup=False,
     )

@@ -86,3 +86,25 @@ def _said(answer: httpx.Response) -> str:
         return f"{answer.status_code} {body.get('code')}: {body.get('message')}"
     except ValueError:
         return f"{answer.status_code}"
+
+
+def approve_code(*, url: str, server_ca: Path, admin_password: Path, user_code: str) -> str:
+    """Approve a device's user code as the administrator (after reading what it names); the
+    device id approved."""
+    context = ssl.create_default_context(cafile=str(server_ca))
+    with httpx.Client(base_url=url, verify=context, timeout=CALL_TIMEOUT_S) as client:
+        token = _login(client, admin_password.read_text().strip())["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        shown = client.get(
+            "/api/v1/device-codes/approve", params={"user_code": user_code}, headers=headers
+        )
+        if shown.status_code != 200:
+            raise EnrolmentFailed(f"reading device code {user_code}: {_said(shown)}")
+        answer = client.post(
+            "/api/v1/device-codes/approve",
+            json={"user_code": user_code, "approve": True},
+            headers=headers,
+        )
+        if answer.status_code != 200:
+            raise EnrolmentFailed(f"approving device code {user_code}: {_said(answer)}")
+        return str(shown.json()["device_id"])

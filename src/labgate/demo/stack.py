@@ -8,10 +8,13 @@ demo shows the real thing, and stopping it is stopping processes in the reverse 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from labgate.control import layout
 from labgate.control.keystore import load_passphrase
 from labgate.control.settings import ControlSettings
 from labgate.demo.children import READY_TIMEOUT_S, Child, ChildFailed, start
-from labgate.demo.enrolment import enrol_admin
+from labgate.demo.enrolment import approve_code, enrol_admin
 from labgate.gateway.pins import spki_pin
 from labgate.pki import CertificateAuthority, Profile
 from labgate.pki.atomic import PRIVATE, PUBLIC, write_atomic
@@ -62,6 +65,7 @@ class RunningDemo:
     identities: tuple[Identity, ...]
     audit_log: Path
     logs: Path
+    agent: dict[str, object]
     children: tuple[Child, ...]
 
     def instrument_address(self, name: str = INSTRUMENT) -> tuple[str, int]:
@@ -84,6 +88,7 @@ class RunningDemo:
             },
             "audit_log": str(self.audit_log),
             "logs": str(self.logs),
+            "agent": self.agent,
             "pids": {c.name: c.process.pid for c in self.children},
         }
 
@@ -159,6 +164,8 @@ def running(state_dir: Path) -> Iterator[RunningDemo]:
             "gateway", ["gateway", "--config", str(gateway_dir / "gateway.toml")], log_dir=logs
         )
         stack.callback(gateway.stop)
+        agent, device = _linked_agent(state_dir, server.ready, server_dir, admin_password, logs)
+        stack.callback(agent.stop)
 
         yield RunningDemo(
             state_dir=state_dir,
@@ -170,8 +177,56 @@ def running(state_dir: Path) -> Iterator[RunningDemo]:
             identities=identities,
             audit_log=gateway_dir / "audit.jsonl",
             logs=logs,
-            children=(server, simulator, gateway),
+            agent=device,
+            children=(server, simulator, gateway, agent),
         )
+
+
+def _linked_agent(
+    state_dir: Path,
+    server: dict[str, object],
+    server_dir: Path,
+    admin_password: Path,
+    logs: Path,
+) -> tuple[Child, dict[str, object]]:
+    """`labgate agent run --link-code` for a simulated device, its code approved by the
+    administrator as a person would; returns once it holds its certificate (an agent linked by
+    an earlier run starts linked)."""
+    data = state_dir / "device"
+    agent = start(
+        "agent",
+        [
+            "agent", "run", "--link-code",
+            "--server", str(server["url"]),
+            "--server-ca", str(layout.ca_root_path(server_dir)),
+            "--data", str(data),
+            "--model", "QuantStudio-sim", "--serial", "SIM-0001",
+            "--local-listen", "127.0.0.1:0",
+        ],
+        log_dir=logs,
+    )  # fmt: skip
+    code = agent.ready.get("code")
+    if agent.ready.get("state") != "linked" and isinstance(code, str):
+        approve_code(
+            url=str(server["url"]),
+            server_ca=layout.ca_root_path(server_dir),
+            admin_password=admin_password,
+            user_code=code,
+        )
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    status: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            status = json.loads((data / "status.json").read_text())
+        if status.get("state") == "linked":
+            break
+        if agent.process.poll() is not None:
+            break
+        time.sleep(0.2)
+    if status.get("state") != "linked":
+        agent.stop()
+        raise ChildFailed(f"the demo's device agent did not link; see {logs / 'agent.log'}")
+    return agent, {"data": str(data), "device_id": status.get("device_id"), "code": code}
 
 
 def _run_once(name: str, args: list[str], *, log_dir: Path) -> None:
