@@ -165,6 +165,7 @@ def test_an_inventory_of_schema_1_is_upgraded_in_place(ca_dir: Path, passphrase:
         ALTER TABLE certificates DROP COLUMN state;
         ALTER TABLE certificates DROP COLUMN owner;
         ALTER TABLE certificates DROP COLUMN destination;
+        ALTER TABLE certificates DROP COLUMN issuer;
         PRAGMA user_version = 1;
         """
     )

@@ -481,7 +481,9 @@ def crl(
     ] = 24,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Publish a CRL signed by the issuing CA."""
+    """Publish the CRLs: one from the issuing CA and one from each retired issuing CA whose
+    certificates are not all expired. PEM: all in FILE (OpenSSL and the gateway read every CRL
+    in it). DER holds one: FILE is the current issuing CA's, STEM-SERIAL.der each retired one's."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
     from labgate.pki.atomic import write_atomic
@@ -491,9 +493,54 @@ def crl(
             raise CliError(f"--next-update must be at least 1 hour, not {next_update}")
         with _opened(directory, passphrase_file) as ca:
             encoding = Encoding.DER if der else Encoding.PEM
-            data = ca.crl(next_update=timedelta(hours=next_update), encoding=encoding)
-            write_atomic(out, data)
-            typer.echo(f"wrote {out} (next update in {next_update} h)")
+            crls = ca.crls(next_update=timedelta(hours=next_update), encoding=encoding)
+            if der:
+                for index, (issuer, data) in enumerate(crls):
+                    path = out if index == 0 else _retired_crl_path(out, issuer.serial_number)
+                    write_atomic(path, data)
+                    typer.echo(f"wrote {path} (next update in {next_update} h)")
+            else:
+                write_atomic(out, b"".join(data for _, data in crls))
+                typer.echo(f"wrote {out}: {len(crls)} CRL(s) (next update in {next_update} h)")
+
+
+def _retired_crl_path(out: Path, serial: int) -> Path:
+    return out.with_name(f"{out.stem}-{serial:x}{out.suffix}")
+
+
+@app.command("rotate-issuing")
+def rotate_issuing(
+    directory: DirOption,
+    key_type: Annotated[
+        KeyTypeName | None,
+        typer.Option(
+            "--key-type", help="Key type of the new issuing CA.", show_default="the old one's"
+        ),
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """A new issuing CA under the same root; the old one keeps signing CRLs for what it issued
+    until the last of those expires. Clients that trust root.crt see no change. Needs root.key."""
+    from labgate.pki import KeyType
+
+    with _reported():
+        passphrase = _passphrase(passphrase_file)
+        with _opened(directory, passphrase_file) as ca:
+            old = ca.issuing
+            new = ca.rotate_issuing(
+                passphrase=passphrase,
+                key_type=None if key_type is None else KeyType(key_type.value),
+            )
+            typer.echo(
+                f"new issuing CA, serial {new.serial_number:x}, "
+                f"until {new.not_valid_after_utc:%Y-%m-%d}"
+            )
+            typer.echo(f"  now in {ca.directory / 'issuing.crt'}")
+            typer.echo(
+                f"  retired: serial {old.serial_number:x}, signs CRLs only "
+                f"(kept as issuing-{old.serial_number:x}.crt)"
+            )
+            typer.echo("  publish CRLs again (labgate ca crl): each live issuing CA signs one")
 
 
 @app.command("list")

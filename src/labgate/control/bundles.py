@@ -123,6 +123,7 @@ def build_bundle(
             {"identity": g.principal, "instrument": g.instrument, "level": g.level}
             for g in live_grants(session, instruments=instruments)
         ],
-        "crl_pem": ca.crl(also=crl_revocations(session, now=now)).decode("ascii"),
+        # One CRL per live issuing CA (after a rotation, the retired one's too).
+        "crl_pem": ca.crl_pem_bundle(also=crl_revocations(session, now=now)).decode("ascii"),
     }
     return sign_claims(ring, claims, typ=BUNDLE_TYPE)

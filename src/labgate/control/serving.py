@@ -58,6 +58,9 @@ def tls_context(settings: ControlSettings) -> ssl.SSLContext:
     # our CA (the issuing certificate is loaded too, for clients that send only their leaf).
     context.verify_mode = ssl.CERT_OPTIONAL
     context.load_verify_locations(cafile=ca_issuing_path(data_dir))
+    # After `labgate ca rotate-issuing`, the retired issuing CAs too (issuing-SERIAL.crt).
+    for retired in sorted(ca_issuing_path(data_dir).parent.glob("issuing-*.crt")):
+        context.load_verify_locations(cafile=retired)
     return context
 
 

@@ -91,7 +91,7 @@ def read_bundle(
     if not isinstance(crl, str):
         raise BundleError(f"bundle version {version} carries no crl_pem")
     try:
-        RevocationList.from_pem(crl.encode(), source=f"bundle version {version}")
+        RevocationList.all_from_pem(crl.encode(), source=f"bundle version {version}")
     except ConfigError as exc:
         raise BundleError(str(exc)) from exc
     changes = claims.get("changes")

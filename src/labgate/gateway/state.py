@@ -83,7 +83,7 @@ def build_state(
         config=config,
         contexts=contexts,
         grants=GrantTable.of((*config.grants, *extra), allow_full=config.unsafe_allow_full),
-        revoked=tuple(RevocationList.load(p) for p in crls),
+        revoked=tuple(r for p in crls for r in RevocationList.load_all(p)),
         anchors=trust_anchors(config.client_ca),
     )
 

@@ -4,8 +4,10 @@ Layout of a CA directory::
 
     root.crt          the trust anchor handed to relying parties
     root.key          its key (encrypted; used only to sign issuing CAs)
-    issuing.crt       the intermediate that signs leaves and CRLs
+    issuing.crt       the intermediate that signs new leaves and CRLs
     issuing.key       its key (encrypted)
+    issuing-HEX.crt   every issuing CA there has been, by serial, the current one included
+    issuing-HEX.key   (written by `rotate_issuing`; a retired one only signs CRLs)
     inventory.sqlite3 every certificate, revocation and CRL number
     leases/           one lock file per process that may have issuances in flight
 
@@ -20,6 +22,15 @@ removing the temporary files it left (see `pending`). A serial the inventory alr
 A CA object closed normally takes what it still holds pending as handed out (its caller had the
 certificates in hand and finished); one left by an exception (`with` ... raise) takes them as
 `failed`.
+
+Rotation (`rotate_issuing`): the root signs a new issuing CA, which signs every leaf from then on;
+the retired one keeps signing CRLs for what it issued until the last of those expires (leaves
+never outlive their issuer, so at the latest until it expires itself). Relying parties trust the
+root, so they see no change; a peer's chain names its own intermediate. Each certificate's
+inventory entry records the serial of the CA that signed it, so a revocation lands in the right
+CRL. The new files are written under their serial first, then issuing.key and issuing.crt are
+replaced; `open` takes the key of issuing.crt from issuing-HEX.key when present, so a crash
+between those two replacements leaves a CA that still opens, with the old issuing CA current.
 """
 
 from __future__ import annotations
@@ -74,6 +85,7 @@ ROOT_CRT, ROOT_KEY = "root.crt", "root.key"
 ISSUING_CRT, ISSUING_KEY = "issuing.crt", "issuing.key"
 INVENTORY = "inventory.sqlite3"
 CA_FILES = (ROOT_CRT, ROOT_KEY, ISSUING_CRT, ISSUING_KEY, INVENTORY)
+ISSUING_BY_SERIAL = "issuing-{serial:x}"  # + .crt / .key
 
 ROOT_LIFETIME = timedelta(days=3653)  # 10 years
 ISSUING_LIFETIME = timedelta(days=731)  # 2 years
@@ -106,11 +118,14 @@ class CertificateAuthority:
         inventory: Inventory,
         clock: Clock = _now,
         serials: SerialSource = x509.random_serial_number,
+        retired: Sequence[tuple[x509.Certificate, PrivateKey]] = (),
     ) -> None:
         self.directory = directory
         self.root = root
         self.issuing = issuing
         self._issuing_key = issuing_key
+        # Issuing CAs rotated out and still valid: they sign CRLs, never certificates.
+        self._retired = list(retired)
         self.inventory = inventory
         self._clock = clock
         self._serials = serials
@@ -164,7 +179,11 @@ class CertificateAuthority:
         # The inventory comes first: no CA certificate exists on disk that it does not know.
         inventory = SqliteInventory.create(directory / INVENTORY)
         for cert, profile in ((root, ROOT_PROFILE), (issuing, ISSUING_PROFILE)):
-            inventory.add(_entry_for(cert, profile=profile, name=name, issued_at=now))
+            inventory.add(
+                _entry_for(
+                    cert, profile=profile, name=name, issued_at=now, issuer=root.serial_number
+                )
+            )
         write_atomic(
             directory / ROOT_KEY, keys.private_pem(root_key, stored_passphrase), mode=PRIVATE
         )
@@ -200,17 +219,26 @@ class CertificateAuthority:
             raise CaNotFound(f"no complete CA in {directory} (missing {', '.join(missing)})")
         root = certificates.read_certificate(directory / ROOT_CRT)
         issuing = certificates.read_certificate(directory / ISSUING_CRT)
-        _check_private(directory / ISSUING_KEY)
-        issuing_key = keys.load_private(
-            (directory / ISSUING_KEY).read_bytes(), passphrase, source=str(directory / ISSUING_KEY)
+        by_serial = directory / (ISSUING_BY_SERIAL.format(serial=issuing.serial_number) + ".key")
+        issuing_key = _load_issuing_key(
+            by_serial if by_serial.is_file() else directory / ISSUING_KEY,
+            issuing,
+            root,
+            passphrase,
+            label=ISSUING_CRT,
         )
-        expected = keys.public_der(certificates.public_key_of(issuing))
-        if keys.public_der(issuing_key.public_key()) != expected:
-            raise CorruptKey(f"{directory / ISSUING_KEY} is not the key of {ISSUING_CRT}")
-        try:
-            issuing.verify_directly_issued_by(root)
-        except (ValueError, TypeError, InvalidSignature) as exc:
-            raise CorruptCertificate(f"{ISSUING_CRT} is not signed by {ROOT_CRT}: {exc}") from None
+        now = clock()
+        retired = []
+        for path in sorted(directory.glob("issuing-*.crt")):
+            cert = certificates.read_certificate(path)
+            if cert.serial_number == issuing.serial_number or now >= cert.not_valid_after_utc:
+                continue  # the current one, or one that may sign nothing any more
+            key_path = path.with_suffix(".key")
+            if not key_path.is_file():
+                raise CaNotFound(f"{path.name} has no key beside it (missing {key_path.name})")
+            retired.append(
+                (cert, _load_issuing_key(key_path, cert, root, passphrase, label=path.name))
+            )
         if inventory is None:
             inventory = SqliteInventory.open(directory / INVENTORY)
         authority = cls(
@@ -221,6 +249,7 @@ class CertificateAuthority:
             inventory=inventory,
             clock=clock,
             serials=serials,
+            retired=retired,
         )
         authority.sweep()
         return authority
@@ -279,6 +308,78 @@ class CertificateAuthority:
     @property
     def issuing_pem(self) -> bytes:
         return certificates.pem(self.issuing)
+
+    @property
+    def retired(self) -> list[x509.Certificate]:
+        """Issuing CAs rotated out that are still valid (they sign CRLs only), oldest first."""
+        return [cert for cert, _ in self._retired]
+
+    # -- rotation ----------------------------------------------------------------------------------
+
+    def rotate_issuing(
+        self, *, passphrase: bytes | None, key_type: KeyType | None = None
+    ) -> x509.Certificate:
+        """A new issuing CA under the same root (whose key `passphrase` opens), current from now
+        on; the old one is kept to sign CRLs for what it issued. `key_type`: the old one's if
+        not given. New keys are stored under `passphrase` (none if the CA's keys are not
+        encrypted)."""
+        self._check_can_sign()
+        _check_private(self.directory / ROOT_KEY)
+        root_key = keys.load_private(
+            (self.directory / ROOT_KEY).read_bytes(),
+            passphrase,
+            source=str(self.directory / ROOT_KEY),
+        )
+        if keys.public_der(root_key.public_key()) != keys.public_der(
+            certificates.public_key_of(self.root)
+        ):
+            raise CorruptKey(f"{self.directory / ROOT_KEY} is not the key of {ROOT_CRT}")
+        stored = passphrase if _is_encrypted(self.directory / ROOT_KEY) else None
+        now = self._clock()
+        if self.root.not_valid_after_utc - now < timedelta(days=1):
+            raise CaExpired("the root CA expires within a day; make a new CA instead")
+        kind = key_type or keys.key_type_of(certificates.public_key_of(self.issuing))
+        new_key = keys.generate(kind)
+        ca_name = _ca_name(self.root)
+        generation = 1 + sum(1 for e in self.inventory.entries() if e.profile == ISSUING_PROFILE)
+        new = certificates.build_issuing(
+            new_key.public_key(),
+            ca_name,
+            root=self.root,
+            root_key=root_key,
+            serial=self._serials(),
+            not_before=now - BACKDATE,
+            # No issuing CA outlives the root that vouches for it.
+            not_after=min(now + ISSUING_LIFETIME, self.root.not_valid_after_utc),
+            suffix=f"{certificates.ISSUING_SUFFIX} {generation}",
+        )
+        # The inventory comes first, as at `init`: no CA certificate on disk it does not know.
+        self.inventory.add(
+            _entry_for(
+                new,
+                profile=ISSUING_PROFILE,
+                name=ca_name,
+                issued_at=now,
+                issuer=self.root.serial_number,
+            )
+        )
+        old_prefix = self.directory / ISSUING_BY_SERIAL.format(serial=self.issuing.serial_number)
+        new_prefix = self.directory / ISSUING_BY_SERIAL.format(serial=new.serial_number)
+        new_key_pem = keys.private_pem(new_key, stored)
+        write_atomic(new_prefix.with_suffix(".key"), new_key_pem, mode=PRIVATE)
+        write_atomic(new_prefix.with_suffix(".crt"), certificates.pem(new), mode=PUBLIC)
+        if not old_prefix.with_suffix(".key").exists():
+            write_atomic(
+                old_prefix.with_suffix(".key"),
+                (self.directory / ISSUING_KEY).read_bytes(),
+                mode=PRIVATE,
+            )
+        write_atomic(old_prefix.with_suffix(".crt"), self.issuing_pem, mode=PUBLIC)
+        write_atomic(self.directory / ISSUING_KEY, new_key_pem, mode=PRIVATE)
+        write_atomic(self.directory / ISSUING_CRT, certificates.pem(new), mode=PUBLIC)
+        self._retired.append((self.issuing, self._issuing_key))
+        self.issuing, self._issuing_key = new, new_key
+        return new
 
     # -- signing -----------------------------------------------------------------------------------
 
@@ -389,27 +490,55 @@ class CertificateAuthority:
         encoding: serialization.Encoding = serialization.Encoding.PEM,
         also: Iterable[Revocation] = (),
     ) -> bytes:
-        """The issuing CA's CRL of every revoked, unexpired certificate, numbered afresh.
+        """The current issuing CA's CRL of every revoked, unexpired certificate it signed,
+        numbered afresh (see `crls` for every live issuing CA's).
 
         `also`: revocations recorded elsewhere (the control server's database) that the
         inventory may not know yet; where both know a serial, the inventory's record is listed.
+        One whose issuer is not known is listed (serials are random: it cannot hit another's).
         """
+        return self.crls(next_update=next_update, encoding=encoding, also=also)[0][1]
+
+    def crls(
+        self,
+        *,
+        next_update: timedelta = DEFAULT_NEXT_UPDATE,
+        encoding: serialization.Encoding = serialization.Encoding.PEM,
+        also: Iterable[Revocation] = (),
+    ) -> list[tuple[x509.Certificate, bytes]]:
+        """A CRL from every live issuing CA, the current one first: a retired one stays live
+        while anything it signed is unexpired. Each lists what it signed, and what has no
+        recorded issuer."""
         if next_update <= timedelta(0):
             raise InvalidRequest(f"next update must be in the future, not {next_update} from now")
         self._check_can_sign()
         now = self._clock()
         listed = {r.serial: r for r in also}
         listed.update((r.serial, r) for r in self.inventory.revocations(unexpired_at=now))
-        crl = build_crl(
-            sorted(listed.values(), key=lambda r: r.serial),
-            issuer=self.issuing,
-            issuer_key=self._issuing_key,
-            number=self.inventory.next_crl_number(),
-            # Backdated like certificates, so a relying party whose clock lags accepts it now.
-            this_update=now - BACKDATE,
-            next_update=now + next_update,
-        )
-        return crl.public_bytes(encoding)
+        signers = [(self.issuing, self._issuing_key)]
+        if self._retired:
+            live = {e.issuer for e in self.inventory.entries(unexpired_at=now)}
+            signers += [(c, k) for c, k in self._retired if c.serial_number in live]
+        out = []
+        for issuer, key in signers:
+            mine = [r for r in listed.values() if r.issuer in (None, issuer.serial_number)]
+            crl = build_crl(
+                sorted(mine, key=lambda r: r.serial),
+                issuer=issuer,
+                issuer_key=key,
+                number=self.inventory.next_crl_number(),
+                # Backdated like certificates, so a relying party whose clock lags accepts it.
+                this_update=now - BACKDATE,
+                next_update=now + next_update,
+            )
+            out.append((issuer, crl.public_bytes(encoding)))
+        return out
+
+    def crl_pem_bundle(
+        self, *, next_update: timedelta = DEFAULT_NEXT_UPDATE, also: Iterable[Revocation] = ()
+    ) -> bytes:
+        """Every live issuing CA's CRL in one PEM file (OpenSSL reads every CRL in it)."""
+        return b"".join(pem for _, pem in self.crls(next_update=next_update, also=also))
 
     def entry_of(self, cert_pem: bytes) -> Entry:
         """The inventory's entry for a certificate this CA issued."""
@@ -459,6 +588,7 @@ class CertificateAuthority:
                 profile=request.profile.value,
                 name=request.name,
                 issued_at=now,
+                issuer=self.issuing.serial_number,
                 renewed_from=renewed_from,
                 state=PENDING,
                 owner=lease,
@@ -482,9 +612,13 @@ class CertificateAuthority:
             return self._lease.token
 
     def _own_entry(self, cert: x509.Certificate) -> Entry:
-        try:
-            cert.verify_directly_issued_by(self.issuing)
-        except (ValueError, TypeError, InvalidSignature):
+        for issuing in (self.issuing, *self.retired):
+            try:
+                cert.verify_directly_issued_by(issuing)
+                break
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+        else:
             raise UnknownCertificate(
                 f"certificate {certificates.common_name(cert)!r} (serial {cert.serial_number:x}) "
                 f"was not issued by {certificates.common_name(self.issuing)!r}"
@@ -495,6 +629,36 @@ class CertificateAuthority:
                 f"serial {cert.serial_number:x} is signed by this CA but not in its inventory"
             )
         return entry
+
+
+def _load_issuing_key(
+    path: Path,
+    cert: x509.Certificate,
+    root: x509.Certificate,
+    passphrase: bytes | None,
+    *,
+    label: str,
+) -> PrivateKey:
+    _check_private(path)
+    key = keys.load_private(path.read_bytes(), passphrase, source=str(path))
+    if keys.public_der(key.public_key()) != keys.public_der(certificates.public_key_of(cert)):
+        raise CorruptKey(f"{path} is not the key of {label}")
+    try:
+        cert.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise CorruptCertificate(f"{label} is not signed by {ROOT_CRT}: {exc}") from None
+    return key
+
+
+def _is_encrypted(path: Path) -> bool:
+    return b"ENCRYPTED" in path.read_bytes()
+
+
+def _ca_name(root: x509.Certificate) -> str:
+    from cryptography.x509.oid import NameOID
+
+    names_ = root.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(names_[0].value) if names_ else certificates.common_name(root)
 
 
 def _check_private(path: Path) -> None:
@@ -542,6 +706,7 @@ def _entry_for(
     profile: str,
     name: str,
     issued_at: datetime,
+    issuer: int | None = None,
     renewed_from: int | None = None,
     state: str = ISSUED,
     owner: str | None = None,
@@ -560,6 +725,7 @@ def _entry_for(
         state=state,
         owner=owner,
         destination=destination,
+        issuer=issuer,
     )
 
 

@@ -62,10 +62,13 @@ def build_issuing(
     serial: int,
     not_before: datetime,
     not_after: datetime,
+    suffix: str = ISSUING_SUFFIX,
 ) -> x509.Certificate:
+    """An issuing CA; a later one (a rotation) gets its own `suffix` ("Issuing 2"), so that its
+    name tells it apart from the one it replaces in chains, CRLs and logs."""
     builder = (
         x509.CertificateBuilder()
-        .subject_name(ca_subject(ca_name, ISSUING_SUFFIX))
+        .subject_name(ca_subject(ca_name, suffix))
         .issuer_name(root.subject)
         .public_key(public)
         .serial_number(serial)

@@ -32,13 +32,23 @@ from typing import Protocol
 
 from labgate.pki.errors import AlreadyRevoked, InventoryError, SerialTaken, UnknownCertificate
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Version 1 had no two-phase issuance: every row it holds was handed out (or lost, unseen).
+# Version 2 had one issuing CA for life: every leaf it holds was signed by the only issuing CA
+# recorded, and that one by the root.
 _UPGRADES = {
     1: (
         "ALTER TABLE certificates ADD COLUMN state TEXT NOT NULL DEFAULT 'issued'",
         "ALTER TABLE certificates ADD COLUMN owner TEXT",
         "ALTER TABLE certificates ADD COLUMN destination TEXT",
+    ),
+    2: (
+        "ALTER TABLE certificates ADD COLUMN issuer TEXT",
+        "UPDATE certificates SET issuer = (SELECT serial FROM certificates "
+        "WHERE profile = 'issuing-ca' ORDER BY issued_at LIMIT 1) "
+        "WHERE profile NOT IN ('root-ca', 'issuing-ca')",
+        "UPDATE certificates SET issuer = (SELECT serial FROM certificates "
+        "WHERE profile = 'root-ca' LIMIT 1) WHERE profile IN ('root-ca', 'issuing-ca')",
     ),
 }
 PENDING, ISSUED, FAILED, ORPHANED = "pending", "issued", "failed", "orphaned"
@@ -67,6 +77,8 @@ class Entry:
     state: str = ISSUED
     owner: str | None = None
     destination: str | None = None
+    # The serial of the CA certificate that signed it (None: not recorded, from an older store).
+    issuer: int | None = None
 
     def status(self, now: datetime) -> str:
         """`valid`, `expired`, `revoked`, or where a two-phase issuance stands: `pending` (being
@@ -85,6 +97,9 @@ class Revocation:
     serial: int
     revoked_at: datetime
     reason: str
+    # The serial of the issuing CA that signed it; None when not known (a revocation recorded
+    # elsewhere), and then every live issuing CA's CRL lists it.
+    issuer: int | None = None
 
 
 class Inventory(Protocol):
@@ -140,7 +155,8 @@ CREATE TABLE IF NOT EXISTS certificates (
     pem TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'issued',
     owner TEXT,
-    destination TEXT
+    destination TEXT,
+    issuer TEXT
 );
 CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates (revoked_at)
     WHERE revoked_at IS NOT NULL;
@@ -156,7 +172,7 @@ INSERT OR IGNORE INTO crl_number (only_row, last) VALUES (1, 0);
 
 _COLUMNS = (
     "serial, profile, name, identity, not_before, not_after, issued_at, renewed_from, "
-    "revoked_at, revocation_reason, pem, state, owner, destination"
+    "revoked_at, revocation_reason, pem, state, owner, destination, issuer"
 )
 _SELECT_ONE = f"SELECT {_COLUMNS} FROM certificates WHERE serial = ?"  # noqa: S608 (constants)
 
@@ -216,7 +232,7 @@ class SqliteInventory:
         try:
             with self._transaction() as db:
                 db.execute(
-                    f"INSERT INTO certificates ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (fixed column list)
+                    f"INSERT INTO certificates ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 (fixed column list)
                     _row(entry),
                 )
         except sqlite3.IntegrityError as exc:
@@ -275,15 +291,16 @@ class SqliteInventory:
     def revocations(self, *, unexpired_at: datetime) -> Iterator[Revocation]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT serial, revoked_at, revocation_reason FROM certificates "
+                "SELECT serial, revoked_at, revocation_reason, issuer FROM certificates "
                 "WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY serial",
                 (_epoch(unexpired_at),),
             ).fetchall()
-        for serial, revoked_at, reason in rows:
+        for serial, revoked_at, reason, issuer in rows:
             yield Revocation(
                 serial=int(serial, 16),
                 revoked_at=datetime.fromtimestamp(revoked_at, tz=UTC),
                 reason=reason,
+                issuer=None if issuer is None else int(issuer, 16),
             )
 
     def settle(self, serial: int, *, state: str, when: datetime) -> Entry:
@@ -389,12 +406,13 @@ def _row(entry: Entry) -> tuple[object, ...]:
         entry.state,
         entry.owner,
         entry.destination,
+        None if entry.issuer is None else _hex(entry.issuer),
     )
 
 
 def _entry(row: tuple[object, ...]) -> Entry:
     serial, profile, name, ident, nb, na, issued, renewed, revoked, reason, pem = row[:11]
-    state, owner, destination = row[11:]
+    state, owner, destination, issuer = row[11:]
     return Entry(
         serial=int(str(serial), 16),
         profile=str(profile),
@@ -410,6 +428,7 @@ def _entry(row: tuple[object, ...]) -> Entry:
         state=str(state),
         owner=None if owner is None else str(owner),
         destination=None if destination is None else str(destination),
+        issuer=None if issuer is None else int(str(issuer), 16),
     )
 
 
