@@ -686,3 +686,83 @@ def terminal_table(rows: list[tuple[str, ...]], *, width: int) -> object:
             holder = f"  {profile} {name}" + ("" if identity == "-" else f"  {identity}")
             table.add_row(f"{serial}\n{holder}", expires.replace(" ", "\n"), shown)
     return table
+
+
+@app.command("check-chain")
+def check_chain(
+    chain_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE", help="The chain to install (PEM): leaf first, then intermediates."
+        ),
+    ],
+    key: Annotated[
+        Path, typer.Option("--key", metavar="KEY", help="Its private key (PEM, unencrypted).")
+    ],
+    name: Annotated[
+        list[str],
+        typer.Option(
+            "--name", metavar="NAME", help="A DNS name or IP address it must cover (repeatable)."
+        ),
+    ],
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca",
+            metavar="ROOT",
+            help="The issuing organisation's root, when FILE does not end with it.",
+            show_default="the root at the end of FILE",
+            dir_okay=False,
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Before installing a certificate (a customer's own CA's, say): is the chain complete and in
+    order, is KEY its key, is it valid now and for how long, does it cover every NAME. Each
+    problem on a line of its own; exit status 1 if there is any."""
+    from labgate.pki import chaincheck
+
+    with _reported():
+        chain = chaincheck.read_chain(chain_file.read_bytes())
+        anchors = [] if ca_file is None else chaincheck.read_chain(ca_file.read_bytes())
+        report = chaincheck.check_chain(
+            chain,
+            key_pem=key.read_bytes(),
+            names=name,
+            now=datetime.now(UTC),
+            anchors=anchors,
+            key_source=str(key),
+        )
+    if json_output:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "problems": list(report.problems),
+                    "notes": list(report.notes),
+                    "chain": list(report.subjects),
+                    "names": list(report.names),
+                    "not_after": None
+                    if report.not_after is None
+                    else report.not_after.isoformat().replace("+00:00", "Z"),
+                    "days_left": None if report.days_left is None else round(report.days_left, 2),
+                },
+                indent=2,
+            )
+        )
+    else:
+        for problem in report.problems:
+            typer.secho(f"problem: {problem}", fg=typer.colors.RED)
+        for note in report.notes:
+            typer.echo(f"note: {note}")
+        if report.not_after is not None and report.days_left is not None:
+            typer.echo(
+                f"leaf valid until {report.not_after:%Y-%m-%d %H:%M}Z "
+                f"({report.days_left:.1f} days from now); chain of {len(report.subjects)}; "
+                f"names: {', '.join(report.names) or 'none'}"
+            )
+        typer.echo(
+            "ok: the chain may be installed" if report.ok else f"{len(report.problems)} problem(s)"
+        )
+    if not report.ok:
+        raise typer.Exit(1)
