@@ -107,3 +107,14 @@ def test_a_later_access_of_the_gateway_is_not_undone_by_an_earlier_ok() -> None:
     f.from_upstream(b"OK 1")
     assert f.level is AccessLevel.OBSERVER
     assert _sent(f.from_client(b"2 POW?", now=0).to_upstream) == ["ACCESS", "POW?"]
+
+
+def test_an_access_request_for_guest_is_settled_like_any_other() -> None:
+    # Guest is level 0: its OK must still set the level (a falsy level is still a level).
+    f = SessionFilter(grant=AccessLevel.CONTROLLER, level=AccessLevel.OBSERVER, next_ident=3)
+    f.upstream_level = AccessLevel.OBSERVER
+    f.from_client(b"1 ACC -stealth=true Guest", now=0)
+    assert f.awaiting_level
+    f.from_upstream(b"OK 3")
+    assert f.level is AccessLevel.GUEST and f.upstream_level is AccessLevel.GUEST
+    assert not f.awaiting_level

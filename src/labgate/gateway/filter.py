@@ -220,7 +220,10 @@ class SessionFilter:
                 command="",
                 to_client=serialise(reply),
             )
-        verdict = known.verdict(self.context())
+        context = self._judged_in
+        if context is None or context.level is not self.level or context.grant is not self.grant:
+            context = self.context()
+        verdict = known.verdict(context)
         if isinstance(verdict, Denied):
             # The client hears the reason it caused; the audit log keeps none of a secret.
             reason = _withheld(verdict, self.level) if known.secret else verdict.reason
@@ -269,8 +272,16 @@ class SessionFilter:
         return serialise(error)
 
     def from_upstream(self, raw: bytes) -> Relayed:
-        """One instrument message, rewritten for the client."""
-        return self._relayed(self._exchange.receive(raw))
+        """One instrument message, rewritten for the client (see `_relayed`, inlined here: this
+        runs for every reply)."""
+        reply = self._exchange.receive(raw)
+        if reply.stray:
+            self._taint(reply.stray)
+        elif reply.ended is not None and (
+            reply.ended.sets_level is not None or reply.ended.must_succeed
+        ):
+            self._settle(reply.ended, ok=reply.ok)
+        return reply
 
     def start_long_reply(self, first: bytes) -> Relayed | None:
         """The first piece of a reply too long to hold (see `upstream.STREAM_OVER`): when it is
@@ -285,7 +296,9 @@ class SessionFilter:
         session; the client is sent its parts."""
         if reply.stray:
             self._taint(reply.stray)
-        elif reply.ended is not None:
+        elif reply.ended is not None and (
+            reply.ended.sets_level is not None or reply.ended.must_succeed
+        ):
             self._settle(reply.ended, ok=reply.ok)
         return reply
 
