@@ -168,3 +168,31 @@ def test_each_start_has_a_fresh_instance_id_and_secret(server: Any, start_agent:
     secret_of = lambda text: text.split('"secret": "', 1)[1].split('"', 1)[0]  # noqa: E731
     assert secret_of(first_page) != secret_of(second_page)
     assert b'"secret"' not in every_file_under(again.data)
+
+
+def test_an_agent_outside_its_local_networks_does_not_announce_and_links_by_code(
+    server: Any, start_agent: Any
+) -> None:
+    agent = start_agent("--local-listen", "127.0.0.2:0", "--local-networks", "127.0.0.1/32")
+    assert agent.ready["code"], "it falls back to the code flow"
+    assert "reason=not_local own address 127.0.0.2" in agent.stderr()
+    with server.client() as http:
+        listed = http.get("/api/v1/discovery", headers=server.admin()).json()
+    assert listed["devices"] == [] and listed["crowded"] is False
+
+
+def test_a_denied_code_leaves_the_agent_unlinked(server: Any, start_agent: Any) -> None:
+    agent = start_agent("--link-code")
+    with server.client() as http:
+        denied = http.post(
+            "/api/v1/device-codes/approve",
+            json={"user_code": agent.ready["code"], "approve": False},
+            headers=server.admin(),
+        )
+        assert denied.status_code == 200, denied.text
+    deadline = time.monotonic() + 30
+    while "reason=access_denied" not in agent.stderr() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "reason=access_denied" in agent.stderr()
+    assert agent.status()["state"] == "unlinked"
+    assert not (agent.data / "device.pem").exists()
