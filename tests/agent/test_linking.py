@@ -65,6 +65,15 @@ def test_an_agent_links_by_code_and_unlinks(server: Any, start_agent: Any) -> No
     assert "reason=linked" in agent.stderr()
     check_linked_files(agent.data, status["device_id"])
     agent.stop()
+    again = start_agent("--link-code")  # a linked agent starts linked: no code, no page
+    assert again.ready == {
+        "state": "linked",
+        "instance_id": None,
+        "local": None,
+        "code": None,
+        "device_id": status["device_id"],
+    }
+    again.stop()
 
     from typer.testing import CliRunner
 
