@@ -205,3 +205,28 @@ def test_a_denied_code_leaves_the_agent_unlinked(server: Any, start_agent: Any) 
     assert "reason=access_denied" in agent.stderr()
     assert agent.status()["state"] == "unlinked"
     assert not (agent.data / "device.pem").exists()
+
+
+def test_a_stopped_unlinked_agent_says_so_in_status(server: Any, start_agent: Any) -> None:
+    agent = start_agent()
+    assert agent.status()["state"] == "unlinked"
+    agent.stop()
+    assert agent.process.returncode == 130
+    assert agent.status()["state"] == "stopped"
+    assert agent.status()["instance_id"] is None
+
+
+def test_labgate_link_reads_no_page_outside_the_local_networks() -> None:
+    from labgate.agent.errors import AgentError
+
+    for page in (
+        "http://8.8.8.8:46001/link?instance_id=x",
+        "https://10.0.0.5:46001/link?instance_id=x",
+        "http://10.0.0.5:46001/shutdown",
+        "http://example.com/link",
+    ):
+        found = headless.Found(
+            instance_id="x", local_address="", hostname="", model="", serial="", link_page=page
+        )
+        with pytest.raises(AgentError, match="not an agent's local page"):
+            headless.read_secret(found)

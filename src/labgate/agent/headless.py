@@ -13,14 +13,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from labgate.agent.errors import AgentError, ServerRefused
+from labgate.agent.locality import default_networks, is_local
 
 # The agent's page carries its message as the first argument of postMessage.
 _MESSAGE = re.compile(r"postMessage\((\{[^{}]*\}),")
 FINAL = ("linked", "refused", "expired")
+NETWORKS = default_networks()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,8 +74,11 @@ def discover(http: httpx.Client, token: str) -> list[Found]:
 
 def read_secret(found: Found, *, timeout: float = 10.0) -> str:
     """The secret from the agent's page, as the popup gets it; the agent's refusal otherwise."""
-    if not found.link_page.startswith("http://"):
-        raise AgentError(f"link page {found.link_page!r} is not the agent's http:// page")
+    url = urlsplit(found.link_page)
+    # The server names the page from the address the agent announced; still, this command
+    # only ever asks a local-network address for it, and only for the one route.
+    if url.scheme != "http" or url.path != "/link" or not is_local(url.hostname or "", NETWORKS):
+        raise AgentError(f"link page {found.link_page!r} is not an agent's local page")
     try:
         response = httpx.get(found.link_page, timeout=timeout, follow_redirects=False)
     except httpx.HTTPError as error:

@@ -99,6 +99,12 @@ class Agent:
         self.out.write(json.dumps(line) + "\n")
         self.out.flush()
 
+    def stopped(self) -> None:
+        """Stopped (SIGTERM, Ctrl-C): status says so, and this start's instance id is over."""
+        if self.status.get("state") not in (None, "starting", "linked"):
+            event(Reason.DISCOVERY_ENDED, "agent stopped")
+            self.set_status(state="stopped", instance_id=None, local=None, code=None)
+
     # -- the run ------------------------------------------------------------------------
     async def run(self) -> None:
         self.store.prepare()

@@ -89,6 +89,7 @@ def run(
 
     Prints one JSON line on stdout when ready; logs (with reason codes) on stderr."""
     import asyncio
+    import signal
 
     from labgate.agent.locality import default_networks, parse_networks
     from labgate.agent.runner import Agent, AgentOptions
@@ -107,9 +108,15 @@ def run(
         announcements=announcements,
     )
     agent = Agent(options)
+
+    def stopped(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stopped)
     try:
         asyncio.run(agent.run())
     except KeyboardInterrupt:
+        agent.stopped()
         raise typer.Exit(130) from None
 
 
