@@ -69,6 +69,27 @@ def test_metrics_and_jwks_are_served(api: Any) -> None:
     assert all("d" not in k for k in keys)  # public halves only
 
 
+def test_metrics_show_days_left_of_the_served_certificate_chain_and_the_root(api: Any) -> None:
+    from cryptography import x509
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from labgate.control.layout import ca_root_path, server_certificate_path
+
+    data_dir = api.settings.data_dir
+    served = x509.load_pem_x509_certificates(server_certificate_path(data_dir).read_bytes())
+    root = x509.load_pem_x509_certificate(ca_root_path(data_dir).read_bytes())
+    samples = {
+        (s.labels["role"], s.labels["serial"]): s.value
+        for family in text_string_to_metric_families(api.get("/metrics").text)
+        for s in family.samples
+        if s.name == "labgate_certificate_days_left"
+    }
+    expected = {("server", format(c.serial_number, "x")) for c in served}
+    assert set(samples) == expected | {("ca-root", format(root.serial_number, "x"))}
+    leaf = samples[("server", format(served[0].serial_number, "x"))]
+    assert 0 < leaf <= (served[0].not_valid_after_utc - served[0].not_valid_before_utc).days + 1
+
+
 def test_unexpected_failure_is_a_bare_json_500_with_headers(settings: Any, clock: Any) -> None:
     """A broken database mid-request: the client gets a code, not the exception."""
     import sqlalchemy as sa

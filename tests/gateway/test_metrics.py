@@ -66,3 +66,56 @@ def _try_without_certificate(gateway: Any, pki: Any) -> None:
                 assert tls.recv(100) == b""
         except (ssl.SSLError, ConnectionResetError):
             pass  # refused: the alert or the end of the stream, either is a refusal
+
+
+def _days_left(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, float]:
+    """serial -> days left, for every labgate_certificate_days_left sample."""
+    return {
+        dict(labels)["serial"]: value
+        for (name, labels), value in metrics.items()
+        if name == "labgate_certificate_days_left"
+    }
+
+
+def test_metrics_show_days_left_of_the_served_chain(gateway: Any, pki: Any) -> None:
+    from cryptography import x509
+
+    chain = x509.load_pem_x509_certificates(pki.gateway_crt.read_bytes())
+    days = _days_left(_scrape(gateway))
+    assert set(days) == {format(c.serial_number, "x") for c in chain}
+    leaf = format(chain[0].serial_number, "x")
+    assert 89 < days[leaf] <= 90
+    assert days[format(chain[1].serial_number, "x")] > 700  # the issuing CA it sends too
+
+
+def test_a_standalone_gateway_warns_from_30_days_before_its_certificate_expires(
+    gateway_factory: Any, pki: Any, tmp_path: Any, caplog: Any
+) -> None:
+    import logging
+    import time
+
+    from labgate.pki import Profile
+
+    short = pki.ca.issue(Profile.GATEWAY, "gw-short", dns=["localhost"], ips=["127.0.0.1"], days=10)
+    pki.ca.handed_out(short)
+    short.write(tmp_path / "short")
+    caplog.set_level(logging.WARNING, logger="labgate.gateway")
+    gateway = gateway_factory(tls_files=(tmp_path / "short.crt", tmp_path / "short.key", pki.root))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(
+        "gw-short" in r.getMessage() for r in caplog.records
+    ):
+        time.sleep(0.05)
+    warned = [r.getMessage() for r in caplog.records if "gw-short" in r.getMessage()]
+    assert warned and warned[0].endswith("days: renew it"), warned
+    assert "in 10.0 days" in warned[0] or "in 9.9 days" in warned[0], warned
+    days = _days_left(_scrape(gateway))
+    assert 9.9 < days[format(short.serial, "x")] <= 10
+
+
+def test_a_gateway_far_from_expiry_does_not_warn(gateway: Any, caplog: Any) -> None:
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="labgate.gateway")
+    _scrape(gateway)  # it is up and serving
+    assert not [r for r in caplog.records if "renew it" in r.getMessage()]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
+
+from labgate.control.layout import ca_root_path, server_certificate_path
+from labgate.pki.expiry import DaysLeftCollector, Sources
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -16,8 +21,11 @@ class Metrics:
     denials: Counter
 
     @classmethod
-    def create(cls) -> Metrics:
+    def create(cls, *, certificates: Sources | None = None) -> Metrics:
+        """`certificates`: what the server serves, for `labgate_certificate_days_left`."""
         registry = CollectorRegistry()
+        if certificates is not None:
+            registry.register(DaysLeftCollector(certificates))
         return cls(
             registry=registry,
             requests=Counter(
@@ -45,3 +53,9 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def served_certificates(data_dir: Path) -> Iterator[tuple[str, Path]]:
+    """The TLS chain the server serves (its certificate and the issuing CA), and its CA's root."""
+    yield "server", server_certificate_path(data_dir)
+    yield "ca-root", ca_root_path(data_dir)

@@ -25,7 +25,7 @@ from labgate.control.database import (
 )
 from labgate.control.errors import NotInitialised
 from labgate.control.layout import ca_dir
-from labgate.control.metrics import Metrics
+from labgate.control.metrics import Metrics, served_certificates
 from labgate.control.minting import TokenMint
 from labgate.control.provisioning import renew_server_certificate_if_due
 from labgate.control.rotation import Rotation
@@ -80,7 +80,9 @@ class Runtime:
         with unit_of_work(sessions) as session:
             # Revocations recorded in the database whose copy to the CA's inventory was cut short.
             sync_inventory(session, ca.inventory, now=clock())
-        metrics = Metrics.create()
+        metrics = Metrics.create(
+            certificates=functools.partial(served_certificates, settings.data_dir)
+        )
         mint = TokenMint.of(settings, keys.ring)
         return cls(
             settings=settings,

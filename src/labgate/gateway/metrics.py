@@ -3,9 +3,16 @@ as in tests, do not share counters)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from labgate.pki.expiry import DaysLeftCollector, Sources
+
+if TYPE_CHECKING:
+    from labgate.gateway.config import GatewayConfig
 
 
 class GatewayMetrics:
@@ -86,6 +93,10 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+    def watch_certificates(self, sources: Sources) -> None:
+        """`labgate_certificate_days_left` for every certificate `sources` names, at each scrape."""
+        self.registry.register(DaysLeftCollector(sources))
+
     def child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, looked up once: the hot path counts without the library's
         lock and validation each time."""
@@ -94,3 +105,10 @@ class GatewayMetrics:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+
+def served_certificates(config: GatewayConfig) -> Iterator[tuple[str, Path]]:
+    """What the gateway serves (to clients) and presents (to the control server), by role."""
+    yield "server", config.cert
+    if config.control is not None:
+        yield "control-client", config.control.cert or config.cert

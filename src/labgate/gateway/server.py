@@ -31,7 +31,7 @@ from labgate.gateway.bundles import Bundle
 from labgate.gateway.client_tls import peer_certificate
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
 from labgate.gateway.errors import GatewayError, InstrumentBusy, ListenError, UpstreamError
-from labgate.gateway.metrics import GatewayMetrics
+from labgate.gateway.metrics import GatewayMetrics, served_certificates
 from labgate.gateway.reach import InstrumentReach
 from labgate.gateway.refusal import tell_refused
 from labgate.gateway.session import Session, SessionInfo
@@ -44,6 +44,8 @@ log = logging.getLogger("labgate.gateway")
 # Replaced TLS contexts whose session caches may stay in memory at once (see `cache_allowed`):
 # with `tls_session_cache` sessions of about 12 KiB each, 4 + 1 caches of 1,024 are about 60 MiB.
 MAX_RETIRED_CACHES = 4
+# How often a standalone gateway looks at its certificate's expiry (and warns within 30 days).
+EXPIRY_CHECK_SECONDS = 6 * 3600
 
 
 class Gateway:
@@ -60,6 +62,8 @@ class Gateway:
         )
         self.metrics.audit_durable_seq.set_function(lambda: self.audit.durable_seq)
         self.metrics.audit_failing.set_function(lambda: int(self.audit.failed))
+        self.metrics.watch_certificates(lambda: served_certificates(self.state.config))
+        self._expiry_watch: asyncio.Task[None] | None = None
         self.slots = {
             i.name: UpstreamSlots(
                 instrument=i.name,
@@ -111,6 +115,9 @@ class Gateway:
             await self.reach.settled()
             for server in self._servers:
                 await server.start_serving()
+            if self.state.config.control is None:
+                # Nothing renews a standalone gateway's certificate: say so in time.
+                self._expiry_watch = asyncio.get_running_loop().create_task(self._warn_expiring())
         except BaseException as exc:  # interrupted, or a bug: the log still ends with a stop
             await self.reach.aclose()
             await self._unbind()
@@ -161,7 +168,20 @@ class Gateway:
     def ready_line(self) -> str:
         return json.dumps({"instruments": self.addresses, "metrics": self.metrics_address})
 
+    async def _warn_expiring(self) -> None:
+        from labgate.pki import expiry
+
+        while True:
+            now = datetime.now(UTC)
+            found = expiry.held(served_certificates(self.state.config))
+            for line in expiry.expiring(found, now=now):
+                log.warning("%s", line)
+            await asyncio.sleep(EXPIRY_CHECK_SECONDS)
+
     async def aclose(self) -> None:
+        if self._expiry_watch is not None:
+            self._expiry_watch.cancel()
+            self._expiry_watch = None
         for server in self._servers:
             server.close()
         for session in list(self.sessions):
