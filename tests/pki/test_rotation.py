@@ -3,6 +3,7 @@ retired issuing CA's CRL, and a CA directory that still opens after a crash mid-
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import ssl
@@ -159,6 +160,9 @@ def test_the_inventory_records_the_issuer_and_revoking_an_old_certificate_by_fil
     retired_der = tmp_path / f"ca-{first:x}.der"
     listed = x509.load_der_x509_crl(retired_der.read_bytes())
     assert listed.get_revoked_certificate_by_serial_number(old.serial) is not None
+    rows = json.loads(runner.invoke(app, ["list", "--dir", str(ca_dir), "--json"]).output)
+    by_serial = {e["serial"]: e for e in rows}
+    assert by_serial[format(old.serial, "x")]["issuer"] == format(first, "x")
     inventory = SqliteInventory.open(ca_dir / "inventory.sqlite3")
     try:
         entry = inventory.get(old.serial)

@@ -597,6 +597,8 @@ def _as_json(entry: Entry, now: datetime) -> dict[str, object]:
         "not_after": iso(entry.not_after),
         "issued_at": iso(entry.issued_at),
         "renewed_from": None if entry.renewed_from is None else format(entry.renewed_from, "x"),
+        # The serial of the CA certificate that signed it (after a rotation, which issuing CA).
+        "issuer": None if entry.issuer is None else format(entry.issuer, "x"),
         "revoked_at": iso(entry.revoked_at),
         "revocation_reason": entry.revocation_reason,
     }
