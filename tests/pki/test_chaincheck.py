@@ -208,6 +208,22 @@ def test_the_wrong_key_is_named(customer: CustomerCa) -> None:
         ], output
 
 
+def test_an_encrypted_key_is_named_not_asked_for(customer: CustomerCa, tmp_path: Path) -> None:
+    locked = tmp_path / "locked.key"
+    openssl(
+        "pkey", "-in", customer.path("good.key"), "-aes256", "-passout", "pass:a long passphrase",
+        "-out", locked,
+    )  # fmt: skip
+    chain = customer.chain("good", "good.crt", "inter.crt")
+    code, output = check(
+        chain, "--key", locked, "--ca", customer.path("root.crt"), "--name", "gw.customer.example"
+    )
+    assert code == 1
+    assert problems(output) == [
+        f"problem: {locked} is encrypted; the gateway and the control server load it unencrypted"
+    ], output
+
+
 def test_expired_and_not_yet_valid_leaves_are_named(customer: CustomerCa) -> None:
     for name, words in (("expired", "expired"), ("future", "is not valid until")):
         chain = customer.chain(name, f"{name}.crt", "inter.crt")

@@ -32,7 +32,7 @@ from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from labgate.pki import keys
-from labgate.pki.errors import PkiError
+from labgate.pki.errors import PassphraseRequired, PkiError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Fewer days left than this is said in the report (not a problem: it is valid).
@@ -201,6 +201,8 @@ def _leaf_kind(leaf: x509.Certificate) -> list[str]:
 def _key(leaf: x509.Certificate, key_pem: bytes, source: str) -> list[str]:
     try:
         private = keys.load_private(key_pem, None, source=source)
+    except PassphraseRequired:
+        return [f"{source} is encrypted; the gateway and the control server load it unencrypted"]
     except PkiError as exc:
         return [str(exc)]
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
