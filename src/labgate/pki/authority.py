@@ -518,7 +518,12 @@ class CertificateAuthority:
         signers = [(self.issuing, self._issuing_key)]
         if self._retired:
             live = {e.issuer for e in self.inventory.entries(unexpired_at=now)}
-            signers += [(c, k) for c, k in self._retired if c.serial_number in live]
+            signers += [
+                (c, k)
+                for c, k in self._retired
+                # Its leaves never outlive it: once expired, it has nothing left to list.
+                if c.serial_number in live and now < c.not_valid_after_utc
+            ]
         out = []
         for issuer, key in signers:
             mine = [r for r in listed.values() if r.issuer in (None, issuer.serial_number)]
