@@ -5,6 +5,7 @@ right after the TLS handshake, again once an upstream slot is free (a reload may
 during the wait), and for every open session on each reload. OpenSSL has already checked the
 chain, the dates and the CRL at a full handshake; a resumed TLS session and an open session were
 not checked again since, so every check is made here too, and each refusal says which failed.
+The enhanced-security mode's `full` switch caps the level here too, the one place that decides it.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from datetime import datetime
 from labgate.gateway.client_tls import PeerCertificate, still_trusted
 from labgate.gateway.grants import NotGranted
 from labgate.gateway.state import LiveState
+from labgate.posture.mode import cap_level
 from labgate.scpi.access import AccessLevel
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Admitted:
-    level: AccessLevel  # the grant's level: the most the session may have
+    level: AccessLevel  # the grant's level, or less under [secure]: the most the session may have
+    limit: str = ""  # why `level` is below the grant ([secure] full), for ACC refusals and audit
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,4 +71,5 @@ def admit(
     decision = state.grants.decide(identity, instrument)
     if isinstance(decision, NotGranted):
         return Refused(kind="no_grant", reason=decision.reason)
-    return Admitted(level=decision.level)
+    capped = cap_level(state.config.secure, decision.level)
+    return Admitted(level=capped.level, limit=capped.reason)

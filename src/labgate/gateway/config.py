@@ -3,7 +3,8 @@
 Precedence, highest first: `LABGATE_GATEWAY_*` environment variables, the TOML file, the defaults
 below (each written once, here; the README's table repeats them). The file keeps its tables:
 `[gateway]` (whose options, the session limits among them, are the model's own fields),
-`[[instrument]]`, `[[grant]]` and `[control]`. An environment variable names a `[gateway]` option
+`[[instrument]]`, `[[grant]]`, `[control]` and `[secure]` (the enhanced-security mode,
+`labgate.posture.mode`; file only). An environment variable names a `[gateway]` option
 as `LABGATE_GATEWAY_<OPTION>` and a `[control]` one as `LABGATE_GATEWAY_CONTROL__<OPTION>`;
 instruments and grants come from the file alone, so that who may do what is read in one place.
 
@@ -43,6 +44,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import EnvSettingsSource, SettingsError
 
 from labgate.gateway.errors import ConfigError, SecretFileError
+from labgate.posture.mode import SecureConfig
 from labgate.scpi.access import AccessLevel
 from labgate.scpi.framing import DEFAULT_MAX_DEPTH, DEFAULT_MAX_LINE, DEFAULT_MAX_MESSAGE
 from labgate.scpi.framing import Limits as FramingLimits
@@ -73,6 +75,14 @@ class Endpoint:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False  # a host name other than localhost may resolve anywhere
+
+    @property
+    def is_every_address(self) -> bool:
+        """0.0.0.0 or ::: a listener on every interface at once."""
+        try:
+            return ipaddress.ip_address(self.host).is_unspecified
+        except ValueError:
+            return False
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -380,6 +390,8 @@ class GatewayConfig(BaseModel):
     instrument: tuple[InstrumentConfig, ...] = ()
     grant: tuple[Grant, ...] = ()
     control: ControlConfig | None = None
+    # No [secure] table: a configuration from before the mode, which keeps what it had (off).
+    secure: SecureConfig = SecureConfig.from_table(None)
 
     _source: Path | None = PrivateAttr(default=None)
     _limits: SessionLimits = PrivateAttr()
@@ -439,6 +451,14 @@ class GatewayConfig(BaseModel):
                     f": {endpoint} is not a loopback address; "
                     "set gateway.unsafe_listen = true to listen there on purpose",
                 )
+        if self.secure.fw:  # listen only where configured: never on every address at once
+            for key, endpoint in listens:
+                if endpoint.is_every_address:
+                    raise _invalid(
+                        key,
+                        f": {endpoint} listens on every address, which [secure] fw refuses; "
+                        "name the address to listen on",
+                    )
         names = [ins.name for ins in self.instrument]
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -464,12 +484,13 @@ class GatewayConfig(BaseModel):
 
 # ---------------------------------------------------------------------- loading
 
-_TABLES = ("instrument", "grant", "control")
+_TABLES = ("instrument", "grant", "control", "secure")
 GATEWAY_OPTIONS = tuple(name for name in GatewayConfig.model_fields if name not in _TABLES)
 _MODELS: dict[str, type[BaseModel]] = {
     "instrument": InstrumentConfig,
     "grant": Grant,
     "control": ControlConfig,
+    "secure": SecureConfig,
 }
 
 
@@ -528,7 +549,8 @@ def _from_file(raw: Mapping[str, Any]) -> dict[str, Any]:
     for name in raw:
         if name not in known:
             raise ConfigError(
-                f"{name}: unknown table (known: [gateway], [[instrument]], [[grant]], [control])"
+                f"{name}: unknown table "
+                "(known: [gateway], [[instrument]], [[grant]], [control], [secure])"
             )
     gateway = raw.get("gateway")
     if not isinstance(gateway, dict):
@@ -550,6 +572,16 @@ def _from_file(raw: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(raw["control"], dict):
             raise ConfigError("[control]: expected a table")
         values["control"] = raw["control"]
+    if "secure" in raw:
+        try:
+            values["secure"] = SecureConfig.from_table(raw["secure"])
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"secure.{where}: {message}") from None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     return values
 
 
@@ -572,7 +604,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         if table == "control" and option in control_options:
             continue
-        if table in ("instrument", "grant"):
+        if table in ("instrument", "grant", "secure"):
             raise ConfigError(
                 f"{variable}: [[{table}]] tables come from the configuration file only"
             )
@@ -592,7 +624,7 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         values = source()
     except SettingsError as exc:
         raise ConfigError(f"{ENV_PREFIX}*: {exc}") from None
-    return {k: v for k, v in values.items() if k not in ("instrument", "grant")}
+    return {k: v for k, v in values.items() if k not in ("instrument", "grant", "secure")}
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

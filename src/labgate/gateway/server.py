@@ -38,6 +38,7 @@ from labgate.gateway.session import Session, SessionInfo
 from labgate.gateway.slots import UpstreamSlots
 from labgate.gateway.state import LiveState, build_state, group_listeners
 from labgate.gateway.upstream import UpstreamConnection, connect
+from labgate.posture.mode import LEGACY_NOTICE
 
 log = logging.getLogger("labgate.gateway")
 
@@ -107,7 +108,10 @@ class Gateway:
         except BaseException:
             await self._unbind()
             raise
-        self.record({"event": "gateway_start", "instruments": list(self.slots)})
+        self.record({"event": "gateway_start", "instruments": list(self.slots),
+                     "secure": self.state.config.secure.describe()})  # fmt: skip
+        if not self.state.config.secure.present:
+            log.warning("%s", LEGACY_NOTICE)
         try:
             # Before serving: what each instrument's password reaches, all asked at once (one that
             # cannot be reached is warned about, and costs at most its upstream_timeout).
@@ -263,7 +267,8 @@ class Gateway:
         self._retired += [weakref.ref(c) for c in self.state.contexts.values()]
         self.state = state
         self.metrics.reloads.labels("applied").inc()
-        event: dict[str, object] = {"event": "reload", "grants": len(state.grants.grants)}
+        event: dict[str, object] = {"event": "reload", "grants": len(state.grants.grants),
+                                    "secure": state.config.secure.describe()}  # fmt: skip
         if why:
             event["reason"] = why
         self.record(event)
@@ -279,6 +284,7 @@ class Gateway:
                 )
                 continue
             level, limit = self.reach.cap(session.info.instrument.name, verdict.level)
+            limit = limit or verdict.limit
             if level != session.filter.grant:
                 if level < session.filter.grant:
                     log.info("session %d (%s on %s): grant lowered to %s", session.info.conn,
@@ -300,6 +306,12 @@ class Gateway:
         conn = self._next_conn
         peer = _peer(transport)
         state = self.state
+        source = _source_host(transport)
+        if not state.config.secure.admits_source(source):  # [secure] fw: before any TLS byte
+            self._refuse_early(conn, peer, "source_network",
+                               f"{source} is outside [secure] client_networks")  # fmt: skip
+            transport.abort()
+            return
         limits = state.config.limits
         if self._connections >= limits.max_connections:
             # Silent connections make way for new ones; established sessions never do.
@@ -312,7 +324,6 @@ class Gateway:
                 return
             self._shed(silent, f"{limits.max_connections} connections open; the oldest "
                                "without a ClientHello made way for a new one")  # fmt: skip
-        source = _source_host(transport)
         handshakes = self._handshaking.setdefault(source, {})
         if len(handshakes) >= limits.max_handshakes_per_source:
             self._shed_one(handshakes, source, limits.max_handshakes_per_source)
@@ -466,6 +477,7 @@ class Gateway:
                     return
                 grant = verdict.level
                 level, limit = self.reach.cap(name, grant)
+                limit = limit or verdict.limit
                 session = Session(
                     info=info,
                     grant=level,
@@ -486,6 +498,8 @@ class Gateway:
                          "upstream_session": upstream.session_number}  # fmt: skip
                 if limit:
                     event["level_limit"] = level.label  # the instrument's password reaches no more
+                if verdict.limit:
+                    event["limit_reason"] = verdict.limit  # [secure] full capped the grant
                 self.record(event)
                 self.sessions.add(session)
                 self.metrics.child(self.metrics.sessions_started, name).inc()
