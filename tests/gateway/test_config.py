@@ -19,6 +19,7 @@ from labgate.gateway.config import (
     read_secret,
 )
 from labgate.gateway.errors import ConfigError, SecretFileError
+from labgate.posture.mode import SecureConfig
 from labgate.scpi.access import AccessLevel
 
 PIN = "sha256/" + "A" * 43 + "="
@@ -350,7 +351,7 @@ def _readme_tables() -> dict[str, dict[str, str]]:
     tables: dict[str, dict[str, str]] = {}
     current = ""
     for line in section.splitlines():
-        for heading in ("[gateway]", "[[instrument]]", "[[grant]]", "[control]"):
+        for heading in ("[gateway]", "[[instrument]]", "[[grant]]", "[control]", "[secure]"):
             if line.startswith(f"`{heading}`"):
                 current = heading
                 tables[current] = {}
@@ -376,6 +377,7 @@ def test_every_option_is_in_the_readme_with_its_default() -> None:
         "[[instrument]]": (InstrumentConfig, set(InstrumentConfig.model_fields)),
         "[[grant]]": (Grant, set(Grant.model_fields)),
         "[control]": (ControlConfig, set(ControlConfig.model_fields)),
+        "[secure]": (SecureConfig, set(SecureConfig.model_fields) - {"present"}),
     }
     for heading, (model, options) in models.items():
         assert set(tables[heading]) == options, heading

@@ -63,7 +63,7 @@ def test_full_grant_reaches_full_when_full_is_off(
     assert client.ask("1 ACC -exclusive=false Administrator") == b"OK 1"
 
 
-def test_switching_full_on_lowers_an_open_session(
+def test_labgate_secure_full_lowers_an_open_session(
     gateway_factory: Any, pki: Any, raw_client: Any
 ) -> None:
     import time
@@ -73,7 +73,13 @@ def test_switching_full_on_lowers_an_open_session(
     assert client.line().startswith(b"READy")
     assert client.ask("1 ACC -exclusive=false Controller") == b"OK 1"
     source = gw.gateway.state.config.source
-    source.write_text(source.read_text() + "\n" + FULL_ON)
+    from typer.testing import CliRunner
+
+    from labgate.cli.app import app
+
+    # `labgate secure +full` on the running gateway's file: it reloads and lowers the session.
+    result = CliRunner().invoke(app, ["secure", "--config", str(source), "+full"])
+    assert result.exit_code == 0 and result.output == "full\n", result.output
     deadline = time.monotonic() + 20
     while not gw.gateway.state.config.secure.full and time.monotonic() < deadline:
         time.sleep(0.1)

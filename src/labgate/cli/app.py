@@ -9,7 +9,20 @@ from __future__ import annotations
 import typer
 
 from labgate import __version__
-from labgate.cli import agent, audit, ca, demo, gateway, instrument, link, pin, scan, server, sim
+from labgate.cli import (
+    agent,
+    audit,
+    ca,
+    demo,
+    gateway,
+    instrument,
+    link,
+    pin,
+    scan,
+    secure,
+    server,
+    sim,
+)
 from labgate.cli.group import Group
 
 app = typer.Typer(
@@ -27,6 +40,8 @@ app.command("gateway")(gateway.gateway)
 app.command("pin")(pin.pin)
 app.command("scan")(scan.scan)
 app.command("link")(link.link)
+# "-pwd" is a switch, not an option: unknown options are handed to the command as arguments.
+app.command("secure", context_settings={"ignore_unknown_options": True})(secure.secure)
 app.add_typer(ca.app, name="ca")
 app.add_typer(audit.app, name="audit")
 app.add_typer(server.app, name="server")
