@@ -65,7 +65,7 @@ def password_rules(settings: ControlSettings) -> PasswordRules:
         memory_cost_kib=settings.argon2_memory_kib or defaults.memory_cost_kib,
         parallelism=settings.argon2_parallelism or defaults.parallelism,
     )
-    return PasswordRules(hasher=hasher, policy=PasswordPolicy(settings.password_policy))
+    return PasswordRules(hasher=hasher, policy=PasswordPolicy(settings.policy_in_force))
 
 
 def new_one_time_password() -> str:

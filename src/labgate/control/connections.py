@@ -35,6 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from labgate.control.dependencies import PEER_CERTIFICATE
 from labgate.control.throttling import source_of
+from labgate.posture.mode import SecureConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +45,8 @@ class ConnectionLimits:
     header_seconds: float = 10.0
     body_seconds: float = 30.0
     per_address: int = 64
+    # [secure] fw: sources outside its client_networks are aborted at accept (None: any source).
+    secure: SecureConfig | None = None
 
     def __post_init__(self) -> None:
         if self.header_seconds <= 0 or self.body_seconds <= 0 or self.per_address < 1:
@@ -113,6 +116,11 @@ class GuardedProtocol(H11Protocol):
             self._open(transport)  # the TLS layer calls this once the handshake is done
             return
         peer = transport.get_extra_info("peername")
+        secure = self.limits.secure
+        if secure is not None and not secure.admits_source(str(peer[0]) if peer else ""):
+            self._phase = "refused"  # [secure] fw: before any TLS byte, and before a slot
+            transport.abort()
+            return
         self._source = source_of(str(peer[0])) if peer else "unknown"
         if not self.slots.acquire(self._source):
             self._phase = "refused"

@@ -37,9 +37,9 @@ class TokenMint:
             ring=ring,
             issuer=settings.issuer,
             audience=settings.audience,
-            user_access=timedelta(seconds=settings.user_access_seconds),
+            user_access=timedelta(seconds=settings.user_access_in_force),
             device_access=timedelta(seconds=settings.device_access_seconds),
-            user_refresh=timedelta(seconds=settings.user_refresh_seconds),
+            user_refresh=timedelta(seconds=settings.user_refresh_in_force),  # [secure] pwd
             device_refresh=timedelta(seconds=settings.device_refresh_seconds),
             user_session_max=timedelta(seconds=settings.user_session_max_seconds),
         )

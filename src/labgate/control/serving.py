@@ -69,6 +69,7 @@ def connection_limits(settings: ControlSettings) -> ConnectionLimits:
         header_seconds=settings.http_header_timeout_seconds,
         body_seconds=settings.http_body_timeout_seconds,
         per_address=settings.http_connections_per_address,
+        secure=settings.secure if settings.secure.fw else None,
     )
 
 

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from labgate.pki.keys import MIN_PASSPHRASE_LENGTH, PLACEHOLDER_PASSPHRASES
+from labgate.posture.mode import PWD_ACCESS_SECONDS, PWD_IDLE_SECONDS, SecureConfig
 
 CONFIG_FILE = "server.toml"
 
@@ -93,6 +94,8 @@ class ControlSettings(BaseSettings):
     # Encrypts the CA's keys and the token signing keys; by default a random one written by init.
     key_passphrase: SecretStr | None = None
     key_passphrase_file: Path | None = None
+    # The enhanced-security mode (labgate.posture.mode); no [secure] table: off, as it was.
+    secure: SecureConfig = SecureConfig.from_table(None)
 
     @classmethod
     def settings_customise_sources(
@@ -153,6 +156,41 @@ class ControlSettings(BaseSettings):
         if self.user_session_max_seconds <= self.user_access_seconds:
             raise ValueError("user_session_max_seconds must be longer than user_access_seconds")
         return self
+
+    @model_validator(mode="after")
+    def _listen_only_where_configured(self) -> ControlSettings:
+        if self.secure.fw:
+            host, _ = host_and_port(self.listen)
+            try:
+                every = ipaddress.ip_address(host).is_unspecified
+            except ValueError:
+                every = False
+            if every:
+                raise ValueError(
+                    f"listen {self.listen!r} is every address, which [secure] fw refuses; "
+                    "name the address to listen on"
+                )
+        return self
+
+    @property
+    def policy_in_force(self) -> Literal["nist", "enhanced"]:
+        """`password_policy`, or the enhanced one while [secure] pwd is on."""
+        return "enhanced" if self.secure.pwd else self.password_policy
+
+    @property
+    def user_access_in_force(self) -> int:
+        """Seconds a user's access token lasts: at most PWD_ACCESS_SECONDS under pwd."""
+        if self.secure.pwd:
+            return min(self.user_access_seconds, PWD_ACCESS_SECONDS)
+        return self.user_access_seconds
+
+    @property
+    def user_refresh_in_force(self) -> int:
+        """Seconds a user's login may sit idle: each refresh token lasts this long, and a login
+        not refreshed within it ends (at most PWD_IDLE_SECONDS under pwd)."""
+        if self.secure.pwd:
+            return min(self.user_refresh_seconds, PWD_IDLE_SECONDS)
+        return self.user_refresh_seconds
 
     @property
     def resolved_database_url(self) -> str:

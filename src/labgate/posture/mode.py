@@ -31,6 +31,10 @@ FULL_REASON = (
     "labgate secure full is on: Full and Administrator are refused over the network "
     f"(at most {NETWORK_CEILING.label}), whatever the grants say"
 )
+# Under `pwd`, API and console logins idle out: a user's access token lasts at most 5 minutes and
+# a login not refreshed within 15 minutes ends (its refresh token expires).
+PWD_ACCESS_SECONDS = 300
+PWD_IDLE_SECONDS = 900
 LEGACY_NOTICE = (
     "this configuration has no [secure] table, so it keeps what it had: enhanced security is "
     "off (pwd, fw and full); `labgate secure +all --config FILE` turns it on"
