@@ -152,7 +152,7 @@ def test_bad_secure_table_is_refused_by_name(
 def test_config_without_secure_keeps_it_off_and_says_so_once(
     gateway_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="labgate.gateway"):
+    with caplog.at_level(logging.INFO, logger="labgate.gateway"):
         gw = gateway_factory()
     assert gw.gateway.state.config.secure.describe() == "none"
     assert [r.getMessage() for r in caplog.records].count(LEGACY_NOTICE) == 1

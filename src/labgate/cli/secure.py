@@ -18,12 +18,8 @@ if TYPE_CHECKING:
 
 
 def secure(
-    switches: Annotated[
-        list[str] | None,
-        typer.Argument(metavar="[+|-]pwd|fw|full|all", help="Switches to turn on (+) or off (-)."),
-    ] = None,
     config: Annotated[
-        Path | None,
+        Path,
         typer.Option(
             "--config",
             "-c",
@@ -31,6 +27,10 @@ def secure(
             help="The gateway's (or control server's) TOML configuration.",
             dir_okay=False,
         ),
+    ],
+    switches: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[+|-]pwd|fw|full|all", help="Switches to turn on (+) or off (-)."),
     ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Re-verify each switch from observable facts.")
@@ -41,9 +41,6 @@ def secure(
     from labgate.posture.mode import SwitchError, parse_switches
     from labgate.posture.table import TableError, apply_switches, with_table
 
-    if config is None:
-        typer.echo("labgate secure: --config FILE is required", err=True)
-        raise typer.Exit(2)
     try:
         parsed = parse_switches(switches or [])
     except SwitchError as exc:

@@ -111,7 +111,7 @@ class Gateway:
         self.record({"event": "gateway_start", "instruments": list(self.slots),
                      "secure": self.state.config.secure.describe()})  # fmt: skip
         if not self.state.config.secure.present:
-            log.warning("%s", LEGACY_NOTICE)
+            log.info("%s", LEGACY_NOTICE)  # once, at start: a reload does not repeat it
         try:
             # Before serving: what each instrument's password reaches, all asked at once (one that
             # cannot be reached is warned about, and costs at most its upstream_timeout).
