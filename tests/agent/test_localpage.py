@@ -215,3 +215,19 @@ def test_the_secret_does_not_show_in_repr_str_or_pickle(local_page: Any) -> None
     assert secret.reveal() not in repr(secret) + str(secret) + repr(running.page)
     with pytest.raises(TypeError):
         pickle.dumps(secret)
+
+
+def test_in_the_code_flow_the_page_shows_the_code_and_never_the_secret(local_page: Any) -> None:
+    from labgate.agent.reasons import Reason
+
+    running = local_page()
+    running.page.user_code = lambda: "BCDF-GHJK"
+    running.loop.call_soon_threadsafe(running.page.window.close, Reason.DISCOVERY_ENDED)
+    time.sleep(0.2)
+    answer = get(running.url)
+    assert answer.status_code == 200
+    assert "BCDF-GHJK" in answer.text
+    assert running.page.secret.reveal() not in answer.text
+    assert "<script" not in answer.text
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+    assert get(running.url, source="127.0.0.2").status_code == 403  # outsiders: still nothing

@@ -71,6 +71,9 @@ class LocalPage:
         ):
             return self._refuse(403, Reason.INSTANCE_MISMATCH, f"{peer} named another instance")
         if not self.window.is_open:
+            code = self.user_code()
+            if code is not None:  # the code flow: the code for people to read, no secret
+                return self._code_page(code)
             return self._refuse(
                 410, self.window.ended or Reason.WINDOW_CLOSED, f"{peer} asked after the window"
             )
@@ -113,6 +116,25 @@ class LocalPage:
                 ("Referrer-Policy", "no-referrer"),
                 ("X-Content-Type-Options", "nosniff"),
                 ("Cross-Origin-Resource-Policy", "same-origin"),
+            ),
+        )
+
+    def _code_page(self, code: str) -> Answer:
+        body = (
+            "<!doctype html><html><head><meta charset=utf-8><title>labgate agent</title></head>"
+            f"<body><p>Enter code <b>{html.escape(code)}</b> on the linking page of "
+            f"{html.escape(self.server_origin)}.</p></body></html>"
+        ).encode()
+        return Answer(
+            status=200,
+            reason=None,
+            body=body,
+            headers=(
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+                ("Cache-Control", "no-store"),
+                ("Referrer-Policy", "no-referrer"),
+                ("X-Content-Type-Options", "nosniff"),
             ),
         )
 
