@@ -61,3 +61,34 @@ def test_server_certificate_is_renewed_before_it_expires(settings: Any) -> None:
     after = x509.load_pem_x509_certificate(path.read_bytes())
     assert after.serial_number != before.serial_number
     assert after.public_key() != before.public_key()
+
+
+def test_a_customer_server_certificate_is_never_replaced_by_one_of_ours(
+    settings: Any, tmp_path: Any, caplog: Any
+) -> None:
+    """Installed in the server certificate's place, a chain from the customer's own CA stays,
+    however near its expiry: clients trusting only that CA would be cut off."""
+    import logging
+    from datetime import UTC, datetime, timedelta
+
+    from labgate.control import keystore
+    from labgate.control.layout import ca_dir, server_certificate_path, server_key_path
+    from labgate.control.provisioning import renew_server_certificate_if_due
+    from labgate.pki import Profile
+    from labgate.pki.authority import CertificateAuthority
+
+    with CertificateAuthority.init(
+        tmp_path / "customer", passphrase=None, unencrypted=True, name="Customer CA"
+    ) as customer:
+        theirs = customer.issue(Profile.SERVER, "control", dns=["control.customer.example"])
+        customer.handed_out(theirs)
+    server_certificate_path(settings.data_dir).write_bytes(theirs.chain_pem)
+    assert theirs.key_pem is not None
+    server_key_path(settings.data_dir).write_bytes(theirs.key_pem)
+    caplog.set_level(logging.WARNING, logger="labgate.control")
+    passphrase = keystore.load_passphrase(settings)
+    with CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase) as ca:
+        later = datetime.now(UTC) + timedelta(days=75)
+        assert renew_server_certificate_if_due(settings, ca, now=later) is False
+    assert server_certificate_path(settings.data_dir).read_bytes() == theirs.chain_pem
+    assert any("not issued by this CA" in r.getMessage() for r in caplog.records)

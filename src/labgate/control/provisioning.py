@@ -7,6 +7,7 @@ directory as initialised, is written last, so an init that failed halfway is rec
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -34,7 +35,10 @@ from labgate.control.settings import CONFIG_FILE, ControlSettings
 from labgate.control.tables import User
 from labgate.pki.atomic import PRIVATE, write_atomic
 from labgate.pki.authority import CertificateAuthority
+from labgate.pki.errors import UnknownCertificate
 from labgate.pki.profiles import Profile
+
+log = logging.getLogger("labgate.control")
 
 ADMIN_USERNAME = "admin"
 SERVER_NAME = "labgate-server"
@@ -121,10 +125,24 @@ def _issue_server_certificate(settings: ControlSettings, ca: CertificateAuthorit
 def renew_server_certificate_if_due(
     settings: ControlSettings, ca: CertificateAuthority, *, now: datetime
 ) -> bool:
-    """Issue a fresh server certificate (new key) when the current one has < 30 days left."""
+    """Issue a fresh server certificate (new key) when the current one has < 30 days left.
+
+    A certificate this CA did not issue (a customer's own, installed in its place) is left alone:
+    replacing it would break every client that trusts only the customer's CA. Its expiry shows in
+    `/metrics` (`labgate_certificate_days_left`) and in a warning at start."""
     pem = server_certificate_path(settings.data_dir).read_bytes()
     not_after = x509.load_pem_x509_certificate(pem).not_valid_after_utc
     if not_after - now > SERVER_RENEW_BEFORE:
+        return False
+    try:
+        ca.entry_of(pem)
+    except UnknownCertificate:
+        log.warning(
+            "the server certificate in %s was not issued by this CA and expires %s; "
+            "it is not renewed automatically: install a new one",
+            server_certificate_path(settings.data_dir),
+            not_after.strftime("%Y-%m-%dT%H:%MZ"),
+        )
         return False
     _issue_server_certificate(settings, ca)
     return True
