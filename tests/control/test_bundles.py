@@ -345,3 +345,48 @@ def test_a_gateway_revoked_while_it_waits_gets_no_bundle(
         waiter.join(timeout=30)
         assert answers[0].status_code == 403
         assert fetch(gw, "site-1").status_code == 403
+
+
+def test_after_an_issuing_ca_rotation_a_bundle_carries_both_crls_and_old_gateways_get_it(
+    settings: Any, clock: Any, tmp_path: Any
+) -> None:
+    """Rotated before `run`: a gateway whose certificate the retired issuing CA signed still
+    fetches its bundle, and the bundle's CRL file holds one CRL per live issuing CA, the old one
+    listing what was revoked of its own after the rotation."""
+    import asyncio
+
+    from labgate.control.layout import ca_root_path
+    from labgate.gateway.bundles import fetch as gateway_fetch
+    from labgate.gateway.bundles import read_bundle
+    from labgate.gateway.config import ControlConfig
+    from labgate.gateway.revocation import RevocationList
+
+    passphrase = keystore.load_passphrase(settings)
+    with CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase) as ca:
+        gateway = ca.issue(Profile.GATEWAY, "site-1", dns=["localhost"])
+        ca.handed_out(gateway)
+        lost = ca.issue(Profile.CLIENT, "alice")
+        ca.handed_out(lost)
+        old = ca.issuing
+        new = ca.rotate_issuing(passphrase=passphrase)
+        ca.revoke(lost.serial, "keyCompromise")
+    assert gateway.key_pem is not None
+    (tmp_path / "gw.crt").write_bytes(gateway.chain_pem)
+    (tmp_path / "gw.key").write_bytes(gateway.key_pem)
+    with run_in_thread(settings, clock=clock) as running:
+        control = ControlConfig(
+            url=running.url, gateway_name="site-1", server_ca=ca_root_path(settings.data_dir)
+        )
+        fetched = asyncio.run(
+            gateway_fetch(
+                control, cert=tmp_path / "gw.crt", key=tmp_path / "gw.key", instruments=("qs1",)
+            )
+        )
+    assert fetched is not None
+    token, jwks = fetched
+    bundle = read_bundle(token, jwks, control=control, now=datetime.now(UTC), above_version=0)
+    lists = RevocationList.all_from_pem(bundle.crl_pem, source="bundle")
+    assert {r.issuer for r in lists} == {old.subject, new.subject}
+    by_issuer = {r.issuer: r.serials for r in lists}
+    assert lost.serial in by_issuer[old.subject]
+    assert lost.serial not in by_issuer[new.subject]
