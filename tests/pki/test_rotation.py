@@ -284,3 +284,58 @@ def test_tls_handshakes_with_old_and_new_client_certificates_succeed_after_rotat
     )
     error = _handshake(server, client)
     assert error is not None and "revoked" in error
+
+
+@pytest.mark.slow  # ten processes that each load cryptography
+def test_the_rollover_through_the_real_command_and_openssl(tmp_path: Path) -> None:
+    """Only `labgate ca` as a process and `openssl`, as an operator would run them."""
+    import os
+    import sys
+
+    env = {**os.environ, "LABGATE_CA_PASSPHRASE": "a long and test-only passphrase"}
+
+    def labgate(*args: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "labgate", "ca", *map(str, args)],
+            capture_output=True, text=True, env=env, timeout=120, check=False,
+        )  # fmt: skip
+
+    ca_dir = tmp_path / "ca"
+    assert labgate("init", "--dir", ca_dir).returncode == 0
+    for name in ("old", "web"):
+        profile = (
+            ["--profile", "server", "--dns", "web.lab.example"]
+            if name == "web"
+            else ["--profile", "client"]
+        )
+        done = labgate("issue", "--dir", ca_dir, *profile, "--name", name, "--out", tmp_path / name)
+        assert done.returncode == 0, done.stderr
+    rotated = labgate("rotate-issuing", "--dir", ca_dir)
+    assert rotated.returncode == 0, rotated.stderr
+    done = labgate("issue", "--dir", ca_dir, "--profile", "client", "--name", "new",
+                   "--out", tmp_path / "new")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    crl = tmp_path / "ca.crl"
+    assert labgate("crl", "--dir", ca_dir, "--out", crl).returncode == 0
+    for name in ("old", "new"):
+        crt = tmp_path / f"{name}.crt"  # leaf, then its own issuing CA
+        result = verify(ca_dir, crt, crt, crl)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert labgate("revoke", "--dir", ca_dir, "--cert", tmp_path / "old.crt").returncode == 0
+    assert labgate("crl", "--dir", ca_dir, "--out", crl).returncode == 0
+    result = verify(ca_dir, tmp_path / "old.crt", tmp_path / "old.crt", crl)
+    assert result.returncode != 0 and "certificate revoked" in result.stdout + result.stderr
+    assert verify(ca_dir, tmp_path / "new.crt", tmp_path / "new.crt", crl).returncode == 0
+    # The server certificate issued before the rotation, checked as before installing it.
+    check = labgate(
+        "check-chain", tmp_path / "web.crt", "--key", tmp_path / "web.key",
+        "--ca", ca_dir / ROOT_CRT, "--name", "web.lab.example",
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    wrong = labgate(
+        "check-chain", tmp_path / "web.crt", "--key", tmp_path / "new.key",
+        "--ca", ca_dir / ROOT_CRT, "--name", "other.lab.example",
+    )  # fmt: skip
+    assert wrong.returncode == 1
+    assert len([x for x in wrong.stdout.splitlines() if x.startswith("problem: ")]) == 2
+    assert "Traceback" not in wrong.stderr
