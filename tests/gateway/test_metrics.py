@@ -119,3 +119,27 @@ def test_a_gateway_far_from_expiry_does_not_warn(gateway: Any, caplog: Any) -> N
     caplog.set_level(logging.WARNING, logger="labgate.gateway")
     _scrape(gateway)  # it is up and serving
     assert not [r for r in caplog.records if "renew it" in r.getMessage()]
+
+
+def test_with_a_control_server_the_client_certificate_it_presents_is_watched_too(
+    tmp_path: Any, pki: Any, simulator: Any
+) -> None:
+    from labgate.gateway.config import load_config
+    from labgate.gateway.metrics import served_certificates
+    from labgate.pki import Profile
+
+    from .conftest import write_config
+
+    presented = pki.ca.issue(Profile.GATEWAY, "gw-control", dns=["localhost"])
+    pki.ca.handed_out(presented)
+    presented.write(tmp_path / "towards-control")
+    control = (
+        '[control]\nurl = "https://127.0.0.1:8443"\ngateway_name = "gw"\n'
+        f'server_ca = "{pki.root}"\ncert = "{tmp_path / "towards-control.crt"}"\n'
+        f'key = "{tmp_path / "towards-control.key"}"\n'
+    )
+    config = load_config(write_config(tmp_path, pki, simulator, extra_sections=control))
+    assert list(served_certificates(config)) == [
+        ("server", pki.gateway_crt),
+        ("control-client", tmp_path / "towards-control.crt"),
+    ]
