@@ -23,7 +23,7 @@ FAST = {
     "LABGATE_ARGON2_TIME_COST": "1",
     "LABGATE_ARGON2_PARALLELISM": "1",
 }
-STRONG = "violet staple hammock orbit quietly"
+STRONG = "Violet staple hammock 7 orbit!"  # enhanced: a new server has [secure] pwd on
 
 
 def _section(title: str) -> str:

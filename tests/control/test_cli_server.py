@@ -201,7 +201,7 @@ def test_two_processes_on_one_postgresql_behave_as_one_server(
     full = post(
         b,
         "/api/v1/auth/password",
-        {"old_password": one_time, "new_password": "violet staple hammock orbit quietly"},
+        {"old_password": one_time, "new_password": "Violet staple hammock 7 orbit!"},
         restricted["access_token"],
     ).json()
     # A refresh token used on A cannot mint anything new on B.

@@ -107,3 +107,24 @@ def test_secure_table_is_read_from_server_toml(tmp_path: Path) -> None:
     assert loaded.secure.admits_source("10.2.3.4") and not loaded.secure.admits_source("127.0.0.1")
     (tmp_path / "server.toml").write_text("")
     assert not ControlSettings.load(tmp_path).secure.present  # an existing install: as it was
+
+
+def test_a_new_installation_has_every_switch_on(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from labgate.cli.app import app
+
+    data = tmp_path / "srv"
+    env = {
+        "LABGATE_ARGON2_MEMORY_KIB": "64",
+        "LABGATE_ARGON2_TIME_COST": "1",
+        "LABGATE_ARGON2_PARALLELISM": "1",
+    }
+    result = CliRunner().invoke(app, ["server", "init", "--data", str(data)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "enhanced security: all on" in result.output
+    loaded = ControlSettings.load(data)
+    assert loaded.secure.present and loaded.secure.describe() == "all"
+    assert loaded.policy_in_force == "enhanced"
+    shown = CliRunner().invoke(app, ["secure", "--config", str(data / "server.toml")])
+    assert shown.output == "all\n"

@@ -71,13 +71,15 @@ def init(
     from labgate.control.errors import ControlError
     from labgate.control.provisioning import initialise
     from labgate.pki.errors import PkiError
+    from labgate.posture.mode import SecureConfig
 
     if password_policy is not None and password_policy not in ("nist", "enhanced"):
         raise _fail(ValueError(f"--password-policy {password_policy!r}: expected nist or enhanced"))
     settings = _settings(data, database_url=database_url, password_policy=password_policy)
     config = {"database_url": database_url, "password_policy": password_policy}
     try:
-        done = initialise(settings, config=config)
+        # A new installation has enhanced security on (`labgate secure` changes it).
+        done = initialise(settings, config=config, secure=SecureConfig())
     except (ControlError, PkiError) as error:
         raise _fail(error) from None
     typer.echo(f"initialised labgate server in {done.data_dir}")
@@ -85,6 +87,7 @@ def init(
     typer.echo(f"CA root certificate (clients trust this): {done.ca_root}")
     typer.echo(f"admin one-time password written to {done.admin_password_file} (mode 0600);")
     typer.echo("log in as 'admin' with it: the first login must change it")
+    typer.echo(f"enhanced security: all on ([secure] in {done.data_dir / 'server.toml'})")
 
 
 @app.command("migrate")

@@ -37,6 +37,8 @@ from labgate.pki.atomic import PRIVATE, write_atomic
 from labgate.pki.authority import CertificateAuthority
 from labgate.pki.errors import UnknownCertificate
 from labgate.pki.profiles import Profile
+from labgate.posture.mode import SecureConfig
+from labgate.posture.table import render_table
 
 log = logging.getLogger("labgate.control")
 
@@ -56,11 +58,17 @@ class Initialised:
     server_certificate: Path
 
 
-def initialise(settings: ControlSettings, *, config: Mapping[str, object]) -> Initialised:
+def initialise(
+    settings: ControlSettings,
+    *,
+    config: Mapping[str, object],
+    secure: SecureConfig | None = None,
+) -> Initialised:
     """Create the database, keys, CA, server certificate and admin user; refuse if any exists.
 
     `config` holds the options given to init that later commands must see (written to
-    `server.toml`).
+    `server.toml`); `secure`, when given, is written as its `[secure]` table (a new
+    installation from the command line has every switch on).
     """
     data_dir = settings.data_dir
     _refuse_existing(data_dir)
@@ -85,7 +93,10 @@ def initialise(settings: ControlSettings, *, config: Mapping[str, object]) -> In
         admin_file = _create_admin(settings, sessions, now=now)
     finally:
         engine.dispose()
-    write_atomic(data_dir / CONFIG_FILE, _toml(config).encode("utf-8"), mode=PRIVATE)
+    text = _toml(config)
+    if secure is not None:
+        text += "\n" + render_table(secure)
+    write_atomic(data_dir / CONFIG_FILE, text.encode("utf-8"), mode=PRIVATE)
     return Initialised(
         data_dir=data_dir,
         database_url=settings.resolved_database_url,
