@@ -128,3 +128,30 @@ def test_a_new_installation_has_every_switch_on(tmp_path: Path) -> None:
     assert loaded.policy_in_force == "enhanced"
     shown = CliRunner().invoke(app, ["secure", "--config", str(data / "server.toml")])
     assert shown.output == "all\n"
+
+
+def test_check_of_a_server_toml(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from labgate.cli.app import app
+    from labgate.control.drift import check_server
+    from labgate.posture.listening import Listening
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = tmp_path / "server.toml"
+    path.write_text(f'listen = "127.0.0.1:{port}"\n[secure]\n')
+    settings = ControlSettings.load(tmp_path)
+    # Listening where configured: every switch holds.
+    green = check_server(settings, sockets={Listening(host="127.0.0.1", port=port)})
+    assert not green.drift
+    assert any("password policy in force: enhanced" in f.text for f in green.verified)
+    # Listening on every address too: drift, named.
+    both = {Listening(host="127.0.0.1", port=port), Listening(host="::", port=port)}
+    drift = check_server(settings, sockets=both).drift
+    assert [f.switch for f in drift] == ["fw"] and f"[::]:{port} listens" in drift[0].text
+    # And through the command, against this machine's real sockets: nothing listens there.
+    result = CliRunner().invoke(app, ["secure", "--check", "--config", str(path)])
+    assert result.exit_code == 1, result.output
+    assert f"DRIFT fw: listen = 127.0.0.1:{port}: nothing listens there" in result.output

@@ -23,7 +23,7 @@ from qslib.scpi_commands import CommandError
 from labgate.demo.stack import INSTRUMENT, RunningDemo, running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-NEW_PASSWORD = "violet staple hammock orbit quietly"
+NEW_PASSWORD = "Violet staple hammock 7 orbit!"  # enhanced: the demo server has [secure] pwd on
 # The promise: a disabled person's open session ends this soon after the API call.
 CLOSE_WITHIN_S = 5.0
 

@@ -91,13 +91,28 @@ def _check(config: Path) -> int:
     import tomllib
 
     text = config.read_text(encoding="utf-8")
-    if "gateway" not in tomllib.loads(text):
-        typer.echo(f"labgate secure --check: {config} is not a gateway configuration", err=True)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        typer.echo(f"labgate secure --check: {config} is not valid TOML: {exc}", err=True)
         return 2
-    from labgate.gateway.config import load_config
-    from labgate.gateway.drift import check_gateway
+    if "gateway" in raw:
+        from labgate.gateway.config import load_config
+        from labgate.gateway.drift import check_gateway
 
-    report = check_gateway(load_config(config))
+        report = check_gateway(load_config(config))
+    elif config.name == "server.toml":
+        from labgate.control.drift import check_server
+        from labgate.control.settings import ControlSettings
+
+        report = check_server(ControlSettings.load(config.parent))
+    else:
+        typer.echo(
+            f"labgate secure --check: {config} is neither a gateway configuration ([gateway]) "
+            "nor a control server's server.toml",
+            err=True,
+        )
+        return 2
     typer.echo(f"on: {report.on}")
     for note in report.notes:
         typer.echo(f"note: {note}")

@@ -14,31 +14,23 @@ what can be observed, not from what the file says.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from labgate.gateway.config import Endpoint, GatewayConfig
+from labgate.gateway.config import GatewayConfig
 from labgate.gateway.grants import Granted, GrantTable
-from labgate.posture.listening import Listening, NotListable, listening
+from labgate.posture.listening import (
+    Configured,
+    Listening,
+    NotListable,
+    compare,
+    listening,
+)
 from labgate.posture.mode import LEGACY_NOTICE, NETWORK_CEILING, cap_level
+from labgate.posture.report import CheckReport, Finding, add_comparison
 
 # How much of the audit log's end is read for the latest start or reload record: records are a
 # few hundred bytes, and a gateway writes one of these at every start and reload.
 AUDIT_TAIL = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
-    switch: str  # pwd, fw, full
-    text: str
-
-
-@dataclass(slots=True, kw_only=True)
-class CheckReport:
-    on: str  # what the file turns on, as `labgate secure` prints it
-    verified: list[Finding] = field(default_factory=list)
-    drift: list[Finding] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 def check_gateway(config: GatewayConfig, *, sockets: set[Listening] | None = None) -> CheckReport:
@@ -58,12 +50,6 @@ def check_gateway(config: GatewayConfig, *, sockets: set[Listening] | None = Non
     return report
 
 
-def _addresses(endpoint: Endpoint) -> set[str]:
-    if endpoint.host == "localhost":
-        return {"127.0.0.1", "::1"}
-    return {endpoint.host}
-
-
 def _check_listeners(
     config: GatewayConfig, sockets: set[Listening] | None, report: CheckReport
 ) -> None:
@@ -73,36 +59,15 @@ def _check_listeners(
         report.drift.append(Finding(switch="fw", text=f"cannot list listening sockets: {exc}"))
         return
     configured = [
-        (f"instrument[{i}].listen", ins.listen) for i, ins in enumerate(config.instruments)
+        Configured(key=f"instrument[{i}].listen", host=ins.listen.host, port=ins.listen.port)
+        for i, ins in enumerate(config.instruments)
     ]
     if config.metrics_listen is not None:
-        configured.append(("gateway.metrics_listen", config.metrics_listen))
-    by_port: dict[int, set[str]] = {}
-    for key, endpoint in configured:
-        if endpoint.port == 0:
-            report.notes.append(f"fw: {key} = {endpoint} asks for any free port: not checked")
-            continue
-        by_port.setdefault(endpoint.port, set()).update(_addresses(endpoint))
-        there = {s for s in found if s.port == endpoint.port and s.host in _addresses(endpoint)}
-        if there:
-            report.verified.append(Finding(switch="fw", text=f"{key} = {endpoint} is listening"))
-        else:
-            report.drift.append(
-                Finding(
-                    switch="fw",
-                    text=f"{key} = {endpoint}: nothing listens there (is the gateway running?)",
-                )
-            )
-    for socket in sorted(found):
-        allowed = by_port.get(socket.port)
-        if allowed is not None and socket.host not in allowed:
-            report.drift.append(
-                Finding(
-                    switch="fw",
-                    text=f"{socket} listens on a configured port but outside "
-                    f"the configured address ({', '.join(sorted(allowed))})",
-                )
-            )
+        endpoint = config.metrics_listen
+        configured.append(
+            Configured(key="gateway.metrics_listen", host=endpoint.host, port=endpoint.port)
+        )
+    add_comparison(report, compare(configured, found))
 
 
 def _check_grants(config: GatewayConfig, report: CheckReport) -> None:

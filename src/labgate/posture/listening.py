@@ -62,3 +62,57 @@ def listening(proc: Path = Path("/proc/net")) -> set[Listening]:
     if not read:
         raise NotListable(f"no socket table under {proc} (not Linux?); the check cannot be made")
     return found
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Configured:
+    """A listener a configuration names: `key` as spelt in the file."""
+
+    key: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return str(Listening(host=self.host, port=self.port))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Comparison:
+    verified: tuple[str, ...]
+    drift: tuple[str, ...]
+    unchecked: tuple[str, ...]
+
+
+def _hosts(host: str) -> set[str]:
+    if host == "localhost":
+        return {"127.0.0.1", "::1"}
+    try:
+        return {str(ipaddress.ip_address(host))}
+    except ValueError:
+        return {host}
+
+
+def compare(configured: list[Configured], found: set[Listening]) -> Comparison:
+    """Whether the sockets listening on the configured ports are exactly the configured ones."""
+    verified: list[str] = []
+    drift: list[str] = []
+    unchecked: list[str] = []
+    by_port: dict[int, set[str]] = {}
+    for item in configured:
+        if item.port == 0:
+            unchecked.append(f"{item.key} = {item} asks for any free port: not checked")
+            continue
+        hosts = _hosts(item.host)
+        by_port.setdefault(item.port, set()).update(hosts)
+        if any(s.port == item.port and s.host in hosts for s in found):
+            verified.append(f"{item.key} = {item} is listening")
+        else:
+            drift.append(f"{item.key} = {item}: nothing listens there (is it running?)")
+    for socket in sorted(found):
+        allowed = by_port.get(socket.port)
+        if allowed is not None and socket.host not in allowed:
+            drift.append(
+                f"{socket} listens on a configured port but outside the configured address "
+                f"({', '.join(sorted(allowed))})"
+            )
+    return Comparison(verified=tuple(verified), drift=tuple(drift), unchecked=tuple(unchecked))
