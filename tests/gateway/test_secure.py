@@ -156,3 +156,25 @@ def test_config_without_secure_keeps_it_off_and_says_so_once(
         gw = gateway_factory()
     assert gw.gateway.state.config.secure.describe() == "none"
     assert [r.getMessage() for r in caplog.records].count(LEGACY_NOTICE) == 1
+
+
+def test_narrowing_client_networks_closes_a_session_from_outside(
+    gateway_factory: Any, pki: Any
+) -> None:
+    import time
+
+    gw = gateway_factory(extra_sections='[secure]\nfw = true\nclient_networks = ["127.0.0.0/8"]\n')
+    host, port = gw.address("qs5-plain")
+    context = ssl.create_default_context(cafile=str(pki.root))
+    context.load_cert_chain(str(pki.clients["alice"].pem))
+    raw = socket.create_connection((host, port), timeout=10, source_address=("127.0.0.2", 0))
+    with context.wrap_socket(raw, server_hostname="qs5-plain") as tls:
+        assert tls.recv(4096).startswith(b"READy")
+        source = gw.gateway.state.config.source
+        source.write_text(source.read_text().replace('"127.0.0.0/8"', '"127.0.0.1/32"'))
+        deadline = time.monotonic() + 20
+        while gw.gateway.sessions and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not gw.gateway.sessions  # closed by the reload, not left open on the old answer
+    closed = [e for e in _audit(gw) if e.get("event") == "disconnect" or "outside" in str(e)]
+    assert any("127.0.0.2 is outside [secure] client_networks" in str(e) for e in closed)

@@ -276,6 +276,10 @@ class Gateway:
                  len(state.grants.grants))  # fmt: skip
         self.reach.warn_above(state.grants.grants, unsafe_allow_full=state.config.unsafe_allow_full)
         for session in list(self.sessions):
+            source = session.info.peer.rpartition(":")[0].strip("[]")
+            if not state.config.secure.admits_source(source):  # [secure] fw, changed on reload
+                self._close_session(session, f"{source} is outside [secure] client_networks")
+                continue
             verdict = self._admission(session.info)
             if isinstance(verdict, Refused):
                 withdrawn = verdict.kind == "no_grant"
