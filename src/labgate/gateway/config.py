@@ -47,7 +47,11 @@ from labgate.gateway.errors import ConfigError, SecretFileError
 from labgate.posture.mode import SecureConfig
 from labgate.scpi.access import AccessLevel
 from labgate.scpi.framing import DEFAULT_MAX_DEPTH, DEFAULT_MAX_LINE, DEFAULT_MAX_MESSAGE
-from labgate.scpi.framing import Limits as FramingLimits
+from labgate.scpi.framing import Limits as _FramingLimits
+
+# The framing limits the configuration sets, named here for the modules that pass them on
+# to an instrument's line protocol (see `protocol`) without reaching into its core.
+FramingLimits = _FramingLimits
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
 DEFAULT_METRICS_LISTEN = "127.0.0.1:9464"

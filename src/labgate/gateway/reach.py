@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from labgate.gateway.config import GatewayConfig, Grant, InstrumentConfig
 from labgate.gateway.errors import InstrumentBusy, UpstreamError
 from labgate.gateway.grants import HIGHEST_WITHOUT_FULL
+from labgate.gateway.protocol import protocol_for
 from labgate.gateway.slots import UpstreamSlots
 from labgate.gateway.upstream import UpstreamConnection, connect, highest_level
 from labgate.scpi.access import AccessLevel
@@ -128,9 +129,10 @@ class InstrumentReach:
             await slots.give_back(upstream, keep=keep)
         known = self.levels.get(name)
         self.levels[name] = level
-        self._record({"event": "instrument_reach", "instrument": name, "level": level.label})
+        label = protocol_for(instrument).level_name(level)
+        self._record({"event": "instrument_reach", "instrument": name, "level": label})
         if known is not level:
-            log.info("instrument %r: the gateway's login reaches %s", name, level.label)
+            log.info("instrument %r: the gateway's login reaches %s", name, label)
         self.warn_above(self._grants(), unsafe_allow_full=config.unsafe_allow_full)
 
 

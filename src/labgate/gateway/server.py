@@ -32,6 +32,7 @@ from labgate.gateway.client_tls import peer_certificate
 from labgate.gateway.config import Endpoint, GatewayConfig, InstrumentConfig, load_config
 from labgate.gateway.errors import GatewayError, InstrumentBusy, ListenError, UpstreamError
 from labgate.gateway.metrics import GatewayMetrics, served_certificates
+from labgate.gateway.protocol import LineProtocol, protocol_for
 from labgate.gateway.reach import InstrumentReach
 from labgate.gateway.refusal import tell_refused
 from labgate.gateway.session import Session, SessionInfo
@@ -75,6 +76,10 @@ class Gateway:
                 idle_timeout=i.upstream_idle_timeout,
             )
             for i in config.instruments
+        }
+        # The line protocol each instrument speaks (instruments are fixed for the process's life).
+        self.protocols: dict[str, LineProtocol] = {
+            i.name: protocol_for(i) for i in config.instruments
         }
         self.sessions: set[Session] = set()
         self.reach = InstrumentReach(self.slots, self.record, lambda: self.state.grants.grants)
@@ -287,13 +292,14 @@ class Gateway:
                     session, f"grant withdrawn: {verdict.reason}" if withdrawn else verdict.reason
                 )
                 continue
-            level, limit = self.reach.cap(session.info.instrument.name, verdict.level)
+            name = session.info.instrument.name
+            level, limit = self.reach.cap(name, verdict.level)
             limit = limit or verdict.limit
             if level != session.filter.grant:
                 if level < session.filter.grant:
                     log.info("session %d (%s on %s): grant lowered to %s", session.info.conn,
-                             session.info.identity, session.info.instrument.name,
-                             level.label)  # fmt: skip
+                             session.info.identity, name,
+                             self.protocols[name].level_name(level))  # fmt: skip
                 session.change_grant(level, limit_reason=limit)
 
     def _close_session(self, session: Session, reason: str) -> None:
@@ -497,11 +503,12 @@ class Gateway:
                 )
                 # Which connection serves whom: the instrument's own log knows only its session
                 # number, and a warm connection serves several users one after another.
-                event = {"event": "connect", **base, "grant": grant.label,
+                level_name = self.protocols[name].level_name
+                event = {"event": "connect", **base, "grant": level_name(grant),
                          "upstream": "warm" if warm else "new",
                          "upstream_session": upstream.session_number}  # fmt: skip
                 if limit:
-                    event["level_limit"] = level.label  # the instrument's password reaches no more
+                    event["level_limit"] = level_name(level)  # its password reaches no more
                 if verdict.limit:
                     event["limit_reason"] = verdict.limit  # [secure] full capped the grant
                 self.record(event)
@@ -534,7 +541,9 @@ class Gateway:
         if upstream is not None:
             return upstream, True
         try:
-            return await connect(instrument, limits=self.state.config.limits.framing), False
+            protocol = self.protocols[instrument.name]
+            limits = self.state.config.limits.framing
+            return await connect(instrument, limits=limits, protocol=protocol), False
         except BaseException:
             await slots.give_back(None, keep=False)
             raise
@@ -600,7 +609,8 @@ class Gateway:
         level = logging.WARNING if kind == "upstream" else logging.INFO
         log.log(level, "connection %s (%s on %s) refused: %s", base.get("conn"),
                 base.get("identity"), base.get("instrument"), reason)  # fmt: skip
-        await tell_refused(client, error_class=error_class, reason=reason)
+        protocol = self.protocols[str(base["instrument"])]
+        await tell_refused(client, error_class=error_class, reason=reason, protocol=protocol)
 
     def record(self, event: Mapping[str, object], *, urgent: bool = False) -> int | None:
         """Audit `event`: its seq, or None when the log refused it (the error is logged)."""

@@ -32,20 +32,22 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from labgate.gateway.accept import ClientSide
 from labgate.gateway.audit import AuditWriteFailed
 from labgate.gateway.client_tls import PeerCertificate
 from labgate.gateway.config import InstrumentConfig, SessionLimits
-from labgate.gateway.filter import QUIT, Relayed, SessionFilter, Verdict, one_line
 from labgate.gateway.heap import BIG_MESSAGE, give_back_free_memory
 from labgate.gateway.metrics import GatewayMetrics
+from labgate.gateway.protocol import Piece
 from labgate.gateway.upstream import UpstreamConnection
 from labgate.scpi.access import AccessLevel
 from labgate.scpi.errors import FramingError
-from labgate.scpi.framing import Decoder, Piece
-from labgate.scpi.messages import Error, serialise
+
+if TYPE_CHECKING:
+    # Types only: the filter is the instrument's line protocol's, built by it (see `protocol`).
+    from labgate.gateway.filter import Relayed, SessionFilter, Verdict
 
 # Replies up to this size go to the client joined, as one TLS record; bigger ones as they are.
 _JOIN_BELOW = 64 * 1024
@@ -124,7 +126,9 @@ class Session:
         limit_reason: str = "",
     ) -> None:
         self.info = info
-        self.filter = SessionFilter(
+        self._protocol = protocol = upstream.protocol
+        self._quit_command = protocol.quit_command
+        self.filter: SessionFilter = protocol.session_filter(
             grant=grant,
             limit_reason=limit_reason,
             next_ident=upstream.next_ident,
@@ -149,7 +153,7 @@ class Session:
         self._metrics = metrics
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[None] = self._loop.create_future()
-        self._decoder = Decoder(limits.framing)
+        self._decoder = protocol.decoder(limits.framing)
         self._queue: deque[bytes] = deque()  # client commands waiting for an ACC's answer
         self._client_paused: set[str] = set()  # why reading from the client is paused
         self._timer: asyncio.TimerHandle | None = None
@@ -186,7 +190,9 @@ class Session:
         command = self.filter.lower_grant(level, now=time.monotonic())
         if not (lowered or command):
             return
-        event = self._event("level_lowered", level=level.label, reason="grant lowered")
+        event = self._event(
+            "level_lowered", level=self._protocol.level_name(level), reason="grant lowered"
+        )
         seq = self._record(event, urgent=bool(command))
         if command:
             if seq is None:  # not on record: the session cannot go on at a level it lost
@@ -321,7 +327,7 @@ class Session:
                 if verdict.to_upstream:
                     to_upstream.append(verdict.to_upstream)
                     # After a QUIT the instrument hangs up, as asked: no error for that.
-                    self._quit_sent |= verdict.command == QUIT
+                    self._quit_sent |= verdict.command == self._quit_command
                     last_seq = seq
                 if filter_.quit:
                     self._flush(to_client, to_upstream, last_seq)
@@ -418,7 +424,7 @@ class Session:
 
     # ---------------------------------------------------------------- from the instrument
 
-    def upstream_pieces(self, pieces: list[Piece]) -> None:
+    def upstream_pieces(self, pieces: Sequence[Piece]) -> None:
         if self._done.done():
             return
         try:
@@ -446,15 +452,11 @@ class Session:
         name = self.info.instrument.name
         log.warning("session %d (%s on %s): the instrument went away: %s",
                     self.info.conn, self.info.identity, name, reason)  # fmt: skip
-        text = one_line(f"instrument {name!r} went away: {reason}")
+        text = f"instrument {name!r} went away: {reason}"
         idents = self.filter.unanswered() or [0]
+        error_line = self._protocol.error_line
         with contextlib.suppress(OSError, RuntimeError):
-            self._client.write(
-                b"".join(
-                    serialise(Error(ident=i, error_class="IOError", fields=(), message=text))
-                    for i in idents
-                )
-            )
+            self._client.write(b"".join(error_line(i, "IOError", text) for i in idents))
 
     def upstream_backed_up(self, backed_up: bool) -> None:
         """The instrument reads slower than the client sends: hold the client back."""
@@ -463,7 +465,7 @@ class Session:
         else:
             self._resume_client("the instrument reads slowly")
 
-    def _relay(self, pieces: list[Piece]) -> None:
+    def _relay(self, pieces: Sequence[Piece]) -> None:
         self._last_activity = time.monotonic()
         filter_ = self.filter
         parts: list[bytes | memoryview] = []
@@ -564,11 +566,7 @@ class Session:
     def _refuse_stream(self, reason: str) -> None:
         """Tell the client why its session ends (ident 0: no command of its is to blame)."""
         with contextlib.suppress(OSError, RuntimeError):
-            self._client.write(
-                serialise(
-                    Error(ident=0, error_class="IOError", fields=(), message=one_line(reason))
-                )
-            )
+            self._client.write(self._protocol.error_line(0, "IOError", reason))
         self._end(reason)
 
     def _count(self, decision: str) -> None:
@@ -578,6 +576,6 @@ class Session:
     def _event(self, kind: str, **fields: object) -> dict[str, object]:
         event = self._base.copy()  # what every record of this session carries
         event["event"] = kind
-        event["level"] = self.filter.level.label
+        event["level"] = self._protocol.level_name(self.filter.level)
         event.update(fields)
         return event

@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import hashlib
-import hmac
 import socket
 import ssl
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from labgate.gateway.config import InstrumentConfig, UpstreamScheme, read_secret
+from labgate.gateway.config import FramingLimits, InstrumentConfig, UpstreamScheme
 from labgate.gateway.errors import UpstreamError
 from labgate.gateway.pins import check_pin
+from labgate.gateway.protocol import LineProtocol, MessageDecoder, Piece, protocol_for
 from labgate.scpi.access import AccessLevel
-from labgate.scpi.errors import FramingError, ScpiError
-from labgate.scpi.framing import Decoder, Limits, Piece
-from labgate.scpi.messages import Command, Error, Next, Ok, Ready, Reply, parse_reply, serialise
-from labgate.scpi.messages import Warning as WarningReply
-from labgate.scpi.names import canonical
+from labgate.scpi.errors import FramingError
 
 _READ_SIZE = 256 * 1024
 # A reply still incomplete at this size, inside a tag (a file's base64 body, say), is relayed to
@@ -41,7 +36,7 @@ STREAM_OVER = 64 * 1024
 class UpstreamSink(Protocol):
     """What a session does with its instrument connection (`InstrumentStream.attach`)."""
 
-    def upstream_pieces(self, pieces: list[Piece]) -> None: ...
+    def upstream_pieces(self, pieces: Sequence[Piece]) -> None: ...
 
     def upstream_closed(self, why: BaseException | None) -> None: ...  # None: a clean end
 
@@ -60,7 +55,7 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
     tenth of the gateway's CPU.
     """
 
-    def __init__(self, decoder: Decoder) -> None:
+    def __init__(self, decoder: MessageDecoder) -> None:
         super().__init__()
         self.decoder = decoder
         self.transport: asyncio.Transport | None = None
@@ -118,7 +113,7 @@ class InstrumentStream(asyncio.streams.FlowControlMixin, asyncio.Protocol):
         received it; messages already waiting are handed over first."""
         self._sink = sink
         if self._messages:
-            waiting = [Piece(message, True, True) for message in self._messages]
+            waiting = [(message, True, True) for message in self._messages]
             self._messages.clear()
             sink.upstream_pieces(waiting)
         if self._ended is not False:
@@ -189,13 +184,14 @@ class UpstreamConnection:
 
     stream: InstrumentStream
     writer: asyncio.StreamWriter
-    greeting: bytes  # the instrument's READy line, with its b"\n", to relay to the client
+    greeting: bytes  # the instrument's greeting line, with its b"\n", to relay to the client
+    protocol: LineProtocol  # the line protocol it speaks
     next_ident: int = 0
 
     @property
     def session_number(self) -> str | None:
-        """The instrument's number for this connection (`-session=` of its greeting)."""
-        return _session_number(self.greeting)
+        """The instrument's number for this connection (read from its greeting)."""
+        return self.protocol.session_number(self.greeting)
 
     async def close(self, *, quit_timeout: float = 2.0) -> None:
         """Say QUIT and wait for the instrument to hang up, so its connection count has dropped
@@ -203,10 +199,7 @@ class UpstreamConnection:
         try:
             if self.writer.transport.is_closing():
                 return  # the instrument hung up already (a warm connection, say)
-            quit_line = serialise(
-                Command(ident=self.next_ident, name="QUIT", options=(), args=(), body=None)
-            )
-            self.writer.write(quit_line)
+            self.writer.write(self.protocol.goodbye(self.next_ident))
             async with asyncio.timeout(quit_timeout):
                 while await self.stream.messages():
                     pass
@@ -221,26 +214,21 @@ class UpstreamConnection:
                 pass
 
 
-@functools.lru_cache(maxsize=64)
-def _session_number(greeting: bytes) -> str | None:
-    # Read once per greeting: a warm connection is lent, with the same greeting, many times.
-    try:
-        ready = parse_reply(greeting.rstrip(b"\n"))
-    except ScpiError:
-        return None
-    if not isinstance(ready, Ready):
-        return None
-    return dict(ready.options).get("session")
-
-
-async def connect(instrument: InstrumentConfig, *, limits: Limits) -> UpstreamConnection:
-    """Connect, check the pin, read the greeting and log in, all within `upstream_timeout`."""
+async def connect(
+    instrument: InstrumentConfig,
+    *,
+    limits: FramingLimits,
+    protocol: LineProtocol | None = None,
+) -> UpstreamConnection:
+    """Connect, check the pin, read the greeting and log in, all within `upstream_timeout`.
+    `protocol`: the line protocol to speak (by default the one the instrument speaks)."""
+    protocol = protocol or protocol_for(instrument)
     target = instrument.upstream.endpoint
     try:
         async with asyncio.timeout(instrument.upstream_timeout):
-            stream, writer = await _open(instrument, limits)
+            stream, writer = await _open(instrument, protocol.decoder(limits))
             try:
-                return await _greet_and_login(instrument, stream, writer)
+                return await protocol.login(instrument, stream, writer)
             except BaseException:
                 writer.close()
                 raise
@@ -254,12 +242,12 @@ async def connect(instrument: InstrumentConfig, *, limits: Limits) -> UpstreamCo
 
 
 async def _open(
-    instrument: InstrumentConfig, limits: Limits
+    instrument: InstrumentConfig, decoder: MessageDecoder
 ) -> tuple[InstrumentStream, asyncio.StreamWriter]:
     host, port = instrument.upstream.endpoint.host, instrument.upstream.endpoint.port
     scheme = instrument.upstream.scheme
     loop = asyncio.get_running_loop()
-    stream = InstrumentStream(Decoder(limits))
+    stream = InstrumentStream(decoder)
     if scheme is UpstreamScheme.PLAIN:
         transport, _ = await loop.create_connection(lambda: stream, host, port)
     elif scheme is UpstreamScheme.TLS:
@@ -348,106 +336,13 @@ def _copy_to_tls(pair: socket.socket, connection: object) -> None:
         pair.close()
 
 
-async def _greet_and_login(
-    instrument: InstrumentConfig, stream: InstrumentStream, writer: asyncio.StreamWriter
-) -> UpstreamConnection:
-    upstream = UpstreamConnection(stream=stream, writer=writer, greeting=b"")
-    first = await _next_message(upstream)
-    if not isinstance(parse_reply(first), Ready):
-        raise UpstreamError(f"instrument {instrument.name!r} did not greet with READy")
-    upstream.greeting = first + b"\n"
-    if instrument.password_file is not None:
-        password = read_secret(instrument.password_file, f"{instrument.name}.password_file")
-        challenge = await _request(upstream, "CHAL?", ())
-        response = hmac.new(password, challenge.text.strip().encode(), hashlib.md5).hexdigest()
-        try:
-            await _request(upstream, "AUTH", (response,))
-        except UpstreamError:
-            # Clients read this too: the file is named by its option, not by its path.
-            raise UpstreamError(
-                f"instrument {instrument.name!r} refused the gateway's password (AUTH): "
-                "check its password_file"
-            ) from None
-    return upstream
-
-
-async def _request(upstream: UpstreamConnection, name: str, args: tuple[str, ...]) -> Ok:
-    reply = await _ask(upstream, name, args)
-    if isinstance(reply, Ok):
-        return reply
-    # The reply is logged by name only: it may echo what was sent, and AUTH carries a secret.
-    raise UpstreamError(f"the instrument refused the gateway's {canonical(name)}")
-
-
-async def _ask(
-    upstream: UpstreamConnection,
-    name: str,
-    args: tuple[str, ...],
-    options: tuple[tuple[str, str], ...] = (),
-) -> Reply:
-    """Send one command of the gateway's own and return its final reply."""
-    ident = upstream.next_ident
-    upstream.next_ident += 1
-    upstream.writer.write(
-        serialise(Command(ident=ident, name=name, options=options, args=args, body=None))
-    )
-    while True:
-        reply: Reply = parse_reply(await _next_message(upstream))
-        if getattr(reply, "ident", None) != ident or isinstance(reply, Next):
-            continue  # a MESSage or a stray reply during login is not ours
-        return reply
-
-
 async def highest_level(
     upstream: UpstreamConnection, instrument: InstrumentConfig, *, up_to: AccessLevel
 ) -> AccessLevel:
     """The highest access level, at most `up_to`, that the gateway's login (the instrument's
-    password, or none) reaches on the instrument: asked with `ACC` on a logged-in connection,
-    from `up_to` down, following the `-accessLimit` the instrument names when it refuses.
+    password, or none) reaches on the instrument, as its line protocol asks it.
 
     A grant above it cannot be served (the instrument would refuse the session's level), so the
-    gateway warns about such grants and caps sessions to it. The connection is left at that
-    level, neither stealthy nor exclusive. Raises UpstreamError when the instrument fails."""
-    try:
-        async with asyncio.timeout(instrument.upstream_timeout):
-            wanted = up_to
-            while True:
-                reply = await _ask(
-                    upstream, "ACC", (wanted.label,), (("stealth", "false"), ("exclusive", "false"))
-                )
-                if isinstance(reply, Ok | WarningReply):
-                    return wanted
-                if wanted is AccessLevel.GUEST:
-                    raise UpstreamError(
-                        f"instrument {instrument.name!r} refused even Guest access to the gateway"
-                    )
-                wanted = min(_access_limit(reply), AccessLevel(wanted - 1))
-    except TimeoutError as exc:
-        raise UpstreamError(
-            f"instrument {instrument.name!r}: no answer to ACC within "
-            f"{instrument.upstream_timeout:g} s"
-        ) from exc
-    except (OSError, ssl.SSLError, ScpiError) as exc:
-        raise UpstreamError(f"instrument {instrument.name!r}: {exc}") from exc
-
-
-def _access_limit(reply: Reply) -> AccessLevel:
-    """The `-accessLimit="Controller"` of an instrument's refusal (FULL when it names none)."""
-    fields = dict(reply.fields) if isinstance(reply, Error) else {}
-    try:
-        return AccessLevel.parse(fields.get("accessLimit", "").strip('"'))
-    except ValueError:
-        return AccessLevel.FULL
-
-
-async def _next_message(upstream: UpstreamConnection) -> bytes:
-    """The next message during login; those after it stay queued in the stream for the session
-    (`InstrumentStream.messages` returns them first)."""
-    try:
-        messages = await upstream.stream.messages()
-    except ScpiError as exc:
-        raise UpstreamError(f"the instrument sent something that is not SCPI: {exc}") from exc
-    if not messages:
-        raise UpstreamError("the instrument closed the connection during login")
-    upstream.stream.put_back(messages[1:])
-    return messages[0]
+    gateway warns about such grants and caps sessions to it. Raises UpstreamError when the
+    instrument fails."""
+    return await upstream.protocol.highest_level(upstream, instrument, up_to)
