@@ -9,7 +9,9 @@ One job per module:
 - `refusal`: telling a verified but refused client why, in words qslib shows.
 - `upstream`: plain, TLS and SSLv3 connections to the instrument, pinned and logged in.
 - `slots`: how many upstream sessions an instrument may have, and the bounded wait for one.
-- `filter`: the per-session decisions on every message (no I/O).
+- `protocol`: the line protocol an instrument speaks, as one small interface; `quantstudio`
+  is QuantStudio's SCPI wired into it (framing, login, greeting and refusal lines, levels).
+- `filter`: the per-session decisions on every message (no I/O): QuantStudio's policy.
 - `session`: relaying one session through the filter, with its timeouts.
 - `server`: the running gateway: admission, reload, shutdown.
 - `reload`: when to reload (SIGHUP, changed files) and the control server's bundles.

@@ -1,5 +1,6 @@
 """Connections to the instrument: plain TCP, TLS, or SSLv3/TLS 1.0 through tlslite-ng, each ending
-with the instrument's greeting read and the gateway logged in.
+with the instrument's greeting read and the gateway logged in, in the words of the instrument's
+line protocol (see `protocol`).
 
 The instrument's certificate is self-signed, so no chain can vouch for it: the gateway compares its
 public key with the configured SPKI pin instead, before sending a byte. OpenSSL 3 cannot speak
