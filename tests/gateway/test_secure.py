@@ -47,6 +47,9 @@ def test_full_grant_is_capped_at_controller_when_full_is_on(
     connects = [e for e in _audit(gw) if e.get("event") == "connect"]
     assert {e["identity"] for e in connects} == {"labgate:user:adam", "labgate:user:alice"}
     assert all("labgate secure full" in e["limit_reason"] for e in connects)
+    denied = [e for e in _audit(gw) if e.get("decision") == "denied"]
+    assert len(denied) == 4  # Full and Administrator, for each of the two
+    assert all("labgate secure full is on" in e["reason"] for e in denied)
 
 
 def test_full_grant_reaches_full_when_full_is_off(

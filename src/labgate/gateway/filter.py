@@ -227,6 +227,8 @@ class SessionFilter:
         if isinstance(verdict, Denied):
             # The client hears the reason it caused; the audit log keeps none of a secret.
             reason = _withheld(verdict, self.level) if known.secret else verdict.reason
+            if verdict.refusal == "AccessLevelExceeded" and self.limit_reason:
+                reason = f"{reason}: {self.limit_reason}"  # why the limit is below the grant
             return self._verdict(
                 known, Decision.DENIED, reason, to_client=self._refusal(ident, verdict)
             )
