@@ -6,6 +6,7 @@ refused."""
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import ssl
 from pathlib import Path
@@ -96,6 +97,18 @@ def test_fw_refuses_a_listener_on_every_address(data_dir: Path) -> None:
     ControlSettings(
         data_dir=data_dir, listen="0.0.0.0:8443", secure=SecureConfig.from_table({"fw": False})
     )
+
+
+def test_fw_refuses_a_listen_flag_on_every_address(settings: ControlSettings) -> None:
+    from labgate.control.errors import ConfigurationError
+
+    secure = _with(settings, fw=True)
+    for listen in ("0.0.0.0:0", "[::]:0"):
+        with (
+            pytest.raises(ConfigurationError, match=re.escape(f"{listen!r} is every address")),
+            run_in_thread(secure, listen=listen),
+        ):
+            pass
 
 
 def test_secure_table_is_read_from_server_toml(tmp_path: Path) -> None:

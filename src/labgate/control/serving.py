@@ -12,7 +12,9 @@ source address and deadlines for slow clients apply from the moment a connection
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import logging
 import os
 import socket
 import ssl
@@ -39,6 +41,7 @@ from labgate.control.layout import (
 from labgate.control.runtime import Clock, utc_now
 from labgate.control.settings import ControlSettings, host_and_port
 from labgate.pki.tlsconfig import server_context
+from labgate.posture.mode import LEGACY_NOTICE
 
 Announce = Callable[[dict[str, Any]], None]
 # How long run_in_thread waits for the socket to listen.
@@ -97,6 +100,9 @@ def run(settings: ControlSettings, *, listen: str, announce: Announce | None = N
     """Serve until SIGINT/SIGTERM; `announce` gets the bound address once the socket listens."""
     # Bound here, not by uvicorn: an address in use is then one OSError naming it, where uvicorn
     # would log it and leave through SystemExit and a page of traceback.
+    refuse_unconfigured_listen(settings, listen)
+    if not settings.secure.present:
+        logging.getLogger("labgate.control").info("%s", LEGACY_NOTICE)  # once, at start
     listening = bind(listen)
     try:
         app = create_app(settings)
@@ -105,6 +111,20 @@ def run(settings: ControlSettings, *, listen: str, announce: Announce | None = N
             runner.run(_serve(server, announce or print_ready, listening))
     finally:
         listening.close()
+
+
+def refuse_unconfigured_listen(settings: ControlSettings, listen: str) -> None:
+    """[secure] fw: a `--listen` on every address is refused as `listen` in the file is."""
+    host, _ = host_and_port(listen)
+    try:
+        every = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        every = False
+    if settings.secure.fw and every:
+        raise ConfigurationError(
+            f"listen {listen!r} is every address, which [secure] fw refuses; "
+            "name the address to listen on"
+        )
 
 
 def bind(listen: str) -> socket.socket:
@@ -146,6 +166,7 @@ def run_in_thread(
     settings: ControlSettings, *, listen: str = "127.0.0.1:0", clock: Clock = utc_now
 ) -> Iterator[RunningServer]:
     """The same server as `run`, on a thread of its own (for the demo and for tests)."""
+    refuse_unconfigured_listen(settings, listen)
     server = uvicorn.Server(
         uvicorn_config(settings, create_app(settings, clock=clock), listen=listen)
     )
