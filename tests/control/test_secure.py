@@ -168,3 +168,9 @@ def test_check_of_a_server_toml(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["secure", "--check", "--config", str(path)])
     assert result.exit_code == 1, result.output
     assert f"DRIFT fw: listen = 127.0.0.1:{port}: nothing listens there" in result.output
+
+
+def test_secure_table_cannot_claim_to_be_absent(tmp_path: Path) -> None:
+    (tmp_path / "server.toml").write_text("[secure]\npresent = false\n")
+    with pytest.raises(ValidationError, match="present: unknown option"):
+        ControlSettings.load(tmp_path)

@@ -131,6 +131,12 @@ class ControlSettings(BaseSettings):
             )
         return value
 
+    @field_validator("secure", mode="before")
+    @classmethod
+    def _secure_table(cls, value: object) -> object:
+        # As the gateway reads it: `present` is not a key of the file.
+        return SecureConfig.from_table(value) if isinstance(value, dict) else value
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_are_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
