@@ -229,3 +229,20 @@ def test_an_unknown_instrument_is_named(tmp_path: Path, pki: Pki, instrument: An
     result = CliRunner().invoke(app, ["instrument", "setup", "qs9", "--config", str(config)])
     assert result.exit_code == 1
     assert "'qs9'" in result.output and "qs5" in result.output
+
+
+def test_with_secure_full_on_the_operating_secret_stops_at_controller(
+    tmp_path: Path, pki: Pki, instrument: Any
+) -> None:
+    # An Administrator grant, but [secure] full caps every network session at Controller: the
+    # gateway's own secret on the instrument then reaches Controller only, so the instrument
+    # refuses Administrator too, even to a session that got past the gateway's cap.
+    config = _config(tmp_path, pki, instrument)
+    config.write_text(
+        config.read_text()
+        + '\n[[grant]]\nidentity = "labgate:user:adam"\ninstrument = "qs5"\n'
+        + 'level = "Administrator"\n\n[secure]\nfw = false\n'
+    )
+    result = CliRunner().invoke(app, ["instrument", "setup", "qs5", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "+secrets: Controller x1" in result.output

@@ -28,6 +28,7 @@ from labgate.gateway.config import GatewayConfig, InstrumentConfig, read_secret
 from labgate.gateway.errors import GatewayError, SecretFileError, UpstreamError
 from labgate.gateway.upstream import UpstreamConnection, connect
 from labgate.pki.atomic import sync_directory, write_atomic
+from labgate.posture.mode import cap_level
 from labgate.scpi.access import AccessLevel
 from labgate.scpi.framing import Limits
 from labgate.scpi.messages import Command, Error, Next, Ok, Reply, parse_reply, serialise
@@ -94,8 +95,9 @@ def _secrets_text(counts: tuple[tuple[AccessLevel, int], ...]) -> str:
 
 
 def highest_grant(config: GatewayConfig, name: str) -> AccessLevel:
+    """The most any session may have on `name`: the grants, under the [secure] full cap."""
     levels = [g.level for g in config.grants if g.instrument in (name, "*")]
-    return max(levels, default=AccessLevel.GUEST)
+    return cap_level(config.secure, max(levels, default=AccessLevel.GUEST)).level
 
 
 def instrument_named(config: GatewayConfig, name: str) -> InstrumentConfig:
