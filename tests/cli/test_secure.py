@@ -47,6 +47,11 @@ def test_switches_rewrite_only_the_secure_table(tmp_path: Path) -> None:
     assert _run("--config", str(path)) == (0, "fw full\n")
     assert _run("--config", str(path), "+all")[1] == "all\n"
     assert _run("--config", str(path), "-all")[1] == "none\n"
+    # Each "-switch" is a switch, not a bundle of short options (-f -u -l -l).
+    for switch, left in (("-full", "pwd fw"), ("-fw", "pwd full"), ("-pwd", "fw full")):
+        _run("--config", str(path), "+all")
+        assert _run("--config", str(path), switch)[1] == f"{left}\n"
+    assert _run("--config", str(path), "+all", "-fw", "-pwd")[1] == "full\n"
 
 
 def test_a_file_without_secure_says_none_and_gains_the_table(tmp_path: Path) -> None:
