@@ -532,12 +532,20 @@ class AuditLog:
         return self._fd
 
 
+# fdatasync is enough for an append (the log is only ever appended to, or cut back and appended
+# to when a failed write is retried): besides the data it flushes the metadata needed to read the
+# data back, the file's new size among them, and skips only what is not, such as the mtime. It
+# saves a little CPU and time on every commit, which a lone command pays in full.
+_sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
 def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` and make it durable: appended bytes and the file's size on disk."""
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
         view = view[written:]
-    os.fsync(fd)
+    _sync(fd)
 
 
 # ---------------------------------------------------------------- opening a log
