@@ -335,7 +335,7 @@ def bare_server(data: Path) -> None:
     import uvloop
     from fastapi import Body, FastAPI
 
-    from labgate.control.serving import uvicorn_config
+    from labgate.control.http.serving import uvicorn_config
     from labgate.control.settings import ControlSettings
 
     app = FastAPI()

@@ -211,7 +211,7 @@ def bare_server(data: Path, *, uvicorn_tls: bool) -> None:
     import uvloop
     from fastapi import FastAPI
 
-    from labgate.control.serving import tls_context, uvicorn_config
+    from labgate.control.http.serving import tls_context, uvicorn_config
     from labgate.control.settings import ControlSettings
 
     app = FastAPI()

@@ -141,8 +141,8 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
+    from labgate.control.http.serving import run_in_thread
     from labgate.control.provisioning import initialise
-    from labgate.control.serving import run_in_thread
     from labgate.control.settings import ControlSettings
 
     data = tmp_path / "server"

@@ -21,10 +21,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from labgate.control.app import create_app
+from labgate.control.http.app import create_app
+from labgate.control.http.serving import run_in_thread
 from labgate.control.layout import ADMIN_PASSWORD_FILE, ca_root_path
 from labgate.control.provisioning import initialise
-from labgate.control.serving import run_in_thread
 from labgate.control.settings import ControlSettings, normalise_database_url
 
 # Cheap argon2 for tests; the production parameters are tested once, in test_accounts.py.

@@ -14,8 +14,8 @@ from cryptography import x509
 from labgate.auth.keyring import PublicKeySet
 from labgate.auth.tokens import verify_claims
 from labgate.control import keystore
+from labgate.control.http.serving import run_in_thread
 from labgate.control.layout import ca_dir
-from labgate.control.serving import run_in_thread
 from labgate.pki.authority import CertificateAuthority
 from labgate.pki.profiles import Profile
 

@@ -226,7 +226,7 @@ def _lock_admin(data: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
     """An attacker locks `admin` through the API (lowest threshold); the app and the password."""
     from fastapi.testclient import TestClient
 
-    from labgate.control.app import create_app
+    from labgate.control.http.app import create_app
     from labgate.control.settings import ControlSettings
 
     monkeypatch.setenv("LABGATE_LOCKOUT_THRESHOLD", "10")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from labgate.control.serving import run_in_thread
+from labgate.control.http.serving import run_in_thread
 
 # Generous bounds: the machine may be loaded, and nothing here asserts a tight time.
 CUT_OFF_WITHIN = 20.0

@@ -322,7 +322,7 @@ def test_parallel_guesses_at_one_code_are_compared_at_most_five_times(
     import httpx
     import sqlalchemy as sa
 
-    from labgate.control.serving import run_in_thread
+    from labgate.control.http.serving import run_in_thread
 
     # Address and account limits out of the way: this is about the code's own five tries.
     roomy = settings.model_copy(

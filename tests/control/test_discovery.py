@@ -336,7 +336,7 @@ def test_the_secret_is_in_no_row_and_no_log_line(
 def test_behind_a_listed_proxy_the_forwarded_hop_is_the_address(
     settings: ControlSettings, clock: Clock
 ) -> None:
-    from labgate.control.app import create_app
+    from labgate.control.http.app import create_app
 
     behind = settings.model_copy(update={"trusted_proxies": ("10.0.0.0/24",)})
     with TestClient(create_app(behind, clock=clock), base_url="https://testserver") as direct:

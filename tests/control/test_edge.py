@@ -95,7 +95,7 @@ def test_unexpected_failure_is_a_bare_json_500_with_headers(settings: Any, clock
     import sqlalchemy as sa
     from fastapi.testclient import TestClient
 
-    from labgate.control.app import create_app
+    from labgate.control.http.app import create_app
 
     app = create_app(settings, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -212,7 +212,7 @@ def test_an_unexpected_error_logs_no_raw_path(settings: Any, clock: Any, caplog:
     import sqlalchemy as sa
     from fastapi.testclient import TestClient
 
-    from labgate.control.app import create_app
+    from labgate.control.http.app import create_app
     from labgate.control.layout import ADMIN_PASSWORD_FILE
 
     app = create_app(settings, clock=clock)

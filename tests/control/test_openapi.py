@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 
-from labgate.control.app import create_app
+from labgate.control.http.app import create_app
 
 pytestmark = pytest.mark.slow  # about ten seconds per database
 

@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from labgate.control.app import create_app
-from labgate.control.serving import run_in_thread
+from labgate.control.http.app import create_app
+from labgate.control.http.serving import run_in_thread
 from labgate.control.settings import ControlSettings
 from labgate.posture.mode import PWD_IDLE_SECONDS, SecureConfig
 

@@ -38,7 +38,7 @@ def test_password_change_gives_a_full_session_and_ends_the_old_one(api: Any) -> 
 
 def test_password_failing_the_policy_in_force_forces_a_change(api: Any, clock: Any) -> None:
     api.admin_tokens()  # now api.STRONG_PASSWORD (NIST-compliant)
-    from labgate.control.app import create_app
+    from labgate.control.http.app import create_app
 
     enhanced = api.settings.model_copy(update={"password_policy": "enhanced"})
     with TestClient(create_app(enhanced, clock=clock)) as strict:
@@ -109,7 +109,7 @@ ENHANCED_REFUSALS = {
 
 
 def test_enhanced_policy_is_enforced_through_the_api(api: Any, clock: Any) -> None:
-    from labgate.control.app import create_app
+    from labgate.control.http.app import create_app
 
     enhanced = api.settings.model_copy(update={"password_policy": "enhanced"})
     with TestClient(create_app(enhanced, clock=clock)) as client:
@@ -137,7 +137,7 @@ def test_unknown_user_costs_as_much_as_a_wrong_password(api: Any, clock: Any) ->
     import statistics
     import time
 
-    from labgate.control.app import create_app
+    from labgate.control.http.app import create_app
 
     production = api.settings.model_copy(
         update={"argon2_time_cost": None, "argon2_memory_kib": None, "argon2_parallelism": None}

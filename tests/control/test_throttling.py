@@ -56,7 +56,7 @@ def test_one_anonymous_source_cannot_keep_the_only_admin_locked(
     administrator, from their own address, gets in whenever it is not locked."""
     from fastapi.testclient import TestClient
 
-    from labgate.control.app import create_app
+    from labgate.control.http.app import create_app
 
     lowest = settings.model_copy(update={"lockout_threshold": 10})
     app = create_app(lowest, clock=clock)

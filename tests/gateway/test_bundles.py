@@ -124,14 +124,14 @@ class Control:
 def control_server(tmp_path: Path) -> Iterator[Control]:
     import uvicorn
 
-    from labgate.control.app import create_app
     from labgate.control.database import make_engine, session_factory
     from labgate.control.grants import create_grant, delete_grant, visible_grants
+    from labgate.control.http.app import create_app
+    from labgate.control.http.serving import uvicorn_config
     from labgate.control.keystore import load_passphrase
     from labgate.control.layout import ca_dir, ca_root_path
     from labgate.control.principals import Principal
     from labgate.control.provisioning import initialise
-    from labgate.control.serving import uvicorn_config
     from labgate.control.settings import ControlSettings
     from labgate.pki.authority import CertificateAuthority
 

@@ -127,7 +127,7 @@ def run(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Serve the API over HTTPS; prints one JSON line with the bound address when ready."""
-    from labgate.control.serving import run as serve
+    from labgate.control.http.serving import run as serve
 
     settings = _settings(data, database_url=database_url, listen=listen)
     # An address in use, a missing file, a refused configuration: one line, from the boundary.

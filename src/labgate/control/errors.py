@@ -1,6 +1,6 @@
 """The control server's exception tree.
 
-Domain code raises these; one handler at the HTTP edge (`labgate.control.http_errors`) turns each
+Domain code raises these; one handler at the HTTP edge (`labgate.control.http.errors`) turns each
 into a status code and a JSON body `{code, message}`. Messages name the offending input and what
 was expected, and never carry a password, token or key.
 """

@@ -58,7 +58,7 @@ class ControlSettings(BaseSettings):
     lockout_threshold: int = Field(default=100, ge=10, le=100)
     # How long a lock lasts after the failure that reached the threshold; it then ends by itself.
     lockout_seconds: int = Field(default=900, ge=60, le=24 * 3600)
-    # Slow clients (labgate.control.connections): from accept to the end of the headers (TLS
+    # Slow clients (labgate.control.http.connections): from accept to the end of the headers (TLS
     # handshake included), then for the whole body; and connections one source may hold.
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     http_body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)

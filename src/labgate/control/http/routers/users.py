@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from labgate.control import accounts
-from labgate.control.dependencies import AdminPrincipal, RowId, RuntimeDep, SessionDep
+from labgate.control.http.dependencies import AdminPrincipal, RowId, RuntimeDep, SessionDep
 from labgate.control.schemas import PasswordReset, UserCreate, UserCreated, UserOut
 from labgate.control.tables import User
 

@@ -12,9 +12,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from labgate import __version__
-from labgate.control import http_errors
-from labgate.control.edge import Edge
-from labgate.control.routers import (
+from labgate.control.http import errors as http_errors
+from labgate.control.http.edge import Edge
+from labgate.control.http.routers import (
     auth,
     certificates,
     device_codes,

@@ -33,7 +33,7 @@ STATIC = {
 @functools.cache
 def _templates() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("labgate.control", "templates"),
+        loader=jinja2.PackageLoader("labgate.control.http", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
@@ -41,7 +41,7 @@ def _templates() -> jinja2.Environment:
 
 @functools.cache
 def _static(name: str) -> bytes:
-    return resources.files("labgate.control").joinpath("static", name).read_bytes()
+    return resources.files("labgate.control.http").joinpath("static", name).read_bytes()
 
 
 @router.get("/link", response_class=HTMLResponse)

@@ -5,7 +5,7 @@ TLS: the server certificate made by init; a client certificate is optional at th
 CA, and it reaches the application as the DER bytes of the verified peer certificate. Gateways and
 certificate-bound device tokens depend on it.
 
-The TLS handshake is run by `labgate.control.connections`, not by uvicorn, so that a cap per
+The TLS handshake is run by `labgate.control.http.connections`, not by uvicorn, so that a cap per
 source address and deadlines for slow clients apply from the moment a connection is accepted.
 """
 
@@ -29,9 +29,9 @@ from typing import Any
 
 import uvicorn
 
-from labgate.control.app import create_app
-from labgate.control.connections import ConnectionLimits, guarded_protocol
 from labgate.control.errors import ConfigurationError
+from labgate.control.http.app import create_app
+from labgate.control.http.connections import ConnectionLimits, guarded_protocol
 from labgate.control.layout import (
     ca_issuing_path,
     ca_root_path,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from labgate.control import bundles
-from labgate.control.dependencies import PeerCertificate, RuntimeDep
+from labgate.control.http.dependencies import PeerCertificate, RuntimeDep
 from labgate.control.runtime import Runtime
 from labgate.control.transactions import unit_of_work
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from labgate.control import audit, certificates
-from labgate.control.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.errors import NotFound
+from labgate.control.http.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.principals import device_identity
 from labgate.control.revocation import revoke_subject
 from labgate.control.schemas import Unlinked

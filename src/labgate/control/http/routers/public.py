@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from sqlalchemy import text
 
 from labgate.control import devices
-from labgate.control.dependencies import RuntimeDep, SessionDep
+from labgate.control.http.dependencies import RuntimeDep, SessionDep
 from labgate.control.schemas import Health, PublicLocation
 
 router = APIRouter(tags=["public"])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from sqlalchemy.orm import Session
 
 from labgate.control import accounts, devices
-from labgate.control.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
+from labgate.control.http.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.minting import mint_pair, new_family
 from labgate.control.principals import DEVICE_ROLE, Principal, device_identity, user_identity
 from labgate.control.runtime import Runtime

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from labgate.control import accounts, discovery
 from labgate.control.addresses import public_address
-from labgate.control.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.errors import Forbidden, InvalidInput
+from labgate.control.http.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.principals import Principal, user_identity
 from labgate.control.runtime import Runtime
 from labgate.control.schemas import (

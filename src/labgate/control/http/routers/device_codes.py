@@ -10,8 +10,8 @@ from fastapi import APIRouter, Query, Request
 from labgate.auth.codes import format_user_code
 from labgate.control import accounts, devicecodes
 from labgate.control.addresses import public_address
-from labgate.control.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.errors import Forbidden
+from labgate.control.http.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.principals import Principal
 from labgate.control.schemas import (
     DeviceCodeApproval,

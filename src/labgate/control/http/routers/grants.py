@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from labgate.control import grants
-from labgate.control.dependencies import (
+from labgate.control.http.dependencies import (
     AdminPrincipal,
     CurrentPrincipal,
     RowId,

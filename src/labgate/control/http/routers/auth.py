@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request
 
 from labgate.control import rotation, sessions
-from labgate.control.dependencies import (
+from labgate.control.http.dependencies import (
     AnySession,
     PeerCertificate,
     RuntimeDep,

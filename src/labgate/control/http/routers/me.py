@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from labgate.control.dependencies import CurrentPrincipal
+from labgate.control.http.dependencies import CurrentPrincipal
 from labgate.control.schemas import Me
 
 router = APIRouter(prefix="/api/v1", tags=["me"])

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from labgate.control.dependencies import PEER_CERTIFICATE
+from labgate.control.http.dependencies import PEER_CERTIFICATE
 from labgate.control.throttling import source_of
 from labgate.posture.mode import SecureConfig
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Query, status
 
 from labgate.control import certificates
 from labgate.control.certificates import CertificateRecord
-from labgate.control.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.errors import NotFound
+from labgate.control.http.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
 from labgate.control.schemas import (
     IDENTITY_PATTERN,
     CertificateInfo,

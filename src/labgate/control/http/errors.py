@@ -89,4 +89,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(errors.ControlError, control_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    # Unexpected exceptions are answered by labgate.control.edge, the outermost layer.
+    # Unexpected exceptions are answered by labgate.control.http.edge, the outermost layer.
