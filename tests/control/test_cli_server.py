@@ -214,7 +214,7 @@ def test_two_processes_on_one_postgresql_behave_as_one_server(
     assert reused.status_code == 401
     assert reused.json()["code"] == "refresh_token_reused"
     # A revocation on one is seen by the other at once.
-    credentials = {"username": "admin", "password": "violet staple hammock orbit quietly"}
+    credentials = {"username": "admin", "password": "Violet staple hammock 7 orbit!"}
     fresh = post(b, "/api/v1/auth/login", credentials).json()
     me = {"Authorization": f"Bearer {fresh['access_token']}"}
     assert b.get("/api/v1/me", headers=me).status_code == 200
