@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-PASSWORD = "violet staple hammock orbit quietly"
+PASSWORD = "Violet staple hammock 7 orbit!"  # meets the enhanced policy a new server enforces
 ENV = {"LABGATE_DISCOVERY_INSTANCES_PER_ADDRESS": "10000"}
 
 

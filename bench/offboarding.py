@@ -32,7 +32,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "demo"))
 
-PASSWORD = "violet staple hammock orbit quietly"
+PASSWORD = "Violet staple hammock 7 orbit!"  # meets the enhanced policy a new server enforces
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-PASSWORD = "violet staple hammock orbit quietly"
+PASSWORD = "Violet staple hammock 7 orbit!"  # meets the enhanced policy a new server enforces
 
 
 def start(command: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
