@@ -71,6 +71,12 @@ def codes_match(expected: str, typed: str) -> bool:
     return hmac.compare_digest(normalise_user_code(expected).encode(), presented.encode())
 
 
+def token_digest(token: str) -> str:
+    """Hex SHA-256 of a high-entropy token (a device code, an announce token): what is stored and
+    looked up instead of the token. A fast unsalted hash is right for 128+ random bits."""
+    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
+
+
 def code_lookup_key(code: str) -> str:
     """Hex SHA-256 of the canonical code, to index pending links without storing the code.
 

@@ -17,7 +17,6 @@ redeemed or expired code back.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from datetime import datetime, timedelta
 
@@ -61,10 +60,6 @@ ISSUE_ATTEMPTS = 20
 FORGET_AFTER = timedelta(days=1)
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("ascii", "replace")).hexdigest()
-
-
 def create(
     session: Session,
     settings: ControlSettings,
@@ -94,9 +89,9 @@ def create(
     user_code = _unused_user_code(session, now=now)
     device_code = codes.new_device_code()
     row = DeviceCode(
-        device_code_hash=_sha256(device_code),
+        device_code_hash=codes.token_digest(device_code),
         selector=user_code[:SELECTOR_LENGTH],
-        user_code_hash=_sha256(user_code),
+        user_code_hash=codes.token_digest(user_code),
         device_id=new_device_id(),
         model=body.model,
         serial=body.serial,
@@ -253,7 +248,7 @@ def _compare_charged(session: Session, canonical: str, *, now: datetime) -> Devi
         DeviceCode.expires_at > now,
         or_(DeviceCode.id.in_(charged), DeviceCode.state.in_(("approved", "denied"))),
     )
-    entered = _sha256(canonical)
+    entered = codes.token_digest(canonical)
     for row in session.scalars(decided.execution_options(populate_existing=True)):
         if hmac.compare_digest(row.user_code_hash.encode(), entered.encode()):
             if row.id in charged:
@@ -318,7 +313,7 @@ def poll(
             f"grant_type must be {DEVICE_CODE_GRANT}", code="unsupported_grant_type"
         )
     row = session.scalar(
-        select(DeviceCode).where(DeviceCode.device_code_hash == _sha256(device_code))
+        select(DeviceCode).where(DeviceCode.device_code_hash == codes.token_digest(device_code))
     )
     if row is None or row.state == "redeemed":
         raise DeviceGrantRefused("unknown or already redeemed device code", code="invalid_grant")

@@ -16,7 +16,6 @@ lives in the database, so any replica may answer any step.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
+from labgate.auth.codes import token_digest
 from labgate.auth.decisions import Denied
 from labgate.auth.linkproof import link_proof
 from labgate.control import audit
@@ -51,10 +51,6 @@ ANNOUNCE_INTERVAL = 5
 # Rows of presences long over are removed this long after their last announcement.
 FORGET_AFTER = timedelta(days=1)
 OPEN_STATES = ("queued", "delivered")
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode("ascii", "replace")).hexdigest()
 
 
 def announce(
@@ -116,7 +112,7 @@ def _first_announcement(
     token = secrets.token_urlsafe(32)
     row = DiscoveryPresence(
         instance_id=body.instance_id,
-        token_hash=token_hash(token),
+        token_hash=token_digest(token),
         public_address=public_address,
         local_address=body.local_address,
         hostname=body.hostname,
@@ -139,7 +135,7 @@ def _first_announcement(
 
 
 def _token_matches(row: DiscoveryPresence, token: str) -> bool:
-    return hmac.compare_digest(row.token_hash.encode(), token_hash(token).encode())
+    return hmac.compare_digest(row.token_hash.encode(), token_digest(token).encode())
 
 
 def _live(settings: ControlSettings, now: datetime) -> tuple[ColumnElement[bool], ...]:
