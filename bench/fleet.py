@@ -27,8 +27,6 @@ import argparse
 import asyncio
 import json
 import os
-import secrets
-import signal
 import ssl
 import statistics
 import subprocess
@@ -42,34 +40,11 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+# The process helpers, the serve loop and the database maker of the server benchmark beside it.
+from server import postgres_database, serve_announcing, start, stop
+
 PASSWORD = "Violet staple hammock 7 orbit!"  # meets the enhanced policy a new server enforces
 ENV = {"LABGATE_DISCOVERY_INSTANCES_PER_ADDRESS": "10000"}
-
-
-def start(
-    command: list[str], env: dict[str, str] | None = None
-) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if not line:
-        raise SystemExit(f"did not start: {' '.join(command)}")
-    return process, json.loads(line)
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def rss_kib(pid: int) -> int:
@@ -208,7 +183,7 @@ def link_times(
             sys.executable, "-m", "labgate", "agent", "run", "--server", url,
             "--server-ca", str(temp / "server" / "ca" / "root.crt"), "--data", str(data),
             "--local-listen", "127.0.0.1:0",
-        ])  # fmt: skip
+        ], quiet=True)  # fmt: skip
         try:
             with httpx.Client(base_url=url, verify=context, timeout=60) as http:
                 found = None
@@ -260,9 +235,12 @@ def bench_database(label: str, database_url: str | None, args: argparse.Namespac
             "--listen",
             "127.0.0.1:0",
         ]
-        replicas = [start(run, ENV) for _ in range(2 if database_url else 1)]
+        replicas = [start(run, ENV, quiet=True) for _ in range(2 if database_url else 1)]
         # As many bare processes as replicas, so the floor has the same processes to run on.
-        bares = [start([sys.executable, __file__, "--bare-server", str(data)]) for _ in replicas]
+        bares = [
+            start([sys.executable, __file__, "--bare-server", str(data)], quiet=True)
+            for _ in replicas
+        ]
         urls = [ready["url"] for _, ready in replicas]
         try:
             token = admin_token(urls[0], context, data)
@@ -331,8 +309,6 @@ def _figure(rate: float, latencies: list[float]) -> str:
 
 def bare_server(data: Path) -> None:
     """The floor: FastAPI answering the announcement with a constant, on `server run`'s stack."""
-    import uvicorn
-    import uvloop
     from fastapi import Body, FastAPI
 
     from labgate.control.http.serving import uvicorn_config
@@ -353,28 +329,7 @@ def bare_server(data: Path) -> None:
 
     config = uvicorn_config(ControlSettings.load(data), app, listen="127.0.0.1:0")
     config.lifespan = "off"
-    server = uvicorn.Server(config)
-
-    async def serve() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(json.dumps({"url": f"https://127.0.0.1:{port}"}), flush=True)
-        await task
-
-    uvloop.run(serve())
-
-
-def postgres_database(admin_url: str) -> tuple[str, Any]:
-    from labgate.control.settings import normalise_database_url
-
-    admin = sa.create_engine(normalise_database_url(admin_url), isolation_level="AUTOCOMMIT")
-    name = "labgate_fleet_" + secrets.token_hex(4)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(normalise_database_url(admin_url)).set(database=name)
-    return url.render_as_string(hide_password=False), (admin, name)
+    serve_announcing(config)
 
 
 def main() -> None:
@@ -395,7 +350,7 @@ def main() -> None:
     )
     bench_database("SQLite", None, args)
     if args.postgres:
-        url, (admin, name) = postgres_database(args.postgres)
+        url, (admin, name) = postgres_database(args.postgres, "labgate_fleet_")
         try:
             bench_database("PostgreSQL", url, args)
         finally:

@@ -40,12 +40,21 @@ import sqlalchemy as sa
 PASSWORD = "Violet staple hammock 7 orbit!"  # meets the enhanced policy a new server enforces
 
 
-def start(command: list[str]) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+def start(
+    command: list[str], env: dict[str, str] | None = None, *, quiet: bool = False
+) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """A process that announces itself with one JSON line on stdout; `quiet` drops its stderr."""
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL if quiet else None,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     assert process.stdout is not None
     line = process.stdout.readline()
     if not line:
-        raise SystemExit(f"server did not start: {' '.join(command)}")
+        raise SystemExit(f"did not start: {' '.join(command)}")
     return process, json.loads(line)
 
 
@@ -55,6 +64,7 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+        process.wait(timeout=10)
 
 
 async def load(
@@ -208,7 +218,6 @@ def bare_server(data: Path, *, uvicorn_tls: bool) -> None:
     """The floor: FastAPI returning a constant, on the same server stack as `server run`
     (or, with `uvicorn_tls`, with uvicorn terminating TLS itself and no connection layer)."""
     import uvicorn
-    import uvloop
     from fastapi import FastAPI
 
     from labgate.control.http.serving import tls_context, uvicorn_config
@@ -236,6 +245,14 @@ def bare_server(data: Path, *, uvicorn_tls: bool) -> None:
             lifespan="off",
             proxy_headers=False,
         )
+    serve_announcing(config)
+
+
+def serve_announcing(config: Any) -> None:
+    """Serve `config` (a uvicorn.Config) on uvloop, printing `{"url": ...}` once it listens."""
+    import uvicorn
+    import uvloop
+
     server = uvicorn.Server(config)
 
     async def serve() -> None:
@@ -249,11 +266,12 @@ def bare_server(data: Path, *, uvicorn_tls: bool) -> None:
     uvloop.run(serve())
 
 
-def postgres_database(admin_url: str) -> tuple[str, Any]:
+def postgres_database(admin_url: str, prefix: str = "labgate_bench_") -> tuple[str, Any]:
+    """A fresh database on the server at `admin_url`: its URL, and what drops it afterwards."""
     from labgate.control.settings import normalise_database_url
 
     admin = sa.create_engine(normalise_database_url(admin_url), isolation_level="AUTOCOMMIT")
-    name = "labgate_bench_" + secrets.token_hex(4)
+    name = prefix + secrets.token_hex(4)
     with admin.connect() as connection:
         connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = sa.make_url(normalise_database_url(admin_url)).set(database=name)
