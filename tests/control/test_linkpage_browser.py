@@ -78,10 +78,22 @@ def _run_flow(
     )
     outcome: dict[str, Any] = {}
 
+    stop = threading.Event()
+
     def device_side() -> None:
-        response = agent.fetch(wait=20)
-        if response.status_code != 200:
-            outcome["fetch"] = response.status_code
+        # As the real agent does: keep announcing every few seconds (the listing shows only
+        # devices heard from lately, and a cold browser can take longer than that to start), and
+        # ask for a verification in short long-polls until the browser side is done.
+        response = None
+        for _ in range(60):
+            if stop.is_set():
+                break
+            agent.announce()
+            response = agent.fetch(wait=2)
+            if response.status_code == 200:
+                break
+        if response is None or response.status_code != 200:
+            outcome["fetch"] = None if response is None else response.status_code
             return
         verification = response.json()
         if not agent.proof_ok(verification):
@@ -102,7 +114,7 @@ def _run_flow(
         page.fill("input[name=username]", "olga")
         page.fill("input[name=password]", api.STRONG_PASSWORD)
         page.click("#login-form button[type=submit]")
-        page.wait_for_selector("#devices li button")
+        page.wait_for_selector("#devices li button", timeout=60_000)
         with page.expect_popup():
             page.click("#devices li button")
         if to_origin is None:
@@ -112,7 +124,8 @@ def _run_flow(
             page.wait_for_timeout(2000)
         status = page.text_content("#status") or ""
         browser.close()
-    worker.join(timeout=25)
+    stop.set()
+    worker.join(timeout=30)
     http.close()
     return status, console, agent, outcome
 
