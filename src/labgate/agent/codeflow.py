@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from labgate.agent import enrolment, keypair
+from labgate.agent import enrolment
 from labgate.agent.controlclient import ControlClient
 from labgate.agent.errors import AgentError, ServerAway, ServerRefused
 from labgate.agent.reasons import Reason, event
-from labgate.agent.renewal import Backoff
 from labgate.agent.store import Linked, Store
+from labgate.pki import keypair
+from labgate.pki.renewal import Backoff
 
 GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 

@@ -12,14 +12,15 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from labgate.agent import enrolment, keypair
+from labgate.agent import enrolment
 from labgate.agent.controlclient import ControlClient
 from labgate.agent.errors import ServerAway, ServerRefused
 from labgate.agent.reasons import Reason, event
-from labgate.agent.renewal import Backoff
 from labgate.agent.secret import LocalSecret
 from labgate.agent.store import Linked, Store
 from labgate.agent.window import ANNOUNCE_INTERVAL_SECONDS, Window
+from labgate.pki import keypair
+from labgate.pki.renewal import Backoff
 
 # The server holds a long poll at most 25 s.
 MAX_WAIT = 25

@@ -7,9 +7,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from labgate.agent import keypair
 from labgate.agent.errors import AgentError
 from labgate.agent.store import Linked, Store, Tokens
+from labgate.pki import keypair
 from labgate.pki.keys import PrivateKey
 
 
@@ -51,7 +51,7 @@ def accept(store: Store, body: Any, key: PrivateKey, device_id: str) -> Linked:
         linked_at=now,
     )
     store.save_link(
-        linked, keypair.device_pem(key, certificate_pem, chain_pem), tokens_from(body, now)
+        linked, keypair.combined_pem(key, certificate_pem, chain_pem), tokens_from(body, now)
     )
     return linked
 

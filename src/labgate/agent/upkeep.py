@@ -11,12 +11,13 @@ import asyncio
 import random
 from datetime import UTC, datetime
 
-from labgate.agent import enrolment, keypair
+from labgate.agent import enrolment
 from labgate.agent.controlclient import ControlClient, tls_context
 from labgate.agent.errors import AgentError, ServerAway, ServerRefused
 from labgate.agent.reasons import Reason, event
-from labgate.agent.renewal import Backoff, refresh_due, renewal_due, seconds_until
 from labgate.agent.store import DEVICE, SERVER_CA, Linked, Store, Tokens
+from labgate.pki import keypair
+from labgate.pki.renewal import Backoff, refresh_due, renewal_due, seconds_until
 
 
 class Upkeep:
@@ -94,7 +95,7 @@ class Upkeep:
         certificate, serial = keypair.validity(certificate_pem)
         if not enrolment.same_key(certificate.public_key(), key):
             raise AgentError("the renewed certificate does not carry the new key")
-        self.store.save_device(keypair.device_pem(key, certificate_pem, chain_pem))
+        self.store.save_device(keypair.combined_pem(key, certificate_pem, chain_pem))
         self.linked = Linked(
             device_id=self.linked.device_id,
             identity=self.linked.identity,

@@ -17,6 +17,7 @@ from labgate.cli import (
     gateway,
     instrument,
     link,
+    login,
     pin,
     scan,
     secure,
@@ -40,6 +41,8 @@ app.command("gateway")(gateway.gateway)
 app.command("pin")(pin.pin)
 app.command("scan")(scan.scan)
 app.command("link")(link.link)
+app.command("login")(login.login)
+app.command("logout")(login.logout)
 # "-pwd" is a switch, not an option: unknown options are handed to the command as arguments.
 app.command("secure", context_settings={"ignore_unknown_options": True})(secure.secure)
 app.add_typer(ca.app, name="ca")

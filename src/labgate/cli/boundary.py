@@ -23,6 +23,7 @@ TREES = (
     ("labgate.gateway.auditchain", "AuditError"),
     ("labgate.auth.errors", "AuthError"),
     ("labgate.agent.errors", "AgentError"),
+    ("labgate.login.errors", "LoginError"),
     ("labgate.instrument.errors", "SimulatorError"),
     ("labgate.demo.children", "ChildFailed"),
     ("labgate.demo.enrolment", "EnrolmentFailed"),

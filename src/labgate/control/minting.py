@@ -115,5 +115,11 @@ def mint_pair(
         refresh_token=refresh.token,
         expires_in=access_ttl,
         password_change_required=restricted,
+        refresh_expires_in=_seconds(refresh_expires_at - now),
+        session_expires_in=_seconds(session_expires_at - now) if session_expires_at else None,
     )
     return Minted(pair=pair, row=row)
+
+
+def _seconds(span: timedelta) -> int:
+    return max(int(span.total_seconds()), 0)

@@ -112,6 +112,10 @@ class TokenPair(BaseModel):
     token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 (RFC 6750 scheme name)
     expires_in: int
     password_change_required: bool = False
+    # Seconds the refresh token is taken for, and until the login's absolute end (None for a
+    # device, whose chain has none): a client keeping a login alive plans by these.
+    refresh_expires_in: int | None = None
+    session_expires_in: int | None = None
 
 
 class Done(BaseModel):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from labgate.agent.renewal import Backoff, renewal_due
+from labgate.pki.renewal import Backoff, renewal_due
 
 START = datetime(2026, 12, 1, tzinfo=UTC)
 

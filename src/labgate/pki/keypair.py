@@ -1,7 +1,8 @@
-"""The device's own key and its certificate signing request: the key never leaves the device.
+"""A holder's own key and its certificate signing request: the key never leaves its holder.
 
-A new P-256 key is made for the link and for every renewal; only the CSR (public key and the
-common name the server asks for, nothing else) is sent.
+A device (at its link and every renewal) and a person (`labgate cert get`) make a new P-256 key
+each time; only the CSR (public key and the common name the server asks for, nothing else) is
+sent, and the certificate comes back to be kept with the key in one file.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def build_csr(key: keys.PrivateKey, common_name: str) -> str:
     return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
-def device_pem(key: keys.PrivateKey, certificate_pem: str, chain_pem: str) -> bytes:
+def combined_pem(key: keys.PrivateKey, certificate_pem: str, chain_pem: str) -> bytes:
     """One file for TLS: leaf, chain, then the key (`load_cert_chain(path)` reads all three)."""
     leaf = certificate_pem.strip()
     chain = chain_pem.strip()
