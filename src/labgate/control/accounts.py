@@ -29,7 +29,7 @@ from labgate.control.principals import user_identity
 from labgate.control.revocation import revoke_subject
 from labgate.control.settings import ControlSettings
 from labgate.control.standing import record_change
-from labgate.control.tables import User
+from labgate.control.tables import Grant, User
 from labgate.pki.inventory import Inventory
 
 # 32 URL-safe characters (192 bits): meets either policy and is never in a common-password list.
@@ -120,19 +120,42 @@ def find_user(session: Session, username: str) -> User | None:
     return session.scalar(select(User).where(User.username == canonical_username(username)))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Offboarding:
+    """What disabling a person ended: shown to whoever did it."""
+
+    user: User
+    already_disabled: bool
+    certificates: tuple[int, ...]  # serials revoked
+    grants: tuple[tuple[str, str], ...]  # (instrument, level) dropped from every bundle
+    refresh_tokens: int  # API refresh tokens revoked (with their access tokens)
+
+
 def disable_user(
     session: Session, inventory: Inventory, user_id: int, *, now: datetime, by: str
 ) -> User:
+    """Offboard a person; see `offboard`."""
+    return offboard(session, inventory, user_id, now=now, by=by).user
+
+
+def offboard(
+    session: Session, inventory: Inventory, user_id: int, *, now: datetime, by: str
+) -> Offboarding:
     """Offboard a person, in one transaction: the account is disabled, every session and access
-    token it holds ends, every certificate naming it is revoked (`privilegeWithdrawn`), and its
-    grants leave every bundle (see `labgate.control.standing`), which wakes waiting gateways;
-    they then close the person's open instrument sessions."""
+    token it holds ends (API and console), every certificate naming it is revoked
+    (`privilegeWithdrawn`), and its grants leave every bundle (see `labgate.control.standing`),
+    which wakes waiting gateways; they then close the person's open instrument sessions."""
     user = get_user(session, user_id)
     identity = user_identity(user.username)
     if user.disabled:
-        return user
+        return Offboarding(
+            user=user, already_disabled=True, certificates=(), grants=(), refresh_tokens=0
+        )
     user.disabled = True
-    revoke_subject(session, identity, now=now)
+    held = session.execute(
+        select(Grant.instrument, Grant.level).where(Grant.principal == identity).order_by(Grant.id)
+    ).all()
+    tokens = revoke_subject(session, identity, now=now)
     serials = certificates.revoke_held(
         session, inventory, identity, reason="privilegeWithdrawn", now=now, by=by
     )
@@ -145,7 +168,13 @@ def disable_user(
         by=by,
         certificates=[format(serial, "x") for serial in serials],
     )
-    return user
+    return Offboarding(
+        user=user,
+        already_disabled=False,
+        certificates=tuple(serials),
+        grants=tuple((instrument, level) for instrument, level in held),
+        refresh_tokens=tokens,
+    )
 
 
 def revoke_sessions(session: Session, user_id: int, *, now: datetime) -> User:

@@ -7,9 +7,11 @@ record, a user reaches the devices they own, an administrator reaches all.
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from labgate.control import audit, certificates
@@ -17,8 +19,10 @@ from labgate.control.errors import Forbidden, NotFound
 from labgate.control.principals import Principal, device_identity
 from labgate.control.revocation import revoke_subject
 from labgate.control.standing import record_change
-from labgate.control.tables import Device, User
+from labgate.control.tables import Device, IssuedCertificate, User
 from labgate.pki.inventory import Inventory
+
+_Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
 
 # A device counts as online when it was seen (token refresh, location update) this recently.
 ONLINE_WINDOW = timedelta(minutes=10)
@@ -53,12 +57,16 @@ def create_device(
 
 def visible_devices(session: Session, principal: Principal, owner: User | None) -> list[Device]:
     """The devices `principal` may see: all (admin), its own (user), or itself (device)."""
-    query = select(Device).order_by(Device.created_at, Device.id)
-    if principal.kind == "device":
-        query = query.where(Device.id == principal.name)
-    elif not principal.is_admin:
-        query = query.where(Device.owner_id == (owner.id if owner else -1))
+    query = _visible(select(Device), principal, owner).order_by(Device.created_at, Device.id)
     return list(session.scalars(query))
+
+
+def _visible(query: _Query, principal: Principal, owner: User | None) -> _Query:
+    if principal.kind == "device":
+        return query.where(Device.id == principal.name)
+    if not principal.is_admin:
+        return query.where(Device.owner_id == (owner.id if owner else -1))
+    return query
 
 
 def device_for(
@@ -124,3 +132,88 @@ def public_locations(session: Session) -> list[tuple[float, float]]:
     return [
         (round(lat, 2), round(lon, 2)) for lat, lon in rows if lat is not None and lon is not None
     ]
+
+
+# -- the console's device list: one page at a time, filtered and sorted in the database ---------
+
+Shown = Literal["all", "online", "offline", "stale", "never"]
+SortKey = Literal["name", "id", "owner", "last_seen", "certificate", "created"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceRow:
+    device: Device
+    owner: str | None
+    certificate_expires: datetime | None  # the latest unrevoked certificate's end
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DevicePage:
+    rows: tuple[DeviceRow, ...]
+    total: int
+    offset: int
+    limit: int
+
+
+def device_page(
+    session: Session,
+    principal: Principal,
+    owner: User | None,
+    *,
+    shown: Shown = "all",
+    sort: SortKey = "name",
+    descending: bool = False,
+    offset: int = 0,
+    limit: int = 50,
+    now: datetime,
+) -> DevicePage:
+    """The devices `principal` may see (the same rule as `visible_devices`), one page of them.
+
+    `online`: seen within ONLINE_WINDOW; `stale`: seen before but not since; `never`: never
+    seen; `offline`: stale or never. Revoked devices are listed under `all` only.
+    """
+    recent = now - ONLINE_WINDOW
+    certificate = (
+        select(func.max(IssuedCertificate.expires_at))
+        .where(
+            IssuedCertificate.subject == literal("labgate:device:").concat(Device.id),
+            IssuedCertificate.revoked.is_(False),
+        )
+        .correlate(Device)
+        .scalar_subquery()
+        .label("certificate_expires")
+    )
+    live = Device.revoked.is_(False)
+    conditions = {
+        "all": None,
+        "online": and_(live, Device.last_seen_at >= recent),
+        "stale": and_(live, Device.last_seen_at < recent),
+        "never": and_(live, Device.last_seen_at.is_(None)),
+        "offline": and_(live, or_(Device.last_seen_at < recent, Device.last_seen_at.is_(None))),
+    }
+    query = _visible(
+        select(Device, User.username, certificate).outerjoin(User, User.id == Device.owner_id),
+        principal,
+        owner,
+    )
+    count = _visible(select(func.count()).select_from(Device), principal, owner)
+    condition = conditions[shown]
+    if condition is not None:
+        query = query.where(condition)
+        count = count.where(condition)
+    columns: dict[str, Any] = {
+        "name": Device.name,
+        "id": Device.id,
+        "owner": User.username,
+        "last_seen": Device.last_seen_at,
+        "certificate": certificate,
+        "created": Device.created_at,
+    }
+    key = columns[sort]
+    ordered = key.desc().nulls_last() if descending else key.asc().nulls_last()
+    query = query.order_by(ordered, Device.id).offset(offset).limit(limit)
+    rows = tuple(
+        DeviceRow(device=device, owner=username, certificate_expires=expires)
+        for device, username, expires in session.execute(query).all()
+    )
+    return DevicePage(rows=rows, total=int(session.scalar(count) or 0), offset=offset, limit=limit)

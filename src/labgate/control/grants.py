@@ -60,3 +60,27 @@ def delete_grant(session: Session, principal: Principal, grant_id: int, *, now: 
         instrument=grant.instrument,
         by=principal.identity,
     )
+
+
+def change_level(
+    session: Session, principal: Principal, grant_id: int, *, level: str, now: datetime
+) -> Grant:
+    """Set a grant's level (to lower it, most often): the next bundle carries the new level."""
+    grant = session.get(Grant, grant_id)
+    if grant is None:
+        raise NotFound(f"no grant with id {grant_id}")
+    if grant.level == level:
+        return grant
+    before, grant.level = grant.level, level
+    record_change(session)
+    audit.record(
+        session,
+        at=now,
+        kind="grant.changed",
+        subject=grant.principal,
+        instrument=grant.instrument,
+        level=level,
+        was=before,
+        by=principal.identity,
+    )
+    return grant

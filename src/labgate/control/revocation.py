@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from labgate.control.tables import DeniedToken, RefreshToken
+from labgate.control.tables import ConsoleSession, DeniedToken, RefreshToken
 
 
 def is_denied(connection: Connection | Session, jti: str) -> bool:
@@ -49,7 +49,9 @@ def revoke_families(session: Session, families: list[str], *, now: datetime) -> 
 
 
 def revoke_subject(session: Session, identity: str, *, now: datetime) -> int:
-    """Revoke everything `identity` holds (disable a user, revoke a device)."""
+    """Revoke everything `identity` holds (disable a user, revoke a device): its refresh-token
+    families, their access tokens, and its web console sessions."""
+    session.execute(delete(ConsoleSession).where(ConsoleSession.subject == identity))
     families = session.scalars(
         select(RefreshToken.family_id).where(RefreshToken.subject == identity).distinct()
     ).all()

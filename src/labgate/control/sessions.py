@@ -26,6 +26,7 @@ from labgate.control.revocation import (
 )
 from labgate.control.runtime import Runtime
 from labgate.control.schemas import TokenPair
+from labgate.control.tables import User
 from labgate.control.transactions import keep_on_error
 
 
@@ -37,6 +38,38 @@ def login(
     A one-time password, or one the policy in force refuses, gives a session that may only
     change its password.
     """
+    user, restricted = check_login(
+        session, runtime, username=username, password=password, address=address, via="api"
+    )
+    return _new_login(session, runtime, user, restricted=restricted)
+
+
+def _new_login(session: Session, runtime: Runtime, user: User, *, restricted: bool) -> TokenPair:
+    """A new token family for `user`: its first access and refresh tokens."""
+    minted = mint_pair(
+        session,
+        runtime.mint,
+        subject=user_identity(user.username),
+        role=user.role,
+        family_id=new_family(),
+        restricted=restricted,
+        cnf_thumbprint=None,
+        now=runtime.clock(),
+    )
+    return minted.pair
+
+
+def check_login(
+    session: Session,
+    runtime: Runtime,
+    *,
+    username: str,
+    password: str,
+    address: str,
+    via: str,
+) -> tuple[User, bool]:
+    """The user whose password this is, and whether their session may only change it; throttled,
+    counted and audited the same way for the API (`via` "api") and the console ("console")."""
     now = runtime.clock()
     keys = throttling.LoginKeys.of(username, address)
     try:
@@ -74,26 +107,12 @@ def login(
     restricted = user.one_time_password or not runtime.rules.is_acceptable(
         password, username=user.username
     )
-    minted = mint_pair(
-        session,
-        runtime.mint,
-        subject=user_identity(user.username),
-        role=user.role,
-        family_id=new_family(),
-        restricted=restricted,
-        cnf_thumbprint=None,
-        now=now,
-    )
-    audit.record(
-        session,
-        at=now,
-        kind="login",
-        subject=user_identity(user.username),
-        address=address,
-        restricted=restricted,
-    )
+    detail: dict[str, object] = {"address": address, "restricted": restricted}
+    if via != "api":
+        detail["via"] = via
+    audit.record(session, at=now, kind="login", subject=user_identity(user.username), **detail)
     runtime.metrics.logins.labels("restricted" if restricted else "ok").inc()
-    return minted.pair
+    return user, restricted
 
 
 def logout(session: Session, runtime: Runtime, principal: Principal, *, expires: datetime) -> None:
@@ -116,6 +135,22 @@ def change_password(
     new_password: str,
 ) -> TokenPair:
     """Change the caller's password; every old session ends and a full one begins."""
+    user = replace_password(
+        session, runtime, principal, old_password=old_password, new_password=new_password
+    )
+    return _new_login(session, runtime, user, restricted=False)
+
+
+def replace_password(
+    session: Session,
+    runtime: Runtime,
+    principal: Principal,
+    *,
+    old_password: str,
+    new_password: str,
+) -> User:
+    """Change the caller's password (throttled like a login); every session it had ends, API and
+    console alike. The caller then begins a new one."""
     now = runtime.clock()
     if principal.kind != "user":
         raise Forbidden(f"{principal.identity} is a device; only users have passwords")
@@ -140,14 +175,4 @@ def change_password(
         raise
     throttling.clear_after_success(session, keys)
     accounts.revoke_sessions(session, user.id, now=now)
-    minted = mint_pair(
-        session,
-        runtime.mint,
-        subject=principal.identity,
-        role=user.role,
-        family_id=new_family(),
-        restricted=False,
-        cnf_thumbprint=None,
-        now=now,
-    )
-    return minted.pair
+    return user

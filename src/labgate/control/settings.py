@@ -55,6 +55,11 @@ class ControlSettings(BaseSettings):
     refresh_grace_seconds: int = Field(default=30, ge=0, le=300)
     # Absolute end of a user's login, however often it refreshes (devices: revocation only).
     user_session_max_seconds: int = Field(default=12 * 3600, ge=60)
+    # The web console's server-side sessions (labgate.control.console): one ends after this long
+    # without a request (at most PWD_IDLE_SECONDS under [secure] pwd), and this long after login
+    # however busy it is.
+    console_idle_seconds: int = Field(default=1800, ge=1, le=24 * 3600)
+    console_session_seconds: int = Field(default=8 * 3600, ge=1, le=7 * 24 * 3600)
     lockout_threshold: int = Field(default=100, ge=10, le=100)
     # How long a lock lasts after the failure that reached the threshold; it then ends by itself.
     lockout_seconds: int = Field(default=900, ge=60, le=24 * 3600)
@@ -197,6 +202,13 @@ class ControlSettings(BaseSettings):
         if self.secure.pwd:
             return min(self.user_refresh_seconds, PWD_IDLE_SECONDS)
         return self.user_refresh_seconds
+
+    @property
+    def console_idle_in_force(self) -> int:
+        """Seconds a console session may sit idle: at most PWD_IDLE_SECONDS under pwd."""
+        if self.secure.pwd:
+            return min(self.console_idle_seconds, PWD_IDLE_SECONDS)
+        return self.console_idle_seconds
 
     @property
     def resolved_database_url(self) -> str:

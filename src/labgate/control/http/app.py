@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from labgate import __version__
+from labgate.control.http import console
 from labgate.control.http import errors as http_errors
 from labgate.control.http.edge import Edge
 from labgate.control.http.routers import (
@@ -70,6 +71,7 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
         linkpage,
     ):
         app.include_router(module.router)
+    console.install(app)
     http_errors.install(app)
     app.add_middleware(Edge, metrics=runtime.metrics)
     return app

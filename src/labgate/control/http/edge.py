@@ -41,8 +41,12 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-resource-policy", b"same-origin"),
 )
 _OURS = {name for name, _ in SECURITY_HEADERS}
-# Headers a route may set for itself (a page's own CSP and opener policy); the rest are fixed.
-_PAGE_MAY_SET = frozenset({b"content-security-policy", b"cross-origin-opener-policy"})
+# Headers a route may set for itself (a page's own CSP, opener policy, and the console's
+# referrer policy: `no-referrer` would make a browser send `Origin: null` with its own forms);
+# the rest are fixed.
+_PAGE_MAY_SET = frozenset(
+    {b"content-security-policy", b"cross-origin-opener-policy", b"referrer-policy"}
+)
 # Metric labels come from this set only, so a client cannot grow the label space.
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 

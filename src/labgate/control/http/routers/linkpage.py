@@ -27,6 +27,8 @@ PAGE_POLICY = (
 STATIC = {
     "link.js": "text/javascript; charset=utf-8",
     "link.css": "text/css; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 
 

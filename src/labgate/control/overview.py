@@ -1,0 +1,100 @@
+"""What the console's dashboard shows, computed at each request (no restart, no cache):
+certificates that end within 7 and 30 days, stale devices, instruments no gateway serves, and
+recent refusals.
+
+Each part is read through the same rules as the API: an administrator sees the site, anyone else
+their own certificates and devices (`certificates.list_certificates`, `devices.device_page`);
+refusals (failed and locked logins, wrong device codes, refused links, reused refresh tokens)
+are shown to administrators only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from labgate.control import certificates, devices
+from labgate.control.certificates import CertificateRecord
+from labgate.control.principals import Principal
+from labgate.control.tables import AuditEvent, Grant, User
+from labgate.pki.inventory import Inventory
+
+SOON = timedelta(days=7)
+WITHIN_A_MONTH = timedelta(days=30)
+REFUSALS = (
+    "login.failed",
+    "login.locked",
+    "device_code.wrong_entry",
+    "link.refused",
+    "refresh.reuse",
+)
+SHOWN = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Overview:
+    expiring_7: int
+    expiring_30: int
+    expiring: tuple[CertificateRecord, ...]  # within 30 days, soonest first
+    stale_devices: int
+    never_seen_devices: int
+    stale: tuple[devices.DeviceRow, ...]  # least recently seen first
+    instruments_without_gateway: tuple[str, ...] | None  # None: not the caller's to see
+    refusals: tuple[AuditEvent, ...] | None
+
+
+def overview(
+    session: Session,
+    inventory: Inventory,
+    principal: Principal,
+    owner: User | None,
+    *,
+    gateway_instruments: Mapping[str, tuple[str, ...]],
+    now: datetime,
+) -> Overview:
+    valid = certificates.list_certificates(session, inventory, principal, status="valid", now=now)
+    expiring = sorted(
+        (r for r in valid if r.not_after - now <= WITHIN_A_MONTH), key=lambda r: r.not_after
+    )
+    stale = devices.device_page(
+        session, principal, owner, shown="stale", sort="last_seen", limit=SHOWN, now=now
+    )
+    never = devices.device_page(session, principal, owner, shown="never", limit=1, now=now)
+    unserved = refusals = None
+    if principal.is_admin:
+        unserved = instruments_without_gateway(session, gateway_instruments)
+        refusals = tuple(
+            session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.kind.in_(REFUSALS))
+                .order_by(AuditEvent.id.desc())
+                .limit(SHOWN)
+            )
+        )
+    return Overview(
+        expiring_7=sum(1 for r in expiring if r.not_after - now <= SOON),
+        expiring_30=len(expiring),
+        expiring=tuple(expiring[:SHOWN]),
+        stale_devices=stale.total,
+        never_seen_devices=never.total,
+        stale=stale.rows,
+        instruments_without_gateway=unserved,
+        refusals=refusals,
+    )
+
+
+def instruments_without_gateway(
+    session: Session, gateway_instruments: Mapping[str, tuple[str, ...]]
+) -> tuple[str, ...]:
+    """Instruments that grants name but no gateway in `gateway_instruments` serves. A gateway
+    not listed there names its instruments itself when it asks, which the server does not keep;
+    with no gateway listed at all, nothing can be said and nothing is returned."""
+    if not gateway_instruments:
+        return ()
+    served = {name for names in gateway_instruments.values() for name in names}
+    named = session.scalars(select(Grant.instrument).where(Grant.instrument != "*").distinct())
+    return tuple(sorted(set(named) - served))

@@ -1,0 +1,290 @@
+"""The web console over HTTP, from the attacker's side: cookies, CSRF tokens, the Origin check,
+server-side sessions with idle and absolute timeouts, the forced password change, roles."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+import labgate.control.http
+from labgate.control import console as console_sessions
+from labgate.control.http.app import create_app
+from labgate.control.settings import ControlSettings
+from labgate.control.transactions import unit_of_work
+from labgate.posture.mode import PWD_IDLE_SECONDS, SecureConfig
+
+from .conftest import STRONG_PASSWORD, Api, Clock
+from .console import Console
+
+TEMPLATES = Path(labgate.control.http.__file__).parent / "templates"
+
+
+@pytest.fixture
+def web(client: TestClient) -> Console:
+    return Console(client)
+
+
+@pytest.fixture
+def admin_web(web: Console, api: Api) -> Console:
+    web.login_fully("admin", api.admin_password)
+    api._admin_ready = True  # type: ignore[attr-defined]  # the password is now STRONG_PASSWORD
+    return web
+
+
+def _second(settings: ControlSettings, clock: Clock) -> Console:
+    """Another browser on the same server (its own cookie jar)."""
+    http = TestClient(create_app(settings, clock=clock), base_url="https://testserver")
+    http.__enter__()
+    return Console(http)
+
+
+def test_a_page_without_a_session_leads_to_the_login_page(web: Console) -> None:
+    response = web.get("/console/account?notice=password-changed")
+    assert response.status_code == 303
+    assert (
+        response.headers["location"]
+        == "/console/login?next=%2Fconsole%2Faccount%3Fnotice%3Dpassword-changed"
+    )
+
+
+def test_cookies_are_host_prefixed_secure_httponly_and_strict(web: Console, api: Api) -> None:
+    page = web.get("/console/login")
+    assert _cookie(page, "__Host-labgate-login") == {
+        "httponly",
+        "path=/",
+        "samesite=strict",
+        "secure",
+        "max-age=3600",
+    }
+    logged_in = web.login("admin", api.admin_password)
+    attributes = _cookie(logged_in, "__Host-labgate-session")
+    assert attributes == {"httponly", "path=/", "samesite=strict", "secure"}  # no Domain
+
+
+def _cookie(response: Any, name: str) -> set[str]:
+    for header in response.headers.get_list("set-cookie"):
+        if header.startswith(name + "="):
+            return {part.strip().lower() for part in header.split(";")[1:]}
+    raise AssertionError(f"no {name} cookie set: {response.headers.get_list('set-cookie')}")
+
+
+def test_every_page_has_the_strict_policy_and_no_inline_script_or_style(
+    admin_web: Console,
+) -> None:
+    for path in ("/console", "/console/account", "/console/password", "/console/login"):
+        page = admin_web.get(path)
+        assert page.status_code == 200, path
+        policy = page.headers["content-security-policy"]
+        assert policy.startswith("default-src 'none';") and "unsafe" not in policy
+        assert "frame-ancestors 'none'" in policy and "form-action 'self'" in policy
+        assert "base-uri 'none'" in policy
+        assert page.headers["x-frame-options"] == "DENY"
+        assert "<style" not in page.text and " style=" not in page.text
+        assert re.search(r"<script(?![^>]*\bsrc=)", page.text) is None
+
+
+def test_no_template_holds_an_inline_script_style_or_handler() -> None:
+    for template in TEMPLATES.rglob("*.html"):
+        text = template.read_text()
+        assert "<style" not in text and " style=" not in text, template
+        assert re.search(r"<script(?![^>]*\bsrc=)", text) is None, template
+        assert re.search(r"\son[a-z]+=", text) is None, template
+        assert "|safe" not in text and "autoescape false" not in text, template
+
+
+def test_the_login_form_needs_its_token_and_this_origin(web: Console, api: Api) -> None:
+    token = web.token("/console/login")
+    form = {"username": "admin", "password": api.admin_password}
+    assert web.post("/console/login", form, token="").status_code == 403
+    assert web.post("/console/login", form, token="x" + token[1:]).status_code == 403
+    evil = web.post("/console/login", form, token=token, origin="https://evil.example")
+    assert evil.status_code == 403
+    assert web.post("/console/login", form, token=token, origin=None).status_code == 403
+    cross = web.post("/console/login", form, token=token, headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403
+    assert "__Host-labgate-session" not in web.http.cookies
+    assert web.post("/console/login", form, token=token).status_code == 303
+
+
+def test_a_wrong_password_shows_the_form_again_and_counts(web: Console, api: Api) -> None:
+    refused = web.login("admin", "not the password at all")
+    assert refused.status_code == 401
+    assert "user name or password not accepted" in refused.text
+    assert "__Host-labgate-session" not in web.http.cookies
+    with unit_of_work(_sessions(web)) as session:
+        kinds = [e.kind for e in _events(session)]
+    assert "login.failed" in kinds
+
+
+def _sessions(web: Console) -> Any:
+    return web.http.app.state.runtime.sessions
+
+
+def _events(session: Any) -> Any:
+    from labgate.control import audit
+
+    return audit.events(session)
+
+
+def test_the_forced_password_change_comes_before_any_other_page(web: Console, api: Api) -> None:
+    first = web.login("admin", api.admin_password)
+    assert first.headers["location"] == "/console/password"
+    for path in ("/console", "/console/account"):
+        assert web.get(path).headers["location"] == "/console/password", path
+    # A restricted session posting an action directly is sent to the change too.
+    token = web.token("/console/password")
+    assert "one-time password" in web.get("/console/password").text
+    mismatch = web.post(
+        "/console/password",
+        {
+            "old_password": api.admin_password,
+            "new_password": STRONG_PASSWORD,
+            "repeat_password": "x",
+        },
+        token=token,
+    )
+    assert mismatch.status_code == 422
+    weak = web.post(
+        "/console/password",
+        {
+            "old_password": api.admin_password,
+            "new_password": "password",
+            "repeat_password": "password",
+        },
+        token=token,
+    )
+    assert weak.status_code == 422 and "refused" in weak.text
+    done = web.post(
+        "/console/password",
+        {
+            "old_password": api.admin_password,
+            "new_password": STRONG_PASSWORD,
+            "repeat_password": STRONG_PASSWORD,
+        },
+        token=token,
+    )
+    assert done.status_code == 303
+    assert web.get("/console").status_code == 200
+    # The restricted session's cookie no longer opens anything: a new session replaced it.
+    assert api.login("admin", STRONG_PASSWORD)["password_change_required"] is False
+
+
+def test_a_post_without_its_csrf_token_or_from_elsewhere_is_refused(admin_web: Console) -> None:
+    assert admin_web.post("/console/logout", {}, token="").status_code == 403
+    assert admin_web.post("/console/logout", {}, token="forged").status_code == 403
+    other = admin_web.post("/console/logout", {}, origin="https://evil.example")
+    assert other.status_code == 403
+    as_json = admin_web.http.post(
+        "/console/logout",
+        json={"csrf": admin_web.token()},
+        headers={"Origin": admin_web.origin},
+        follow_redirects=False,
+    )
+    assert as_json.status_code == 403
+    twice = admin_web.http.post(
+        "/console/logout",
+        content=f"csrf={admin_web.token()}&csrf=x",
+        headers={"Origin": admin_web.origin, "Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert twice.status_code == 403
+    assert admin_web.get("/console").status_code == 200  # still logged in after all that
+
+
+def test_another_sessions_token_does_not_pass(
+    admin_web: Console, settings: ControlSettings, clock: Clock, api: Api
+) -> None:
+    other = _second(settings, clock)
+    other.login("admin", STRONG_PASSWORD)
+    stolen = other.token()
+    assert admin_web.post("/console/logout", {}, token=stolen).status_code == 403
+
+
+def test_logout_ends_the_session_on_the_server(admin_web: Console) -> None:
+    cookie = admin_web.http.cookies["__Host-labgate-session"]
+    assert admin_web.post("/console/logout", {}).status_code == 303
+    admin_web.http.cookies.set("__Host-labgate-session", cookie)  # a copy kept by an attacker
+    assert admin_web.get("/console").status_code == 303
+
+
+def test_the_idle_timeout_ends_a_session(settings: ControlSettings, clock: Clock, api: Api) -> None:
+    short = settings.model_copy(update={"console_idle_seconds": 60, "console_session_seconds": 600})
+    web = Console(TestClient(create_app(short, clock=clock), base_url="https://testserver"))
+    web.login_fully("admin", api.admin_password)
+    clock.advance(50)
+    assert web.get("/console").status_code == 200  # active: the idle count starts again
+    clock.advance(50)
+    assert web.get("/console").status_code == 200
+    clock.advance(61)
+    ended = web.get("/console")
+    assert ended.status_code == 303 and ended.headers["location"].startswith("/console/login")
+
+
+def test_the_absolute_timeout_ends_a_busy_session(
+    settings: ControlSettings, clock: Clock, api: Api
+) -> None:
+    short = settings.model_copy(update={"console_idle_seconds": 60, "console_session_seconds": 150})
+    web = Console(TestClient(create_app(short, clock=clock), base_url="https://testserver"))
+    web.login_fully("admin", api.admin_password)
+    for _ in range(2):
+        clock.advance(50)
+        assert web.get("/console").status_code == 200
+    clock.advance(51)
+    assert web.get("/console").status_code == 303
+
+
+def test_pwd_caps_the_idle_timeout(settings: ControlSettings) -> None:
+    long_idle = settings.model_copy(update={"console_idle_seconds": 24 * 3600})
+    assert long_idle.console_idle_in_force == 24 * 3600
+    pwd = long_idle.model_copy(update={"secure": SecureConfig.from_table({"pwd": True})})
+    assert pwd.console_idle_in_force == PWD_IDLE_SECONDS
+
+
+def test_disabling_a_person_ends_their_console_session(
+    admin_web: Console, api: Api, settings: ControlSettings, clock: Clock
+) -> None:
+    admin = api.admin()
+    created = api.post("/api/v1/users", headers=admin, json={"username": "vera", "role": "viewer"})
+    vera = _second(settings, clock)
+    vera.login_fully("vera", created.json()["one_time_password"])
+    assert vera.get("/console").status_code == 200
+    user_id = created.json()["user"]["id"]
+    assert api.post(f"/api/v1/users/{user_id}/disable", headers=admin).status_code == 200
+    assert vera.get("/console").status_code == 303
+    with unit_of_work(_sessions(admin_web)) as session:
+        assert console_sessions.open_count(session, "labgate:user:vera") == 0
+
+
+def test_a_next_path_never_leads_off_the_console(web: Console, api: Api) -> None:
+    for bad in ("https://evil.example/", "//evil.example/console", "/console/../x", "/consolex"):
+        token = web.token(f"/console/login?next={bad}")
+        response = web.post(
+            "/console/login",
+            {"username": "admin", "password": api.admin_password, "next": bad},
+            token=token,
+        )
+        # A one-time password leads to the change first; the `next` is dropped or kept safe.
+        assert response.headers["location"] == "/console/password"
+        web.http.cookies.clear()
+    from labgate.control.http.console.entry import safe_next
+
+    assert safe_next("https://evil.example/") == "/console"
+    assert safe_next("//evil.example/console") == "/console"
+    assert safe_next("/console//evil.example") == "/console"
+    assert safe_next("/console/devices?show=stale") == "/console/devices?show=stale"
+
+
+def test_the_dashboard_counts_certificates_ending_within_7_and_30_days(
+    admin_web: Console, api: Api, clock: Clock, make_csr: Any
+) -> None:
+    admin = api.admin()
+    _, csr = make_csr("admin")
+    issued = api.post("/api/v1/certificates", headers=admin, json={"csr_pem": csr})
+    assert issued.status_code == 201, issued.text
+    page = admin_web.get("/console").text
+    assert re.search(r'<span class="count">1</span> certificates end within 7 days', page)
+    assert issued.json()["serial"] in page
