@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from labgate.control import keystore
 from labgate.control.accounts import PasswordRules, password_rules
+from labgate.control.acme.context import AcmeContext
+from labgate.control.acme.external import Sealer
 from labgate.control.certificates import sync_inventory
 from labgate.control.changefeed import ChangeFeed, InventoryWatch
 from labgate.control.database import (
@@ -67,6 +69,7 @@ class Runtime:
     rotation: Rotation
     changes: ChangeFeed
     clock: Clock
+    acme: AcmeContext
 
     @classmethod
     def open(cls, settings: ControlSettings, *, clock: Clock = utc_now) -> Runtime:
@@ -108,6 +111,14 @@ class Runtime:
                 per_key=settings.bundle_waiters_per_gateway,
             ),
             clock=clock,
+            acme=AcmeContext(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                ca=ca,
+                sealer=Sealer(passphrase),
+                clock=clock,
+            ),
         )
 
     def close(self) -> None:

@@ -412,3 +412,33 @@ class DeviceTokenRequest(Strict):
 class Unlinked(BaseModel):
     device_id: str
     state: Literal["unlinked"] = "unlinked"
+
+
+class ExternalKeyCreate(Strict):
+    """A new ACME external account binding and the names its account may order."""
+
+    label: str = Field(min_length=1, max_length=100)
+    dns_suffixes: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list, max_length=64
+    )
+    ip_ranges: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        default_factory=list, max_length=64
+    )
+
+
+class ExternalKeyOut(BaseModel):
+    kid: str
+    label: str
+    dns_suffixes: list[str]
+    ip_ranges: list[str]
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+    account_id: str | None
+
+
+class ExternalKeyCreated(BaseModel):
+    """The credential and its HMAC key (base64url), shown here once and never again."""
+
+    external_key: ExternalKeyOut
+    hmac_key: str

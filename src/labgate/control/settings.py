@@ -101,6 +101,22 @@ class ControlSettings(BaseSettings):
     key_passphrase_file: Path | None = None
     # The enhanced-security mode (labgate.posture.mode); no [secure] table: off, as it was.
     secure: SecureConfig = SecureConfig.from_table(None)
+    # ACME (labgate.control.acme). Accounts need an external account binding made by an
+    # administrator unless this is set; without one an account may order any name.
+    acme_unsafe_eab_optional: bool = False
+    # The URL clients reach the server at (`https://ca.lab.example:8443`); None: the scheme and
+    # Host of each request. Every URL in the directory, and every JWS `url`, is checked against it.
+    acme_base_url: str | None = Field(default=None, pattern=r"^https://[^/?#\s]+$")
+    # Where validation connects: the port of http-01 and of tls-alpn-01 on the named host.
+    acme_http_port: int = Field(default=80, ge=1, le=65535)
+    acme_tls_alpn_port: int = Field(default=443, ge=1, le=65535)
+    # Connect and read, each; a validation never waits longer than twice this in all.
+    acme_validation_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Addresses to validate a name at instead of asking DNS, by name (a lab without DNS, or a
+    # test on loopback). A name listed here is never looked up.
+    acme_static_hosts: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    acme_orders_per_hour: int = Field(default=300, ge=1, le=100_000)
+    acme_certificate_days: int = Field(default=90, ge=1, le=397)
 
     @classmethod
     def settings_customise_sources(
@@ -153,6 +169,21 @@ class ControlSettings(BaseSettings):
                     f"trusted_proxies entry {entry!r} is not an address or CIDR network"
                 ) from None
         return value
+
+    @field_validator("acme_static_hosts")
+    @classmethod
+    def _static_hosts_are_addresses(
+        cls, value: dict[str, tuple[str, ...]]
+    ) -> dict[str, tuple[str, ...]]:
+        for name, addresses in value.items():
+            for address in addresses:
+                try:
+                    ipaddress.ip_address(address)
+                except ValueError:
+                    raise ValueError(
+                        f"acme_static_hosts[{name!r}] entry {address!r} is not an IP address"
+                    ) from None
+        return {name.lower().rstrip("."): addresses for name, addresses in value.items()}
 
     @field_validator("listen")
     @classmethod

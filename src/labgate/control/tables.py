@@ -280,3 +280,92 @@ class ConsoleSession(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class AcmeNonce(Base):
+    """An ACME anti-replay nonce handed out and not used yet; deleted when used (once)."""
+
+    __tablename__ = "acme_nonces"
+
+    value: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class AcmeExternalKey(Base):
+    """An external account binding credential made by an administrator (RFC 8555 7.3.4).
+
+    The HMAC key is kept sealed (AES-256-GCM under a key derived from the server's key
+    passphrase, the key id as associated data): verifying a binding needs the key itself, so a
+    hash would not do; the database alone never yields it. `account_id` is set by the first
+    account it binds, after which it binds no other. `dns_suffixes` and `ip_ranges` (JSON
+    lists) are the names the bound account may order.
+    """
+
+    __tablename__ = "acme_external_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sealed_key: Mapped[bytes] = mapped_column(LargeBinary)
+    label: Mapped[str] = mapped_column(String(100))
+    dns_suffixes: Mapped[str] = mapped_column(Text, default="[]")
+    ip_ranges: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    created_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    account_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
+class AcmeAccount(Base):
+    """An ACME account: its key (the canonical JWK and its RFC 7638 thumbprint) and status."""
+
+    __tablename__ = "acme_accounts"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    thumbprint: Mapped[str] = mapped_column(String(64), unique=True)
+    jwk: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    contact: Mapped[str] = mapped_column(Text, default="[]")
+    eab_kid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AcmeOrder(Base):
+    """An ACME order; `identifiers` a JSON list; the certificate chain once issued."""
+
+    __tablename__ = "acme_orders"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("acme_accounts.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    identifiers: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    certificate_serial: Mapped[str | None] = mapped_column(String(64), index=True)
+    certificate_pem: Mapped[str | None] = mapped_column(Text)
+
+
+class AcmeAuthorization(Base):
+    __tablename__ = "acme_authorizations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("acme_orders.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("acme_accounts.id"), index=True)
+    identifier_type: Mapped[str] = mapped_column(String(8))
+    identifier_value: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AcmeChallenge(Base):
+    """One challenge of an authorization; `started_at` marks a validation under way."""
+
+    __tablename__ = "acme_challenges"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    authorization_id: Mapped[str] = mapped_column(ForeignKey("acme_authorizations.id"), index=True)
+    type: Mapped[str] = mapped_column(String(16))
+    token: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    validated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    error: Mapped[str | None] = mapped_column(Text)

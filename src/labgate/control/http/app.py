@@ -14,8 +14,11 @@ from fastapi import FastAPI
 from labgate import __version__
 from labgate.control.http import console
 from labgate.control.http import errors as http_errors
+from labgate.control.http import problems
 from labgate.control.http.edge import Edge
 from labgate.control.http.routers import (
+    acme,
+    acme_eab,
     auth,
     certificates,
     device_codes,
@@ -69,9 +72,12 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
         device_codes,
         unlink,
         linkpage,
+        acme,
+        acme_eab,
     ):
         app.include_router(module.router)
     console.install(app)
     http_errors.install(app)
+    problems.install(app)
     app.add_middleware(Edge, metrics=runtime.metrics)
     return app
