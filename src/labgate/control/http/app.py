@@ -12,9 +12,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from labgate import __version__
-from labgate.control.http import console
+from labgate.control.http import console, problems
 from labgate.control.http import errors as http_errors
-from labgate.control.http import problems
 from labgate.control.http.edge import Edge
 from labgate.control.http.routers import (
     acme,
