@@ -30,3 +30,11 @@ class ServerRefused(AgentError):
 
 class ServerAway(AgentError):
     """The control server could not be reached or answered 5xx; try again later."""
+
+
+class ReasonedError(AgentError):
+    """A refusal or failure with a stable reason code beside its message, for reports."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

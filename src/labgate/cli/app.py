@@ -19,6 +19,7 @@ from labgate.cli import (
     link,
     login,
     pin,
+    release,
     scan,
     secure,
     server,
@@ -50,6 +51,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(server.app, name="server")
 app.add_typer(instrument.app, name="instrument")
 app.add_typer(agent.app, name="agent")
+app.add_typer(release.app, name="release")
 
 
 def _version(value: bool) -> None:

@@ -28,6 +28,7 @@ TREES = (
     ("labgate.demo.children", "ChildFailed"),
     ("labgate.demo.enrolment", "EnrolmentFailed"),
     ("labgate.cli.ca", "CliError"),
+    ("labgate.releases.errors", "ReleaseError"),
     ("sqlite3", "OperationalError"),
     ("sqlalchemy.exc", "OperationalError"),
 )
