@@ -21,11 +21,14 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from labgate.control import keystore
 from labgate.control.http.app import create_app
 from labgate.control.http.serving import run_in_thread
-from labgate.control.layout import ADMIN_PASSWORD_FILE, ca_root_path
+from labgate.control.layout import ADMIN_PASSWORD_FILE, ca_dir, ca_root_path
 from labgate.control.provisioning import initialise
 from labgate.control.settings import ControlSettings, normalise_database_url
+from labgate.pki.authority import CertificateAuthority
+from labgate.pki.profiles import Profile
 
 # Cheap argon2 for tests; the production parameters are tested once, in test_accounts.py.
 FAST_ARGON2 = {"argon2_memory_kib": 64, "argon2_time_cost": 1, "argon2_parallelism": 1}
@@ -270,3 +273,20 @@ def mtls(live_server: LiveServer, tmp_path: Path) -> Any:
 @pytest.fixture
 def make_csr() -> Any:
     return _make_csr
+
+
+@pytest.fixture
+def gateway_identity(live_server: Any) -> Any:
+    """Issue a certificate with the CA on disk, as `labgate ca issue` would."""
+    settings = live_server.settings
+    passphrase = keystore.load_passphrase(settings)
+
+    def issue(profile: Profile, name: str) -> tuple[bytes, bytes, int]:
+        with CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase) as ca:
+            issued = ca.issue(
+                profile, name, dns=["localhost"] if profile is Profile.GATEWAY else []
+            )
+        assert issued.key_pem is not None
+        return issued.chain_pem, issued.key_pem, issued.serial
+
+    return issue

@@ -22,23 +22,6 @@ from labgate.pki.profiles import Profile
 from .conftest import tls_identity
 
 
-@pytest.fixture
-def gateway_identity(live_server: Any) -> Any:
-    """Issue a certificate with the CA on disk, as `labgate ca issue` would."""
-    settings = live_server.settings
-    passphrase = keystore.load_passphrase(settings)
-
-    def issue(profile: Profile, name: str) -> tuple[bytes, bytes, int]:
-        with CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase) as ca:
-            issued = ca.issue(
-                profile, name, dns=["localhost"] if profile is Profile.GATEWAY else []
-            )
-        assert issued.key_pem is not None
-        return issued.chain_pem, issued.key_pem, issued.serial
-
-    return issue
-
-
 def fetch(api: Any, name: str, **params: Any) -> Any:
     params.setdefault("instrument", ["qs5-bench3"])
     return api.get(f"/api/v1/gateways/{name}/bundle", params=params)

@@ -123,3 +123,24 @@ class DeviceGrantRefused(ControlError):
     def __init__(self, message: str, *, code: str, interval: int | None = None) -> None:
         super().__init__(message, code=code)
         self.interval = interval
+
+
+class ChainRefused(Conflict):
+    """A gateway's audit batch does not continue the chain this server holds for it (a gap, a
+    fork, another log). `where` says at which seq, with the hashes held and sent."""
+
+    code = "audit_chain_refused"
+
+    def __init__(self, message: str, *, code: str, where: dict[str, object]) -> None:
+        super().__init__(message, code=code)
+        self.where = where
+
+
+class RecordInvalid(InvalidInput):
+    """A line of a gateway's audit batch is not a record its log could have written."""
+
+    code = "audit_record_invalid"
+
+    def __init__(self, message: str, *, where: dict[str, object]) -> None:
+        super().__init__(message)
+        self.where = where

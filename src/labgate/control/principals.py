@@ -9,7 +9,7 @@ from labgate.control.errors import Forbidden
 
 USER_PREFIX = "labgate:user:"
 DEVICE_PREFIX = "labgate:device:"
-ROLES = ("admin", "operator", "viewer")
+ROLES = ("admin", "operator", "viewer", "auditor")  # auditor: reads the audit trail only
 DEVICE_ROLE = "device"
 # The role of a session that may only change its password; it names no real role.
 RESTRICTED_ROLE = "password-change-only"

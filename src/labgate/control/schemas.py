@@ -11,7 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from labgate.auth.usernames import CANONICAL_PATTERN, canonical_username
 from labgate.scpi.access import AccessLevel
 
-Role = Literal["admin", "operator", "viewer"]
+Role = Literal["admin", "operator", "viewer", "auditor"]
 LevelName = Literal["Guest", "Observer", "Controller", "Administrator", "Full"]
 
 

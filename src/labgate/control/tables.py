@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -369,3 +370,63 @@ class AcmeChallenge(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     validated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# The columns the trail is filtered by, each with an index (column, at, id).
+AUDIT_FILTERS = ("gateway", "event", "identity", "instrument", "command", "decision", "source")
+
+# BIGINT on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the rowid that numbers itself.
+_ROW_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class GatewayAuditHead(Base):
+    """Where each gateway's audit chain stands on this server: the last record received.
+
+    The next batch from that gateway must continue it: seq `seq + 1`, `prev` equal to `hash`.
+    `run_seq` is the seq of the chain's last `gateway_start` (sessions are numbered per run).
+    `divergence` holds the last refusal (a gap, a fork, another log) as JSON until a batch is
+    accepted again; `divergence_at` when it was seen.
+    """
+
+    __tablename__ = "gateway_audit_heads"
+
+    gateway: Mapped[str] = mapped_column(String(100), primary_key=True)
+    log_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    last_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    run_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    records: Mapped[int] = mapped_column(BigInteger, default=0)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    divergence: Mapped[str | None] = mapped_column(Text)
+    divergence_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class GatewayAuditRecord(Base):
+    """One record of a gateway's audit log, as received: its exact line and the fields the
+    trail is searched by. Every filter has an index that ends in (at, id), the order of a page.
+    """
+
+    __tablename__ = "gateway_audit_records"
+    __table_args__ = (
+        UniqueConstraint("gateway", "log_id", "seq"),
+        Index("ix_gateway_audit_records_at", "at", "id"),
+        *(Index(f"ix_gateway_audit_records_{name}", name, "at", "id") for name in AUDIT_FILTERS),
+        Index("ix_gateway_audit_records_session", "session", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(_ROW_ID, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(String(100))
+    log_id: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    event: Mapped[str] = mapped_column(String(64))
+    identity: Mapped[str | None] = mapped_column(String(200))
+    instrument: Mapped[str | None] = mapped_column(String(100))
+    command: Mapped[str | None] = mapped_column(String(64))
+    decision: Mapped[str | None] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(String(64))
+    session: Mapped[str | None] = mapped_column(String(200))
+    line: Mapped[str] = mapped_column(Text)

@@ -212,14 +212,17 @@ def next_line(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class _Parsed:
+class ParsedLine:
+    """A line that holds together on its own: its record, chain fields and SHA-256."""
+
     record: dict[str, object]
     seq: int
     prev: str
     hash: str
+    body: bytes  # the line's bytes without b"\n"
 
 
-def _parse(raw: bytes, *, last: bool) -> _Parsed | tuple[Problem, str]:
+def _parse(raw: bytes, *, last: bool) -> ParsedLine | tuple[Problem, str]:
     """One line checked on its own: complete, JSON, canonical, chain fields, own digest."""
     if not raw.endswith(b"\n"):
         what = "last line" if last else "line"
@@ -245,7 +248,19 @@ def _parse(raw: bytes, *, last: bool) -> _Parsed | tuple[Problem, str]:
     unsealed = {k: v for k, v in record.items() if k != "digest"}
     if digest != hashlib.sha256(encode(unsealed)).hexdigest():
         return Problem.EDITED, "its content does not match its own digest"
-    return _Parsed(record=record, seq=seq, prev=prev, hash=hashlib.sha256(body).hexdigest())
+    return ParsedLine(
+        record=record, seq=seq, prev=prev, hash=hashlib.sha256(body).hexdigest(), body=body
+    )
+
+
+def read_line(raw: bytes) -> ParsedLine | Broken:
+    """One line (with its b"\\n") checked on its own, as `verify` checks each: complete, JSON,
+    canonical, chain fields well formed, its own digest right. For a reader that holds the chain
+    elsewhere (the control server), which then checks `seq` and `prev` against what it holds."""
+    parsed = _parse(raw, last=True)
+    if isinstance(parsed, ParsedLine):
+        return parsed
+    return Broken(line=1, problem=parsed[0], reason=parsed[1])
 
 
 def _peek_seq(raw: bytes) -> int | None:
@@ -278,7 +293,7 @@ def _classify_gap(
     )
 
 
-def _check_start(parsed: _Parsed) -> Broken | None:
+def _check_start(parsed: ParsedLine) -> Broken | None:
     record = parsed.record
     if parsed.seq != 0:
         return Broken(
@@ -297,7 +312,7 @@ def _check_start(parsed: _Parsed) -> Broken | None:
 
 
 def _link(
-    lineno: int, prev: _Parsed, cur: _Parsed, rest: Iterator[tuple[int, bytes]]
+    lineno: int, prev: ParsedLine, cur: ParsedLine, rest: Iterator[tuple[int, bytes]]
 ) -> Broken | None:
     expected = prev.seq + 1
     if cur.seq > expected:
@@ -321,11 +336,11 @@ def _link(
 
 def _walk(lines: Iterable[bytes], *, from_start: bool) -> VerifyResult | None:
     numbered = _lookahead(enumerate(lines, start=1))
-    first: _Parsed | None = None
-    prev: _Parsed | None = None
+    first: ParsedLine | None = None
+    prev: ParsedLine | None = None
     for (lineno, raw), last in numbered:
         parsed = _parse(raw, last=last)
-        if not isinstance(parsed, _Parsed):
+        if not isinstance(parsed, ParsedLine):
             return Broken(line=lineno, problem=parsed[0], reason=parsed[1])
         if prev is None:
             first = parsed

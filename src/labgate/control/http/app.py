@@ -28,6 +28,7 @@ from labgate.control.http.routers import (
     linkpage,
     me,
     public,
+    trail,
     unlink,
     users,
 )
@@ -73,6 +74,7 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
         linkpage,
         acme,
         acme_eab,
+        trail,
     ):
         app.include_router(module.router)
     console.install(app)

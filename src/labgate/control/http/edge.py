@@ -26,6 +26,10 @@ from labgate.control.metrics import Metrics
 
 # The largest legitimate body is a CSR (at most 16 KiB of PEM in JSON); nothing needs more.
 MAX_BODY_BYTES = 64 * 1024
+# Except a gateway's batch of audit lines (`POST /api/v1/gateways/{name}/audit`): up to 1000
+# records of a few hundred bytes each, with room for a long one; the gateway sends at most this.
+AUDIT_BATCH_BYTES = 1024 * 1024
+_AUDIT_BATCH_PATH = re.compile(r"/api/v1/gateways/[^/]+/audit")
 
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (
@@ -108,7 +112,10 @@ class Edge:
         if any(byte < 0x20 or byte == 0x7F for byte in unquote_to_bytes(scope["query_string"])):
             await answer(422, BAD_QUERY)
             return
-        if _declared_length(scope) > MAX_BODY_BYTES:
+        limit = MAX_BODY_BYTES
+        if scope["method"] == "POST" and _AUDIT_BATCH_PATH.fullmatch(scope["path"]):
+            limit = AUDIT_BATCH_BYTES
+        if _declared_length(scope) > limit:
             await answer(413, TOO_LARGE)
             return
         received = 0
@@ -117,7 +124,7 @@ class Edge:
             nonlocal received, refused
             message = await receive()
             received += len(message.get("body", b""))
-            if received > MAX_BODY_BYTES and not started:
+            if received > limit and not started:
                 # Answer now: the framework turns any error raised while reading the body into
                 # its own 400, which `refused` then keeps from reaching the client.
                 await answer(413, TOO_LARGE)

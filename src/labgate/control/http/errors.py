@@ -66,6 +66,10 @@ async def control_error(request: Request, error: Exception) -> JSONResponse:
         if error.interval is not None:
             content["interval"] = error.interval
         return JSONResponse(content, status_code=400)
+    if isinstance(error, errors.ChainRefused | errors.RecordInvalid):
+        # Where a gateway's audit chain broke: the seq and the hashes, for its operator.
+        content = {"code": error.code, "message": str(error), "where": error.where}
+        return JSONResponse(content, status_code=status_of(error), headers=headers)
     return body(error.code, str(error), status_of(error), headers)
 
 

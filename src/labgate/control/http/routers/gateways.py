@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from labgate.control import bundles
+from labgate.control import bundles, gatewaylogs
 from labgate.control.http.dependencies import PeerCertificate, RuntimeDep
 from labgate.control.runtime import Runtime
 from labgate.control.transactions import unit_of_work
@@ -76,3 +76,42 @@ def _issue(runtime: Runtime, name: str, certificate: bytes | None, asked: tuple[
             instruments=instruments,
             now=runtime.clock(),
         )
+
+
+AUDIT_MEDIA_TYPE = "application/x-ndjson"
+
+
+@router.get("/{name}/audit")
+def audit_head(name: str, runtime: RuntimeDep, certificate: PeerCertificate) -> dict[str, object]:
+    """Where this gateway's audit chain stands here: ship from `seq + 1` of log `log_id`."""
+    with unit_of_work(runtime.sessions) as session:
+        bundles.authenticate_gateway(session, runtime.ca, name, certificate)
+        return gatewaylogs.head(session, name).public()
+
+
+@router.post(
+    "/{name}/audit",
+    openapi_extra={"requestBody": {"content": {AUDIT_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
+)
+async def audit_batch(
+    name: str,
+    request: Request,
+    runtime: RuntimeDep,
+    certificate: PeerCertificate,
+    log: Annotated[str, Query(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")],
+) -> dict[str, object]:
+    """Lines of the gateway's audit log `log`, exactly as in its file, continuing the head held
+    here; refused whole (409 with `where`: seq and hashes) when they do not."""
+    body = await request.body()
+    return await run_in_threadpool(_receive, runtime, name, certificate, log, body)
+
+
+def _receive(
+    runtime: Runtime, name: str, certificate: bytes | None, log_id: str, body: bytes
+) -> dict[str, object]:
+    with unit_of_work(runtime.sessions) as session:
+        bundles.authenticate_gateway(session, runtime.ca, name, certificate)
+        lines = gatewaylogs.split_lines(body)
+        return gatewaylogs.receive(
+            session, gateway=name, log_id=log_id, lines=lines, now=runtime.clock()
+        ).public()
