@@ -83,14 +83,14 @@ class SigningKey:
     def public_key(self) -> Ed25519PublicKey:
         return self.private_key.public_key()
 
-    def jwk(self) -> dict[str, str]:
+    def jwk(self, *, use: str = "sig") -> dict[str, str]:
         return {
             "kty": "OKP",
             "crv": "Ed25519",
             "x": b64url(_raw_public(self.public_key)),
             "kid": self.kid,
             "alg": "EdDSA",
-            "use": "sig",
+            "use": use,
         }
 
 
@@ -146,10 +146,10 @@ class KeyRing:
             }
         )
 
-    def jwks(self, *, now: datetime) -> dict[str, list[dict[str, str]]]:
+    def jwks(self, *, now: datetime, use: str = "sig") -> dict[str, list[dict[str, str]]]:
         """The JWK Set to publish: the current key and the retired keys that still verify."""
         require_aware(now)
-        keys = [k.jwk() for k in (self.current, *self.retired) if _verifies_at(k, now)]
+        keys = [k.jwk(use=use) for k in (self.current, *self.retired) if _verifies_at(k, now)]
         return {"keys": keys}
 
     def to_json(self, *, passphrase: bytes | None = None) -> str:
@@ -193,13 +193,17 @@ class PublicKeySet:
     keys: Mapping[str, tuple[Ed25519PublicKey, datetime | None]]
 
     @classmethod
-    def from_jwks(cls, jwks: Mapping[str, Any]) -> PublicKeySet:
-        """Read a JWK Set; only Ed25519 OKP keys are taken, anything else is refused."""
+    def from_jwks(cls, jwks: Mapping[str, Any], *, use: str = "sig") -> PublicKeySet:
+        """Read a JWK Set's keys for `use` ("sig": token signing keys; the jobs keys have their
+        own use, so a verifier of one never holds the other); only Ed25519 OKP keys are taken,
+        anything else is refused."""
         entries = jwks.get("keys")
         if not isinstance(entries, list):
             raise KeyRingError("JWKS has no 'keys' list")
         keys: dict[str, tuple[Ed25519PublicKey, datetime | None]] = {}
         for entry in entries:
+            if isinstance(entry, dict) and entry.get("use", "sig") != use:
+                continue
             public_key = _public_from_jwk(entry)
             kid = entry.get("kid")
             if kid != key_id(public_key):

@@ -77,14 +77,14 @@ def device_for(
     Another principal's device is reported as not found, so ids cannot be probed.
     """
     device = session.get(Device, device_id)
-    if device is None or not _may_reach(principal, owner, device):
+    if device is None or not may_reach(principal, owner, device):
         raise NotFound(f"no device {device_id!r}")
     if change and device.revoked:
         raise Forbidden(f"device {device_id!r} is revoked")
     return device
 
 
-def _may_reach(principal: Principal, owner: User | None, device: Device) -> bool:
+def may_reach(principal: Principal, owner: User | None, device: Device) -> bool:
     if principal.kind == "device":
         return principal.name == device.id
     if principal.is_admin:

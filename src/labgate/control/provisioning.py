@@ -20,7 +20,7 @@ from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from labgate.auth.keyring import KeyRing
-from labgate.control import accounts, keystore
+from labgate.control import accounts, jobkeys, keystore
 from labgate.control.database import make_engine, migrate, session_factory
 from labgate.control.errors import AlreadyInitialised
 from labgate.control.layout import (
@@ -90,6 +90,7 @@ def initialise(
         keystore.write_keyring(
             keystore.keyring_path(settings), KeyRing.generate(now=now), passphrase
         )
+        jobkeys.ensure_jobs_keyring(jobkeys.jobs_keyring_path(settings), passphrase, now=now)
         admin_file = _create_admin(settings, sessions, now=now)
     finally:
         engine.dispose()

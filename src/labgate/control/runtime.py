@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from labgate.control import keystore
+from labgate.control import jobkeys, keystore
 from labgate.control.accounts import PasswordRules, password_rules
 from labgate.control.acme.context import AcmeContext
 from labgate.control.acme.external import Sealer
@@ -62,6 +62,8 @@ class Runtime:
     sessions: sessionmaker[Session]
     rules: PasswordRules
     keys: keystore.SigningKeys
+    # The jobs signing keys (labgate.control.jobkeys): never the token keys.
+    job_keys: keystore.SigningKeys
     ca: CertificateAuthority
     metrics: Metrics
     verified: VerifiedTokens
@@ -75,6 +77,7 @@ class Runtime:
     def open(cls, settings: ControlSettings, *, clock: Clock = utc_now) -> Runtime:
         passphrase = keystore.load_passphrase(settings)
         keys = keystore.SigningKeys(keystore.keyring_path(settings), passphrase)
+        job_keys = jobkeys.open_jobs_keys(settings, passphrase, now=clock())
         ca = CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase)
         renew_server_certificate_if_due(settings, ca, now=clock())
         engine = make_engine(settings.resolved_database_url)
@@ -93,6 +96,7 @@ class Runtime:
             sessions=sessions,
             rules=password_rules(settings),
             keys=keys,
+            job_keys=job_keys,
             ca=ca,
             metrics=metrics,
             verified=VerifiedTokens(),

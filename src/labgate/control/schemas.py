@@ -442,3 +442,139 @@ class ExternalKeyCreated(BaseModel):
 
     external_key: ExternalKeyOut
     hmac_key: str
+
+
+# --- jobs (labgate.control.jobs) ------------------------------------------------------------
+JOB_TYPE_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+DEVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+GROUP_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+JobStateName = Literal[
+    "QUEUED", "IN_PROGRESS", "CANCELING", "SUCCEEDED", "FAILED", "REJECTED", "TIMED_OUT", "CANCELED"
+]
+ReportStatus = Literal["IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED", "CANCELED"]
+
+
+class JobCreate(Strict):
+    """A job for one device (`device_id`) or for every device of a group (`group`)."""
+
+    type: str = Field(pattern=JOB_TYPE_PATTERN)
+    params: dict[str, Any] = Field(default_factory=dict)
+    device_id: str | None = Field(default=None, pattern=DEVICE_ID_PATTERN)
+    group: str | None = Field(default=None, pattern=GROUP_PATTERN)
+    not_after_seconds: int | None = Field(default=None, ge=60, le=365 * 24 * 3600)
+    in_progress_seconds: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
+    max_attempts: int = Field(default=1, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> JobCreate:
+        if (self.device_id is None) == (self.group is None):
+            raise ValueError("name exactly one of device_id and group")
+        return self
+
+
+class JobOut(BaseModel):
+    id: str
+    device_id: str
+    type: str
+    params: dict[str, Any]
+    state: JobStateName
+    version: int
+    attempt: int
+    max_attempts: int
+    status_details: dict[str, Any]
+    forced: bool
+    rollout_id: int | None
+    wave: int | None
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    not_after: datetime
+
+
+class JobCancel(Strict):
+    force: bool = False
+
+
+class JobDocumentOut(BaseModel):
+    job_id: str
+    state: JobStateName
+    version: int
+    attempt: int
+    # The signed job (labgate.auth.jobdocument): what the device verifies and runs.
+    document: str
+
+
+class JobNext(BaseModel):
+    job: JobDocumentOut | None
+    # Ask again after about this long (the agent adds jitter).
+    poll_seconds: int
+
+
+class JobReport(Strict):
+    status: ReportStatus
+    expected_version: int = Field(ge=1, le=2**31 - 1)
+    status_details: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobStateOut(BaseModel):
+    job_id: str
+    state: JobStateName
+    version: int
+    # The server asks the device to stop between steps and report CANCELED.
+    cancel_requested: bool
+
+
+class GroupPut(Strict):
+    devices: list[Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]] = Field(max_length=10_000)
+
+
+class GroupOut(BaseModel):
+    name: str
+    owner: str | None
+    devices: list[str]
+
+
+class RolloutWindow(Strict):
+    timezone: str = Field(min_length=1, max_length=64)
+    start: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    end: str = Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+class RolloutCreate(Strict):
+    """A job over a group (or a device list) in waves, e.g. `["1", "10%", "rest"]`."""
+
+    type: str = Field(pattern=JOB_TYPE_PATTERN)
+    params: dict[str, Any] = Field(default_factory=dict)
+    group: str | None = Field(default=None, pattern=GROUP_PATTERN)
+    devices: list[Annotated[str, Field(pattern=DEVICE_ID_PATTERN)]] | None = Field(
+        default=None, max_length=10_000
+    )
+    waves: list[Annotated[str, Field(max_length=8)]] = Field(
+        default_factory=lambda: ["1", "10%", "rest"], min_length=1, max_length=10
+    )
+    failure_threshold: float = Field(default=0.1, ge=0, le=1)
+    window: RolloutWindow | None = None
+    not_after_seconds: int | None = Field(default=None, ge=60, le=365 * 24 * 3600)
+    in_progress_seconds: int | None = Field(default=None, ge=10, le=7 * 24 * 3600)
+    max_attempts: int = Field(default=1, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RolloutCreate:
+        if (self.devices is None) == (self.group is None):
+            raise ValueError("name exactly one of group and devices")
+        return self
+
+
+class RolloutOut(BaseModel):
+    id: int
+    type: str
+    state: Literal["RUNNING", "HALTED", "COMPLETED"]
+    current_wave: int
+    waves: list[int]
+    failure_threshold: float
+    window: dict[str, str] | None
+    halted_reason: str | None
+    jobs: dict[str, int]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime

@@ -96,6 +96,13 @@ class ControlSettings(BaseSettings):
     device_code_wrong_per_address: int = Field(default=10, ge=1, le=1000)
     device_code_wrong_per_account: int = Field(default=20, ge=1, le=1000)
     device_code_wrong_window_seconds: int = Field(default=900, ge=60, le=24 * 3600)
+    # Jobs (labgate.control.jobs): how often an agent should ask for its next job, how long a
+    # job may wait by default and at most, how long it may run, and how often the sweeper looks.
+    jobs_poll_seconds: int = Field(default=60, ge=1, le=3600)
+    jobs_default_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=30 * 24 * 3600)
+    jobs_max_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600)
+    jobs_in_progress_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
+    jobs_sweep_seconds: float = Field(default=15.0, ge=0.1, le=3600)
     # Encrypts the CA's keys and the token signing keys; by default a random one written by init.
     key_passphrase: SecretStr | None = None
     key_passphrase_file: Path | None = None

@@ -430,3 +430,78 @@ class GatewayAuditRecord(Base):
     source: Mapped[str | None] = mapped_column(String(64))
     session: Mapped[str | None] = mapped_column(String(200))
     line: Mapped[str] = mapped_column(Text)
+
+
+class DeviceGroup(Base):
+    """A named set of devices that jobs and rollouts can target, owned by the user who made it."""
+
+    __tablename__ = "device_groups"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class DeviceGroupMember(Base):
+    __tablename__ = "device_group_members"
+
+    group_name: Mapped[str] = mapped_column(ForeignKey("device_groups.name"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+
+
+class Rollout(Base):
+    """One job type over a list of devices in waves (labgate.control.rollouts).
+
+    `devices` and `waves` are JSON lists fixed at creation; `current_wave` moves by
+    compare-and-set, so of two replicas' sweepers exactly one starts the next wave.
+    """
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    params: Mapped[str] = mapped_column(Text)
+    devices: Mapped[str] = mapped_column(Text)
+    waves: Mapped[str] = mapped_column(Text)
+    failure_threshold: Mapped[float] = mapped_column(Float)
+    window: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    current_wave: Mapped[int] = mapped_column(Integer, default=0)
+    halted_reason: Mapped[str | None] = mapped_column(String(300))
+    job_seconds: Mapped[int] = mapped_column(Integer)
+    in_progress_seconds: Mapped[int] = mapped_column(Integer)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Job(Base):
+    """One job for one device (labgate.control.jobs). Every change is one conditional UPDATE
+    on `version`, so a stale report, a second replica or a retried request changes nothing."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    params: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    status_details: Mapped[str | None] = mapped_column(Text)
+    # SHA-256 of the last report applied, so the same report again is answered, not re-applied.
+    last_report: Mapped[str | None] = mapped_column(String(64))
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    rollout_id: Mapped[int | None] = mapped_column(ForeignKey("rollouts.id"), index=True)
+    wave: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    not_after: Mapped[datetime] = mapped_column(UtcDateTime())
+    # When the job times out if nothing moves it: not_after, or sooner once it is in progress
+    # (started_at + in_progress_seconds). Read and sweeper both compare only this.
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    in_progress_seconds: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

@@ -25,6 +25,7 @@ from labgate.control.http.routers import (
     discovery,
     gateways,
     grants,
+    jobs,
     linkpage,
     me,
     public,
@@ -34,6 +35,7 @@ from labgate.control.http.routers import (
 )
 from labgate.control.runtime import Clock, Runtime, utc_now
 from labgate.control.settings import ControlSettings
+from labgate.control.sweeper import JobSweeper
 
 
 def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
@@ -41,9 +43,12 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        sweeper = JobSweeper(runtime)
+        sweeper.start()
         try:
             yield
         finally:
+            sweeper.stop()
             runtime.close()
 
     app = FastAPI(
@@ -75,6 +80,7 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
         acme,
         acme_eab,
         trail,
+        jobs,
     ):
         app.include_router(module.router)
     console.install(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from sqlalchemy import text
 
-from labgate.control import devices
+from labgate.control import devices, jobkeys
 from labgate.control.http.dependencies import RuntimeDep, SessionDep
 from labgate.control.schemas import Health, PublicLocation
 
@@ -23,8 +23,12 @@ def locations(session: SessionDep) -> list[PublicLocation]:
 
 @router.get("/.well-known/jwks.json")
 def jwks(runtime: RuntimeDep) -> dict[str, list[dict[str, str]]]:
-    """The public keys that verify access tokens and gateway bundles (current and retired)."""
-    return runtime.keys.ring().jwks(now=runtime.clock())
+    """The public keys that verify access tokens and gateway bundles (current and retired,
+    `use` "sig"), then the jobs keys (`use` "labgate-jobs"), which verify only signed jobs."""
+    now = runtime.clock()
+    published = runtime.keys.ring().jwks(now=now)
+    published["keys"] += jobkeys.published(runtime.job_keys.ring(), now=now)
+    return published
 
 
 @router.get("/healthz", response_model=Health)
