@@ -106,19 +106,21 @@ class HttpsFetcher(FetcherInterface):
     def _fetch(self, url: str) -> Iterator[bytes]:
         response = _request(self.pool, url, {})
         if response.status >= 400:
-            response.release_conn()
+            _done(response, complete=False)
             raise tuf_errors.DownloadHTTPError(f"HTTP {response.status} for {url}", response.status)
         return self._chunks(response, url)
 
     def _chunks(self, response: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
         watch = RateWatch(self.floor)
+        complete = False
         try:
             for chunk in _stream(response, url):
                 self.tally.received += len(chunk)
                 watch.received(len(chunk), what=url)
                 yield chunk
+            complete = True
         finally:
-            response.release_conn()
+            _done(response, complete=complete)
 
 
 class BundleFetcher(FetcherInterface):
@@ -173,6 +175,7 @@ def download_target(
         return
     headers = {"Range": f"bytes={have}-", "If-Range": etag} if have and etag else {}
     response = _request(pool, url, headers)
+    complete = False
     try:
         if response.status == 206 and have:
             _check_content_range(response.headers.get("Content-Range"), have, length, url)
@@ -187,8 +190,9 @@ def download_target(
             with contextlib.suppress(FileNotFoundError):
                 etag_file.unlink()
         _receive(response, partial, have=have, length=length, floor=floor, tally=tally, url=url)
+        complete = True
     finally:
-        response.release_conn()
+        _done(response, complete=complete)
 
 
 def discard(partial: Path) -> None:
@@ -271,6 +275,15 @@ def _stream(response: urllib3.BaseHTTPResponse, url: str) -> Iterator[bytes]:
         ) from None
     except urllib3.exceptions.ProtocolError as error:
         raise DownloadFailed("incomplete", f"{url}: the connection broke ({error})") from None
+
+
+def _done(response: urllib3.BaseHTTPResponse, *, complete: bool) -> None:
+    """Return the connection to the pool only after a response read to its end. Any other (an
+    error's body, a download stopped for its length or rate) closes the connection, so no stale
+    bytes can meet the next request on it."""
+    if not complete:
+        response.close()
+    response.release_conn()
 
 
 def _check_content_range(value: str | None, have: int, length: int, url: str) -> None:

@@ -106,6 +106,15 @@ class ControlSettings(BaseSettings):
     # Encrypts the CA's keys and the token signing keys; by default a random one written by init.
     key_passphrase: SecretStr | None = None
     key_passphrase_file: Path | None = None
+    # Signed releases (labgate.control.releases): the repository served at /tuf/ (none: not
+    # served), the online key that re-signs its timestamp and snapshot (none: serve only), that
+    # key's passphrase file (none: the server's key passphrase), how old a timestamp may get
+    # before it is re-signed, and how often that is checked.
+    releases_dir: Path | None = None
+    releases_online_key: Path | None = None
+    releases_online_passphrase_file: Path | None = None
+    releases_timestamp_every_seconds: int = Field(default=3600, ge=60, le=12 * 3600)
+    releases_check_seconds: float = Field(default=60.0, ge=0.05, le=3600)
     # The enhanced-security mode (labgate.posture.mode); no [secure] table: off, as it was.
     secure: SecureConfig = SecureConfig.from_table(None)
     # ACME (labgate.control.acme). Accounts need an external account binding made by an

@@ -6,12 +6,15 @@ per application, and closed when the application shuts down.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from labgate import __version__
+from labgate.control import keystore
 from labgate.control.http import console, problems
 from labgate.control.http import errors as http_errors
 from labgate.control.http.edge import Edge
@@ -30,9 +33,11 @@ from labgate.control.http.routers import (
     me,
     public,
     trail,
+    tuf,
     unlink,
     users,
 )
+from labgate.control.releases import ReleaseService
 from labgate.control.runtime import Clock, Runtime, utc_now
 from labgate.control.settings import ControlSettings
 from labgate.control.sweeper import JobSweeper
@@ -40,14 +45,24 @@ from labgate.control.sweeper import JobSweeper
 
 def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
     runtime = Runtime.open(settings, clock=clock)
+    releases = ReleaseService.from_settings(
+        settings, passphrase=lambda: keystore.load_passphrase(settings), clock=clock
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         sweeper = JobSweeper(runtime)
         sweeper.start()
+        resigning = None
+        if releases is not None and releases.online is not None:
+            resigning = asyncio.create_task(releases.keep_fresh())
         try:
             yield
         finally:
+            if resigning is not None:
+                resigning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await resigning
             sweeper.stop()
             runtime.close()
 
@@ -64,6 +79,7 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.releases = releases
     for module in (
         auth,
         me,
@@ -81,6 +97,7 @@ def create_app(settings: ControlSettings, *, clock: Clock = utc_now) -> FastAPI:
         acme_eab,
         trail,
         jobs,
+        tuf,
     ):
         app.include_router(module.router)
     console.install(app)
