@@ -95,6 +95,7 @@ def run(
     from labgate.agent.runner import Agent, AgentOptions
 
     _logging()
+    _settle_slots(data)
     networks = parse_networks(local_networks.split(",")) if local_networks else default_networks()
     options = AgentOptions(
         server=server,
@@ -169,3 +170,175 @@ def unlink(data: DataDir) -> None:
     _logging()
     device_id = asyncio.run(do_unlink(Store(data)))
     typer.echo(f"unlinked device {device_id}; run the agent again to link anew")
+
+
+@app.command("releases")
+def releases(
+    data: DataDir,
+    root: Annotated[
+        Path,
+        typer.Option(
+            "--root",
+            metavar="FILE",
+            help="The release repository's root.json this device will trust.",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ],
+    model: Annotated[str, typer.Option("--model", metavar="M", help="Device model.")] = (
+        "labgate-agent"
+    ),
+    install_command: Annotated[
+        str | None,
+        typer.Option(
+            "--install-command",
+            metavar="CMD",
+            help="Install command; {artifact} and {slot} are replaced (no shell).",
+            show_default="copy the artifact into the slot",
+        ),
+    ] = None,
+    health_command: Annotated[
+        str | None,
+        typer.Option(
+            "--health-command",
+            metavar="CMD",
+            help="Health check run in the new slot; exit 0 is healthy.",
+            show_default="the artifact is in the slot",
+        ),
+    ] = None,
+    min_rate: Annotated[
+        int, typer.Option("--min-rate", metavar="B/S", min=1, help="Slowest download allowed.")
+    ] = 1024,
+    rate_window: Annotated[
+        float,
+        typer.Option("--rate-window", metavar="S", min=0.1, max=3600, help="Over this many s."),
+    ] = 60.0,
+) -> None:
+    """Set this device up for signed releases: the root it trusts, its model, its commands."""
+    import shlex
+
+    from labgate.agent.installation import ReleaseConfig, install_root
+
+    config = ReleaseConfig(
+        model=model,
+        install_command=tuple(shlex.split(install_command or "")),
+        health_command=tuple(shlex.split(health_command or "")),
+        min_rate_bytes=min_rate,
+        rate_window_seconds=rate_window,
+    )
+    install_root(data, root.read_bytes())
+    config.save(data)
+    typer.echo(f"releases: trusting {root.name} for model {model} in {data}")
+
+
+@app.command("install")
+def install(
+    data: DataDir,
+    target: Annotated[str, typer.Option("--target", metavar="PATH", help="Target path.")],
+    length: Annotated[int, typer.Option("--length", metavar="N", min=1, help="Its length.")],
+    sha256: Annotated[str, typer.Option("--sha256", metavar="HEX", help="Its SHA-256.")],
+    server: Annotated[
+        str | None, typer.Option("--server", metavar="URL", help="The control server.")
+    ] = None,
+    server_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--server-ca",
+            metavar="FILE",
+            help="CA of the server's certificate.",
+            show_default="the one linking pinned",
+            dir_okay=False,
+        ),
+    ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            metavar="DIR",
+            help="Install offline from a bundle.",
+            file_okay=False,
+            exists=True,
+        ),
+    ] = None,
+    valid_at: Annotated[
+        str | None,
+        typer.Option(
+            "--valid-at",
+            metavar="TIME",
+            help="With --bundle: judge expiry as of this ISO 8601 time.",
+        ),
+    ] = None,
+) -> None:
+    """Install a signed release into the other slot, check it, commit or roll back.
+
+    Prints each step; exit status 0 when committed, 1 when refused, failed or rolled back."""
+    import re
+    from datetime import datetime
+
+    from labgate.agent.controlclient import tls_context
+    from labgate.agent.errors import InvalidOption
+    from labgate.agent.installation import (
+        Bundle,
+        Online,
+        ReleaseConfig,
+        ReleaseInstall,
+        Source,
+    )
+    from labgate.agent.store import SERVER_CA, Store
+    from labgate.releases.verification import Binding
+
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise InvalidOption(f"--sha256 {sha256[:80]!r} is not 64 lower-case hex digits")
+    source: Source
+    if bundle is not None:
+        if server is not None:
+            raise InvalidOption("--bundle and --server contradict each other; keep one")
+        if valid_at is None:
+            raise InvalidOption("--bundle needs --valid-at: the time its metadata is judged at")
+        try:
+            when = datetime.fromisoformat(valid_at)
+        except ValueError:
+            raise InvalidOption(f"--valid-at {valid_at!r} is not an ISO 8601 time") from None
+        if when.tzinfo is None:
+            raise InvalidOption(f"--valid-at {valid_at!r} has no time zone (add Z or +HH:MM)")
+        typer.echo(f"offline install: metadata judged as of {when.isoformat()} (stated)", err=True)
+        source = Bundle(directory=bundle, valid_at=when)
+    else:
+        store = Store(data)
+        url = server or store.server_url()
+        ca = server_ca or data / SERVER_CA
+        source = Online(server_url=url, context=tls_context(ca))
+    job = ReleaseInstall(
+        data_dir=data,
+        config=ReleaseConfig.load(data),
+        source=source,
+        binding=Binding(target_path=target, length=length, sha256=sha256),
+        report=lambda step, details: typer.echo(
+            f"{step}: " + " ".join(f"{k}={v}" for k, v in details.items())
+        ),
+    )
+    outcome = job.run()
+    if not outcome.committed:
+        typer.secho(f"rolled back to slot {outcome.slot}: {outcome.reason}", err=True, fg="red")
+        raise typer.Exit(1)
+    typer.echo(f"release {outcome.version} committed in slot {outcome.slot}")
+
+
+@app.command("boot")
+def boot(data: DataDir) -> None:
+    """What a device runs at start: settle a slot left on trial (health check, commit or go
+    back to the last good slot)."""
+    from labgate.agent.installation import ReleaseConfig
+
+    typer.echo(ReleaseConfig.load(data).slots(data).boot())
+
+
+def _settle_slots(data: Path) -> None:
+    """At start, before anything else: a slot left on trial by a reboot is checked again."""
+    from labgate.agent.installation import CONFIG, RELEASES, ReleaseConfig
+
+    if (data / RELEASES / CONFIG).exists():
+        settled = ReleaseConfig.load(data).slots(data).boot()
+        if settled != "steady":
+            typer.echo(f"releases: slot on trial {settled.replace('_', ' ')} at start", err=True)
