@@ -59,7 +59,7 @@ def test_the_whole_link_in_a_browser_with_no_csp_violation(server: Any, start_ag
         page.goto(f"{server.url}/link")
         page.fill("input[name=username]", "admin")
         page.fill("input[name=password]", PASSWORD)
-        page.click("#login-form button[type=submit]")
+        page.click("form.stack button[type=submit]")  # the console login /link leads to
         page.wait_for_selector("#devices li button", timeout=30_000)
         assert "qPCR-sim" in (page.text_content("#devices") or "")
         with page.expect_popup():

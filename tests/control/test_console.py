@@ -288,3 +288,173 @@ def test_the_dashboard_counts_certificates_ending_within_7_and_30_days(
     page = admin_web.get("/console").text
     assert re.search(r'<span class="count">1</span> certificates end within 7 days', page)
     assert issued.json()["serial"] in page
+
+
+def _person(api: Api, admin: dict[str, str], username: str, role: str) -> tuple[int, str]:
+    created = api.post("/api/v1/users", headers=admin, json={"username": username, "role": role})
+    assert created.status_code == 201, created.text
+    return created.json()["user"]["id"], created.json()["one_time_password"]
+
+
+def test_people_are_created_with_a_password_shown_once_and_offboarded_in_one_click(
+    admin_web: Console, api: Api, make_csr: Any
+) -> None:
+    created = admin_web.post("/console/people", {"username": "Nora", "role": "operator"})
+    assert created.status_code == 201
+    one_time = re.search(r'id="one-time-password">([^<]+)<', created.text)
+    assert one_time is not None
+    assert one_time.group(1) not in admin_web.get("/console/people").text  # shown once only
+    nora = api.bearer(api.login_fully("nora", one_time.group(1))["access_token"])
+    _, csr = make_csr("nora")
+    serial = api.post("/api/v1/certificates", headers=nora, json={"csr_pem": csr}).json()["serial"]
+    admin = api.admin()
+    grant = {"principal": "labgate:user:nora", "instrument": "qs5-bench3", "level": "Controller"}
+    assert api.post("/api/v1/grants", headers=admin, json=grant).status_code == 201
+    users = {u["username"]: u["id"] for u in api.get("/api/v1/users", headers=admin).json()}
+    done = admin_web.post(f"/console/people/{users['nora']}/disable", {})
+    assert done.status_code == 200
+    assert serial in done.text and "qs5-bench3 (Controller)" in done.text
+    assert "1 API refresh token revoked" in done.text
+    assert api.get("/api/v1/me", headers=nora).status_code == 401
+    listed = api.get("/api/v1/users", headers=admin).json()
+    assert [u["disabled"] for u in listed if u["username"] == "nora"] == [True]
+    bad = admin_web.post("/console/people", {"username": "bad name!", "role": "viewer"})
+    assert bad.status_code == 422 and "username" in bad.text
+    again = admin_web.post("/console/people", {"username": "NORA", "role": "viewer"})
+    assert again.status_code == 409
+
+
+def test_grants_are_added_lowered_and_removed(admin_web: Console, api: Api) -> None:
+    added = admin_web.post(
+        "/console/grants",
+        {"principal": "labgate:user:Olga", "instrument": "qs5-bench3", "level": "full"},
+    )
+    assert added.status_code == 303
+    admin = api.admin()
+    (grant,) = api.get("/api/v1/grants", headers=admin).json()
+    assert (grant["principal"], grant["level"]) == ("labgate:user:olga", "Full")
+    page = admin_web.get("/console/instruments").text
+    assert "labgate:user:olga" in page and 'data-instrument="qs5-bench3"' in page
+    lowered = admin_web.post(f"/console/grants/{grant['id']}/level", {"level": "Observer"})
+    assert lowered.status_code == 303
+    assert api.get("/api/v1/grants", headers=admin).json()[0]["level"] == "Observer"
+    assert (
+        admin_web.post(f"/console/grants/{grant['id']}/level", {"level": "God"}).status_code == 422
+    )
+    assert admin_web.post(f"/console/grants/{grant['id']}/remove", {}).status_code == 303
+    assert api.get("/api/v1/grants", headers=admin).json() == []
+    assert admin_web.post(f"/console/grants/{grant['id']}/remove", {}).status_code == 404
+
+
+def test_a_viewer_cannot_reach_an_admin_action_even_posting_with_its_own_token(
+    admin_web: Console, api: Api, settings: ControlSettings, clock: Clock
+) -> None:
+    admin = api.admin()
+    vera_id, vera_password = _person(api, admin, "vera", "viewer")
+    target_id, _ = _person(api, admin, "tom", "operator")
+    grant = {"principal": "labgate:user:tom", "instrument": "qs5", "level": "Observer"}
+    grant_id = api.post("/api/v1/grants", headers=admin, json=grant).json()["id"]
+    vera = _second(settings, clock)
+    vera.login_fully("vera", vera_password)
+    token = vera.token()  # vera's own, valid CSRF token
+    page = vera.get("/console/instruments").text
+    assert "/console/grants" not in page and "Disable" not in page  # no controls shown
+    assert "/console/people" not in vera.get("/console").text
+    assert vera.get("/console/people").status_code == 403
+    attempts = {
+        "/console/people": {"username": "mallory", "role": "admin"},
+        f"/console/people/{target_id}/disable": {},
+        f"/console/people/{target_id}/password-reset": {},
+        f"/console/people/{vera_id}/password-reset": {},
+        "/console/grants": {"principal": "labgate:user:vera", "instrument": "*", "level": "Full"},
+        f"/console/grants/{grant_id}/level": {"level": "Full"},
+        f"/console/grants/{grant_id}/remove": {},
+    }
+    for path, form in attempts.items():
+        refused = vera.post(path, form, token=token)
+        assert refused.status_code == 403, (path, refused.status_code)
+    users = {u["username"]: u for u in api.get("/api/v1/users", headers=admin).json()}
+    assert "mallory" not in users and not users["tom"]["disabled"]
+    assert api.get("/api/v1/grants", headers=admin).json()[0]["level"] == "Observer"
+
+
+def test_revoking_a_certificate_needs_a_reason_and_the_confirmation(
+    admin_web: Console, api: Api, make_csr: Any
+) -> None:
+    admin = api.admin()
+    _, csr = make_csr("admin")
+    serial = api.post("/api/v1/certificates", headers=admin, json={"csr_pem": csr}).json()["serial"]
+    page = admin_web.get("/console/certificates?status=valid&identity=labgate:user:admin")
+    assert f'data-serial="{serial}"' in page.text
+    unconfirmed = admin_web.post(f"/console/certificates/{serial}/revoke", {"reason": "superseded"})
+    assert unconfirmed.status_code == 422 and "confirmation" in unconfirmed.text
+    wrong = admin_web.post(
+        f"/console/certificates/{serial}/revoke", {"reason": "because", "confirm": "yes"}
+    )
+    assert wrong.status_code == 422
+    done = admin_web.post(
+        f"/console/certificates/{serial}/revoke", {"reason": "superseded", "confirm": "yes"}
+    )
+    assert done.status_code == 303
+    (listed,) = api.get("/api/v1/certificates", headers=admin).json()
+    assert (listed["status"], listed["revocation_reason"]) == ("revoked", "superseded")
+    assert admin_web.get("/console/certificates?identity=nobody").status_code == 422
+
+
+def test_devices_are_listed_a_page_at_a_time_with_stale_ones_marked(
+    admin_web: Console, api: Api, clock: Clock
+) -> None:
+    admin = api.admin()
+    made = [api.create_device(admin, f"bench-{n:02d}")["device"]["id"] for n in range(3)]
+    runtime = admin_web.http.app.state.runtime
+    from labgate.control.tables import Device
+
+    with unit_of_work(runtime.sessions) as session:
+        session.get(Device, made[0]).last_seen_at = clock() - __import__("datetime").timedelta(
+            hours=2
+        )
+        session.get(Device, made[1]).last_seen_at = clock()
+    listing = admin_web.get("/console/devices?sort=name").text
+    assert listing.index("bench-00") < listing.index("bench-01") < listing.index("bench-02")
+    assert 'class="badge stale"' in listing and 'class="badge online"' in listing
+    stale = admin_web.get("/console/devices?show=stale").text
+    assert "bench-00" in stale and "bench-01" not in stale and "bench-02" not in stale
+    never = admin_web.get("/console/devices?show=never").text
+    assert "bench-02" in never and "bench-00" not in never
+    descending = admin_web.get("/console/devices?sort=name&desc=true").text
+    assert descending.index("bench-02") < descending.index("bench-00")
+    assert admin_web.get("/console/devices?sort=password").status_code == 422
+    revoked = admin_web.post(f"/console/devices/{made[2]}/revoke", {})
+    assert revoked.status_code == 303
+    assert api.get(f"/api/v1/devices/{made[2]}", headers=admin).json()["revoked"] is True
+
+
+def test_linking_by_code_from_the_console(admin_web: Console, api: Api) -> None:
+    asked = api.post(
+        "/api/v1/device-codes", json={"model": "QS5", "serial": "272510042", "hostname": "b3"}
+    ).json()
+    shown = admin_web.post("/console/link/code", {"user_code": asked["user_code"]})
+    assert shown.status_code == 200 and "272510042" in shown.text
+    wrong = admin_web.post("/console/link/code", {"user_code": "BBBB-BBBB"})
+    assert wrong.status_code == 404 and "code" in wrong.text
+    decided = admin_web.post(
+        "/console/link/code/decide", {"user_code": asked["user_code"], "approve": "yes"}
+    )
+    assert decided.headers["location"] == "/console/link?notice=code-approved"
+
+
+def test_the_linking_script_routes_need_the_csrf_header(admin_web: Console) -> None:
+    http = admin_web.http
+    assert http.get("/console/link/discovery").status_code == 403
+    token = admin_web.token()
+    listed = http.get("/console/link/discovery", headers={"X-CSRF-Token": token})
+    assert listed.status_code == 200 and listed.json()["devices"] == []
+    body = {"instance_id": "A" * 22, "secret": "x" * 43}
+    posted = http.post(f"/console/link/{'A' * 22}", json=body, headers={"X-CSRF-Token": token})
+    assert posted.status_code == 403  # no Origin: refused before anything else
+    other = http.post(
+        f"/console/link/{'A' * 22}",
+        json=body,
+        headers={"X-CSRF-Token": token, "Origin": "https://evil.example"},
+    )
+    assert other.status_code == 403

@@ -1,6 +1,7 @@
-"""The linking page in a real browser (Debian's Chromium through Playwright): log in, see the
-device announcing from this address, link it through the device's local page in a popup, and
-end with the device enrolled; with zero Content-Security-Policy violations on the way.
+"""The console's linking page in a real browser (Debian's Chromium through Playwright): log in
+(the console's login page, which `/link` leads to), see the device announcing from this address,
+link it through the device's local page in a popup, and end with the device enrolled; with zero
+Content-Security-Policy violations on the way.
 
 The device side here is a stand-in written for this test (its local page and the agent's
 requests); the real agent has its own browser test.
@@ -110,10 +111,10 @@ def _run_flow(
         context = browser.new_context(ignore_https_errors=True)
         page = context.new_page()
         page.on("console", lambda message: console.append(message.text))
-        page.goto(f"{origin}/link")
+        page.goto(f"{origin}/link")  # the console's login page first, then the linking page
         page.fill("input[name=username]", "olga")
         page.fill("input[name=password]", api.STRONG_PASSWORD)
-        page.click("#login-form button[type=submit]")
+        page.click("form.stack button[type=submit]")
         page.wait_for_selector("#devices li button", timeout=60_000)
         with page.expect_popup():
             page.click("#devices li button")
@@ -174,14 +175,15 @@ def test_a_person_approves_a_code_from_the_page_after_seeing_the_device(
         page.goto(asked["verification_uri_complete"])
         page.fill("input[name=username]", "olga")
         page.fill("input[name=password]", api.STRONG_PASSWORD)
-        page.click("#login-form button[type=submit]")
+        page.click("form.stack button[type=submit]")
+        page.locator("input[name=user_code]").wait_for(timeout=15_000)
         assert page.input_value("input[name=user_code]") == asked["user_code"]
         page.click("#code-form button[type=submit]")
         page.locator("#cd-serial", has_text="272510042").wait_for(timeout=15_000)
         assert page.text_content("#cd-model") == "QS5"
         assert page.text_content("#cd-public") == "127.0.0.1"
         page.click("#approve")
-        page.locator("#status", has_text="Approved").wait_for(timeout=15_000)
+        page.locator(".notice", has_text="Approved").wait_for(timeout=15_000)
         browser.close()
     _, csr = make_csr(asked["device_id"])
     with live_server.client() as http:

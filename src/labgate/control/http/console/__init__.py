@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from labgate.control.http.console import entry, home
+from labgate.control.http.console import certificates, entry, fleet, home, instruments, people
 
 
 def install(app: FastAPI) -> None:
-    for module in (entry, home):
+    for module in (entry, home, people, instruments, fleet, certificates):
         app.include_router(module.router)
+    app.include_router(fleet.script_router)

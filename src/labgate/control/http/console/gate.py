@@ -108,10 +108,14 @@ async def admin_visitor(visitor: Person) -> Visitor:
 AdminPerson = Annotated[Visitor, Depends(admin_visitor)]
 
 
-def require_same_origin(request: Request) -> None:
+def require_same_origin(request: Request, *, origin_required: bool = True) -> None:
+    """Refuse a request another site's page made. Browsers send `Origin` with every POST; with
+    a same-origin GET they may leave it out (the CSRF header then stands alone)."""
     origin = request.headers.get("origin")
     host = request.headers.get("host")
-    if origin is None or host is None or origin != f"https://{host}":
+    if origin is None and not origin_required:
+        pass
+    elif origin is None or host is None or origin != f"https://{host}":
         raise RequestRefused("refused: this request did not come from a page of this console")
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site != "same-origin":
@@ -177,8 +181,9 @@ PostedByAny = Annotated[dict[str, str], Depends(posted_by_any)]
 
 
 async def scripted(request: Request, visitor: Person) -> Visitor:
-    """A JSON call from the console's own script: same origin, CSRF token in a header."""
-    require_same_origin(request)
+    """A JSON call from the console's own script: same origin, CSRF token in a header (which
+    another site's page cannot set without a CORS preflight, and none is ever allowed)."""
+    require_same_origin(request, origin_required=request.method not in ("GET", "HEAD"))
     require_csrf(visitor, request.headers.get(CSRF_HEADER))
     return visitor
 

@@ -11,18 +11,20 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 
-from labgate.control.errors import ControlError, PasswordChangeRequired
+from labgate.control.errors import ControlError, InvalidInput, PasswordChangeRequired
 from labgate.control.http.console.gate import CSRF_FIELD, LoginNeeded
 from labgate.control.http.errors import status_of
 
+_Model = TypeVar("_Model", bound=BaseModel)
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
     "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -31,6 +33,10 @@ LOGIN_PATH = "/console/login"
 PASSWORD_PATH = "/console/password"  # noqa: S105 (a path)
 NAV = (
     ("dashboard", "/console", "Dashboard", False),
+    ("instruments", "/console/instruments", "Instruments", False),
+    ("people", "/console/people", "People", True),
+    ("devices", "/console/devices", "Devices", False),
+    ("certificates", "/console/certificates", "Certificates", False),
     ("account", "/console/account", "My account", False),
 )
 
@@ -155,3 +161,15 @@ NOTICES = {
 
 def notice(key: str | None) -> str | None:
     return NOTICES.get(key or "")
+
+
+def parsed(model: type[_Model], fields: Mapping[str, object]) -> _Model:
+    """A form's fields checked by the API's own request model (the same rules as the API)."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors()[:5]:
+            where = ".".join(str(part) for part in item.get("loc", ())) or "form"
+            problems.append(f"{where}: {item.get('msg', 'invalid')}")
+        raise InvalidInput("; ".join(problems)) from None

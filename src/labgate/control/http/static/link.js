@@ -1,29 +1,27 @@
-// labgate linking page. No inline script: the page's CSP allows scripts from this origin only.
-// The access token lives in this closure only (never in storage or a cookie).
+// labgate console: linking a device found on the local network. No inline script: the page's
+// CSP allows scripts from this origin only. The console session is an HttpOnly cookie this script
+// never sees; its calls carry the page's CSRF token in a header, which no other site can set.
+// Linking by code is a plain form on the same page and needs no script.
 "use strict";
 (function () {
-  let token = null;
-  let enteredCode = null;
   const $ = (id) => document.getElementById(id);
+  let csrf = null;
 
   function say(text, isError) {
     const status = $("status");
     status.textContent = text;
-    status.className = isError ? "error" : "";
+    status.className = isError ? "error" : "notice";
   }
 
   async function api(method, path, body) {
-    const headers = { "Accept": "application/json" };
-    if (token) headers["Authorization"] = "Bearer " + token;
+    const headers = { "Accept": "application/json", "X-CSRF-Token": csrf };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(path, {
       method, headers, body: body === undefined ? undefined : JSON.stringify(body),
-      credentials: "omit", cache: "no-store",
+      credentials: "same-origin", cache: "no-store", redirect: "error",
     });
     let data = null;
-    if (response.status !== 204) {
-      try { data = await response.json(); } catch (e) { data = null; }
-    }
+    try { data = await response.json(); } catch (e) { data = null; }
     return { status: response.status, data };
   }
 
@@ -32,29 +30,9 @@
     return (data.code || ("HTTP " + result.status)) + (data.message ? ": " + data.message : "");
   }
 
-  async function login(event) {
-    event.preventDefault();
-    const form = event.target;
-    const result = await api("POST", "/api/v1/auth/login", {
-      username: form.username.value, password: form.password.value,
-    });
-    form.password.value = "";
-    if (result.status !== 200) { say("Login refused: " + problem(result), true); return; }
-    if (result.data.password_change_required) {
-      say("Change your one-time password first (POST /api/v1/auth/password).", true);
-      return;
-    }
-    token = result.data.access_token;
-    $("login").hidden = true;
-    $("discovered").hidden = false;
-    $("by-code").hidden = false;
-    say("Logged in.");
-    await discover();
-  }
-
   async function discover() {
-    const result = await api("GET", "/api/v1/discovery");
     const list = $("devices");
+    const result = await api("GET", "/console/link/discovery");
     list.replaceChildren();
     if (result.status !== 200) { say("Cannot list devices: " + problem(result), true); return; }
     const note = $("discovery-note");
@@ -99,8 +77,7 @@
       if (!data || data.instance_id !== device.instance_id || typeof data.secret !== "string") return;
       window.removeEventListener("message", onMessage);
       try { popup.close(); } catch (e) { /* already closed */ }
-      const result = await api("POST",
-        "/api/v1/discovery/" + encodeURIComponent(device.instance_id) + "/link",
+      const result = await api("POST", "/console/link/" + encodeURIComponent(device.instance_id),
         { instance_id: device.instance_id, secret: data.secret });
       if (result.status !== 202) { say("Link refused: " + problem(result), true); return; }
       say("Asked the device to confirm ...");
@@ -112,7 +89,7 @@
   async function follow(instanceId) {
     for (let i = 0; i < 90; i++) {
       await new Promise((resolve) => setTimeout(resolve, 1000));
-      const result = await api("GET", "/api/v1/discovery/" + encodeURIComponent(instanceId) + "/link");
+      const result = await api("GET", "/console/link/" + encodeURIComponent(instanceId));
       if (result.status !== 200) { say("Cannot follow the link: " + problem(result), true); return; }
       const state = result.data.state;
       if (state === "linked") { say("Linked: device " + result.data.device_id + "."); await discover(); return; }
@@ -122,37 +99,11 @@
     say("The device did not answer.", true);
   }
 
-  async function showCode(event) {
-    event.preventDefault();
-    const typed = event.target.user_code.value;
-    const result = await api("GET", "/api/v1/device-codes/approve?user_code=" + encodeURIComponent(typed));
-    if (result.status !== 200) { say("Code refused: " + problem(result), true); return; }
-    enteredCode = typed;
-    const d = result.data;
-    $("cd-model").textContent = d.model;
-    $("cd-serial").textContent = d.serial;
-    $("cd-hostname").textContent = d.hostname;
-    $("cd-local").textContent = d.local_address || "(not given)";
-    $("cd-public").textContent = d.public_address;
-    $("cd-time").textContent = d.requested_at;
-    $("code-device").hidden = false;
-    $("code-actions").hidden = false;
-    say("Check that this is your device, then approve.");
-  }
-
-  async function decide(approve) {
-    if (!enteredCode) return;
-    const result = await api("POST", "/api/v1/device-codes/approve", { user_code: enteredCode, approve });
-    if (result.status !== 200) { say("Refused: " + problem(result), true); return; }
-    $("code-actions").hidden = true;
-    say(approve ? "Approved: the device will finish linking by itself." : "Denied.");
-  }
-
   document.addEventListener("DOMContentLoaded", () => {
-    $("login-form").addEventListener("submit", login);
+    const meta = document.querySelector('meta[name="labgate-csrf"]');
+    csrf = meta ? meta.getAttribute("content") : null;
+    if (!$("devices") || !csrf) return;  // a viewer's page: linking by code only
     $("refresh").addEventListener("click", discover);
-    $("code-form").addEventListener("submit", showCode);
-    $("approve").addEventListener("click", () => decide(true));
-    $("deny").addEventListener("click", () => decide(false));
+    discover();
   });
 })();
