@@ -48,7 +48,7 @@ def test_server_certificate_is_renewed_before_it_expires(settings: Any) -> None:
 
     from labgate.control import keystore
     from labgate.control.layout import ca_dir, server_certificate_path
-    from labgate.control.provisioning import renew_server_certificate_if_due
+    from labgate.control.servercertificate import Renewal, renew_server_certificate_if_due
     from labgate.pki.authority import CertificateAuthority
 
     path = server_certificate_path(settings.data_dir)
@@ -56,8 +56,10 @@ def test_server_certificate_is_renewed_before_it_expires(settings: Any) -> None:
     passphrase = keystore.load_passphrase(settings)
     with CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase) as ca:
         now = datetime.now(UTC)
-        assert renew_server_certificate_if_due(settings, ca, now=now) is False
-        assert renew_server_certificate_if_due(settings, ca, now=now + timedelta(days=75))
+        assert renew_server_certificate_if_due(settings, ca, now=now) is Renewal.NOT_DUE
+        # 2/3 of 90 days is 60 (give or take 4.5): due at 65 at the latest.
+        later = now + timedelta(days=65)
+        assert renew_server_certificate_if_due(settings, ca, now=later) is Renewal.RENEWED
     after = x509.load_pem_x509_certificate(path.read_bytes())
     assert after.serial_number != before.serial_number
     assert after.public_key() != before.public_key()
@@ -73,7 +75,7 @@ def test_a_customer_server_certificate_is_never_replaced_by_one_of_ours(
 
     from labgate.control import keystore
     from labgate.control.layout import ca_dir, server_certificate_path, server_key_path
-    from labgate.control.provisioning import renew_server_certificate_if_due
+    from labgate.control.servercertificate import Renewal, renew_server_certificate_if_due
     from labgate.pki import Profile
     from labgate.pki.authority import CertificateAuthority
 
@@ -89,6 +91,7 @@ def test_a_customer_server_certificate_is_never_replaced_by_one_of_ours(
     passphrase = keystore.load_passphrase(settings)
     with CertificateAuthority.open(ca_dir(settings.data_dir), passphrase=passphrase) as ca:
         later = datetime.now(UTC) + timedelta(days=75)
-        assert renew_server_certificate_if_due(settings, ca, now=later) is False
+        found = renew_server_certificate_if_due(settings, ca, now=later)
+        assert found is Renewal.FOREIGN_EXPIRING
     assert server_certificate_path(settings.data_dir).read_bytes() == theirs.chain_pem
     assert any("not issued by this CA" in r.getMessage() for r in caplog.records)

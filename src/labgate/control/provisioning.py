@@ -6,16 +6,14 @@ directory as initialised, is written last, so an init that failed halfway is rec
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography import x509
 from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,24 +27,18 @@ from labgate.control.layout import (
     ca_dir,
     ca_root_path,
     server_certificate_path,
-    server_key_path,
 )
+from labgate.control.servercertificate import issue_server_certificate
 from labgate.control.settings import CONFIG_FILE, ControlSettings
 from labgate.control.tables import User
 from labgate.pki.atomic import PRIVATE, write_atomic
 from labgate.pki.authority import CertificateAuthority
-from labgate.pki.errors import UnknownCertificate
-from labgate.pki.profiles import Profile
 from labgate.posture.mode import SecureConfig
 from labgate.posture.table import render_table
 
 log = logging.getLogger("labgate.control")
 
 ADMIN_USERNAME = "admin"
-SERVER_NAME = "labgate-server"
-# `run` renews the server certificate (90 days, from the CA's SERVER profile) this long before
-# it expires.
-SERVER_RENEW_BEFORE = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -119,45 +111,7 @@ def _create_ca(settings: ControlSettings, passphrase: bytes) -> None:
     with CertificateAuthority.init(
         ca_dir(settings.data_dir), name="labgate CA", passphrase=passphrase
     ) as ca:
-        _issue_server_certificate(settings, ca)
-
-
-def _issue_server_certificate(settings: ControlSettings, ca: CertificateAuthority) -> None:
-    dns = [n for n in settings.server_names if not _is_ip(n)]
-    ips = [n for n in settings.server_names if _is_ip(n)]
-    issued = ca.issue(Profile.SERVER, SERVER_NAME, dns=dns, ips=ips)
-    # issue() makes the key pair, so the key is always there; never write an empty key file.
-    assert issued.key_pem is not None, "CertificateAuthority.issue returned no key"
-    # The key first, so the certificate on disk never lacks its key; pending until both are.
-    with ca.handing_out(issued):
-        issued.write_file(server_key_path(settings.data_dir), issued.key_pem, mode=PRIVATE)
-        issued.write_file(server_certificate_path(settings.data_dir), issued.chain_pem)
-
-
-def renew_server_certificate_if_due(
-    settings: ControlSettings, ca: CertificateAuthority, *, now: datetime
-) -> bool:
-    """Issue a fresh server certificate (new key) when the current one has < 30 days left.
-
-    A certificate this CA did not issue (a customer's own, installed in its place) is left alone:
-    replacing it would break every client that trusts only the customer's CA. Its expiry shows in
-    `/metrics` (`labgate_certificate_days_left`) and in a warning at start."""
-    pem = server_certificate_path(settings.data_dir).read_bytes()
-    not_after = x509.load_pem_x509_certificate(pem).not_valid_after_utc
-    if not_after - now > SERVER_RENEW_BEFORE:
-        return False
-    try:
-        ca.entry_of(pem)
-    except UnknownCertificate:
-        log.warning(
-            "the server certificate in %s was not issued by this CA and expires %s; "
-            "it is not renewed automatically: install a new one",
-            server_certificate_path(settings.data_dir),
-            not_after.strftime("%Y-%m-%dT%H:%MZ"),
-        )
-        return False
-    _issue_server_certificate(settings, ca)
-    return True
+        issue_server_certificate(settings, ca)
 
 
 def _create_admin(
@@ -181,14 +135,6 @@ def _create_private_sqlite_file(url: str) -> None:
     path = Path(database)
     if not path.exists():
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
 
 
 def _toml(config: Mapping[str, object]) -> str:

@@ -29,8 +29,8 @@ from labgate.control.errors import NotInitialised
 from labgate.control.layout import ca_dir
 from labgate.control.metrics import Metrics, served_certificates
 from labgate.control.minting import TokenMint
-from labgate.control.provisioning import renew_server_certificate_if_due
 from labgate.control.rotation import Rotation
+from labgate.control.servercertificate import renew_server_certificate_if_due
 from labgate.control.settings import ControlSettings
 from labgate.control.standing import current_value, record_change
 from labgate.control.transactions import unit_of_work

@@ -200,6 +200,12 @@ class CertificateRequest(Strict):
     csr_pem: str = Field(min_length=1, max_length=16_384)
 
 
+class GatewayCertificateRequest(Strict):
+    csr_pem: str = Field(min_length=1, max_length=16_384)
+    # `server`: what the gateway serves to clients; `client`: what it presents to this server.
+    purpose: Literal["server", "client"]
+
+
 class CertificateOut(BaseModel):
     serial: str
     identity: str

@@ -103,6 +103,13 @@ class ControlSettings(BaseSettings):
     jobs_max_seconds: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600)
     jobs_in_progress_seconds: int = Field(default=3600, ge=10, le=7 * 24 * 3600)
     jobs_sweep_seconds: float = Field(default=15.0, ge=0.1, le=3600)
+    # Certificates the server issues to itself (init, renewal) and to gateways renewing theirs
+    # (`POST /api/v1/gateways/{name}/certificates`); each renews at 2/3 of its lifetime.
+    server_certificate_seconds: int = Field(default=90 * 86400, ge=60, le=825 * 86400)
+    gateway_certificate_seconds: int = Field(default=90 * 86400, ge=60, le=825 * 86400)
+    # How often a running server looks at its certificate files: to renew when due, and to serve
+    # a certificate replaced on disk (by a renewal in another replica, or by an operator).
+    certificate_check_seconds: float = Field(default=5.0, ge=0.05, le=3600)
     # Encrypts the CA's keys and the token signing keys; by default a random one written by init.
     key_passphrase: SecretStr | None = None
     key_passphrase_file: Path | None = None

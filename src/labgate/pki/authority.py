@@ -91,6 +91,8 @@ ROOT_LIFETIME = timedelta(days=3653)  # 10 years
 ISSUING_LIFETIME = timedelta(days=731)  # 2 years
 # Certificates start a little in the past so a peer whose clock lags accepts them at once.
 BACKDATE = timedelta(minutes=5)
+# The shortest lifetime asked as a duration (a test's, or a server set to renew every minute).
+MIN_LIFETIME = timedelta(seconds=10)
 # A fresh 159-bit serial colliding even once is astronomically unlikely; eight in a row means the
 # serial source is broken, and looping on would hide that.
 SERIAL_ATTEMPTS = 8
@@ -394,12 +396,14 @@ class CertificateAuthority:
         days: int | None = None,
         key_type: KeyType = KeyType.ECDSA_P256,
         destination: Path | None = None,
+        lifetime: timedelta | None = None,
     ) -> Issued:
         """A new key pair and a certificate for it under `profile`, pending until `handed_out`.
-        `destination` is where its files go (PREFIX), so a sweep can clean up after a crash."""
+        `destination` is where its files go (PREFIX), so a sweep can clean up after a crash.
+        `lifetime` instead of `days` for a lifetime that is no whole number of days."""
         request = profiles.build_request(Profile(profile), name, dns=dns, ips=ips, uris=uris)
         _refuse_if_denied(request)
-        lifetime = _lifetime(request.profile, days)
+        lifetime = _lifetime(request.profile, days, lifetime)
         self._check_can_sign()
         key = keys.generate(key_type)
         certificate, lease = self._sign(
@@ -420,11 +424,12 @@ class CertificateAuthority:
         *,
         days: int | None = None,
         destination: Path | None = None,
+        lifetime: timedelta | None = None,
     ) -> Issued:
         """A certificate for the key in a CSR, whose contents must fit `profile`; pending until
         `handed_out`."""
         request, public = csr.read_csr(csr_pem, Profile(profile))
-        lifetime = _lifetime(request.profile, days)
+        lifetime = _lifetime(request.profile, days, lifetime)
         self._check_can_sign()
         certificate, lease = self._sign(request, public, lifetime, destination=destination)
         return Issued(
@@ -585,7 +590,8 @@ class CertificateAuthority:
                 issuer=self.issuing,
                 issuer_key=self._issuing_key,
                 serial=self._serials(),
-                not_before=now - BACKDATE,
+                # A short-lived certificate is backdated less, or most of its life would be over.
+                not_before=now - min(BACKDATE, lifetime / 10),
                 not_after=not_after,
             )
             entry = _entry_for(
@@ -694,7 +700,15 @@ def _refuse_if_denied(request: LeafRequest) -> None:
         raise ProfileViolation(decision.reason)
 
 
-def _lifetime(profile: Profile, days: int | None) -> timedelta:
+def _lifetime(profile: Profile, days: int | None, lifetime: timedelta | None = None) -> timedelta:
+    if lifetime is not None:
+        if days is not None:
+            raise InvalidRequest("give a certificate's lifetime in days or as a duration, not both")
+        if lifetime < MIN_LIFETIME or lifetime > profiles.MAX_LIFETIME:
+            raise InvalidRequest(
+                f"a lifetime of {lifetime} is outside {MIN_LIFETIME} to {profiles.MAX_LIFETIME}"
+            )
+        return lifetime
     if days is None:
         return profile.default_lifetime
     if days < 1:

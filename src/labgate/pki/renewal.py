@@ -1,7 +1,15 @@
 """When to renew and when to retry: 2/3 of a lifetime with jitter, and capped backoff.
 
+One rule for every certificate labgate renews by itself (a device's, a gateway's server and
+control client certificates, the control server's own) and for a device's access tokens.
+
 A fleet whose certificates were issued in the same minute must not renew in the same minute, so
 the renewal point is 2/3 of the lifetime moved by up to a twentieth of the lifetime either way.
+A holder that knows its certificate draws that shift from the certificate's serial
+(`certificate_due`): the point is the same after a restart and in every replica reading the same
+file, so replicas sharing a certificate agree on when it is due (one renews, under a lock, and
+the others find it renewed), while certificates issued together still spread.
+
 A server that is away is retried with "full jitter" exponential backoff (AWS's analysis: a random
 wait in [0, min(cap, base * 2^n)]) so that returning servers are not hit by the whole fleet at once.
 """
@@ -21,6 +29,21 @@ def renewal_due(
     lifetime = not_after - not_before
     shift = (rng or random).uniform(-JITTER, JITTER)
     return not_before + lifetime * (RENEW_AT + shift)
+
+
+def renewal_window(not_before: datetime, not_after: datetime) -> tuple[datetime, datetime]:
+    """The earliest and latest moment `renewal_due` may name for this lifetime."""
+    lifetime = not_after - not_before
+    return (
+        not_before + lifetime * (RENEW_AT - JITTER),
+        not_before + lifetime * (RENEW_AT + JITTER),
+    )
+
+
+def certificate_due(not_before: datetime, not_after: datetime, serial: int) -> datetime:
+    """`renewal_due` with the shift drawn from the certificate's serial (see the module doc).
+    Serials are random (159 bits), so the shifts of a fleet are spread as a fresh draw's."""
+    return renewal_due(not_before, not_after, rng=random.Random(serial))  # noqa: S311 (timing)
 
 
 def refresh_due(

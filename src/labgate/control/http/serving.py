@@ -12,12 +12,12 @@ source address and deadlines for slow clients apply from the moment a connection
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
 import os
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -31,40 +31,16 @@ import uvicorn
 
 from labgate.control.errors import ConfigurationError
 from labgate.control.http.app import create_app
-from labgate.control.http.connections import ConnectionLimits, guarded_protocol
-from labgate.control.layout import (
-    ca_issuing_path,
-    ca_root_path,
-    server_certificate_path,
-    server_key_path,
-)
-from labgate.control.runtime import Clock, utc_now
+from labgate.control.http.connections import ConnectionLimits, GuardedProtocol, guarded_protocol
+from labgate.control.http.servedtls import ServedCertificate, keep_certificate, tls_context
+from labgate.control.layout import ca_root_path
+from labgate.control.runtime import Clock, Runtime, utc_now
 from labgate.control.settings import ControlSettings, host_and_port
-from labgate.pki.tlsconfig import server_context
 from labgate.posture.mode import LEGACY_NOTICE
 
 Announce = Callable[[dict[str, Any]], None]
 # How long run_in_thread waits for the socket to listen.
 STARTUP_SECONDS = 30
-
-
-def tls_context(settings: ControlSettings) -> ssl.SSLContext:
-    """The server's TLS context, whatever serves it: labgate's one TLS profile (Mozilla's
-    intermediate, from `labgate.pki.tlsconfig`) and the client certificate rules below."""
-    data_dir = settings.data_dir
-    context = server_context(
-        chain=server_certificate_path(data_dir),
-        key=server_key_path(data_dir),
-        client_ca=ca_root_path(data_dir),
-    )
-    # Clients without a certificate may connect; one that presents a certificate must chain to
-    # our CA (the issuing certificate is loaded too, for clients that send only their leaf).
-    context.verify_mode = ssl.CERT_OPTIONAL
-    context.load_verify_locations(cafile=ca_issuing_path(data_dir))
-    # After `labgate ca rotate-issuing`, the retired issuing CAs too (issuing-SERIAL.crt).
-    for retired in sorted(ca_issuing_path(data_dir).parent.glob("issuing-*.crt")):
-        context.load_verify_locations(cafile=retired)
-    return context
 
 
 def connection_limits(settings: ControlSettings) -> ConnectionLimits:
@@ -108,7 +84,7 @@ def run(settings: ControlSettings, *, listen: str, announce: Announce | None = N
         app = create_app(settings)
         server = uvicorn.Server(uvicorn_config(settings, app, listen=listen))
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_serve(server, announce or print_ready, listening))
+            runner.run(_serve(server, app, announce or print_ready, listening))
     finally:
         listening.close()
 
@@ -139,8 +115,10 @@ def bind(listen: str) -> socket.socket:
         raise OSError(error.errno, f"cannot listen on {listen}: {reason}") from None
 
 
-async def _serve(server: uvicorn.Server, announce: Announce, listening: socket.socket) -> None:
-    task = asyncio.create_task(server.serve(sockets=[listening]))
+async def _serve(
+    server: uvicorn.Server, app: Any, announce: Announce, listening: socket.socket
+) -> None:
+    task = asyncio.create_task(_serve_and_keep(server, app, [listening]))
     while not server.started:
         if task.done():
             await task
@@ -150,6 +128,24 @@ async def _serve(server: uvicorn.Server, announce: Announce, listening: socket.s
     shown = f"[{host}]" if ":" in host else host
     announce({"event": "ready", "host": host, "port": port, "url": f"https://{shown}:{port}"})
     await task
+
+
+async def _serve_and_keep(
+    server: uvicorn.Server, app: Any, sockets: list[socket.socket] | None = None
+) -> None:
+    """uvicorn's serve, with the server certificate's upkeep beside it (`servedtls`)."""
+    runtime = app.state.runtime
+    assert isinstance(runtime, Runtime)
+    protocol = server.config.http
+    assert isinstance(protocol, type) and issubclass(protocol, GuardedProtocol)
+    served = ServedCertificate(runtime.settings, protocol)
+    upkeep = asyncio.create_task(keep_certificate(served, runtime.ca, runtime.clock))
+    try:
+        await server.serve(sockets=sockets)
+    finally:
+        upkeep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await upkeep
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -167,10 +163,9 @@ def run_in_thread(
 ) -> Iterator[RunningServer]:
     """The same server as `run`, on a thread of its own (for the demo and for tests)."""
     refuse_unconfigured_listen(settings, listen)
-    server = uvicorn.Server(
-        uvicorn_config(settings, create_app(settings, clock=clock), listen=listen)
-    )
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    app = create_app(settings, clock=clock)
+    server = uvicorn.Server(uvicorn_config(settings, app, listen=listen))
+    thread = threading.Thread(target=lambda: asyncio.run(_serve_and_keep(server, app)), daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_SECONDS
     while not server.started and thread.is_alive() and time.monotonic() < deadline:

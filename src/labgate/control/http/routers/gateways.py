@@ -1,4 +1,5 @@
-"""`GET /api/v1/gateways/{name}/bundle`: the signed grants and CRL for one gateway, as a long poll.
+"""`GET /api/v1/gateways/{name}/bundle`: the signed grants and CRL for one gateway, as a long poll;
+`POST /api/v1/gateways/{name}/certificates`: a gateway renewing its own certificates.
 
 Without `after`, the bundle comes at once. With `after=N` (the `changes` number of the gateway's
 last bundle), the answer comes as soon as anything changed past N, on any replica, or else after
@@ -11,12 +12,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from labgate.control import bundles, gatewaylogs
-from labgate.control.http.dependencies import PeerCertificate, RuntimeDep
+from labgate.control import bundles, gatewaycertificates, gatewaylogs
+from labgate.control.http.dependencies import PeerCertificate, RuntimeDep, SessionDep
 from labgate.control.runtime import Runtime
+from labgate.control.schemas import CertificateOut, GatewayCertificateRequest
 from labgate.control.transactions import unit_of_work
 
 router = APIRouter(prefix="/api/v1/gateways", tags=["gateways"])
@@ -115,3 +117,34 @@ def _receive(
         return gatewaylogs.receive(
             session, gateway=name, log_id=log_id, lines=lines, now=runtime.clock()
         ).public()
+
+
+@router.post(
+    "/{name}/certificates", response_model=CertificateOut, status_code=status.HTTP_201_CREATED
+)
+def gateway_certificate(
+    name: str,
+    body: GatewayCertificateRequest,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    certificate: PeerCertificate,
+) -> CertificateOut:
+    """Sign the gateway's CSR (its own new key) for its server or control client certificate;
+    the gateway authenticates with its current certificate and keeps the names it holds."""
+    issued = gatewaycertificates.issue_for_gateway(
+        session,
+        runtime.ca,
+        name,
+        certificate,
+        body.csr_pem.encode("utf-8"),
+        purpose=body.purpose,
+        lifetime=timedelta(seconds=runtime.settings.gateway_certificate_seconds),
+        now=runtime.clock(),
+    )
+    return CertificateOut(
+        serial=format(issued.serial, "x"),
+        identity=issued.identity or "",
+        not_after=issued.certificate.not_valid_after_utc,
+        certificate_pem=issued.certificate_pem.decode("ascii"),
+        chain_pem=issued.chain_pem.decode("ascii"),
+    )
