@@ -78,7 +78,7 @@ class ReleaseConfig:
         )
 
     def slots(self, data_dir: Path) -> slots.Slots:
-        installer: slots.Installer = slots.copy_installer
+        installer: slots.Installer = slots.move_installer
         health: slots.HealthCheck = slots.release_present
         if self.install_command:
             installer = slots.CommandInstaller(argv=self.install_command)

@@ -71,9 +71,10 @@ class HealthCheck(Protocol):
     def __call__(self, slot: Path, release: Mapping[str, Any]) -> Health: ...
 
 
-def copy_installer(artifact: Path, slot: Path, *, name: str) -> None:
-    """The default install: the artifact, verified already, copied into the slot."""
-    shutil.copyfile(artifact, slot / name)
+def move_installer(artifact: Path, slot: Path, *, name: str) -> None:
+    """The default install: the artifact, verified already, renamed into the slot (it is the
+    agent's own download; one file system, so no second copy of a large image)."""
+    os.replace(artifact, slot / name)
 
 
 def release_present(slot: Path, release: Mapping[str, Any]) -> Health:
@@ -125,7 +126,7 @@ class Slots:
         self,
         directory: Path,
         *,
-        installer: Installer = copy_installer,
+        installer: Installer = move_installer,
         health: HealthCheck = release_present,
     ) -> None:
         self.directory = directory

@@ -195,7 +195,7 @@ def releases(
             "--install-command",
             metavar="CMD",
             help="Install command; {artifact} and {slot} are replaced (no shell).",
-            show_default="copy the artifact into the slot",
+            show_default="move the artifact into the slot",
         ),
     ] = None,
     health_command: Annotated[

@@ -15,6 +15,12 @@ from labgate.control.releases import ReleaseService
 router = APIRouter(tags=["releases"])
 
 
+class ReleaseFile(FileResponse):
+    # Starlette reads 64 KiB per trip to a worker thread; a release image is megabytes, and a
+    # larger read cuts the trips (and the CPU per MB served) by 16.
+    chunk_size = 1024 * 1024
+
+
 def get_releases(request: Request) -> ReleaseService:
     service = getattr(request.app.state, "releases", None)
     if not isinstance(service, ReleaseService):
@@ -25,7 +31,7 @@ def get_releases(request: Request) -> ReleaseService:
 ReleasesDep = Annotated[ReleaseService, Depends(get_releases)]
 
 
-@router.get("/tuf/{kind}/{name}", response_class=FileResponse)
-def tuf_file(kind: str, name: str, releases: ReleasesDep) -> FileResponse:
+@router.get("/tuf/{kind}/{name}", response_class=ReleaseFile)
+def tuf_file(kind: str, name: str, releases: ReleasesDep) -> ReleaseFile:
     media = "application/json" if kind == "metadata" else "application/octet-stream"
-    return FileResponse(releases.file_for(kind, name), media_type=media)
+    return ReleaseFile(releases.file_for(kind, name), media_type=media)
