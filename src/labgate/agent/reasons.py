@@ -45,6 +45,11 @@ class Reason(StrEnum):
     REQUEST_TIMEOUT = "request_timeout"
     RENEWAL_FAILED = "renewal_failed"
     REFRESH_FAILED = "refresh_failed"
+    # jobs (labgate.agent.jobs)
+    JOB_STARTED = "job_started"
+    JOB_DONE = "job_done"
+    JOB_REFUSED = "job_refused"
+    JOB_CANCELED = "job_canceled"
 
 
 def event(reason: Reason, message: str, *, level: int = logging.INFO) -> None:

@@ -1,6 +1,6 @@
 """`labgate agent run`: the state machine of one start, from unlinked to linked and kept so.
 
-    start -> linked?   yes: upkeep (refresh, renew) until stopped
+    start -> linked?   yes: upkeep (refresh, renew) and jobs (labgate.agent.jobs) until stopped
              no:       fresh instance id and secret, local page up, then
                        discovery (own address local and no --link-code) or the code flow;
                        linked: local page down, upkeep; window over: idle, page answers 410
@@ -23,8 +23,11 @@ from typing import Any, TextIO
 from labgate.agent import codeflow, discovery
 from labgate.agent.controlclient import ControlClient, origin_of, tls_context
 from labgate.agent.errors import InvalidOption
+from labgate.agent.jobs.builtin import GatewayTarget
+from labgate.agent.jobs.poller import JobPoller
 from labgate.agent.locality import Network, default_networks, is_local, parse_address
 from labgate.agent.localpage import Listener, LocalPage
+from labgate.agent.logtail import log_tail
 from labgate.agent.reasons import Reason, event
 from labgate.agent.secret import LocalSecret, new_instance_id
 from labgate.agent.store import SERVER_CA, Linked, Store
@@ -45,6 +48,9 @@ class AgentOptions:
     local_networks: tuple[Network, ...] = field(default_factory=default_networks)
     link_code: bool = False
     announcements: int = DEFAULT_ANNOUNCEMENTS
+    # instrument_action jobs: INSTRUMENT=HOST:PORT entries and the gateway's CA.
+    gateway: tuple[str, ...] = ()
+    gateway_ca: Path | None = None
 
 
 def split_listen(text: str) -> tuple[str, int]:
@@ -63,6 +69,28 @@ def split_listen(text: str) -> tuple[str, int]:
     return str(address), int(port_text)
 
 
+def gateway_target(entries: tuple[str, ...], ca: Path | None) -> GatewayTarget | None:
+    """`--gateway NAME=HOST:PORT ...` with `--gateway-ca`, or None when there is no gateway."""
+    if not entries:
+        if ca is not None:
+            raise InvalidOption("--gateway-ca: no --gateway INSTRUMENT=HOST:PORT given")
+        return None
+    if ca is None:
+        raise InvalidOption(
+            "--gateway: needs --gateway-ca (the CA the gateway's certificate is from)"
+        )
+    instruments: dict[str, tuple[str, int]] = {}
+    for entry in entries:
+        name, sep, address = entry.partition("=")
+        if not sep or not name or not name.isprintable() or len(name) > 100:
+            raise InvalidOption(f"--gateway: {entry!r} is not INSTRUMENT=HOST:PORT")
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise InvalidOption(f"--gateway: {address!r} is not HOST:PORT")
+        instruments[name] = (host.strip("[]"), int(port))
+    return GatewayTarget(instruments=instruments, ca=ca)
+
+
 def _printable(value: str, name: str) -> str:
     if not 1 <= len(value) <= 64 or not value.isprintable():
         raise InvalidOption(f"--{name}: {value!r} must be 1 to 64 printable characters")
@@ -79,6 +107,7 @@ class Agent:
         self.model = _printable(options.model, "model")
         self.serial = _printable(options.serial or self.hostname, "serial")
         self.host, self.port = split_listen(options.local_listen)
+        self.gateway = gateway_target(options.gateway, options.gateway_ca)
         self.status: dict[str, Any] = {"state": "starting"}
         self.on_ready: Callable[[dict[str, Any]], None] | None = None
         self._ready_said = False
@@ -129,7 +158,10 @@ class Agent:
             code=None,
         )
         self.say_ready()
-        await Upkeep(self.store, self.options.server, linked).run_forever()
+        log_tail()
+        upkeep = Upkeep(self.store, self.options.server, linked)
+        poller = JobPoller(self.store, self.options.server, upkeep, gateway=self.gateway)
+        await asyncio.gather(upkeep.run_forever(), poller.run_forever())
 
     async def link(self) -> Linked | None:
         instance_id = new_instance_id()

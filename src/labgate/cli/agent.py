@@ -84,8 +84,27 @@ def run(
             help="Discovery window, in announcements (5 s apart).",
         ),
     ] = 120,
+    gateway: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gateway",
+            metavar="INSTRUMENT=HOST:PORT",
+            help="Where the gateway serves an instrument, for instrument_action jobs (repeat).",
+        ),
+    ] = None,
+    gateway_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--gateway-ca",
+            metavar="FILE",
+            help="CA certificate the gateway's is from (with --gateway).",
+            exists=True,
+            dir_okay=False,
+            readable=True,
+        ),
+    ] = None,
 ) -> None:
-    """Run the agent: link this device, then keep its certificate and tokens fresh.
+    """Run the agent: link this device, keep its certificate and tokens fresh, run its jobs.
 
     Prints one JSON line on stdout when ready; logs (with reason codes) on stderr."""
     import asyncio
@@ -107,6 +126,8 @@ def run(
         local_networks=networks,
         link_code=link_code,
         announcements=announcements,
+        gateway=tuple(gateway or ()),
+        gateway_ca=gateway_ca,
     )
     agent = Agent(options)
 

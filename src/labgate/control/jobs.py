@@ -65,6 +65,8 @@ MAX_DETAIL_KEYS = 16
 MAX_DETAIL_VALUE = 256
 DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_ATTEMPTS = 10
+# What a final report may carry besides its details (collected logs).
+MAX_OUTPUT = 65536
 # A rollout or group job creates at most this many jobs in one request.
 MAX_TARGETS = 10_000
 
@@ -300,6 +302,7 @@ def report(
     expected_version: int,
     details: Any,
     now: datetime,
+    output: str | None = None,
 ) -> Job:
     """Apply the device's report, or refuse it: 404 (not its job), 409 (stale, over, or a move
     its state does not allow)."""
@@ -309,6 +312,8 @@ def report(
     job = session.get(Job, job_id)
     if job is None or job.device_id != device_id:
         raise NotFound(f"no job {job_id[:40]!r} for device {device_id!r}")
+    if output is not None and (status in (IN_PROGRESS,) or len(output) > MAX_OUTPUT):
+        raise InvalidInput(f"output goes with a final report, at most {MAX_OUTPUT} characters")
     digest = _digest(expected_version, status, checked)
     if job.last_report == digest and job.version == expected_version + 1:
         return job  # the report that was applied last, again: answered, not re-applied
@@ -335,6 +340,8 @@ def report(
     if status not in DEVICE_MOVES[job.state]:
         raise Conflict(f"job {job.id} is {job.state}; a device cannot report {status} now")
     values = _report_values(job, status, checked, digest, now=now)
+    if output is not None:
+        values["output"] = output
     if not _move(session, job, values, now=now):
         raise Conflict(f"job {job.id} changed meanwhile; read it again", code="stale_version")
     if status != IN_PROGRESS or values.get("state") == QUEUED:

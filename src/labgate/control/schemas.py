@@ -488,6 +488,7 @@ class JobOut(BaseModel):
     attempt: int
     max_attempts: int
     status_details: dict[str, Any]
+    output: str | None
     forced: bool
     rollout_id: int | None
     wave: int | None
@@ -520,6 +521,8 @@ class JobReport(Strict):
     status: ReportStatus
     expected_version: int = Field(ge=1, le=2**31 - 1)
     status_details: dict[str, Any] = Field(default_factory=dict)
+    # With the final report only: what the job collected (logs), at most 64 KiB of text.
+    output: str | None = Field(default=None, max_length=65536)
 
 
 class JobStateOut(BaseModel):

@@ -491,6 +491,8 @@ class Job(Base):
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     max_attempts: Mapped[int] = mapped_column(Integer, default=1)
     status_details: Mapped[str | None] = mapped_column(Text)
+    # What a job sends back beyond its details (collected logs), at most MAX_OUTPUT characters.
+    output: Mapped[str | None] = mapped_column(Text)
     # SHA-256 of the last report applied, so the same report again is answered, not re-applied.
     last_report: Mapped[str | None] = mapped_column(String(64))
     forced: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -60,6 +60,7 @@ def job_out(job: Job) -> JobOut:
         attempt=job.attempt,
         max_attempts=job.max_attempts,
         status_details=jobs.details_of(job),
+        output=job.output,
         forced=job.forced,
         rollout_id=job.rollout_id,
         wave=job.wave,
@@ -222,6 +223,7 @@ def report(
         status=body.status,
         expected_version=body.expected_version,
         details=body.status_details,
+        output=body.output,
         now=runtime.clock(),
     )
     rollouts.after_report(session, job, now=runtime.clock())

@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("attempt", sa.Integer, nullable=False),
         sa.Column("max_attempts", sa.Integer, nullable=False),
         sa.Column("status_details", sa.Text, nullable=True),
+        sa.Column("output", sa.Text, nullable=True),
         sa.Column("last_report", sa.String(64), nullable=True),
         sa.Column("forced", sa.Boolean, nullable=False),
         sa.Column("rollout_id", sa.Integer, nullable=True),
