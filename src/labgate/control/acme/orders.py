@@ -84,6 +84,9 @@ def new_order(context: AcmeContext, session: Session, urls: Urls, signed: Signed
         expires_at=now + ORDER_LIFETIME,
     )
     session.add(order)
+    # No relationships are mapped, so the unit of work does not order the inserts by their
+    # foreign keys: each level is flushed before the next.
+    session.flush()
     for identifier in identifiers:
         authz = AcmeAuthorization(
             id=secrets.token_urlsafe(ID_BYTES),
@@ -95,6 +98,7 @@ def new_order(context: AcmeContext, session: Session, urls: Urls, signed: Signed
             expires_at=order.expires_at,
         )
         session.add(authz)
+        session.flush()
         for kind in CHALLENGE_TYPES:
             session.add(
                 AcmeChallenge(
