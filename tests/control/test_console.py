@@ -458,3 +458,108 @@ def test_the_linking_script_routes_need_the_csrf_header(admin_web: Console) -> N
         headers={"X-CSRF-Token": token, "Origin": "https://evil.example"},
     )
     assert other.status_code == 403
+
+
+@pytest.fixture
+def trail_filled(settings: ControlSettings, tmp_path: Path) -> None:
+    from .test_trail import write_sessions
+
+    lines = write_sessions(tmp_path / "audit.jsonl", 30)
+    _ship(settings, lines)
+
+
+def _ship(settings: ControlSettings, lines: list[bytes]) -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from sqlalchemy.orm import sessionmaker
+
+    from labgate.control import gatewaylogs
+    from labgate.control.database import make_engine
+
+    log_id = json.loads(lines[0])["log_id"]
+    engine = make_engine(settings.resolved_database_url, pool_size=1)
+    try:
+        with unit_of_work(sessionmaker(engine)) as session:
+            for start in range(0, len(lines), 50):
+                gatewaylogs.receive(
+                    session,
+                    gateway="site-1",
+                    log_id=log_id,
+                    lines=lines[start : start + 50],
+                    now=datetime.now(UTC),
+                )
+    finally:
+        engine.dispose()
+
+
+FILTER_CASES = (
+    {},
+    {"identity": "labgate:user:bob"},
+    {"decision": "denied"},
+    {"instrument": "qs6-bench1", "command": "runtitle?"},
+    {"source": "::1", "event": "connect"},
+    {"gateway": "site-1", "event": "refused"},
+)
+
+
+@pytest.mark.usefixtures("trail_filled")
+def test_the_audit_filters_return_what_the_api_returns(admin_web: Console, api: Api) -> None:
+    admin = api.admin()
+    for case in FILTER_CASES:
+        answer = api.get("/api/v1/audit/records", headers=admin, params={**case, "limit": 50})
+        assert answer.status_code == 200, answer.text
+        wanted = [str(r["id"]) for r in answer.json()["records"]]
+        page = admin_web.get("/console/audit", params=case)
+        assert page.status_code == 200, page.text
+        assert re.findall(r'data-record="(\d+)"', page.text) == wanted, case
+        assert wanted or case == {"source": "::1", "event": "connect"}
+        exported = admin_web.get("/console/audit/export", params={**case, "format": "csv"})
+        from_api = api.get("/api/v1/audit/export", headers=admin, params={**case, "format": "csv"})
+        assert exported.status_code == 200 and exported.text == from_api.text, case
+    # Times from the form's datetime-local fields are UTC.
+    first = api.get("/api/v1/audit/records", headers=admin, params={"limit": 500}).json()
+    times = sorted(r["at"] for r in first["records"])
+    middle = times[len(times) // 2][:16]
+    console_half = admin_web.get("/console/audit", params={"until": middle}).text
+    api_half = api.get(
+        "/api/v1/audit/records", headers=admin, params={"until": middle + "Z", "limit": 50}
+    ).json()
+    assert re.findall(r'data-record="(\d+)"', console_half) == [
+        str(r["id"]) for r in api_half["records"]
+    ]
+    full = admin_web.get("/console/audit").text
+    link = re.search(r'<a href="(/console/audit\?[^"]+)" id="older">', full)
+    assert link is not None
+    second = admin_web.get(link.group(1).replace("&amp;", "&")).text
+    assert set(re.findall(r'data-record="(\d+)"', second)).isdisjoint(
+        re.findall(r'data-record="(\d+)"', full)
+    )
+    with unit_of_work(_sessions(admin_web)) as session:
+        kinds = [e.kind for e in _events(session)]
+    assert "trail.viewed" in kinds and "trail.exported" in kinds
+
+
+@pytest.mark.usefixtures("trail_filled")
+def test_the_audit_trail_is_for_admins_and_auditors_only(
+    admin_web: Console, api: Api, settings: ControlSettings, clock: Clock
+) -> None:
+    admin = api.admin()
+    _, viewer_password = _person(api, admin, "vera", "viewer")
+    _, auditor_password = _person(api, admin, "ines", "auditor")
+    vera = _second(settings, clock)
+    vera.login_fully("vera", viewer_password)
+    assert vera.get("/console/audit").status_code == 403
+    assert vera.get("/console/audit/export?format=csv").status_code == 403
+    assert "/console/audit" not in vera.get("/console").text
+    ines = _second(settings, clock)
+    ines.login_fully("ines", auditor_password)
+    assert 'href="/console/audit"' in ines.get("/console").text
+    page = ines.get("/console/audit", params={"decision": "denied"})
+    assert page.status_code == 200 and "data-record" in page.text
+    session_link = re.search(r'href="(/console/audit/sessions/[^"]+)"', page.text)
+    assert session_link is not None
+    transcript = ines.get(session_link.group(1))
+    assert transcript.status_code == 200 and "disconnect" in transcript.text
+    assert ines.get("/console/people").status_code == 403
+    assert ines.get("/console/audit", params={"decision": "maybe"}).status_code == 422

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from labgate.control.http.console import certificates, entry, fleet, home, instruments, people
+from labgate.control.http.console import (
+    audit,
+    certificates,
+    entry,
+    fleet,
+    home,
+    instruments,
+    people,
+)
 
 
 def install(app: FastAPI) -> None:
-    for module in (entry, home, people, instruments, fleet, certificates):
+    for module in (entry, home, people, instruments, fleet, certificates, audit):
         app.include_router(module.router)
     app.include_router(fleet.script_router)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from labgate.control.errors import ControlError, InvalidInput, PasswordChangeRequired
 from labgate.control.http.console.gate import CSRF_FIELD, LoginNeeded
 from labgate.control.http.errors import status_of
+from labgate.control.trail import READER_ROLES
 
 _Model = TypeVar("_Model", bound=BaseModel)
 PAGE_POLICY = (
@@ -31,13 +32,15 @@ PAGE_POLICY = (
 )
 LOGIN_PATH = "/console/login"
 PASSWORD_PATH = "/console/password"  # noqa: S105 (a path)
+# (key, path, label, the roles it is shown to; None: everyone)
 NAV = (
-    ("dashboard", "/console", "Dashboard", False),
-    ("instruments", "/console/instruments", "Instruments", False),
-    ("people", "/console/people", "People", True),
-    ("devices", "/console/devices", "Devices", False),
-    ("certificates", "/console/certificates", "Certificates", False),
-    ("account", "/console/account", "My account", False),
+    ("dashboard", "/console", "Dashboard", None),
+    ("instruments", "/console/instruments", "Instruments", None),
+    ("people", "/console/people", "People", ("admin",)),
+    ("devices", "/console/devices", "Devices", None),
+    ("certificates", "/console/certificates", "Certificates", None),
+    ("audit", "/console/audit", "Audit trail", READER_ROLES),
+    ("account", "/console/account", "My account", None),
 )
 
 
