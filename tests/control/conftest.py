@@ -276,9 +276,8 @@ def make_csr() -> Any:
 
 
 @pytest.fixture
-def gateway_identity(live_server: Any) -> Any:
+def gateway_identity(settings: ControlSettings) -> Any:
     """Issue a certificate with the CA on disk, as `labgate ca issue` would."""
-    settings = live_server.settings
     passphrase = keystore.load_passphrase(settings)
 
     def issue(profile: Profile, name: str) -> tuple[bytes, bytes, int]:

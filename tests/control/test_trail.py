@@ -23,6 +23,10 @@ INSTRUMENTS = ("qs5-bench3", "qs6-bench1")
 COMMANDS = ("RUNTITLE?", "BLOCK?", "RUN", "AUTH")
 
 
+def peer_of(conn: int) -> str:
+    return f"127.0.0.{1 + conn % 3}:{40000 + conn}" if conn % 4 else f"[::1]:{conn}"
+
+
 def write_sessions(path: Path, sessions: int) -> list[bytes]:
     """A gateway's log: `sessions` sessions of a few commands each, as the gateway records them."""
     with AuditLog(path) as log:
@@ -30,12 +34,12 @@ def write_sessions(path: Path, sessions: int) -> list[bytes]:
         for conn in range(sessions):
             base = {
                 "conn": conn,
-                "peer": f"127.0.0.{1 + conn % 3}:{40000 + conn}" if conn % 4 else f"[::1]:{conn}",
                 "identity": PEOPLE[conn % 3],
                 "fingerprint": "ab" * 32,
                 "instrument": INSTRUMENTS[conn % 2],
             }
-            log.record({"event": "connect", **base, "grant": "Observer"})
+            # As the gateway writes them: only the connect names the client's address.
+            log.record({"event": "connect", **base, "peer": peer_of(conn), "grant": "Observer"})
             for step in range(3):
                 command = COMMANDS[(conn + step) % 4]
                 decision = "denied" if command in ("RUN", "AUTH") else "allowed"
@@ -90,7 +94,12 @@ def everything(api: Any, headers: dict[str, str], **params: Any) -> list[dict[st
 
 
 def source(record: dict[str, Any]) -> str | None:
-    return gatewaylogs.source_address(record.get("peer"))
+    """The record's client address: its own, or its session's (the connect's)."""
+    if "peer" in record:
+        return gatewaylogs.source_address(record["peer"])
+    if "conn" in record:
+        return gatewaylogs.source_address(peer_of(record["conn"]))
+    return None
 
 
 CASES = [

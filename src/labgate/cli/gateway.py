@@ -83,6 +83,7 @@ async def _serve(settings: object) -> None:
     from labgate.gateway.config import GatewayConfig
     from labgate.gateway.reload import follow_control, refresh_bundle, watch
     from labgate.gateway.server import Gateway
+    from labgate.gateway.shipping import start_shipping, stop_shipping
 
     assert isinstance(settings, GatewayConfig)
     loop = asyncio.get_running_loop()
@@ -100,6 +101,7 @@ async def _serve(settings: object) -> None:
     await running.reach.settled()
     watcher = asyncio.create_task(watch(running, reload))
     follower = asyncio.create_task(follow_control(running))
+    shipper = start_shipping(running)
     await asyncio.sleep(0)  # the watcher notes the files as they are before anyone is told
     sys.stdout.write(running.ready_line() + "\n")
     sys.stdout.flush()
@@ -111,4 +113,5 @@ async def _serve(settings: object) -> None:
         follower.cancel()
         await asyncio.gather(watcher, follower, return_exceptions=True)
         await running.aclose()
+        await stop_shipping(shipper)
         logging.getLogger("labgate.gateway").info("stopped; audit log flushed")

@@ -310,10 +310,26 @@ def _store(
 ) -> None:
     run_seq = base.run_seq
     values: list[dict[str, object]] = []
+    sources: dict[str, str | None] = {}  # a session's client address, from its first record
     for line in fresh:
         if line.record.get("event") == RUN_EVENT:
             run_seq = line.seq
-        values.append(indexed(line, gateway=gateway, log_id=log_id, run_seq=run_seq))
+        value = indexed(line, gateway=gateway, log_id=log_id, run_seq=run_seq)
+        key = value["session"]
+        if isinstance(key, str):
+            # A session's later records name no peer: they are searched by its connect's.
+            if value["source"] is None:
+                if key not in sources:
+                    sources[key] = session.scalar(
+                        select(GatewayAuditRecord.source)
+                        .where(GatewayAuditRecord.session == key)
+                        .order_by(GatewayAuditRecord.seq)
+                        .limit(1)
+                    )
+                value["source"] = sources[key]
+            else:
+                sources.setdefault(key, str(value["source"]))
+        values.append(value)
     session.execute(insert(GatewayAuditRecord), values)
     last = fresh[-1]
     state = {

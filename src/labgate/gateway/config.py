@@ -350,6 +350,11 @@ class ControlConfig(BaseModel):
     poll_interval: Seconds = 60.0  # seconds between bundle fetches
     issuer: Text = "labgate:control"  # the bundle's `iss`, as the control server signs it
     cache_dir: AnyPath = Path("control-cache")  # last accepted version and the bundle's CRL
+    # Shipping the audit log to the control server (`labgate.gateway.shipping`).
+    ship_audit: bool = True
+    ship_interval: Seconds = 0.25  # seconds between looks at the log once everything is shipped
+    ship_max_backoff: Seconds = 30.0  # longest wait between tries while the server fails
+    ship_batch: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=1000)] = 500
 
 
 class GatewayConfig(BaseModel):

@@ -86,6 +86,22 @@ class GatewayMetrics:
             "1 while writing the audit log fails (commands are refused), else 0",
             registry=self.registry,
         )
+        self.audit_shipped_seq = Gauge(
+            "labgate_gateway_audit_shipped_seq",
+            "Seq of the last audit record the control server holds (-1: none of this log)",
+            registry=self.registry,
+        )
+        self.audit_ship_lag = Gauge(
+            "labgate_gateway_audit_ship_lag_records",
+            "Durable audit records not yet held by the control server",
+            registry=self.registry,
+        )
+        self.audit_ship_failures = Counter(
+            "labgate_gateway_audit_ship_failures",
+            "Audit batches or head requests that failed, by reason (unreachable, audit_fork, ...)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "labgate_gateway_reloads",
             "Configuration reloads, by result",
