@@ -286,7 +286,7 @@ def test_the_dashboard_counts_certificates_ending_within_7_and_30_days(
     issued = api.post("/api/v1/certificates", headers=admin, json={"csr_pem": csr})
     assert issued.status_code == 201, issued.text
     page = admin_web.get("/console").text
-    assert re.search(r'<span class="count">1</span> certificates end within 7 days', page)
+    assert re.search(r'<span class="count">1</span> Certificates ending within 7 days', page)
     assert issued.json()["serial"] in page
 
 

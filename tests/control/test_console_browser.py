@@ -22,7 +22,19 @@ from .conftest import STRONG_PASSWORD, LiveServer
 
 pytestmark = pytest.mark.slow  # a real Chromium: a few seconds per test
 
-PAGES = ("/console", "/console/account", "/console/password")
+PAGES = (
+    "/console",
+    "/console/instruments",
+    "/console/people",
+    "/console/devices",
+    "/console/devices?show=stale",
+    "/console/link",
+    "/console/certificates",
+    "/console/audit",
+    "/console/audit?decision=denied",
+    "/console/account",
+    "/console/password",
+)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +107,40 @@ def tab(browser: Any, live_server: LiveServer, shots: Path) -> Iterator[Tab]:
     opened.close()
 
 
+def _seed(server: LiveServer, tmp_path: Path, make_csr: Any) -> dict[str, Any]:
+    """Something on every page: people of each role, grants, devices (one stale, one never
+    seen), certificates, and a gateway's shipped audit log."""
+    from .test_console import _ship
+    from .test_trail import write_sessions
+
+    seeded: dict[str, Any] = {}
+    with server.api() as api:
+        tried = api.post(
+            "/api/v1/auth/login", json={"username": "admin", "password": STRONG_PASSWORD}
+        )
+        admin = api.bearer(tried.json()["access_token"]) if tried.status_code == 200 else None
+        admin = admin or api.admin()  # the one-time password becomes STRONG_PASSWORD
+        for name, role in (("olga", "operator"), ("vera", "viewer"), ("ines", "auditor")):
+            made = api.post("/api/v1/users", headers=admin, json={"username": name, "role": role})
+            seeded[name] = made.json()["one_time_password"]
+        for who, instrument, level in (
+            ("labgate:user:olga", "qs5-bench3", "Controller"),
+            ("labgate:user:vera", "qs5-bench3", "Observer"),
+            ("labgate:user:olga", "*", "Observer"),
+        ):
+            body = {"principal": who, "instrument": instrument, "level": level}
+            assert api.post("/api/v1/grants", headers=admin, json=body).status_code == 201
+        for n in range(3):
+            api.create_device(admin, f"bench-{n}")
+        _, csr = make_csr("admin")
+        issued = api.post("/api/v1/certificates", headers=admin, json={"csr_pem": csr})
+        seeded["serial"] = issued.json()["serial"]
+    _ship(server.settings, write_sessions(tmp_path / "audit.jsonl", 12))
+    return seeded
+
+
 def test_first_login_forces_the_change_then_every_page_loads_cleanly(
-    tab: Tab, live_server: LiveServer
+    tab: Tab, live_server: LiveServer, tmp_path: Path, make_csr: Any
 ) -> None:
     with live_server.api() as api:
         one_time = api.admin_password
@@ -108,6 +152,7 @@ def test_first_login_forces_the_change_then_every_page_loads_cleanly(
     assert tab.page.url.endswith("/console/password")
     tab.change_password(one_time)
     assert tab.page.url.endswith("/console/account?notice=password-changed")
+    _seed(live_server, tmp_path, make_csr)
     for path in PAGES:
         response = tab.go(path)
         assert response.status == 200, path
@@ -146,3 +191,142 @@ def test_a_form_posted_from_another_origin_is_refused(
     assert "Not done" in (attack.text_content("body") or "") or attack.url.endswith("/login")
     tab.go("/console")
     assert tab.page.url.endswith("/console")  # still logged in
+
+
+def test_the_forms_work_in_the_browser(
+    tab: Tab, live_server: LiveServer, tmp_path: Path, make_csr: Any
+) -> None:
+    seeded = _seed(live_server, tmp_path, make_csr)
+    tab.login("admin", STRONG_PASSWORD)
+    page = tab.page
+    # People: create, and the one-time password is on the page once.
+    tab.go("/console/people")
+    page.fill("#create-person input[name=username]", "nora")
+    page.select_option("#create-person select[name=role]", "operator")
+    tab.submit("#create-person button")
+    one_time = page.text_content("#one-time-password") or ""
+    assert len(one_time) >= 30
+    tab.shot("people-created")
+    tab.go("/console/people")
+    assert one_time not in page.content()
+    # Grants: add, lower, remove.
+    tab.go("/console/instruments")
+    page.fill("#add-grant input[name=principal]", "labgate:user:nora")
+    page.fill("#add-grant input[name=instrument]", "qs6-bench1")
+    page.select_option("#add-grant select[name=level]", "Controller")
+    tab.submit("#add-grant button")
+    section = page.locator('section[data-instrument="qs6-bench1"]')
+    assert "Controller" in (section.text_content() or "")
+    section.locator("select[name=level]").select_option("Guest")
+    tab.submit('section[data-instrument="qs6-bench1"] form[action$="/level"] button')
+    assert "Guest" in (
+        page.locator('section[data-instrument="qs6-bench1"] td').nth(1).text_content() or ""
+    )
+    tab.shot("instruments")
+    tab.submit('section[data-instrument="qs6-bench1"] form[action$="/remove"] button')
+    assert page.locator('section[data-instrument="qs6-bench1"]').count() == 0
+    # Certificates: revoking needs the confirmation (the browser will not send the form without
+    # it), then a reason.
+    tab.go("/console/certificates?status=valid")
+    row = f'tr[data-serial="{seeded["serial"]}"]'
+    page.select_option(f"{row} select[name=reason]", "superseded")
+    page.click(f"{row} button")  # unticked: the browser keeps the form
+    assert "/revoke" not in page.url
+    page.check(f"{row} input[name=confirm]")
+    tab.submit(f"{row} button")
+    assert "revoked" in (page.text_content(".notice") or "")
+    tab.go("/console/certificates?status=revoked")
+    assert "superseded" in (page.text_content(row) or "")
+    tab.shot("certificates")
+    # The audit trail: filters in the form give the API's answer.
+    tab.go("/console/audit")
+    page.select_option("#audit-filters select[name=decision]", "denied")
+    page.fill("#audit-filters input[name=identity]", "labgate:user:bob")
+    tab.submit("#audit-filters button")
+    shown = [page.locator("#audit-records tbody tr").nth(i).get_attribute("data-record")
+             for i in range(page.locator("#audit-records tbody tr").count())]  # fmt: skip
+    tab.shot("audit-filtered")
+    with live_server.api() as api:
+        admin = api.bearer(api.login("admin", STRONG_PASSWORD)["access_token"])
+        wanted = api.get(
+            "/api/v1/audit/records",
+            headers=admin,
+            params={"decision": "denied", "identity": "labgate:user:bob"},
+        ).json()["records"]
+    assert shown == [str(r["id"]) for r in wanted] and shown
+    # Disabling a person: one click, and the page lists what ended.
+    tab.go("/console/people")
+    tab.submit('tr[data-user="olga"] form[action$="/disable"] button')
+    assert "olga is disabled" in (page.text_content("h1") or "")
+    assert "qs5-bench3 (Controller)" in (page.text_content("#revoked") or "")
+    tab.shot("offboarded")
+    assert tab.violations() == []
+
+
+def test_a_viewer_sees_no_admin_control_and_cannot_post_one(
+    tab: Tab, live_server: LiveServer, tmp_path: Path, make_csr: Any
+) -> None:
+    seeded = _seed(live_server, tmp_path, make_csr)
+    tab.login("vera", seeded["vera"])
+    tab.change_password(seeded["vera"])
+    for path in ("/console", "/console/instruments", "/console/devices", "/console/certificates"):
+        tab.go(path)
+        html = tab.page.content()
+        assert "/console/people" not in html and "/console/grants" not in html, path
+        assert "/console/audit" not in html, path
+    tab.shot("viewer-instruments")
+    assert tab.go("/console/people").status == 403
+    assert tab.go("/console/audit").status == 403
+    token = tab.page.locator("form.who input[name=csrf]").get_attribute("value")
+    # The form posted by hand, with the viewer's own valid token and this origin, from the
+    # browser's own cookie jar: refused, and nothing changed.
+    for path, form in (
+        ("/console/people", {"username": "mallory", "role": "admin"}),
+        ("/console/grants", {"principal": "labgate:user:vera", "instrument": "*", "level": "Full"}),
+        ("/console/people/1/disable", {}),
+    ):
+        answer = tab.context.request.post(
+            tab.url + path, form={**form, "csrf": token}, headers={"Origin": tab.url}
+        )
+        assert answer.status == 403, (path, answer.status)
+    # Without the token, even the viewer's own logout is refused.
+    assert (
+        tab.context.request.post(
+            tab.url + "/console/logout", form={}, headers={"Origin": tab.url}
+        ).status
+        == 403
+    )
+    with live_server.api() as api:
+        admin = api.bearer(api.login("admin", STRONG_PASSWORD)["access_token"])
+        names = [u["username"] for u in api.get("/api/v1/users", headers=admin).json()]
+        assert "mallory" not in names
+        assert not [u for u in api.get("/api/v1/users", headers=admin).json() if u["disabled"]]
+    assert tab.violations() == []
+
+
+def test_idle_and_absolute_timeouts_end_the_session_in_the_browser(
+    browser: Any, settings: Any, clock: Any, shots: Path
+) -> None:
+    from labgate.control.http.serving import run_in_thread
+
+    short = settings.model_copy(update={"console_idle_seconds": 30, "console_session_seconds": 90})
+    with run_in_thread(short, clock=clock) as running:
+        server = LiveServer(url=running.url, settings=short)
+        with server.api() as api:
+            api.admin_tokens()
+        tab = Tab(browser, server, shots)
+        tab.login("admin", STRONG_PASSWORD)
+        assert tab.page.url.endswith("/console")
+        clock.advance(31)  # idle past 30 s
+        tab.go("/console/devices")
+        assert "/console/login?next=%2Fconsole%2Fdevices" in tab.page.url
+        tab.shot("timed-out")
+        tab.login("admin", STRONG_PASSWORD)
+        for _ in range(3):  # busy, never idle 30 s, but 90 s after login it ends
+            clock.advance(25)
+            assert tab.go("/console").url.endswith("/console")
+        clock.advance(16)
+        tab.go("/console")
+        assert "/console/login" in tab.page.url
+        assert tab.violations() == []
+        tab.close()
