@@ -18,7 +18,18 @@ Many agents share one public address here (loopback), so the bench raises
 `discovery_instances_per_address`; everything else is the default. Every loop stops at its
 deadline; all processes are stopped at the end.
 
+Jobs (the same run, after linking): `--job-agents` linked agents (default 300; the issue's
+10,000 by flag), each with its own key, certificate and certificate-bound token, polling
+`GET /api/v1/devices/{id}/jobs/next` on a fresh TLS connection presenting its certificate (as
+`labgate agent` does), against a bare FastAPI app answering the same GET with "no job" on the
+same stack (target >= 0.5x), and the same on kept-alive connections (each agent 20 polls in a
+row: the application's cost without the handshake); then a rollout over `--rollout-devices` of
+them (default 300; 1,000 by flag; waves 1, 10%, rest) with the agents polling every second
+(the server's `jobs_poll_seconds`) with jitter, verifying each job's signature and reporting it
+done: the time from creation to COMPLETED.
+
     .venv/bin/python bench/fleet.py [--agents 1000] [--seconds 5] [--clients 32] [--postgres URL]
+        [--job-agents 10000] [--rollout-devices 1000] [--only linking|jobs]
 """
 
 from __future__ import annotations
@@ -34,8 +45,10 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import sqlalchemy as sa
@@ -332,6 +345,320 @@ def bare_server(data: Path) -> None:
     serve_announcing(config)
 
 
+# --- jobs: many agents polling, and a rollout over 1,000 of them ---------------------------
+JOBS_ENV = {"LABGATE_JOBS_POLL_SECONDS": "1", "LABGATE_HTTP_CONNECTIONS_PER_ADDRESS": "10000"}
+
+
+class JobAgent:
+    """One simulated linked agent: its device id, its certificate (a TLS context presenting it)
+    and its bound access token, as `labgate agent` holds them."""
+
+    def __init__(self, device_id: str, context: ssl.SSLContext, token: str) -> None:
+        self.device_id = device_id
+        self.context = context
+        self.token = token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def agent_context(root: Path, pem: Path) -> ssl.SSLContext:
+    # Not create_default_context: it loads the system's CA store each time (ms and MiB apiece).
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=root)
+    context.load_cert_chain(pem)
+    return context
+
+
+async def provision(
+    url: str, root: Path, token: str, count: int, temp: Path, clients: int
+) -> list[JobAgent]:
+    """`count` devices, each with its own key, certificate and certificate-bound token."""
+    from labgate.pki import keypair
+
+    plain = agent_context_plain(root)
+    admin = {"Authorization": f"Bearer {token}"}
+    made: list[JobAgent] = []
+    todo = list(range(count))
+    (temp / "agents").mkdir(exist_ok=True)
+
+    async def worker() -> None:
+        async with httpx.AsyncClient(base_url=url, verify=plain, timeout=60) as http:
+            while todo:
+                n = todo.pop()
+                created = (await http.post("/api/v1/devices", headers=admin,
+                                           json={"name": f"bench-{n}"})).json()  # fmt: skip
+                device_id = created["device"]["id"]
+                key = keypair.new_key()
+                issued = await http.post(
+                    "/api/v1/certificates",
+                    headers={"Authorization": f"Bearer {created['credentials']['access_token']}"},
+                    json={"csr_pem": keypair.build_csr(key, device_id)},
+                )
+                assert issued.status_code == 201, issued.text
+                body = issued.json()
+                pem = temp / "agents" / f"{device_id}.pem"
+                pem.write_bytes(
+                    keypair.combined_pem(key, body["certificate_pem"], body["chain_pem"])
+                )
+                context = agent_context(root, pem)
+                async with httpx.AsyncClient(base_url=url, verify=context, timeout=60) as own:
+                    bound = await own.post("/api/v1/auth/refresh", json={
+                        "refresh_token": created["credentials"]["refresh_token"]})  # fmt: skip
+                assert bound.status_code == 200, bound.text
+                made.append(JobAgent(device_id, context, bound.json()["access_token"]))
+
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return made
+
+
+def agent_context_plain(root: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cafile=root)
+    return context
+
+
+async def call(
+    url: str,
+    context: ssl.SSLContext,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: dict[str, Any] | None = None,
+) -> tuple[int, Any]:
+    """One request on a fresh TLS connection (real handshake, the context's certificate), read
+    to its end: what an agent's call costs the server, without a client library's own cost."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(
+        parts.hostname, parts.port, ssl=context, server_hostname=parts.hostname
+    )
+    try:
+        data = json.dumps(body).encode() if body is not None else b""
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close",
+                 f"Content-Length: {len(data)}", "Content-Type: application/json",
+                 *(f"{k}: {v}" for k, v in headers.items())]  # fmt: skip
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+        await writer.drain()
+        raw = await reader.read()
+    finally:
+        writer.close()
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if b"transfer-encoding: chunked" in head.lower():
+        payload = _unchunk(payload)
+    return status, json.loads(payload) if payload else None
+
+
+def _unchunk(data: bytes) -> bytes:
+    out, rest = b"", data
+    while rest:
+        size_text, _, rest = rest.partition(b"\r\n")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        out, rest = out + rest[:size], rest[size + 2 :]
+    return out
+
+
+async def job_polls(
+    urls: list[str], agents: list[JobAgent], *, clients: int, seconds: float
+) -> tuple[float, list[float]]:
+    """Polls/s and latencies of `GET .../jobs/next`, each on a fresh TLS connection presenting
+    the agent's own certificate (as `labgate agent` makes each call)."""
+    latencies: list[float] = []
+    cursor = [0]
+    deadline = time.perf_counter() + seconds
+
+    async def worker(k: int) -> None:
+        while time.perf_counter() < deadline:
+            agent = agents[cursor[0] % len(agents)]
+            cursor[0] += 1
+            began = time.perf_counter()
+            status, answer = await call(urls[k % len(urls)], agent.context, "GET",
+                                        f"/api/v1/devices/{agent.device_id}/jobs/next",
+                                        agent.headers)  # fmt: skip
+            assert status == 200, answer
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    return len(latencies) / (time.perf_counter() - began), latencies
+
+
+async def kept_alive_polls(
+    urls: list[str], agents: list[JobAgent], *, clients: int, seconds: float, run: int = 20
+) -> tuple[float, list[float]]:
+    """The same GET, `run` polls in a row by one agent on one kept-alive connection."""
+    latencies: list[float] = []
+    cursor = [0]
+    deadline = time.perf_counter() + seconds
+
+    async def worker(k: int) -> None:
+        while time.perf_counter() < deadline:
+            agent = agents[cursor[0] % len(agents)]
+            cursor[0] += 1
+            async with httpx.AsyncClient(
+                base_url=urls[k % len(urls)], verify=agent.context, timeout=60
+            ) as http:
+                for _ in range(run):
+                    began = time.perf_counter()
+                    answer = await http.get(
+                        f"/api/v1/devices/{agent.device_id}/jobs/next", headers=agent.headers
+                    )
+                    assert answer.status_code == 200, answer.text
+                    latencies.append(time.perf_counter() - began)
+                    if time.perf_counter() >= deadline:
+                        break
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(k) for k in range(clients)))
+    return len(latencies) / (time.perf_counter() - began), latencies
+
+
+async def rollout_time(
+    urls: list[str], root: Path, token: str, agents: list[JobAgent], *, clients: int
+) -> tuple[float, dict[str, Any]]:
+    """Seconds from creating a rollout (waves 1, 10%, rest) over the agents to its end, the
+    agents polling at the server's interval with jitter, verifying each job's signature and
+    reporting IN_PROGRESS then SUCCEEDED."""
+    import random
+
+    from labgate.auth.jobdocument import JOBS_KEY_USE, verify_job
+    from labgate.auth.keyring import PublicKeySet
+
+    plain = agent_context_plain(root)
+    admin = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=urls[0], verify=plain, timeout=60) as http:
+        jwks = (await http.get("/.well-known/jwks.json")).json()
+        keys = PublicKeySet.from_jwks(jwks, use=JOBS_KEY_USE)
+        began = time.perf_counter()
+        made = await http.post("/api/v1/rollouts", headers=admin, json={
+            "type": "report_status", "devices": [a.device_id for a in agents],
+            "waves": ["1", "10%", "rest"], "failure_threshold": 0.1})  # fmt: skip
+        assert made.status_code == 201, made.text
+        rollout_id = made.json()["id"]
+    finished = asyncio.Event()
+    gate = asyncio.Semaphore(clients)
+    rng = random.Random(7)
+    limit = time.perf_counter() + 600
+
+    async def agent_loop(k: int, agent: JobAgent) -> None:
+        await asyncio.sleep(rng.uniform(0, 1.0))
+        url, path = urls[k % len(urls)], f"/api/v1/devices/{agent.device_id}/jobs"
+        while not finished.is_set() and time.perf_counter() < limit:
+            async with gate:
+                _, body = await call(url, agent.context, "GET", f"{path}/next", agent.headers)
+                job = body["job"]
+                if job is not None:
+                    claims = verify_job(job["document"], keys, device_id=agent.device_id,
+                                        now=datetime.now(UTC))  # fmt: skip
+                    report = f"{path}/{claims.job_id}/report"
+                    _, started = await call(url, agent.context, "POST", report, agent.headers,
+                                            {"status": "IN_PROGRESS",
+                                             "expected_version": job["version"]})  # fmt: skip
+                    done = {"status": "SUCCEEDED", "expected_version": started["version"]}
+                    await call(url, agent.context, "POST", report, agent.headers, done)
+            await asyncio.sleep(body["poll_seconds"] * rng.uniform(0.8, 1.2))
+
+    async def watch() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=urls[0], verify=plain, timeout=60) as http:
+            while time.perf_counter() < limit:
+                state = (await http.get(f"/api/v1/rollouts/{rollout_id}", headers=admin)).json()
+                if state["state"] != "RUNNING":
+                    finished.set()
+                    return dict(state)
+                await asyncio.sleep(0.2)
+        finished.set()
+        return {"state": "TIMED OUT"}
+
+    loops = [asyncio.create_task(agent_loop(k, a)) for k, a in enumerate(agents)]
+    state = await watch()
+    await asyncio.gather(*loops)
+    return time.perf_counter() - began, state
+
+
+def bare_jobs_server(data: Path) -> None:
+    """The floor for polls: FastAPI answering jobs/next with "no job", on `server run`'s stack
+    (the same TLS with client certificates, the same connection layer)."""
+    from fastapi import FastAPI
+
+    from labgate.control.http.serving import uvicorn_config
+    from labgate.control.settings import ControlSettings
+
+    app = FastAPI()
+
+    @app.get("/api/v1/devices/{device_id}/jobs/next")
+    async def next_job(device_id: str) -> dict[str, Any]:
+        return {"job": None, "poll_seconds": 60}
+
+    config = uvicorn_config(ControlSettings.load(data), app, listen="127.0.0.1:0")
+    config.lifespan = "off"
+    serve_announcing(config)
+
+
+def bench_jobs(label: str, database_url: str | None, args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as temp_name:
+        temp = Path(temp_name)
+        data = temp / "server"
+        init = [sys.executable, "-m", "labgate", "server", "init", "--data", str(data)]
+        if database_url:
+            init += ["--database-url", database_url]
+        subprocess.run(init, check=True, capture_output=True)
+        root = data / "ca" / "root.crt"
+        run = [sys.executable, "-m", "labgate", "server", "run", "--data", str(data),
+               "--listen", "127.0.0.1:0"]  # fmt: skip
+        replicas = [start(run, JOBS_ENV, quiet=True) for _ in range(2 if database_url else 1)]
+        bares = [
+            start([sys.executable, __file__, "--bare-jobs-server", str(data)], JOBS_ENV, quiet=True)
+            for _ in replicas
+        ]
+        urls = [ready["url"] for _, ready in replicas]
+        try:
+            token = admin_token(urls[0], ssl.create_default_context(cafile=root), data)
+            t0 = time.perf_counter()
+            agents = asyncio.run(provision(urls[0], root, token, args.job_agents, temp,
+                                           args.clients))  # fmt: skip
+            provisioned = time.perf_counter() - t0
+            asyncio.run(job_polls(urls, agents, clients=args.clients, seconds=1.0))  # warm
+            polls, poll_lat = asyncio.run(
+                job_polls(urls, agents, clients=args.clients, seconds=args.seconds)
+            )
+            floor, floor_lat = asyncio.run(
+                job_polls([r["url"] for _, r in bares], agents, clients=args.clients,
+                          seconds=args.seconds)
+            )  # fmt: skip
+            kept, kept_lat = asyncio.run(
+                kept_alive_polls(urls, agents, clients=args.clients, seconds=args.seconds)
+            )
+            kept_floor, kept_floor_lat = asyncio.run(
+                kept_alive_polls([r["url"] for _, r in bares], agents, clients=args.clients,
+                                 seconds=args.seconds)
+            )  # fmt: skip
+            fleet_size = min(args.rollout_devices, len(agents))
+            took, state = asyncio.run(
+                rollout_time(urls, root, token, agents[:fleet_size], clients=args.clients)
+            )
+        finally:
+            for process, _ in replicas + bares:
+                stop(process)
+    ratio = polls / floor if floor else 0.0
+    verdict = "meets" if ratio >= 0.5 else "MISSES"
+    print(f"[jobs, {label}, {len(urls)} replica(s), {len(agents)} agents, {args.clients} in flight,"
+          " a new TLS connection with the agent's certificate per request]")  # fmt: skip
+    print(f"  provisioning (device, certificate, bound token): {provisioned:.1f} s")
+    print(f"  bare FastAPI, same GET, same stack:   {_figure(floor, floor_lat)}")
+    print(f"  GET jobs/next (no job):               {_figure(polls, poll_lat)}")
+    print(f"      {ratio:.0%} of the floor (target >= 50%: {verdict})")
+    kept_ratio = kept / kept_floor if kept_floor else 0.0
+    print(f"  bare, kept-alive (20 polls a connection): {_figure(kept_floor, kept_floor_lat)}")
+    print(f"  jobs/next, kept-alive:                {_figure(kept, kept_lat)}")
+    kept_verdict = "meets" if kept_ratio >= 0.5 else "MISSES"
+    print(f"      {kept_ratio:.0%} of the floor (target >= 50%: {kept_verdict})")
+    print(f"  rollout over {fleet_size} devices (waves 1, 10%, rest; poll every 1 s +-20%): "
+          f"{took:.1f} s to {state['state']} ({state.get('jobs')})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", type=int, default=1000)
@@ -339,20 +666,31 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--links", type=int, default=3)
     parser.add_argument("--postgres", default=os.environ.get("LABGATE_TEST_POSTGRES_URL"))
+    parser.add_argument("--job-agents", type=int, default=300)
+    parser.add_argument("--rollout-devices", type=int, default=300)
+    parser.add_argument("--only", choices=("linking", "jobs"), default=None)
     parser.add_argument("--bare-server", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-jobs-server", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
         bare_server(args.bare_server)
+        return
+    if args.bare_jobs_server:
+        bare_jobs_server(args.bare_jobs_server)
         return
     print(
         f"labgate fleet benchmark: {args.agents} agents, {args.seconds:.0f} s per figure, "
         f"{os.cpu_count()} CPUs"
     )
-    bench_database("SQLite", None, args)
+    named = {"linking": bench_database, "jobs": bench_jobs}
+    parts = [part for name, part in named.items() if args.only in (None, name)]
+    for part in parts:
+        part("SQLite", None, args)
     if args.postgres:
         url, (admin, name) = postgres_database(args.postgres, "labgate_fleet_")
         try:
-            bench_database("PostgreSQL", url, args)
+            for part in parts:
+                part("PostgreSQL", url, args)
         finally:
             with admin.connect() as connection:
                 connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
