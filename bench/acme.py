@@ -222,9 +222,7 @@ def measure(
             acme_certificate(acme, responder)
 
         acme_certificate(accounts[0], responder)  # warm-up
-        acme_one = rate(
-            lambda: acme_certificate(accounts[0], responder), args.certificates // 4 or 1, 1
-        )
+        acme_one = rate(lambda: acme_certificate(accounts[0], responder), args.certificates, 1)
         acme_rate = rate(by_acme, args.certificates, args.clients)
 
         def by_api() -> None:
