@@ -82,6 +82,7 @@ def _run_loop(main: Coroutine[None, None, None]) -> None:
 async def _serve(settings: object) -> None:
     from labgate.gateway.config import GatewayConfig
     from labgate.gateway.reload import follow_control, refresh_bundle, watch
+    from labgate.gateway.renewal import keep_renewed
     from labgate.gateway.server import Gateway
     from labgate.gateway.shipping import start_shipping, stop_shipping
 
@@ -102,6 +103,7 @@ async def _serve(settings: object) -> None:
     watcher = asyncio.create_task(watch(running, reload))
     follower = asyncio.create_task(follow_control(running))
     shipper = start_shipping(running)
+    renewer = asyncio.create_task(keep_renewed(running))
     await asyncio.sleep(0)  # the watcher notes the files as they are before anyone is told
     sys.stdout.write(running.ready_line() + "\n")
     sys.stdout.flush()
@@ -111,7 +113,8 @@ async def _serve(settings: object) -> None:
     finally:
         watcher.cancel()
         follower.cancel()
-        await asyncio.gather(watcher, follower, return_exceptions=True)
+        renewer.cancel()
+        await asyncio.gather(watcher, follower, renewer, return_exceptions=True)
         await running.aclose()
         await stop_shipping(shipper)
         logging.getLogger("labgate.gateway").info("stopped; audit log flushed")

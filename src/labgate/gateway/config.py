@@ -355,6 +355,9 @@ class ControlConfig(BaseModel):
     ship_interval: Seconds = 0.25  # seconds between looks at the log once everything is shipped
     ship_max_backoff: Seconds = 30.0  # longest wait between tries while the server fails
     ship_batch: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=1000)] = 500
+    # Longest wait between attempts to renew a certificate while the server is away or refuses
+    # (the waits grow from 1 s with full jitter; `labgate.gateway.renewal`).
+    renew_retry_max: Seconds = 300.0
 
 
 class GatewayConfig(BaseModel):

@@ -41,3 +41,13 @@ class InstrumentBusy(GatewayError):
 
 class BundleError(GatewayError):
     """A grant bundle from the control server failed its signature, audience, expiry or version."""
+
+
+class RenewalError(GatewayError):
+    """A renewal of the gateway's own certificate that did not happen; `reason` is stable (the
+    audit log's and the metric's): unreachable, refused, server_error, bad_response, unreadable,
+    write_failed."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason

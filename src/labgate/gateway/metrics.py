@@ -109,6 +109,14 @@ class GatewayMetrics:
             registry=self.registry,
         )
 
+        self.renewals = Counter(
+            "labgate_gateway_certificate_renewals",
+            "Renewals of the gateway's own certificates, by purpose (server, client) and result "
+            "(renewed, or why not)",
+            ["purpose", "result"],
+            registry=self.registry,
+        )
+
     def watch_certificates(self, sources: Sources) -> None:
         """`labgate_certificate_days_left` for every certificate `sources` names, at each scrape."""
         self.registry.register(DaysLeftCollector(sources))

@@ -56,10 +56,11 @@ async def watch(gateway: Gateway, requested: asyncio.Event) -> None:
             async with asyncio.timeout(gateway.state.config.reload_interval):
                 await requested.wait()
         if requested.is_set() or watcher.changed():
-            requested.clear()
-            # Rebase first: a file written again during the reload is then seen next round.
-            watcher.rebase(gateway.state.config.watched_files())
-            await gateway.reload()
+            async with gateway.files_lock:  # not while a renewal writes a key and certificate
+                requested.clear()
+                # Rebase first: a file written again during the reload is then seen next round.
+                watcher.rebase(gateway.state.config.watched_files())
+                await gateway.reload()
             if set(gateway.state.config.watched_files()) != set(watcher.paths):
                 watcher.rebase(gateway.state.config.watched_files())
         elif gateway.tls_sessions_kept() >= gateway.state.config.tls_session_cache:

@@ -98,6 +98,9 @@ class Gateway:
         self._next_conn = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._retired: list[weakref.ref[ssl.SSLContext]] = []  # replaced contexts, maybe alive
+        # Held while certificate files are rewritten (a renewal) and while they are read again
+        # (a reload), so that a reload never reads a new key beside the old certificate.
+        self.files_lock = asyncio.Lock()
 
     # ------------------------------------------------------------------ life cycle
 

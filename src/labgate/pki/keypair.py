@@ -7,6 +7,9 @@ sent, and the certificate comes back to be kept with the key in one file.
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
+
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -18,13 +21,25 @@ def new_key() -> keys.PrivateKey:
     return keys.generate(keys.KeyType.ECDSA_P256)
 
 
-def build_csr(key: keys.PrivateKey, common_name: str) -> str:
-    """A PEM CSR whose subject is exactly `CN=common_name`, no extensions."""
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .sign(key, keys.signature_hash(key))
+def build_csr(
+    key: keys.PrivateKey,
+    common_name: str,
+    *,
+    dns: Sequence[str] = (),
+    ips: Sequence[str] = (),
+    uris: Sequence[str] = (),
+) -> str:
+    """A PEM CSR whose subject is exactly `CN=common_name`; a SAN extension only when names are
+    given (a gateway renewing keeps its own)."""
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     )
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
+    names += [x509.DNSName(d) for d in dns]
+    names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    csr = builder.sign(key, keys.signature_hash(key))
     return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
 
