@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -69,6 +70,24 @@ def test_the_demo_device_agent_linked_itself_by_code(demo: dict[str, Any]) -> No
         headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
         device = http.get(f"/api/v1/devices/{status['device_id']}", headers=headers)
         assert device.status_code == 200 and device.json()["revoked"] is False
+
+
+def test_the_demo_device_installed_the_signed_release_by_job(demo: dict[str, Any]) -> None:
+    shipped = demo["release"]
+    assert (shipped["version"], shipped["slot"]) == ("1.0.0", "b")
+    data = Path(demo["agent"]["data"])
+    state = json.loads((data / "releases" / "slots.json").read_text())
+    assert (state["active"], state["good"], state["floor"]) == ("b", "b", "1.0.0")
+    installed = data / "releases" / "slots" / "b" / shipped["target"]
+    assert hashlib.sha256(installed.read_bytes()).hexdigest() == shipped["sha256"]
+    context = ssl.create_default_context(cafile=demo["root_ca"])
+    password = Path(demo["admin_password"]).read_text().strip()
+    with httpx.Client(base_url=demo["server"]["url"], verify=context, timeout=30) as http:
+        login = http.post("/api/v1/auth/login", json={"username": "admin", "password": password})
+        headers = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        job = http.get(f"/api/v1/jobs/{shipped['job_id']}", headers=headers).json()
+    assert job["state"] == "SUCCEEDED" and job["type"] == "install_release"
+    assert job["status_details"]["committed"] is True
 
 
 def test_operator_reads_status_through_the_gateway(demo: dict[str, Any]) -> None:

@@ -125,6 +125,15 @@ with m:
         highlight=False,
         markup=False,
     )
+    shipped = running.release
+    console.print(
+        f"The device then received an install_release job (job {shipped.get('job_id')}) and "
+        f"installed signed release {shipped.get('version')} ({shipped.get('target')}) into its "
+        f"slot {shipped.get('slot')}, verified by python-tuf against the root it trusts. "
+        f"Repository: {shipped.get('repository')} (labgate release show --repo ...).\n",
+        highlight=False,
+        markup=False,
+    )
     console.print(
         f"Audit log: {running.audit_log}    part logs: {running.logs}\nCtrl-C stops everything."
     )

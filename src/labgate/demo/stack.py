@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from labgate.control import layout
 from labgate.control.keystore import load_passphrase
 from labgate.control.settings import ControlSettings
+from labgate.demo import release as demo_release
 from labgate.demo.children import READY_TIMEOUT_S, Child, ChildFailed, start
 from labgate.demo.enrolment import approve_code, enrol_admin
 from labgate.gateway.pins import spki_pin
@@ -44,6 +45,10 @@ SITE = "demo-site"
 # The gateway follows its grant bundle by long poll (a change shows within about a second);
 # this is the longest it waits before retrying after a failed fetch (a site keeps the minute).
 BUNDLE_POLL_S = 5
+# The demo's device: its model is what the demo's signed release lists as compatible.
+DEVICE_MODEL = "QuantStudio-sim"
+# The demo's server tells devices to ask for jobs this often (a site keeps the default minute).
+JOBS_POLL_S = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +71,7 @@ class RunningDemo:
     audit_log: Path
     logs: Path
     agent: dict[str, object]
+    release: dict[str, object]
     children: tuple[Child, ...]
 
     def instrument_address(self, name: str = INSTRUMENT) -> tuple[str, int]:
@@ -89,6 +95,7 @@ class RunningDemo:
             "audit_log": str(self.audit_log),
             "logs": str(self.logs),
             "agent": self.agent,
+            "release": self.release,
             "pids": {c.name: c.process.pid for c in self.children},
         }
 
@@ -103,10 +110,12 @@ def running(state_dir: Path) -> Iterator[RunningDemo]:
         server_dir = state_dir / "server"
         if not (server_dir / "server.toml").exists():
             _run_once("server-init", ["server", "init", "--data", str(server_dir)], log_dir=logs)
+        release = demo_release.prepare(state_dir, DEVICE_MODEL)
         server = start(
             "server",
             ["server", "run", "--data", str(server_dir), "--listen", "127.0.0.1:0"],
             log_dir=logs,
+            env={**release.server_env(), "LABGATE_JOBS_POLL_SECONDS": str(JOBS_POLL_S)},
         )
         stack.callback(server.stop)
         admin_password = state_dir / "admin-password"
@@ -164,8 +173,10 @@ def running(state_dir: Path) -> Iterator[RunningDemo]:
             "gateway", ["gateway", "--config", str(gateway_dir / "gateway.toml")], log_dir=logs
         )
         stack.callback(gateway.stop)
+        demo_release.provision(state_dir / "device", release, DEVICE_MODEL)
         agent, device = _linked_agent(state_dir, server.ready, server_dir, admin_password, logs)
         stack.callback(agent.stop)
+        installed = _installed_release(release, server.ready, server_dir, admin_password, device)
 
         yield RunningDemo(
             state_dir=state_dir,
@@ -178,6 +189,7 @@ def running(state_dir: Path) -> Iterator[RunningDemo]:
             audit_log=gateway_dir / "audit.jsonl",
             logs=logs,
             agent=device,
+            release=installed,
             children=(server, simulator, gateway, agent),
         )
 
@@ -200,7 +212,7 @@ def _linked_agent(
             "--server", str(server["url"]),
             "--server-ca", str(layout.ca_root_path(server_dir)),
             "--data", str(data),
-            "--model", "QuantStudio-sim", "--serial", "SIM-0001",
+            "--model", DEVICE_MODEL, "--serial", "SIM-0001",
             "--local-listen", "127.0.0.1:0",
         ],
         log_dir=logs,
@@ -227,6 +239,39 @@ def _linked_agent(
         agent.stop()
         raise ChildFailed(f"the demo's device agent did not link; see {logs / 'agent.log'}")
     return agent, {"data": str(data), "device_id": status.get("device_id"), "code": code}
+
+
+def _installed_release(
+    release: demo_release.DemoRelease,
+    server: dict[str, object],
+    server_dir: Path,
+    admin_password: Path,
+    device: dict[str, object],
+) -> dict[str, object]:
+    """The signed release sent to the demo's device as an install_release job, as an operator
+    would; returns once the device reported it committed in its other slot."""
+    job = demo_release.install_by_job(
+        url=str(server["url"]),
+        server_ca=layout.ca_root_path(server_dir),
+        admin_password=admin_password,
+        device_id=str(device["device_id"]),
+        release=release,
+    )
+    details = job.get("status_details") or {}
+    assert isinstance(details, dict)
+    if job["state"] != "SUCCEEDED":
+        raise ChildFailed(
+            f"the demo's device did not install release {demo_release.VERSION}: job "
+            f"{job['id']} is {job['state']} ({details.get('reason', 'no reason given')})"
+        )
+    return {
+        "version": details.get("version"),
+        "slot": details.get("slot"),
+        "job_id": job["id"],
+        "target": release.binding.target_path,
+        "sha256": release.binding.sha256,
+        "repository": str(release.repository.directory),
+    }
 
 
 def _run_once(name: str, args: list[str], *, log_dir: Path) -> None:
