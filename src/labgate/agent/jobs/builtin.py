@@ -119,8 +119,8 @@ async def instrument_action(ctx: JobContext) -> Outcome:
 
 
 async def _query(address: tuple[str, int], name: str, context: ssl.SSLContext, command: str) -> str:
-    """One query on the instrument's line protocol: wait for READy, send `<n> CMD`, read the
-    line that answers tag n."""
+    """On the instrument's line protocol: wait for READy, ask for Observer (the level of a
+    read-only query, never more), then send the query and read the line that answers it."""
     reader, writer = await asyncio.open_connection(
         address[0], address[1], ssl=context, server_hostname=name
     )
@@ -128,21 +128,29 @@ async def _query(address: tuple[str, int], name: str, context: ssl.SSLContext, c
         greeting = await reader.readline()
         if not greeting.startswith(b"READy"):
             raise EOFError(f"no READy from the gateway: {greeting[:80]!r}")
-        writer.write(f"1 {command}\n".encode("ascii"))
-        await writer.drain()
-        while True:
-            line = await reader.readuntil(b"\n")
-            if len(line) > MAX_REPLY:
-                raise EOFError("reply too long")
-            text = line.decode("utf-8", errors="replace").strip()
-            if text.startswith(("OK 1", "NEXT 1")):
-                if text.startswith("NEXT 1"):
-                    continue
-                return text[len("OK 1") :].strip()
-            if text.startswith("ERRor 1"):
-                raise JobFailedReply(text)
+        await _ask(reader, writer, 1, "ACC Observer")
+        return await _ask(reader, writer, 2, command)
     finally:
         writer.close()
+
+
+async def _ask(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tag: int, command: str
+) -> str:
+    writer.write(f"{tag} {command}\n".encode("ascii"))
+    await writer.drain()
+    for _ in range(64):  # MESSage lines may come first; a bounded number of them
+        line = await reader.readline()
+        if not line:
+            raise EOFError("the gateway closed the connection")
+        if len(line) > MAX_REPLY:
+            raise EOFError("reply too long")
+        text = line.decode("utf-8", errors="replace").strip()
+        if text.startswith(f"OK {tag}"):
+            return text[len(f"OK {tag}") :].strip()
+        if text.startswith(f"ERRor {tag}"):
+            raise JobFailedReply(text[:200])
+    raise EOFError(f"no answer to {command!r}")
 
 
 class JobFailedReply(EOFError):
