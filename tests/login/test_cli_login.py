@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,8 @@ def test_a_token_file_replaced_by_a_symbolic_link_is_refused(
     assert code == 1 and "symbolic link" in err
 
 
+# The one run as a real process (two, with the wrong password): argv and environment are real.
+@pytest.mark.slow
 def test_a_real_process_reads_the_password_from_stdin_and_leaks_it_nowhere(
     live_server: LiveServer,
     person: Person,
@@ -141,3 +144,53 @@ def test_a_real_process_reads_the_password_from_stdin_and_leaks_it_nowhere(
     assert b"Wrong-guess" not in wrong.stdout + wrong.stderr
     assert b"Traceback" not in wrong.stderr
     assert b"Wrong-guess" not in caplog.text.encode()
+
+
+# A real terminal (a pseudo-terminal) as a person has it: the password must not be echoed.
+@pytest.mark.slow
+def test_on_a_terminal_the_password_is_asked_without_echo(
+    live_server: LiveServer, person: Person, store: LoginStore
+) -> None:
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labgate", *login_args(live_server)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, CONFIG_DIR_ENV: str(store.directory)},
+        start_new_session=True,
+    )
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while marker not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the other end closed
+                    return
+
+    try:
+        for prompt, answer in (
+            (b"password for erin", person.one_time),
+            (b"new password: ", NEW_PASSWORD),
+            (b"new password again: ", NEW_PASSWORD),
+        ):
+            read_until(prompt)
+            assert prompt in seen, seen
+            os.write(master, answer.encode() + b"\n")
+        read_until(b"logged in as erin")
+        assert process.wait(timeout=30) == 0, seen
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(master)
+    assert b"logged in as erin" in seen
+    assert person.one_time.encode() not in seen and NEW_PASSWORD.encode() not in seen

@@ -233,3 +233,17 @@ def unused_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+def test_logout_with_the_server_away_removes_the_file_and_says_the_login_is_still_valid_there(
+    store: LoginStore, live_server: LiveServer, person: Person
+) -> None:
+    import dataclasses
+
+    from labgate.login.errors import ServerAway
+
+    login, _ = first_login(store, live_server, person)
+    store.save(dataclasses.replace(login, server="https://127.0.0.1:9"))  # nothing listens
+    with pytest.raises(ServerAway, match="stays usable there until"):
+        log_out(store)
+    assert not store.path.exists()

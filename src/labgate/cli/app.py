@@ -13,6 +13,7 @@ from labgate.cli import (
     agent,
     audit,
     ca,
+    cert,
     demo,
     gateway,
     instrument,
@@ -47,6 +48,7 @@ app.command("logout")(login.logout)
 # "-pwd" is a switch, not an option: unknown options are handed to the command as arguments.
 app.command("secure", context_settings={"ignore_unknown_options": True})(secure.secure)
 app.add_typer(ca.app, name="ca")
+app.add_typer(cert.app, name="cert")
 app.add_typer(audit.app, name="audit")
 app.add_typer(server.app, name="server")
 app.add_typer(instrument.app, name="instrument")

@@ -32,9 +32,11 @@ def login(
 ) -> None:
     """Log in and keep the tokens (0600) in your configuration directory.
 
-    The password is asked for without echo (never an argument); when standard input is not a
-    terminal it is read as one line from it. A first login with a one-time password asks for a
-    new one, twice."""
+    The password is asked for without echo, never taken as an argument.
+
+    When standard input is not a terminal, each answer is read as one line from it.
+
+    A first login with a one-time password asks for a new one, twice."""
     from labgate.login.prompting import TerminalPrompts
     from labgate.login.session import log_in
 
