@@ -18,13 +18,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from labgate.auth.tokens import certificate_thumbprint
@@ -157,10 +157,9 @@ def list_certificates(
 ) -> list[CertificateRecord]:
     """Every certificate for an administrator (the database's and the CA's), a holder's own
     for anyone else; filtered by identity and status."""
-    if not principal.is_admin:
-        if identity is not None and identity != principal.identity:
-            return []
-        identity = principal.identity
+    visible, identity = _visible_identity(principal, identity)
+    if not visible:
+        return []
     query = select(IssuedCertificate)
     if identity is not None:
         query = query.where(IssuedCertificate.subject == identity)
@@ -172,6 +171,99 @@ def list_certificates(
             found[entry.serial] = _record_of_entry(entry)
     records = sorted(found.values(), key=lambda r: (r.issued_at is None, r.issued_at, r.serial))
     return [r for r in records if status is None or r.status(now) == status]
+
+
+def _visible_identity(principal: Principal, identity: str | None) -> tuple[bool, str | None]:
+    """Whose certificates `principal` may list when asking for `identity`: anyone's for an
+    administrator, only its own for anyone else (False: nothing)."""
+    if principal.is_admin:
+        return True, identity
+    if identity is not None and identity != principal.identity:
+        return False, None
+    return True, principal.identity
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertificatePage:
+    records: tuple[CertificateRecord, ...]  # valid ones first, each group by soonest end
+    total: int
+
+
+def certificate_page(
+    session: Session,
+    inventory: Inventory,
+    principal: Principal,
+    *,
+    identity: str | None = None,
+    status: Status | None = None,
+    ending_within: timedelta | None = None,
+    offset: int = 0,
+    limit: int = 50,
+    now: datetime,
+) -> CertificatePage:
+    """What `list_certificates` shows (the same rule of who sees what), filtered, ordered and
+    cut to a page in the database; `ending_within`: valid ones that end within that long. The
+    CA's own entries the database does not hold (a gateway's, `labgate ca issue`'s) are merged
+    in."""
+    visible, identity = _visible_identity(principal, identity)
+    if not visible:
+        return CertificatePage(records=(), total=0)
+    row = IssuedCertificate
+    valid = and_(row.revoked.is_(False), row.expires_at > now)
+    where: list[ColumnElement[bool]] = []
+    if identity is not None:
+        where.append(row.subject == identity)
+    if status == "valid":
+        where.append(valid)
+    elif status == "revoked":
+        where.append(row.revoked.is_(True))
+    elif status == "expired":
+        where.append(and_(row.revoked.is_(False), row.expires_at <= now))
+    if ending_within is not None:
+        where.extend([valid, row.expires_at <= now + ending_within])
+    ordered = (
+        select(row)
+        .where(*where)
+        .order_by(case((valid, 0), else_=1), row.expires_at, row.serial)
+        .limit(offset + limit)
+    )
+    held = [_record_of_row(r) for r in session.scalars(ordered)]
+    total = int(session.scalar(select(func.count()).select_from(row).where(*where)) or 0)
+    extra = _inventory_only(session, inventory, identity)
+    extra = [
+        r
+        for r in extra
+        if (status is None or r.status(now) == status)
+        and (
+            ending_within is None
+            or (r.status(now) == "valid" and r.not_after <= now + ending_within)
+        )
+    ]
+    merged = sorted(held + extra, key=lambda r: (r.status(now) != "valid", r.not_after, r.serial))
+    return CertificatePage(records=tuple(merged[offset : offset + limit]), total=total + len(extra))
+
+
+def _inventory_only(
+    session: Session, inventory: Inventory, identity: str | None
+) -> list[CertificateRecord]:
+    """Leaf certificates in the CA's inventory that the database does not hold."""
+    entries = [
+        e
+        for e in inventory.entries()
+        if e.profile not in _CA_PROFILES
+        and e.identity is not None
+        and (identity is None or e.identity == identity)
+    ]
+    known: set[str] = set()
+    serials = [str(e.serial) for e in entries]
+    for first in range(0, len(serials), 500):
+        chunk = serials[first : first + 500]
+        known.update(
+            session.scalars(
+                select(IssuedCertificate.serial).where(IssuedCertificate.serial.in_(chunk))
+            )
+        )
+    return [_record_of_entry(e) for e in entries if str(e.serial) not in known]
 
 
 def revoke_one(

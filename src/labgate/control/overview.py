@@ -3,7 +3,7 @@ certificates that end within 7 and 30 days, stale devices, instruments no gatewa
 recent refusals.
 
 Each part is read through the same rules as the API: an administrator sees the site, anyone else
-their own certificates and devices (`certificates.list_certificates`, `devices.device_page`);
+their own certificates and devices (`certificates.certificate_page`, `devices.device_page`);
 refusals (failed and locked logins, wrong device codes, refused links, reused refresh tokens)
 are shown to administrators only.
 """
@@ -56,9 +56,11 @@ def overview(
     gateway_instruments: Mapping[str, tuple[str, ...]],
     now: datetime,
 ) -> Overview:
-    valid = certificates.list_certificates(session, inventory, principal, status="valid", now=now)
-    expiring = sorted(
-        (r for r in valid if r.not_after - now <= WITHIN_A_MONTH), key=lambda r: r.not_after
+    month = certificates.certificate_page(
+        session, inventory, principal, ending_within=WITHIN_A_MONTH, limit=SHOWN, now=now
+    )
+    week = certificates.certificate_page(
+        session, inventory, principal, ending_within=SOON, limit=1, now=now
     )
     stale = devices.device_page(
         session, principal, owner, shown="stale", sort="last_seen", limit=SHOWN, now=now
@@ -76,9 +78,9 @@ def overview(
             )
         )
     return Overview(
-        expiring_7=sum(1 for r in expiring if r.not_after - now <= SOON),
-        expiring_30=len(expiring),
-        expiring=tuple(expiring[:SHOWN]),
+        expiring_7=week.total,
+        expiring_30=month.total,
+        expiring=month.records,
         stale_devices=stale.total,
         never_seen_devices=never.total,
         stale=stale.rows,

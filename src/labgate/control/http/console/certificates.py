@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -20,6 +21,7 @@ from labgate.control.schemas import IDENTITY_PATTERN, CertificateRevoke, Certifi
 from labgate.pki.revocation import REASONS
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+PAGE_SIZE = 50
 Serial = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{1,40}$")]
 # The reasons a person picks from; the CA-only ones (cACompromise, ...) stay with the API.
 PICKED = (
@@ -41,24 +43,34 @@ def certificate_list(
     identity: Annotated[str | None, Query(max_length=200)] = None,
     status: CertificateStatus | None = None,
     expiring: Annotated[int | None, Query(ge=1, le=3650)] = None,
+    page_number: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
     notice_key: Annotated[str | None, Query(alias="notice", max_length=40)] = None,
 ) -> Response:
     now = runtime.clock()
     holder = identity or None
     if holder is not None and re.fullmatch(IDENTITY_PATTERN, holder) is None:
         raise InvalidInput(f"holder {holder[:80]!r} is not an identity such as labgate:user:alice")
-    records = certificates.list_certificates(
-        session, runtime.ca.inventory, visitor.principal, identity=holder, status=status, now=now
+    listed = certificates.certificate_page(
+        session,
+        runtime.ca.inventory,
+        visitor.principal,
+        identity=holder,
+        status=status,
+        ending_within=timedelta(days=expiring) if expiring is not None else None,
+        offset=(page_number - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+        now=now,
     )
-    if expiring is not None:
-        bound = now + timedelta(days=expiring)
-        records = [r for r in records if r.status(now) == "valid" and r.not_after <= bound]
-    records.sort(key=lambda r: (r.status(now) != "valid", r.not_after))
+    given = {"identity": holder or "", "status": status or "", "expiring": expiring or ""}
     return page(
         request,
         "console/certificates.html",
         here="certificates",
-        records=records,
+        records=listed.records,
+        total=listed.total,
+        page_number=page_number,
+        pages=max(1, -(-listed.total // PAGE_SIZE)),
+        query=urlencode({k: v for k, v in given.items() if v}),
         identity=holder or "",
         status_filter=status or "",
         expiring=expiring or "",
