@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from typer.testing import CliRunner
 
 from labgate.cli.app import app as cli
@@ -210,3 +211,53 @@ def test_a_log_rewritten_on_the_gateways_host_is_refused_and_reported(
     assert head["divergence"]["code"] == "audit_fork"
     assert head["divergence"]["sent_seq"] == len(original)  # the next record: its prev is forged
     assert head["divergence"]["held_head"] == verify(original).head
+
+
+def test_the_shipper_presents_the_renewed_certificate_once_the_old_one_is_refused(
+    settings: Any, control: Any, gateway_identity: Any, tmp_path: Path
+) -> None:
+    """The gateway renews its control client certificate in place (`labgate.gateway.renewal`);
+    once the old one is refused (here revoked, in time expired) the shipper reads the files again
+    and goes on with the new one, instead of failing for ever."""
+    from labgate.control.keystore import load_passphrase
+    from labgate.control.layout import ca_dir
+    from labgate.pki.atomic import PRIVATE, write_atomic
+    from labgate.pki.authority import CertificateAuthority
+
+    path = tmp_path / "audit.jsonl"
+
+    async def scenario() -> None:
+        with run_in_thread(settings) as running:
+            config, cert, key = control(running.url)
+            old = x509_serial(cert)
+            log = AuditLog(path)
+            await log.start()
+            metrics = GatewayMetrics()
+            shipper = AuditShipper(config, log, cert=cert, key=key, metrics=metrics)
+            task = asyncio.create_task(shipper.run())
+            try:
+                log.record({"event": "command", "conn": 1, "command": "DRAW?"})
+                await log.flush()
+                assert await shipper.caught_up(20)
+                chain, new_key, _ = gateway_identity(Profile.GATEWAY, "site-1")
+                write_atomic(key, new_key, mode=PRIVATE)  # as the renewal writes them
+                write_atomic(cert, chain)
+                with CertificateAuthority.open(
+                    ca_dir(settings.data_dir), passphrase=load_passphrase(settings)
+                ) as ca:
+                    ca.revoke(old, "superseded")
+                for n in range(20):
+                    log.record({"event": "command", "conn": 1, "command": "DRAW?", "n": n})
+                await log.flush()
+                assert await shipper.caught_up(20)
+                assert shipper.shipped_seq == log.durable_seq
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await log.aclose()
+
+    asyncio.run(scenario())
+
+
+def x509_serial(path: Path) -> int:
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number

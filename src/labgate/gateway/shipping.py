@@ -227,23 +227,28 @@ class AuditShipper:
 
     async def run(self) -> None:
         backoff = FIRST_BACKOFF_SECONDS
-        async with self._client() as client:
-            try:
-                while True:
-                    try:
-                        sent = await self._step(client)
-                    except ShippingError as exc:
-                        self._failed(exc)
-                        self._synced = False
-                        await asyncio.sleep(backoff)
-                        backoff = min(backoff * 2, self.control.ship_max_backoff)
-                        continue
-                    backoff = FIRST_BACKOFF_SECONDS
-                    if not sent:
-                        self._idle.set()
-                        await asyncio.sleep(self.control.ship_interval)
-            finally:
-                self.reader.close()
+        client = self._client()
+        try:
+            while True:
+                try:
+                    sent = await self._step(client)
+                except ShippingError as exc:
+                    self._failed(exc)
+                    self._synced = False
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self.control.ship_max_backoff)
+                    # A new client, reading the certificate again: the gateway renews it
+                    # (`labgate.gateway.renewal`), and the old one is refused once it expires.
+                    await client.aclose()
+                    client = self._client()
+                    continue
+                backoff = FIRST_BACKOFF_SECONDS
+                if not sent:
+                    self._idle.set()
+                    await asyncio.sleep(self.control.ship_interval)
+        finally:
+            await client.aclose()
+            self.reader.close()
 
     async def caught_up(self, timeout: float) -> bool:
         """Wait until everything durable now is shipped (for a clean stop); False on timeout."""
