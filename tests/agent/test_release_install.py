@@ -503,3 +503,32 @@ def test_installed_root_is_not_replaced_by_another(tmp_path: Path, repo) -> None
     with pytest.raises(InstallRefused) as caught:
         install_root(tmp_path / "e", json.dumps(forged).encode())
     assert caught.value.reason == "bad_root"
+
+
+def test_fast_forwarded_timestamp_is_recovered_from_by_rotating_the_online_key(
+    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+) -> None:
+    # A compromised server signs timestamp version 1000 with the online key; the device takes it
+    # (it is validly signed), and then refuses every honest timestamp as a rollback: frozen.
+    first = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
+    inflated = repo.timestamp()
+    inflated.signed.version = 1000
+    inflated.sign(keys.online)
+    world.misbehaviour.replace["timestamp.json"] = inflated.to_bytes()
+    assert device.install(first, world).run().committed
+    world.misbehaviour.replace.clear()
+    second = release(repo, keys, tmp_path, version="1.1.0", data=NEWER)
+    with pytest.raises(InstallFailed, match="BadVersionNumberError"):
+        device.install(second, world).run()
+    # The root holders rotate the online key; the new timestamp key does not verify the inflated
+    # timestamp, so the device drops it and follows the honest one again.
+    replacement = keyfiles.generate()
+    repo.rotate_root(
+        root_keys=[s.public_key for s in keys.root],
+        threshold=2,
+        signers=keys.root[:2],
+        now=datetime.now(UTC),
+        online_key=replacement.public_key,
+    )
+    assert repo.refresh_online(replacement, now=datetime.now(UTC)) == ("snapshot", "timestamp")
+    assert device.install(second, world).run().committed

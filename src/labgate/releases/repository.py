@@ -323,14 +323,23 @@ class Repository:
             timestamp = self.timestamp()
             listed = snapshot.signed.meta["targets.json"].version
             expiries = policy.expiries
+            roles = self.root().signed.roles
+            # A root that rotated the online key makes what the old key signed worthless.
+            stale_snapshot = not set(snapshot.signatures) & set(roles[layout.SNAPSHOT].keyids)
+            stale_timestamp = not set(timestamp.signatures) & set(roles[layout.TIMESTAMP].keyids)
             if (
-                listed != latest.signed.version
+                stale_snapshot
+                or listed != latest.signed.version
                 or snapshot.signed.expires - now < policy.snapshot_margin
             ):
                 self._publish(signer, latest, now=now, expiries=expiries)
                 return (layout.SNAPSHOT, layout.TIMESTAMP)
             issued = timestamp.signed.expires - expiries.timestamp
-            if now - issued >= policy.timestamp_every or timestamp.signed.expires <= now:
+            if (
+                stale_timestamp
+                or now - issued >= policy.timestamp_every
+                or timestamp.signed.expires <= now
+            ):
                 self._write_timestamp(signer, snapshot, now=now, expiries=expiries)
                 return (layout.TIMESTAMP,)
             return ()
