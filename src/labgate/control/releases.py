@@ -51,7 +51,9 @@ class ReleaseService:
             if settings.releases_online_key is not None:
                 secret = passphrase()
                 if settings.releases_online_passphrase_file is not None:
-                    secret = settings.releases_online_passphrase_file.read_bytes().strip()
+                    # As `labgate release` reads it: one trailing newline is the editor's.
+                    text = settings.releases_online_passphrase_file.read_bytes()
+                    secret = text.removesuffix(b"\n").removesuffix(b"\r")
                 online = keyfiles.load_key(settings.releases_online_key, secret)
         except ReleaseError as error:
             raise ConfigurationError(f"releases: {error}") from None
