@@ -21,6 +21,7 @@ from labgate.agent import slots
 from labgate.agent.download import DownloadFailed, RateFloor, RateWatch
 from labgate.agent.installation import InstallFailed, InstallRefused, install_root
 from labgate.releases import keyfiles
+from labgate.releases.repository import Repository
 from labgate.releases.verification import Binding
 
 from .releaseworld import (
@@ -71,15 +72,11 @@ def world(repo_dir: Path, keys: Keys, tls: tuple[Path, Path, Path]) -> Iterator[
 
 @pytest.fixture
 def device(tmp_path: Path, world: World, tls: tuple[Path, Path, Path]) -> Device:
-    from labgate.releases.repository import Repository
-
     return provision(tmp_path / "device", Repository.open(world.directory), tls[2])
 
 
 @pytest.fixture
-def repo(world: World):  # type: ignore[no-untyped-def]
-    from labgate.releases.repository import Repository
-
+def repo(world: World) -> Repository:
     return Repository.open(world.directory)
 
 
@@ -91,7 +88,7 @@ def _state(device: Device) -> slots.SlotState:
 
 
 def test_signed_release_is_installed_into_the_other_slot_and_committed(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     binding = release(repo, keys, tmp_path, version="1.2.0", data=FIRMWARE)
     steps: list[str] = []
@@ -111,7 +108,7 @@ def test_signed_release_is_installed_into_the_other_slot_and_committed(
 
 
 def test_tampered_artifact_is_refused_and_the_slot_unchanged(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     binding = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     evil = bytearray(FIRMWARE)
@@ -141,7 +138,7 @@ def test_repository_signed_by_other_keys_is_refused(
 
 
 def test_expired_metadata_is_refused(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     # A freeze: the server keeps serving a release whose timestamp ran out two days ago.
     old = datetime.now(UTC) - timedelta(days=3)
@@ -152,7 +149,7 @@ def test_expired_metadata_is_refused(
 
 
 def test_older_version_than_the_floor_is_refused(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     old = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     new = release(repo, keys, tmp_path, version="2.0.0", data=NEWER)
@@ -164,7 +161,7 @@ def test_older_version_than_the_floor_is_refused(
 
 
 def test_replayed_old_timestamp_is_refused(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     first = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     old_timestamp = (world.directory / "metadata" / "timestamp.json").read_bytes()
@@ -177,7 +174,7 @@ def test_replayed_old_timestamp_is_refused(
 
 
 def test_replayed_old_snapshot_is_refused(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     old_snapshot = (
@@ -192,7 +189,7 @@ def test_replayed_old_snapshot_is_refused(
 
 
 def test_metadata_mixing_two_releases_is_refused(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     targets_v = repo.published_targets().signed.version
@@ -206,7 +203,7 @@ def test_metadata_mixing_two_releases_is_refused(
 
 
 def test_artifact_longer_than_declared_is_cut_off(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     binding = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     name = f"{binding.sha256}.{binding.target_path}"
@@ -218,7 +215,7 @@ def test_artifact_longer_than_declared_is_cut_off(
 
 
 def test_endless_metadata_is_cut_off(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     binding = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     world.misbehaviour.endless = True
@@ -230,7 +227,7 @@ def test_endless_metadata_is_cut_off(
 
 
 def test_slow_retrieval_is_aborted_below_the_rate_floor(
-    tmp_path: Path, world: World, repo, keys: Keys, tls: tuple[Path, Path, Path]
+    tmp_path: Path, world: World, repo: Repository, keys: Keys, tls: tuple[Path, Path, Path]
 ) -> None:
     device = provision(
         tmp_path / "slow-device", repo, tls[2], min_rate_bytes=4096, rate_window_seconds=0.5
@@ -243,7 +240,7 @@ def test_slow_retrieval_is_aborted_below_the_rate_floor(
 
 
 def test_artifact_trickled_after_verified_metadata_is_aborted(
-    tmp_path: Path, world: World, repo, keys: Keys, tls: tuple[Path, Path, Path]
+    tmp_path: Path, world: World, repo: Repository, keys: Keys, tls: tuple[Path, Path, Path]
 ) -> None:
     device = provision(
         tmp_path / "slow-device", repo, tls[2], min_rate_bytes=4096, rate_window_seconds=0.5
@@ -271,7 +268,7 @@ def test_rate_watch_passes_a_steady_download_and_stops_a_trickle() -> None:
 
 
 def test_release_for_another_model_is_refused(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     binding = release(repo, keys, tmp_path, version="3.0.0", data=FIRMWARE, models=("qs7",))
     with pytest.raises(InstallRefused, match="not this device's model 'qs5'") as caught:
@@ -281,7 +278,7 @@ def test_release_for_another_model_is_refused(
 
 
 def test_install_naming_other_bytes_than_the_signed_target_is_refused(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     # An install made for another device's build: same path, other length and hash.
     binding = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
@@ -294,7 +291,7 @@ def test_install_naming_other_bytes_than_the_signed_target_is_refused(
 
 
 def test_online_key_cannot_sign_targets(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     # The server is compromised: its online key signs a new targets role listing the attacker's
     # artifact, and a snapshot and timestamp that list that targets role, all consistently.
@@ -333,7 +330,7 @@ def test_online_key_cannot_sign_targets(
 
 
 def test_failed_health_check_rolls_back(
-    tmp_path: Path, world: World, repo, keys: Keys, tls: tuple[Path, Path, Path]
+    tmp_path: Path, world: World, repo: Repository, keys: Keys, tls: tuple[Path, Path, Path]
 ) -> None:
     device = provision(tmp_path / "sick", repo, tls[2], health_command=("false",))
     binding = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
@@ -349,7 +346,7 @@ def test_failed_health_check_rolls_back(
 
 
 def test_device_rebooted_into_a_failing_slot_returns_to_the_good_one(
-    tmp_path: Path, world: World, repo, keys: Keys, tls: tuple[Path, Path, Path]
+    tmp_path: Path, world: World, repo: Repository, keys: Keys, tls: tuple[Path, Path, Path]
 ) -> None:
     marker = tmp_path / "healthy"
     marker.write_text("yes")
@@ -372,7 +369,7 @@ def test_device_rebooted_into_a_failing_slot_returns_to_the_good_one(
 
 
 def test_root_rotation_is_followed_and_a_rotation_under_threshold_is_refused(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     binding = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     assert device.install(binding, world).run().committed
@@ -408,7 +405,7 @@ def test_root_rotation_is_followed_and_a_rotation_under_threshold_is_refused(
 
 
 def test_download_cut_at_half_resumes_fetching_at_most_105_percent(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     data = bytes(range(256)) * 8192  # 2 MiB
     binding = release(repo, keys, tmp_path, version="1.0.0", data=data)
@@ -424,7 +421,7 @@ def test_download_cut_at_half_resumes_fetching_at_most_105_percent(
 
 
 def test_resumed_download_with_a_swapped_tail_is_refused(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     data = bytes(range(256)) * 4096
     binding = release(repo, keys, tmp_path, version="1.0.0", data=data)
@@ -451,7 +448,7 @@ def test_resumed_download_with_a_swapped_tail_is_refused(
 
 
 def test_offline_bundle_installs_through_the_same_checks_at_a_stated_time(
-    tmp_path: Path, repo, keys: Keys, tls: tuple[Path, Path, Path]
+    tmp_path: Path, repo: Repository, keys: Keys, tls: tuple[Path, Path, Path]
 ) -> None:
     binding = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     bundle = tmp_path / "usb"
@@ -467,7 +464,7 @@ def test_offline_bundle_installs_through_the_same_checks_at_a_stated_time(
 
 
 def test_offline_bundle_with_a_tampered_artifact_is_refused(
-    tmp_path: Path, repo, keys: Keys, tls: tuple[Path, Path, Path]
+    tmp_path: Path, repo: Repository, keys: Keys, tls: tuple[Path, Path, Path]
 ) -> None:
     binding = release(repo, keys, tmp_path, version="1.0.0", data=FIRMWARE)
     bundle = tmp_path / "usb"
@@ -481,7 +478,7 @@ def test_offline_bundle_with_a_tampered_artifact_is_refused(
 
 
 def test_a_device_without_an_installed_root_refuses(
-    tmp_path: Path, world: World, repo, keys: Keys, tls: tuple[Path, Path, Path]
+    tmp_path: Path, world: World, repo: Repository, keys: Keys, tls: tuple[Path, Path, Path]
 ) -> None:
     device = provision(tmp_path / "d", repo, tls[2])
     (device.data_dir / "releases" / "trusted-root.json").unlink()
@@ -506,7 +503,7 @@ def test_installed_root_is_not_replaced_by_another(tmp_path: Path, repo) -> None
 
 
 def test_fast_forwarded_timestamp_is_recovered_from_by_rotating_the_online_key(
-    device: Device, world: World, repo, keys: Keys, tmp_path: Path
+    device: Device, world: World, repo: Repository, keys: Keys, tmp_path: Path
 ) -> None:
     # A compromised server signs timestamp version 1000 with the online key; the device takes it
     # (it is validly signed), and then refuses every honest timestamp as a rollback: frozen.

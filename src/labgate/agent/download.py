@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlsplit
 
 import urllib3
@@ -148,9 +149,8 @@ def bundle_path(directory: Path, url: str) -> Path:
     return path
 
 
-def _file_chunks(handle: object) -> Iterator[bytes]:
-    assert hasattr(handle, "read")
-    with handle:  # type: ignore[attr-defined]
+def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
         while chunk := handle.read(CHUNK):
             yield chunk
 

@@ -30,6 +30,7 @@ from securesystemslib.exceptions import UnverifiedSignatureError
 from tuf.api.exceptions import LengthOrHashMismatchError, UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root
 from tuf.api.serialization import DeserializationError
+from tuf.ngclient import FetcherInterface
 
 from labgate.agent import download, slots
 from labgate.agent.errors import CorruptState, ReasonedError
@@ -236,7 +237,7 @@ class ReleaseInstall:
         pool = None
         if isinstance(self.source, Online):
             pool = download.pool_for(self.source.context, self.config.floor)
-            fetcher: Any = download.HttpsFetcher(pool, self.config.floor, self.tally)
+            fetcher: FetcherInterface = download.HttpsFetcher(pool, self.config.floor, self.tally)
             url = self.source.base(layout.METADATA)
             reference = None
         else:
