@@ -73,7 +73,7 @@ def test_metrics_show_days_left_of_the_served_certificate_chain_and_the_root(api
     from cryptography import x509
     from prometheus_client.parser import text_string_to_metric_families
 
-    from labgate.control.layout import ca_root_path, server_certificate_path
+    from labgate.control.layout import ca_issuing_path, ca_root_path, server_certificate_path
 
     data_dir = api.settings.data_dir
     served = x509.load_pem_x509_certificates(server_certificate_path(data_dir).read_bytes())
@@ -85,7 +85,11 @@ def test_metrics_show_days_left_of_the_served_certificate_chain_and_the_root(api
         if s.name == "labgate_certificate_days_left"
     }
     expected = {("server", format(c.serial_number, "x")) for c in served}
-    assert set(samples) == expected | {("ca-root", format(root.serial_number, "x"))}
+    issuing = x509.load_pem_x509_certificate(ca_issuing_path(data_dir).read_bytes())
+    assert set(samples) == expected | {
+        ("ca-root", format(root.serial_number, "x")),
+        ("ca-issuing", format(issuing.serial_number, "x")),
+    }
     leaf = samples[("server", format(served[0].serial_number, "x"))]
     assert 0 < leaf <= (served[0].not_valid_after_utc - served[0].not_valid_before_utc).days + 1
 

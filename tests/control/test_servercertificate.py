@@ -110,8 +110,13 @@ def test_the_running_server_renews_and_serves_the_new_certificate_keeping_open_c
         der = sock.getpeercert(binary_form=True)
         assert der is not None
         assert x509.load_der_x509_certificate(der).serial_number == old.serial_number
+        kept.request("GET", "/metrics")
+        metrics = kept.getresponse().read().decode()
         kept.close()
+    assert 'labgate_server_certificate_renewals_total{result="renewed"} 1.0' in metrics
     new = x509.load_pem_x509_certificate(server_certificate_path(fast.data_dir).read_bytes())
+    # /metrics reads the files at each scrape: the days left are the new certificate's.
+    assert f'role="server",serial="{new.serial_number:x}"' in metrics
     # server_certificate_seconds, and the 5 minutes it is backdated by
     assert _lifetime(new) == pytest.approx(3600 + 300, abs=2)
     assert new.public_key() != old.public_key()  # a new key, not the old one re-signed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from labgate.control.layout import ca_root_path, server_certificate_path
+from labgate.control.layout import ca_issuing_path, ca_root_path, server_certificate_path
 from labgate.pki.expiry import DaysLeftCollector, Sources
 
 
@@ -19,6 +19,7 @@ class Metrics:
     logins: Counter
     refreshes: Counter
     denials: Counter
+    certificate_renewals: Counter
 
     @classmethod
     def create(cls, *, certificates: Sources | None = None) -> Metrics:
@@ -49,6 +50,12 @@ class Metrics:
                 ["reason"],
                 registry=registry,
             ),
+            certificate_renewals=Counter(
+                "labgate_server_certificate_renewals",
+                "Looks at the server's own certificate that renewed it or failed to, by result",
+                ["result"],
+                registry=registry,
+            ),
         )
 
     def exposition(self) -> bytes:
@@ -56,6 +63,8 @@ class Metrics:
 
 
 def served_certificates(data_dir: Path) -> Iterator[tuple[str, Path]]:
-    """The TLS chain the server serves (its certificate and the issuing CA), and its CA's root."""
+    """The TLS chain the server serves (its certificate and the issuing CA), its CA's root, and
+    the issuing CA that signs from now on (after a rotation not yet the one in the chain)."""
     yield "server", server_certificate_path(data_dir)
     yield "ca-root", ca_root_path(data_dir)
+    yield "ca-issuing", ca_issuing_path(data_dir)

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from prometheus_client import Counter
+
 from labgate.control.errors import ControlError
 from labgate.control.http.connections import GuardedProtocol
 from labgate.control.layout import (
@@ -107,7 +109,10 @@ class ServedCertificate:
 
 
 async def keep_certificate(
-    served: ServedCertificate, ca: CertificateAuthority, clock: Callable[[], datetime]
+    served: ServedCertificate,
+    ca: CertificateAuthority,
+    clock: Callable[[], datetime],
+    renewals: Counter | None = None,
 ) -> None:
     """Renew when due and serve what is on disk, every `certificate_check_seconds`; runs until
     cancelled. A failed renewal is logged (`server_certificate_renewal_failed`) and retried
@@ -131,8 +136,12 @@ async def keep_certificate(
             log.warning(
                 "server_certificate_renewal_failed: %s (next attempt in %.0f s)", error, wait
             )
+            if renewals is not None:
+                renewals.labels("failed").inc()
         else:
             backoff.reset()
+            if renewals is not None and found is Renewal.RENEWED:
+                renewals.labels("renewed").inc()
             if found is Renewal.FOREIGN_EXPIRING and warn:
                 warned_at = time.monotonic()
         served.check()

@@ -139,7 +139,9 @@ async def _serve_and_keep(
     protocol = server.config.http
     assert isinstance(protocol, type) and issubclass(protocol, GuardedProtocol)
     served = ServedCertificate(runtime.settings, protocol)
-    upkeep = asyncio.create_task(keep_certificate(served, runtime.ca, runtime.clock))
+    upkeep = asyncio.create_task(
+        keep_certificate(served, runtime.ca, runtime.clock, runtime.metrics.certificate_renewals)
+    )
     try:
         await server.serve(sockets=sockets)
     finally:
