@@ -219,3 +219,49 @@ def test_orders_per_account_are_rate_limited(acme_settings: Any, make_eab: Any, 
         clock.advance(3601)
         acme.nonce = None  # the one kept has expired with the hour
         assert acme.order("a.lab.test").status_code == 201
+
+
+def test_tls_alpn01_validates_a_dns_name(acme_peer: Any, make_eab: Any, tls_alpn01: Any) -> None:
+    acme = acme_peer()
+    acme.register(make_eab())
+    _, challenge = _challenge(acme, "a.lab.test", "tls-alpn-01")
+    tls_alpn01.answer("a.lab.test", acme.key_authorization(challenge["token"]))
+    assert acme.post(challenge["url"], {}).json()["status"] == "valid"
+
+
+def test_tls_alpn01_naming_another_host_is_invalid(
+    acme_peer: Any, make_eab: Any, tls_alpn01: Any
+) -> None:
+    acme = acme_peer()
+    acme.register(make_eab())
+    _, challenge = _challenge(acme, "a.lab.test", "tls-alpn-01")
+    tls_alpn01.answer("b.lab.test", acme.key_authorization(challenge["token"]))
+    answered = acme.post(challenge["url"], {}).json()
+    assert answered["status"] == "invalid"
+    assert "not a.lab.test alone" in answered["error"]["detail"]
+
+
+def test_a_validation_left_processing_by_a_dead_replica_is_taken_over(
+    acme_peer: Any, make_eab: Any, http01: Any, acme_settings: Any, clock: Any
+) -> None:
+    from sqlalchemy import update
+
+    from labgate.control.database import make_engine
+    from labgate.control.tables import AcmeChallenge
+
+    acme = acme_peer()
+    acme.register(make_eab())
+    _, challenge = _challenge(acme, "a.lab.test", "http-01")
+    http01.answers[challenge["token"]] = acme.key_authorization(challenge["token"]).encode()
+    engine = make_engine(acme_settings.resolved_database_url)
+    with engine.begin() as connection:  # claimed by a replica that then died
+        connection.execute(
+            update(AcmeChallenge)
+            .where(AcmeChallenge.token == challenge["token"])
+            .values(status="processing", started_at=clock())
+        )
+    engine.dispose()
+    assert acme.post(challenge["url"], {}).json()["status"] == "processing"
+    clock.advance(3 * acme_settings.acme_validation_timeout_seconds + 1)
+    acme.nonce = None
+    assert acme.post(challenge["url"], {}).json()["status"] == "valid"

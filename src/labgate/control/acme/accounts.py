@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from labgate.control import audit
@@ -69,7 +70,13 @@ def new_account(context: AcmeContext, session: Session, urls: Urls, signed: Sign
         created_at=now,
     )
     session.add(account)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:
+        # The same key registered in a parallel request (on any replica) first: its account.
+        raise Conflict(
+            "an account for this key was created at the same moment; ask again to get it"
+        ) from None
     if kid is not None:
         bound = session.execute(
             update(AcmeExternalKey)
@@ -160,6 +167,10 @@ def change_key(context: AcmeContext, session: Session, urls: Urls, signed: Signe
         )
     account.thumbprint = jws.thumbprint(inner.jwk)
     account.jwk = json.dumps(jws.canonical_jwk(inner.jwk))
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict("the new key was given to another account at the same moment") from None
     audit.record(
         session,
         at=context.clock(),

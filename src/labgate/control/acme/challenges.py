@@ -38,7 +38,7 @@ def respond(context: AcmeContext, urls: Urls, body: bytes, *, url: str, ident: s
         if payload:
             raise Malformed("a challenge is answered with an empty JSON object {}")
         claimed = (
-            challenge.status == "pending"
+            challenge.status in ("pending", "processing")
             and authz.status == "pending"
             and _claim(session, challenge, context, now=now)
         )
