@@ -7,6 +7,7 @@ from the same facts, read from the database (what every replica shares) at the m
 - A principal stands when its account exists and is enabled (a user) or not revoked (a device).
 - A certificate stands when the database has not recorded its revocation, and (for certificates
   issued by this replica's CA on disk, such as a gateway's) the CA's inventory has not either.
+- An ACME account stands when it is valid and its external account binding is not revoked.
 - A grant is live when its principal is not a disabled user or a revoked device. A grant may name
   someone without an account (a person holding only a certificate from `labgate ca issue`): that
   grant stays live until it is deleted or the certificate is revoked.
@@ -30,7 +31,16 @@ from labgate.auth.decisions import Allowed, Decision, Denied
 from labgate.auth.tokens import certificate_thumbprint
 from labgate.control.errors import NotFound
 from labgate.control.principals import DEVICE_PREFIX, USER_PREFIX
-from labgate.control.tables import Counter, DeniedToken, Device, Grant, IssuedCertificate, User
+from labgate.control.tables import (
+    AcmeAccount,
+    AcmeExternalKey,
+    Counter,
+    DeniedToken,
+    Device,
+    Grant,
+    IssuedCertificate,
+    User,
+)
 from labgate.pki.identity import identity_of
 from labgate.pki.inventory import Inventory
 
@@ -197,3 +207,24 @@ def next_value(session: Session, name: str) -> int:
 def current_value(connection: Connection | Session, name: str = CHANGES_COUNTER) -> int:
     value = connection.scalar(select(Counter.value).where(Counter.name == name))
     return int(value or 0)
+
+
+def acme_account_standing(connection: Connection | Session, account_id: str) -> Decision:
+    """May this ACME account act now: it exists, is valid (not deactivated), and the external
+    account binding it registered with (if any) has not been revoked. One round trip."""
+    row = connection.execute(
+        select(AcmeAccount.status, AcmeAccount.eab_kid, AcmeExternalKey.revoked_at)
+        .outerjoin(AcmeExternalKey, AcmeExternalKey.kid == AcmeAccount.eab_kid)
+        .where(AcmeAccount.id == account_id)
+    ).one_or_none()
+    if row is None:
+        return Denied(reason="unknown_account", detail=f"no ACME account {account_id}")
+    status, eab_kid, eab_revoked_at = row
+    if status != "valid":
+        return Denied(reason=f"account_{status}", detail=f"ACME account {account_id} is {status}")
+    if eab_kid is not None and eab_revoked_at is not None:
+        return Denied(
+            reason="eab_revoked",
+            detail=f"the external account binding of ACME account {account_id} has been revoked",
+        )
+    return Allowed()

@@ -15,10 +15,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from labgate.auth.decisions import Denied
 from labgate.control.acme import jws, nonces
 from labgate.control.acme.context import AcmeContext, Urls
 from labgate.control.acme.errors import AccountDoesNotExist, Malformed, Unauthorized
-from labgate.control.tables import AcmeAccount, AcmeExternalKey
+from labgate.control.standing import acme_account_standing
+from labgate.control.tables import AcmeAccount
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,12 +83,7 @@ def account_by_jwk(session: Session, jwk: dict[str, Any]) -> AcmeAccount | None:
 
 
 def require_standing(session: Session, account: AcmeAccount) -> None:
-    """The account may act now: valid, and its external binding (if any) not revoked."""
-    if account.status != "valid":
-        raise Unauthorized(f"account {account.id} is {account.status}")
-    if account.eab_kid is not None:
-        binding = session.get(AcmeExternalKey, account.eab_kid)
-        if binding is None or binding.revoked_at is not None:
-            raise Unauthorized(
-                f"the external account binding of account {account.id} has been revoked"
-            )
+    """The account may act now (`labgate.control.standing`), else Unauthorized saying why."""
+    decision = acme_account_standing(session, account.id)
+    if isinstance(decision, Denied):
+        raise Unauthorized(decision.detail)
