@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -147,3 +148,33 @@ def test_boot_returns_a_failing_trial_slot_to_the_good_one(tmp_path: Path, world
     assert result.exit_code == 0 and result.output.strip() == "rolled_back"
     state = json.loads((data / "releases" / "slots.json").read_text())
     assert (state["active"], state["trial"]) == ("a", None)
+
+
+# Slow (a control server and a real `labgate agent run` process), and the one test that the
+# device settles a trial by itself at start, not only when a person runs `agent boot`.
+@pytest.mark.slow
+def test_agent_run_returns_a_failing_trial_slot_to_the_good_one_by_itself(
+    tmp_path: Path, start_agent: Any
+) -> None:
+    # The device rebooted while release 3.0 was on trial in slot b, and its health check fails.
+    data = tmp_path / "agent"
+    repo = make_repository(tmp_path / "own-repo", new_keys())
+    _setup(data, repo, "--health-command", "false")
+    (data / "releases" / "slots" / "b").mkdir(parents=True)
+    (data / "releases" / "slots" / "b" / "release.json").write_text(
+        json.dumps({"target": "fw.bin", "version": "3.0", "sha256": "0" * 64, "length": 10})
+    )
+    (data / "releases" / "slots.json").write_text(json.dumps(
+        {"active": "b", "good": "a", "floor": "2.0", "version": "2.0", "trial": "b",
+         "trial_version": "3.0", "trial_boots": 0}
+    ))  # fmt: skip
+    agent = start_agent()
+    assert agent.ready
+    state = json.loads((data / "releases" / "slots.json").read_text())
+    assert (state["active"], state["good"], state["trial"], state["floor"]) == (
+        "a",
+        "a",
+        None,
+        "2.0",
+    )
+    assert "slot on trial rolled back at start" in agent.stderr()
