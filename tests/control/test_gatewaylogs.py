@@ -259,3 +259,45 @@ def test_the_body_limit_allows_a_full_batch_and_no_more(site: Any, tmp_path: Pat
     assert full.status_code == 200, full.text
     huge = ship(site, "site-1", log_id, [b"x" * (2 * 1024 * 1024)])
     assert huge.status_code == 413
+
+
+def test_only_an_admin_releases_a_log_that_never_closed_and_says_why(
+    live_server: Any, site: Any, tmp_path: Path
+) -> None:
+    """A crash cut the log's last line; its operator moved it aside. The new log is refused
+    until an administrator releases the old one; nobody else can."""
+    old = write_log(tmp_path / "old.jsonl", 3)[:-1]  # no log-stop: it never closed
+    assert ship(site, "site-1", log_id_of(old), old).status_code == 200
+    new = write_log(tmp_path / "new.jsonl", 3)
+    assert ship(site, "site-1", log_id_of(new), new).json()["code"] == "audit_log_replaced"
+    path = "/api/v1/audit/gateways/site-1/release"
+    with live_server.api() as api:
+        admin = api.admin()
+        auditor = api.create_user(admin, "inspector", "auditor")
+        operator = api.create_user(admin, "otto", "operator")
+        for who in (auditor, operator):
+            assert api.post(path, headers=who, json={"reason": "moved aside"}).status_code == 403
+        assert ship(site, "site-1", log_id_of(new), new).status_code == 409  # still refused
+        assert api.post(path, headers=admin, json={"reason": ""}).status_code == 422
+        assert (
+            api.post(
+                "/api/v1/audit/gateways/site-9/release", headers=admin, json={"reason": "x"}
+            ).status_code
+            == 404
+        )
+        released = api.post(path, headers=admin, json={"reason": "crash cut the last line"})
+        assert released.status_code == 200, released.text
+        assert released.json()["closed"] is True
+    taken = ship(site, "site-1", log_id_of(new), new)
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["log_id"] == log_id_of(new)
+    engine = make_engine(live_server.settings.resolved_database_url, pool_size=1)
+    try:
+        with Session(engine) as session:
+            events = audit.events(session, kind="gateway.audit_released")
+    finally:
+        engine.dispose()
+    detail = json.loads(events[0].detail)
+    assert (detail["by"], detail["reason"], detail["seq"]) == (
+        "labgate:user:admin", "crash cut the last line", len(old) - 1,
+    )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,38 @@ def test_real_command_passes_an_intact_log_and_fails_a_truncated_one(
     bad = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1
     assert "line 10 truncated" in bad.stderr
+
+
+def test_a_kept_head_catches_a_log_cut_short_or_rewritten(
+    tmp_path: Path, log_lines: list[bytes]
+) -> None:
+    """The chain that is left verifies either way; the head kept elsewhere does not."""
+    from labgate.gateway.auditchain import line_hash, next_line, start_line, verify
+
+    path = tmp_path / "audit.jsonl"
+    path.write_bytes(b"".join(log_lines))
+    kept = f"{len(log_lines) - 1}:sha256:{verify(log_lines).head}"  # as verify prints it
+
+    def check(head: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["audit", "verify", str(path), "--head", head])
+        return result.exit_code, result.output
+
+    assert check(kept)[0] == 0
+    path.write_bytes(b"".join(log_lines[:6]))
+    code, output = check(kept)
+    assert code == 1 and "cut short" in output
+    records = [json.loads(line) for line in log_lines]
+    line, chain = start_line(log_id=records[0]["log_id"], time=records[0]["time"])
+    forged = [line]
+    for record in records[1:]:
+        event = {k: v for k, v in record.items() if k not in ("seq", "prev", "digest", "time")}
+        event["cmd"] = "OPEN" if record["seq"] == 3 else event.get("cmd")
+        line, chain = next_line(chain, {k: v for k, v in event.items() if v is not None},
+                                time=record["time"])  # fmt: skip
+        forged.append(line)
+    path.write_bytes(b"".join(forged))
+    assert verify(forged).ok
+    code, output = check(kept)
+    assert code == 1 and "rewritten" in output
+    assert line_hash(forged[-1]) != verify(log_lines).head
+    assert check("7:nothex")[0] == 2  # a malformed head is a usage error

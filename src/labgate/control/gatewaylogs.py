@@ -35,7 +35,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from labgate.control import audit
-from labgate.control.errors import ChainRefused, Conflict, InvalidInput, RecordInvalid
+from labgate.control.errors import ChainRefused, Conflict, InvalidInput, NotFound, RecordInvalid
 from labgate.control.tables import GatewayAuditHead, GatewayAuditRecord
 from labgate.control.transactions import keep_on_error
 from labgate.gateway.auditchain import (
@@ -110,6 +110,26 @@ def _head(row: GatewayAuditHead) -> Head:
         divergence=json.loads(row.divergence) if row.divergence else None,
         divergence_at=row.divergence_at,
     )
+
+
+def release(session: Session, gateway: str, *, by: str, reason: str, now: datetime) -> Head:
+    """An administrator ends the log held for `gateway` as it stands, so that the gateway's next
+    new log is taken: for a log that can never reach its `log-stop` (its last line cut by a
+    crash, the file moved aside by its operator). What is held stays; the release is recorded."""
+    row = session.get(GatewayAuditHead, gateway, with_for_update=True)
+    if row is None:
+        raise NotFound(f"this server holds no audit log of gateway {gateway!r}")
+    reason = reason.strip()
+    if not reason or len(reason) > 500:
+        raise InvalidInput("a release needs a reason of 1 to 500 characters")
+    audit.record(
+        session, at=now, kind="gateway.audit_released", subject=f"labgate:gateway:{gateway}",
+        by=by, reason=reason, log_id=row.log_id, seq=row.seq, hash=row.hash, closed=row.closed,
+    )  # fmt: skip
+    row.closed = True
+    row.divergence, row.divergence_at = None, None
+    session.flush()
+    return _head(row)
 
 
 def split_lines(body: bytes) -> list[bytes]:

@@ -10,9 +10,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from labgate.control import gatewaylogs, trail
-from labgate.control.http.dependencies import CurrentPrincipal, RuntimeDep, SessionDep
+from labgate.control.http.dependencies import (
+    AdminPrincipal,
+    CurrentPrincipal,
+    RuntimeDep,
+    SessionDep,
+)
 from labgate.control.principals import Principal
 
 router = APIRouter(tags=["audit"])
@@ -118,3 +124,19 @@ def instrument_sessions(
 def gateway_heads(principal: Reader, session: SessionDep) -> dict[str, Any]:
     """Where each gateway's chain stands here, and its last divergence (a refused batch)."""
     return {"gateways": [h.public() for h in gatewaylogs.heads(session)]}
+
+
+class Release(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post("/api/v1/audit/gateways/{name}/release")
+def release_log(
+    name: str, body: Release, principal: AdminPrincipal, runtime: RuntimeDep, session: SessionDep
+) -> dict[str, Any]:
+    """Admins: end the gateway's held log as it stands, so its next new log is taken (a log
+    whose end was lost to a crash). Recorded with who and why."""
+    return gatewaylogs.release(
+        session, name, by=principal.identity, reason=body.reason, now=runtime.clock()
+    ).public()
