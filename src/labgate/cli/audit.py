@@ -43,6 +43,7 @@ def verify(
         str | None,
         typer.Option(
             metavar="SEQ:SHA256",
+            show_default="none: only the chain is checked",
             help="A head kept elsewhere (from `verify` earlier, or the control server's "
             "`GET /api/v1/audit/gateways`): the log must still hold that record, unchanged.",
         ),
