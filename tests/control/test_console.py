@@ -424,6 +424,16 @@ def test_devices_are_listed_a_page_at_a_time_with_stale_ones_marked(
     descending = admin_web.get("/console/devices?sort=name&desc=true").text
     assert descending.index("bench-02") < descending.index("bench-00")
     assert admin_web.get("/console/devices?sort=password").status_code == 422
+    job = api.post(
+        "/api/v1/jobs",
+        headers=admin,
+        json={"type": "report_status", "device_id": made[1], "params": {}},
+    )
+    assert job.status_code == 201, job.text
+    row = re.search(
+        rf'data-device="{made[1]}">(.*?)</tr>', admin_web.get("/console/devices").text, re.S
+    )
+    assert row is not None and "<td>1</td>" in row.group(1)  # one open job
     revoked = admin_web.post(f"/console/devices/{made[2]}/revoke", {})
     assert revoked.status_code == 303
     assert api.get(f"/api/v1/devices/{made[2]}", headers=admin).json()["revoked"] is True

@@ -160,6 +160,18 @@ def test_first_login_forces_the_change_then_every_page_loads_cleanly(
     tab.go("/console")
     assert tab.page.locator(".cards .card").count() >= 4
     assert tab.violations() == []
+    # Every read page is whole without JavaScript: the same session in a script-less context.
+    plain = tab.page.context.browser.new_context(
+        ignore_https_errors=True,
+        java_script_enabled=False,
+        storage_state=tab.context.storage_state(),
+    )
+    quiet = plain.new_page()
+    quiet.goto(tab.url + "/console/devices")
+    assert quiet.locator("#device-list tbody tr").count() == 3
+    quiet.goto(tab.url + "/console/audit?decision=denied")
+    assert quiet.locator("#audit-records tbody tr").count() > 0
+    plain.close()
 
     cookies = {c["name"]: c for c in tab.context.cookies()}
     session = cookies["__Host-labgate-session"]

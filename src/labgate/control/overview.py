@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from labgate.control import certificates, devices
+from labgate.control import certificates, devices, jobs
 from labgate.control.certificates import CertificateRecord
 from labgate.control.principals import Principal
-from labgate.control.tables import AuditEvent, Grant, User
+from labgate.control.tables import AuditEvent, Grant, Job, User
 from labgate.pki.inventory import Inventory
 
 SOON = timedelta(days=7)
@@ -100,3 +100,15 @@ def instruments_without_gateway(
     served = {name for names in gateway_instruments.values() for name in names}
     named = session.scalars(select(Grant.instrument).where(Grant.instrument != "*").distinct())
     return tuple(sorted(set(named) - served))
+
+
+def open_jobs(session: Session, device_ids: list[str]) -> dict[str, int]:
+    """How many jobs each of these devices has open (queued, in progress or being canceled)."""
+    if not device_ids:
+        return {}
+    rows = session.execute(
+        select(Job.device_id, func.count())
+        .where(Job.device_id.in_(device_ids), Job.state.in_(jobs.ACTIVE))
+        .group_by(Job.device_id)
+    ).all()
+    return {device_id: int(count) for device_id, count in rows}

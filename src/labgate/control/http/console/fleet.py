@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from labgate.control import accounts, devices
+from labgate.control import accounts, devices, overview
 from labgate.control.http.console.gate import Person, Posted, Scripted
 from labgate.control.http.console.pages import ConsoleRoute, notice, page, parsed, see_other
 from labgate.control.http.dependencies import RuntimeDep, SessionDep
@@ -65,6 +65,7 @@ def device_list(
         "console/devices.html",
         here="devices",
         listed=listed,
+        open_jobs=overview.open_jobs(session, [row.device.id for row in listed.rows]),
         show=show,
         sort=sort,
         desc=desc,
