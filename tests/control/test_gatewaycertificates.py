@@ -241,3 +241,14 @@ def test_an_unknown_purpose_is_refused(site: Any) -> None:
     api, _ = site
     response = _ask(api, _csr("site-1")[1], purpose="ca")
     assert response.status_code == 422, response.text
+
+
+def test_a_renewal_with_the_key_it_already_has_is_refused(site: Any) -> None:
+    from labgate.pki import keys
+
+    api, current = site
+    assert current.key_pem is not None
+    same = keys.load_private(current.key_pem, None, source="the current key")
+    response = _ask(api, _csr("site-1", dns=tuple(SITE_NAMES), key=same)[1])
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "key_reused"

@@ -11,7 +11,8 @@ What: the CSR's common name is the gateway's name; its SANs may carry the gatewa
 the DNS names and IP addresses the gateway already holds in a live certificate of this CA (issued
 to it by an operator with `labgate ca issue`, or renewed from one). A renewal keeps names and never
 gains one, so a stolen gateway key cannot be turned into a certificate for another host. The key
-must be one the CA certifies (`labgate.pki.keys.judge_public_key`). Anything else is refused
+must be one the CA certifies (`labgate.pki.keys.judge_public_key`), and not the key of the
+certificate presented: each renewal takes a new one. Anything else is refused
 whole, naming what was wrong, never quietly trimmed.
 """
 
@@ -39,7 +40,7 @@ from labgate.pki.errors import PkiError
 from labgate.pki.identity import identity_of
 from labgate.pki.inventory import ISSUED
 from labgate.pki.issued import Issued
-from labgate.pki.keys import judge_public_key
+from labgate.pki.keys import PublicKey, judge_public_key, public_der
 from labgate.pki.profiles import LeafRequest, Profile
 
 Purpose = Literal["server", "client"]
@@ -62,6 +63,13 @@ def issue_for_gateway(
     presented = x509.load_der_x509_certificate(certificate_der)
     request = _read(csr_pem)
     _require_own_names(request, name, identity, owned_names(session, ca, identity, now=now))
+    if _public_der(x509.load_pem_x509_csr(csr_pem).public_key()) == _public_der(
+        presented.public_key()
+    ):
+        raise InvalidInput(
+            "the CSR's key is the one of the certificate presented; a renewal takes a new key",
+            code="key_reused",
+        )
     try:
         issued = ca.sign_csr(csr_pem, Profile.GATEWAY, lifetime=lifetime)
     except PkiError as error:
@@ -177,3 +185,8 @@ def _require_own_names(
             f"certificate of this CA (it holds: {held}); a renewal keeps names, it adds none",
             code="name_not_owned",
         )
+
+
+def _public_der(key: object) -> bytes:
+    assert isinstance(key, PublicKey)
+    return public_der(key)
