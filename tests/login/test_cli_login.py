@@ -194,3 +194,11 @@ def test_on_a_terminal_the_password_is_asked_without_echo(
         os.close(master)
     assert b"logged in as erin" in seen
     assert person.one_time.encode() not in seen and NEW_PASSWORD.encode() not in seen
+
+
+def test_no_password_on_standard_input_is_a_clear_error(
+    live_server: LiveServer, person: Person, store: LoginStore
+) -> None:
+    code, _, err = invoke(*login_args(live_server), input="")
+    assert code == 1 and "no password on standard input" in err
+    assert not store.path.exists()

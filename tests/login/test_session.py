@@ -247,3 +247,36 @@ def test_logout_with_the_server_away_removes_the_file_and_says_the_login_is_stil
     with pytest.raises(ServerAway, match="stays usable there until"):
         log_out(store)
     assert not store.path.exists()
+
+
+def test_commands_refreshing_at_once_take_turns_and_the_login_survives(
+    store: LoginStore, live_server: LiveServer, person: Person
+) -> None:
+    import threading
+
+    login, _ = first_login(store, live_server, person)
+    due = login.tokens.access_expires_at  # past 2/3 of the access token's life: all refresh
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            results.append(Authorised(store, now=lambda: due).login().tokens.refresh_token)
+        except BaseException as error:  # collected, asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=use) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    # One rotation, seen by all: the others waited on the lock and read what it wrote.
+    assert len(set(results)) == 1 and results[0] != login.tokens.refresh_token
+    with live_server.client() as http:  # exactly one refresh reached the server, no replays
+        metrics = http.get("/metrics").text
+    assert 'labgate_refreshes_total{outcome="rotated"} 1.0' in metrics
+    assert 'outcome="grace"' not in metrics
+    with live_server.client() as http:  # and the server did not take any of it for a reuse
+        answer = http.post("/api/v1/auth/refresh", json={"refresh_token": results[0]})
+        assert answer.status_code == 200, answer.text

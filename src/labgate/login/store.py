@@ -70,18 +70,16 @@ class Tokens:
             return now + timedelta(seconds=int(seconds)) if seconds is not None else None
 
         try:
-            access_expires_at = after("expires_in")
-            assert access_expires_at is not None
             return cls(
                 access_token=str(body["access_token"]),
                 refresh_token=str(body["refresh_token"]),
                 obtained_at=now,
-                access_expires_at=access_expires_at,
+                access_expires_at=now + timedelta(seconds=int(body["expires_in"])),
                 refresh_expires_at=after("refresh_expires_in"),
                 session_expires_at=after("session_expires_in"),
                 password_change_required=bool(body.get("password_change_required", False)),
             )
-        except (KeyError, TypeError, ValueError, AssertionError):
+        except (KeyError, TypeError, ValueError):
             raise CorruptLogin(
                 "the server's token answer lacks the tokens or their lifetimes"
             ) from None
