@@ -334,3 +334,30 @@ def test_the_jobs_endpoint_refuses_a_poll_with_another_devices_token(
         stolen = http.post(path, headers=headers, json=report)
         assert stolen.status_code == 404
     assert device.job(job["id"])["state"] == "QUEUED"
+
+
+def test_after_a_jobs_key_rotation_the_agent_fetches_the_new_key_and_runs_the_job(
+    device: Device,
+) -> None:
+    import time
+
+    from typer.testing import CliRunner
+
+    from labgate.cli.app import app
+
+    poller = device.poller()
+    first = device.create()
+    run_once(poller)
+    assert device.job(first["id"])["state"] == "SUCCEEDED"
+    rotated = CliRunner().invoke(
+        app, ["server", "rotate-keys", "--jobs", "--data", str(device.server.data_dir)]
+    )
+    assert rotated.exit_code == 0 and "jobs signing key is now" in rotated.output
+    time.sleep(1.2)  # a running server reads a changed key ring within a second
+    second = device.create()
+    # The agent fetched the JWKS moments ago: the job waits for its next look, unrefused.
+    run_once(poller)
+    assert device.job(second["id"])["state"] == "QUEUED"
+    poller.keys._fetched -= 60  # a minute later
+    run_once(poller)
+    assert device.job(second["id"])["state"] == "SUCCEEDED"

@@ -331,3 +331,18 @@ def test_a_group_job_goes_to_each_member(fleet: Fleet, mtls: Any, make_csr: Any)
     assert made.status_code == 201 and len(made.json()) == 2
     assert fleet.device.next().json()["job"] is not None
     assert other.next().json()["job"] is not None
+
+
+def test_racing_reports_for_one_version_move_the_job_once(fleet: Fleet) -> None:
+    import concurrent.futures
+
+    job = fleet.job()
+
+    def one(n: int) -> int:
+        answer = fleet.device.report(job["id"], "IN_PROGRESS", 1, step=f"racer-{n}")
+        return int(answer.status_code)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(one, range(24)))
+    assert codes.count(200) == 1 and codes.count(409) == 23, codes
+    assert fleet.state(job["id"])["version"] == 2

@@ -135,21 +135,29 @@ def run(
 
 
 @app.command("rotate-keys")
-def rotate_keys(data: DataDir) -> None:
-    """Make a new token signing key; the old one verifies until its tokens have expired."""
+def rotate_keys(
+    data: DataDir,
+    jobs: Annotated[
+        bool, typer.Option("--jobs", help="Rotate the jobs signing key instead of the token key.")
+    ] = False,
+) -> None:
+    """Make a new token (or jobs) signing key; the old one verifies until what it signed has
+    expired (a job is signed afresh each time it is handed out)."""
     from datetime import UTC, datetime
 
-    from labgate.control import keystore
+    from labgate.control import jobkeys, keystore
     from labgate.control.errors import ControlError
 
     settings = _settings(data)
+    path = jobkeys.jobs_keyring_path(settings) if jobs else keystore.keyring_path(settings)
     try:
         passphrase = keystore.load_passphrase(settings)
-        ring = keystore.rotate(keystore.keyring_path(settings), passphrase, now=datetime.now(UTC))
+        ring = keystore.rotate(path, passphrase, now=datetime.now(UTC))
     except ControlError as error:
         raise _fail(error) from None
     retired = ", ".join(k.kid for k in ring.retired) or "none"
-    typer.echo(f"signing key is now {ring.current.kid}; still verifying: {retired}")
+    what = "jobs signing key" if jobs else "signing key"
+    typer.echo(f"{what} is now {ring.current.kid}; still verifying: {retired}")
 
 
 @app.command("unlock")

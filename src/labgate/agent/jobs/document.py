@@ -35,23 +35,33 @@ REFETCH_SECONDS = 60.0
 Fetch = Callable[[], Awaitable[dict[str, Any]]]
 
 
+class KeysNotReady(AgentError):
+    """The job names a key the device has not fetched yet and may not fetch again so soon: the
+    job is left for the next poll, neither run nor refused."""
+
+
 class JobsKeys:
     def __init__(self, fetch: Fetch) -> None:
         self._fetch = fetch
         self._keys: PublicKeySet | None = None
         self._fetched = -REFETCH_SECONDS
+        self._fetched_now = False
 
     async def for_document(self, document: str) -> PublicKeySet:
         kid = _kid(document)
         stale = self._keys is None or (kid is not None and kid not in self._keys.keys)
+        self._fetched_now = False
         if stale and time.monotonic() - self._fetched >= REFETCH_SECONDS:
             self._fetched = time.monotonic()
+            self._fetched_now = True
             try:
                 self._keys = PublicKeySet.from_jwks(await self._fetch(), use=JOBS_KEY_USE)
             except AuthError as error:
                 raise AgentError(f"the server's JWKS cannot be read: {error}") from None
         if self._keys is None:
-            raise AgentError("no jobs keys yet (the server's JWKS could not be fetched)")
+            raise KeysNotReady("no jobs keys yet (the server's JWKS could not be fetched)")
+        if stale and kid is not None and kid not in self._keys.keys and not self._fetched_now:
+            raise KeysNotReady(f"job names key {kid!r}; the JWKS is fetched again within a minute")
         return self._keys
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from labgate.agent.controlclient import ControlClient
 from labgate.agent.errors import AgentError, ServerAway, ServerRefused
 from labgate.agent.jobs import registry
-from labgate.agent.jobs.document import DoneJobs, JobsKeys, verify
+from labgate.agent.jobs.document import DoneJobs, JobsKeys, KeysNotReady, verify
 from labgate.agent.jobs.types import (
     MAX_OUTPUT,
     Detail,
@@ -92,7 +92,7 @@ class JobPoller:
                 interval = await self.poll_once()
                 self.backoff.reset()
                 wait = max(MIN_POLL_SECONDS, interval * self.rng.uniform(1 - JITTER, 1 + JITTER))
-            except (ServerAway, ServerRefused) as failure:
+            except AgentError as failure:  # the server away or refusing, an answer unreadable
                 wait = self.backoff.next()
                 away = isinstance(failure, ServerAway)
                 reason = Reason.SERVER_AWAY if away else Reason.SERVER_REFUSED
@@ -120,6 +120,9 @@ class JobPoller:
         run = Run(self, envelope)
         try:
             job, job_type = await self._check(envelope)
+        except KeysNotReady as waiting:
+            event(Reason.JOB_REFUSED, f"job {run.job_id} left for later: {waiting}")
+            return
         except JobRejected as refusal:
             event(Reason.JOB_REFUSED, f"job {run.job_id}: {refusal}")
             await run.finish("REJECTED", {"reason": str(refusal)})
