@@ -30,4 +30,8 @@ def test_a_linked_agent_process_pulls_and_runs_its_job(server: Any, start_agent:
                 break
             time.sleep(0.3)
     assert state == "SUCCEEDED", again.stderr()
+    # The agent logs the end once the server has taken its final report.
+    while f"reason=job_done job {job_id}" not in again.stderr() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"reason=job_started job {job_id} (report_status)" in again.stderr()
     assert f"reason=job_done job {job_id}" in again.stderr()
