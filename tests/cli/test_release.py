@@ -200,3 +200,19 @@ def test_bad_version_is_one_line(tmp_path: Path, version: str) -> None:
     )
     assert result.exit_code == 1
     assert f"release version {version!r} is not" in result.output
+
+
+def test_rotate_root_with_a_new_online_key_republishes_with_it(tmp_path: Path) -> None:
+    repo, keys = _initialised(tmp_path)
+    before = Repository.open(repo).root().signed.roles["timestamp"].keyids
+    rotated = _run(
+        "release", "rotate-root", "--repo", str(repo), "--keys", str(keys), "--new-keys", "0",
+        "--new-online-key",
+    )  # fmt: skip
+    assert rotated.exit_code == 0, rotated.output
+    repository = Repository.open(repo)
+    after = repository.root().signed.roles["timestamp"].keyids
+    assert after != before and repository.root().signed.roles["snapshot"].keyids == after
+    assert set(repository.timestamp().signatures) == set(after)
+    assert set(repository.snapshot().signatures) == set(after)
+    assert (keys / "online.key.retired").exists() and not (keys / "online.key.new").exists()

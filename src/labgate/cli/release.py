@@ -239,9 +239,19 @@ def rotate_root(
             show_default="the old one",
         ),
     ] = None,
+    new_online_key: Annotated[
+        bool,
+        typer.Option(
+            "--new-online-key", help="Also replace the online key (after a server compromise)."
+        ),
+    ] = False,
     passphrase_file: PassphraseFile = None,
+    online_passphrase_file: OnlinePassphraseFile = None,
 ) -> None:
-    """Root N+1: retire root keys, add new ones; signed by the old threshold and the new."""
+    """Root N+1: retire root keys, add new ones; signed by the old threshold and the new.
+
+    With --new-online-key, root N+1 names a new online key: what the old one signed (and any
+    timestamp a compromised server inflated) stops verifying, and devices follow the new one."""
     from labgate.releases import keyfiles
     from labgate.releases.errors import KeyFileError
     from labgate.releases.repository import Repository
@@ -266,21 +276,37 @@ def rotate_root(
     ]
     # The new keys are on disk before any root names them: a root must never list a lost key.
     chosen = {name: offline.for_key(name, new=True) for name in made}
+    online = keyfiles.generate() if new_online_key else None
+    staged = keys / (ONLINE_KEY + ".new")
+    written = [keys / name for name in made] + ([staged] if online else [])
     for name, signer in made.items():
         keyfiles.write_key(keys / name, signer, chosen[name])
+    if online is not None:
+        asked = Passphrases(
+            ONLINE_PASSPHRASE_ENV, online_passphrase_file, what="the online passphrase"
+        )
+        keyfiles.write_key(staged, online, asked.for_key(ONLINE_KEY, new=True))
     try:
         version = repository.rotate_root(
             root_keys=kept + [s.public_key for s in made.values()],
             threshold=threshold or old.roles["root"].threshold,
             signers=[*signers.values(), *made.values()],
             now=_now(),
+            online_key=None if online is None else online.public_key,
         )
     except Exception:
-        for name in made:
-            (keys / name).unlink(missing_ok=True)
+        for path in written:
+            path.unlink(missing_ok=True)
         raise
     for name in made:
         typer.echo(f"  wrote {keys / name}")
+    if online is not None:
+        if (keys / ONLINE_KEY).exists():
+            (keys / ONLINE_KEY).replace(keys / (ONLINE_KEY + ".retired"))
+        staged.replace(keys / ONLINE_KEY)
+        roles = repository.refresh_online(online, now=_now())
+        typer.echo(f"  wrote {keys / ONLINE_KEY} (new; give it to the control server)")
+        typer.echo(f"published with the new online key: {', '.join(roles)}")
     typer.echo(f"root {version} signed; devices follow it at their next refresh")
     if retire:
         typer.echo(f"retired: {', '.join(retire)} (destroy those files)")
