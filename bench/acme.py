@@ -16,7 +16,7 @@ before its first poll; this bench finalizes with `begin_finalization` (labgate a
 with the order already valid) and fetches the certificate at once, so the figure is the
 server's, not that sleep's.
 
-    .venv/bin/python bench/acme.py [--certificates 40] [--clients 4] [--postgres URL]
+    .venv/bin/python bench/acme.py [--certificates 20] [--clients 4] [--postgres URL]
 
 Everything listens on 127.0.0.1; every loop is bounded by its count and a deadline.
 """
@@ -250,12 +250,12 @@ def ca_floor(data: Path, count: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--certificates", type=int, default=40, help="per figure (default 40)")
+    parser.add_argument("--certificates", type=int, default=20, help="per figure (default 20)")
     parser.add_argument("--clients", type=int, default=4, help="accounts at once (default 4)")
     parser.add_argument("--postgres", help="also run on this PostgreSQL server (admin URL)")
     args = parser.parse_args()
     run(args, None)
-    postgres = args.postgres or os.environ.get("LABGATE_TEST_POSTGRES_URL")
+    postgres = args.postgres
     if postgres:
         url, (admin, name) = postgres_database(postgres, "labgate_bench_acme_")
         try:
