@@ -361,3 +361,20 @@ def test_after_a_jobs_key_rotation_the_agent_fetches_the_new_key_and_runs_the_jo
     poller.keys._fetched -= 60  # a minute later
     run_once(poller)
     assert device.job(second["id"])["state"] == "SUCCEEDED"
+
+
+def test_a_failure_message_with_line_breaks_still_reaches_the_server(device: Device) -> None:
+    from labgate.agent.jobs.types import JobFailed
+
+    job = device.create()
+
+    async def failing(ctx: JobContext) -> Outcome:
+        raise JobFailed("line one\nline two\x00" + "x" * 400)
+
+    table = {"report_status": JobType(name="report_status", schema={"type": "object"},
+                                      handler=failing)}  # fmt: skip
+    run_once(device.poller(types=table))
+    after = device.job(job["id"])
+    assert after["state"] == "FAILED"
+    reason = after["status_details"]["reason"]
+    assert reason.startswith("line one line two ") and len(reason) == 256

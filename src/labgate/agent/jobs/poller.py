@@ -212,16 +212,11 @@ class Run:
         if output is not None:
             body["output"] = output[:MAX_OUTPUT]
         path = f"/api/v1/devices/{self.poller.device_id}/jobs/{self.job_id}/report"
-        refreshed = False
         for _ in range(3):
             try:
                 async with self.poller._client() as client:
                     _, answer = await client.call("POST", path, body)
             except ServerRefused as refusal:
-                if refusal.status == 401 and not refreshed:
-                    refreshed = True  # an access token past its time: refresh once, again
-                    await self.poller.upkeep.refresh()
-                    continue
                 if refusal.code == "job_over":
                     raise JobOver(f"the server ended it already ({refusal})") from None
                 if refusal.code == "stale_version" and await self._reread():

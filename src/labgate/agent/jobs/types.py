@@ -107,8 +107,9 @@ def bounded(details: Mapping[str, Any]) -> dict[str, Detail]:
             continue
         if isinstance(value, bool | int):
             checked[key] = value
-        else:
-            checked[key] = str(value)[:MAX_DETAIL_VALUE]
+        else:  # the server refuses control characters in any text: a line break becomes a space
+            text = "".join(c if c.isprintable() else " " for c in str(value))
+            checked[key] = text[:MAX_DETAIL_VALUE]
     return checked
 
 
