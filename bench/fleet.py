@@ -374,7 +374,8 @@ def agent_context(root: Path, pem: Path) -> ssl.SSLContext:
 async def provision(
     url: str, root: Path, token: str, count: int, temp: Path, clients: int
 ) -> list[JobAgent]:
-    """`count` devices, each with its own key, certificate and certificate-bound token."""
+    """`count` devices, each with its own key, certificate and certificate-bound token (each
+    request on a connection of its own, so none waits on a kept-alive one the server closed)."""
     from labgate.pki import keypair
 
     plain = agent_context_plain(root)
@@ -384,30 +385,26 @@ async def provision(
     (temp / "agents").mkdir(exist_ok=True)
 
     async def worker() -> None:
-        async with httpx.AsyncClient(base_url=url, verify=plain, timeout=60) as http:
-            while todo:
-                n = todo.pop()
-                created = (await http.post("/api/v1/devices", headers=admin,
-                                           json={"name": f"bench-{n}"})).json()  # fmt: skip
-                device_id = created["device"]["id"]
-                key = keypair.new_key()
-                issued = await http.post(
-                    "/api/v1/certificates",
-                    headers={"Authorization": f"Bearer {created['credentials']['access_token']}"},
-                    json={"csr_pem": keypair.build_csr(key, device_id)},
-                )
-                assert issued.status_code == 201, issued.text
-                body = issued.json()
-                pem = temp / "agents" / f"{device_id}.pem"
-                pem.write_bytes(
-                    keypair.combined_pem(key, body["certificate_pem"], body["chain_pem"])
-                )
-                context = agent_context(root, pem)
-                async with httpx.AsyncClient(base_url=url, verify=context, timeout=60) as own:
-                    bound = await own.post("/api/v1/auth/refresh", json={
-                        "refresh_token": created["credentials"]["refresh_token"]})  # fmt: skip
-                assert bound.status_code == 200, bound.text
-                made.append(JobAgent(device_id, context, bound.json()["access_token"]))
+        while todo:
+            n = todo.pop()
+            status, created = await call(url, plain, "POST", "/api/v1/devices", admin,
+                                         {"name": f"bench-{n}"})  # fmt: skip
+            assert status == 201, created
+            device_id = created["device"]["id"]
+            key = keypair.new_key()
+            own = {"Authorization": f"Bearer {created['credentials']['access_token']}"}
+            csr = {"csr_pem": keypair.build_csr(key, device_id)}
+            status, issued = await call(url, plain, "POST", "/api/v1/certificates", own, csr)
+            assert status == 201, issued
+            pem = temp / "agents" / f"{device_id}.pem"
+            pem.write_bytes(
+                keypair.combined_pem(key, issued["certificate_pem"], issued["chain_pem"])
+            )
+            context = agent_context(root, pem)
+            refresh = {"refresh_token": created["credentials"]["refresh_token"]}
+            status, bound = await call(url, context, "POST", "/api/v1/auth/refresh", {}, refresh)
+            assert status == 200, bound
+            made.append(JobAgent(device_id, context, bound["access_token"]))
 
     await asyncio.gather(*(worker() for _ in range(clients)))
     return made
