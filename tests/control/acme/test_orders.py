@@ -265,3 +265,47 @@ def test_a_validation_left_processing_by_a_dead_replica_is_taken_over(
     clock.advance(3 * acme_settings.acme_validation_timeout_seconds + 1)
     acme.nonce = None
     assert acme.post(challenge["url"], {}).json()["status"] == "valid"
+
+
+def test_http01_answer_over_the_size_cap_is_invalid(
+    acme_peer: Any, make_eab: Any, http01: Any
+) -> None:
+    acme = acme_peer()
+    acme.register(make_eab())
+    _, challenge = _challenge(acme, "a.lab.test", "http-01")
+    right = acme.key_authorization(challenge["token"]).encode()
+    http01.answers[challenge["token"]] = right + b" " * 4096  # right, then padding to swamp
+    answered = acme.post(challenge["url"], {}).json()
+    assert answered["status"] == "invalid"
+    assert "longer than 1024 bytes" in answered["error"]["detail"]
+
+
+def test_http01_client_that_never_answers_fails_within_the_timeout(
+    acme_settings: Any, make_eab: Any, clock: Any
+) -> None:
+    import socket
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from labgate.control.http.app import create_app
+
+    from .conftest import Acme
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, then says nothing
+        quick = acme_settings.model_copy(
+            update={
+                "acme_http_port": silent.getsockname()[1],
+                "acme_validation_timeout_seconds": 0.5,
+            }
+        )
+        with TestClient(create_app(quick, clock=clock), base_url="https://testserver") as http:
+            acme = Acme(http=http, base="https://testserver")
+            acme.register(make_eab())
+            _, challenge = _challenge(acme, "a.lab.test", "http-01")
+            started = time.monotonic()
+            answered = acme.post(challenge["url"], {}).json()
+            took = time.monotonic() - started
+    assert answered["status"] == "invalid"
+    assert answered["error"]["type"] == "urn:ietf:params:acme:error:connection"
+    assert took < 5
