@@ -384,3 +384,33 @@ def test_what_a_configuration_renews(
     assert not is_ours(chain, other)  # names another gateway
     stranger = shared.control.model_copy(update={"server_ca": pki.root})
     assert not is_ours(chain, stranger)  # chains to a CA that is not the control server's
+
+
+def test_a_gateway_whose_client_certificate_expired_says_so_and_asks_nothing(
+    threaded_control: ControlServer, gateway_factory: Any, tmp_path: Path
+) -> None:
+    site = _site(threaded_control, tmp_path / "site", lifetime=timedelta(seconds=10))
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    with CertificateAuthority.open(
+        ca_dir(threaded_control.settings.data_dir),
+        passphrase=load_passphrase(threaded_control.settings),
+        clock=lambda: past,
+    ) as ca:
+        lapsed = ca.issue(Profile.GATEWAY, "site-1", lifetime=timedelta(seconds=30))
+        ca.handed_out(lapsed)
+        lapsed.write(site.directory / "towards-control")
+    gateway = gateway_factory(
+        grants={},
+        tls_files=(site.server_crt, site.server_key, threaded_control.root),
+        extra_sections=site.control,
+    )
+    before = site.server_crt.read_bytes()
+    renewals = _renewals(gateway)
+    server = renewables(gateway.gateway.state.config)[0]
+    gateway.call(renewals.look(server, datetime.now(UTC) + timedelta(seconds=10)))
+    assert site.server_crt.read_bytes() == before
+    gateway.call(gateway.gateway.audit.flush())
+    failed = [r for r in _audit(gateway.gateway.state.config.audit_log.parent)
+              if r.get("event") == "certificate_renewal_failed"]  # fmt: skip
+    assert [r["reason"] for r in failed] == ["expired"], failed
+    assert "labgate ca issue" in failed[0]["detail"]

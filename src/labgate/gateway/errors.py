@@ -46,7 +46,7 @@ class BundleError(GatewayError):
 class RenewalError(GatewayError):
     """A renewal of the gateway's own certificate that did not happen; `reason` is stable (the
     audit log's and the metric's): unreachable, refused, server_error, bad_response, unreadable,
-    write_failed."""
+    expired, write_failed."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)

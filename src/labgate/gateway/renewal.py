@@ -15,7 +15,9 @@ get the new certificate.
 A server that is away or refuses is asked again with capped full-jitter backoff (from 1 s up
 to `[control] renew_retry_max`), so a certificate is renewed well before it expires even through
 an outage of days. Every renewal and failure goes to the audit log (`certificate_renewed`,
-`certificate_renewal_failed` with a stable `reason`) and to the log.
+`certificate_renewal_failed` with a stable `reason`) and to the log. A gateway whose control
+client certificate has expired (down for longer than a third of its life) is told so
+(`expired`): no renewal can then be authenticated, and an operator issues a new one.
 
 A certificate that is not one of the control server's CA for this gateway (a customer's own,
 installed as `gateway.cert`) is never replaced: clients trusting only the customer's CA would be
@@ -190,6 +192,19 @@ class Renewals:
 
     async def _ask(self, control: ControlConfig, csr: str, purpose: Purpose) -> dict[str, Any]:
         config = self.gateway.state.config
+        presented = control.cert or config.cert
+        try:
+            leaf = x509.load_pem_x509_certificate(presented.read_bytes())
+        except (OSError, ValueError) as error:
+            raise RenewalError("unreadable", f"cannot read {presented}: {error}") from None
+        if datetime.now(UTC) >= leaf.not_valid_after_utc:
+            # The server would refuse the handshake: only an operator can start it again.
+            raise RenewalError(
+                "expired",
+                f"the client certificate in {presented} expired "
+                f"{leaf.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}, so no renewal can be "
+                "authenticated: issue the gateway a new one (labgate ca issue)",
+            )
         context = ssl.create_default_context(cafile=str(control.server_ca))
         try:
             context.load_cert_chain(
