@@ -573,3 +573,26 @@ def test_the_audit_trail_is_for_admins_and_auditors_only(
     assert transcript.status_code == 200 and "disconnect" in transcript.text
     assert ines.get("/console/people").status_code == 403
     assert ines.get("/console/audit", params={"decision": "maybe"}).status_code == 422
+
+
+def test_the_control_servers_own_events_are_shown_filtered_and_their_viewing_recorded(
+    admin_web: Console, api: Api, settings: ControlSettings, clock: Clock
+) -> None:
+    stranger = _second(settings, clock)
+    assert stranger.login("nobody", "not a password at all").status_code == 401
+    page = admin_web.get("/console/audit/server", params={"kind": "login.failed"})
+    assert page.status_code == 200
+    kinds = re.findall(r"<td>([a-z_.]+)</td><td class=\"mono small\">", page.text)
+    assert kinds and set(kinds) == {"login.failed"}
+    assert "labgate:user:nobody" in page.text
+    everyone = admin_web.get("/console/audit/server").text
+    assert "user.password_changed" in everyone and "login.failed" in everyone
+    mine = admin_web.get("/console/audit/server", params={"subject": "labgate:user:admin"}).text
+    assert "labgate:user:nobody" not in mine
+    with unit_of_work(_sessions(admin_web)) as session:
+        assert [e.kind for e in _events(session)].count("audit.viewed") == 3
+    admin = api.admin()
+    _, password = _person(api, admin, "vera", "viewer")
+    vera = _second(settings, clock)
+    vera.login_fully("vera", password)
+    assert vera.get("/console/audit/server").status_code == 403

@@ -32,6 +32,7 @@ PAGES = (
     "/console/certificates",
     "/console/audit",
     "/console/audit?decision=denied",
+    "/console/audit/server",
     "/console/account",
     "/console/password",
 )

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from labgate.control import gatewaylogs, trail
+from labgate.control import audit, gatewaylogs, trail
 from labgate.control.console import Visitor
 from labgate.control.http.console.gate import Person
 from labgate.control.http.console.pages import ConsoleRoute, page
@@ -127,3 +127,40 @@ def transcript(
         now=runtime.clock(),
     )
     return page(request, "console/transcript.html", here="audit", transcript=shown)
+
+
+@router.get("/console/audit/server", response_class=HTMLResponse)
+def server_events(
+    request: Request,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    visitor: Reader,
+    kind: Text = None,
+    subject: Text = None,
+    before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> Response:
+    """The control server's own events (logins and refusals, accounts, grants, certificates,
+    devices, reads of the trail), newest first; viewing them is recorded as well."""
+    shown = audit.recent(
+        session, kind=kind or None, subject=subject or None, before_id=before, limit=PAGE_SIZE
+    )
+    audit.record(
+        session,
+        at=runtime.clock(),
+        kind="audit.viewed",
+        subject=visitor.principal.identity,
+        filters={k: v for k, v in (("kind", kind), ("subject", subject)) if v},
+    )
+    given = {k: v for k, v in (("kind", kind), ("subject", subject)) if v}
+    older = urlencode({**given, "before": shown[-1].id}) if len(shown) == PAGE_SIZE else None
+    return page(
+        request,
+        "console/server_events.html",
+        here="audit",
+        events=shown,
+        kind=kind or "",
+        subject=subject or "",
+        query=urlencode(given),
+        older=older,
+        paged=before is not None,
+    )
