@@ -301,3 +301,25 @@ def test_only_an_admin_releases_a_log_that_never_closed_and_says_why(
     assert (detail["by"], detail["reason"], detail["seq"]) == (
         "labgate:user:admin", "crash cut the last line", len(old) - 1,
     )  # fmt: skip
+
+
+def test_the_same_batch_sent_in_parallel_is_taken_once_and_never_fails_the_server(
+    mtls: Any, gateway_identity: Any, tmp_path: Path
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    lines = write_log(tmp_path / "audit.jsonl", 200)
+    log_id = log_id_of(lines)
+    chain, key, _ = gateway_identity(Profile.GATEWAY, "site-1")
+    clients = [mtls(f"site-1-{n}", chain, key) for n in range(6)]
+    try:
+        with ThreadPoolExecutor(len(clients)) as pool:
+            answers = list(pool.map(lambda api: ship(api, "site-1", log_id, lines), clients))
+        assert {a.status_code for a in answers} <= {200, 409}, [a.text for a in answers]
+        assert any(a.status_code == 200 for a in answers)
+        head = clients[0].get("/api/v1/gateways/site-1/audit").json()
+    finally:
+        for api in clients:
+            api.close()
+    assert head["seq"] == len(lines) - 1
+    assert head["records"] == len(lines)

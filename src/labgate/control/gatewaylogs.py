@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from labgate.control import audit
@@ -350,7 +351,16 @@ def _store(
             else:
                 sources.setdefault(key, str(value["source"]))
         values.append(value)
-    session.execute(insert(GatewayAuditRecord), values)
+    try:
+        with session.begin_nested():
+            session.execute(insert(GatewayAuditRecord), values)
+    except IntegrityError:
+        # Another request of the same gateway took these seqs first (only one shipper should
+        # run per gateway): the chain is not in doubt, the request is to be sent again.
+        raise Conflict(
+            f"gateway {gateway!r}: records seq {fresh[0].seq}-{fresh[-1].seq} were taken by "
+            f"another batch meanwhile; ask for the head and send again"
+        ) from None
     last = fresh[-1]
     state = {
         "log_id": log_id,
