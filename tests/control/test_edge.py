@@ -65,7 +65,10 @@ def test_metrics_and_jwks_are_served(api: Any) -> None:
     metrics = api.get("/metrics")
     assert "labgate_http_requests_total" in metrics.text
     keys = api.get("/.well-known/jwks.json").json()["keys"]
-    assert [k["alg"] for k in keys] == ["EdDSA"]
+    # The token key, then the jobs key: each marked for its own use, so that a job signed with
+    # the token key (or a token signed with the jobs key) is refused by whoever checks `use`.
+    assert [(k["alg"], k["use"]) for k in keys] == [("EdDSA", "sig"), ("EdDSA", "labgate-jobs")]
+    assert len({k["kid"] for k in keys}) == 2
     assert all("d" not in k for k in keys)  # public halves only
 
 
