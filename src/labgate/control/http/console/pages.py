@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import jinja2
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
@@ -136,12 +137,22 @@ class ConsoleRoute(APIRoute):
                 return page(request, "console/refused.html", status=401, message=_ended())
             except PasswordChangeRequired:
                 return see_other(PASSWORD_PATH)
+            except RequestValidationError as error:  # a query value no page takes
+                return page(request, "console/refused.html", status=422, message=_problems(error))
             except ControlError as error:
                 return page(
                     request, "console/refused.html", status=status_of(error), message=str(error)
                 )
 
         return guarded
+
+
+def _problems(error: RequestValidationError) -> str:
+    found = []
+    for item in error.errors()[:5]:
+        where = ".".join(str(part) for part in item.get("loc", ()) if part != "query")
+        found.append(f"{where or 'request'}: {item.get('msg', 'invalid')}")
+    return "; ".join(found) or "the request is invalid"
 
 
 def _ended() -> str:
