@@ -81,7 +81,7 @@ def test_failing_install_command_leaves_the_running_slot_alone(tmp_path: Path) -
 
 
 def test_install_command_gets_the_artifact_and_the_slot(tmp_path: Path) -> None:
-    command = CommandInstaller(argv=("cp", "{artifact}", "{slot}/copied.bin"))
+    command = CommandInstaller(argv=("cp", "{ARTIFACT}", "{SLOT}/copied.bin"))
     slots = Slots(tmp_path / "releases", installer=command)
     slot = _install(slots, tmp_path, "1.0", b"payload")
     assert (slots.slot_dir(slot) / "copied.bin").read_bytes() == b"payload"

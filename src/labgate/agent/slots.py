@@ -89,13 +89,13 @@ def release_present(slot: Path, release: Mapping[str, Any]) -> Health:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CommandInstaller:
-    """A configured install command: argv with `{artifact}` and `{slot}` replaced (no shell)."""
+    """A configured install command: argv with `{ARTIFACT}` and `{SLOT}` replaced (no shell)."""
 
     argv: Sequence[str]
 
     def __call__(self, artifact: Path, slot: Path, *, name: str) -> None:
         argv = [
-            part.replace("{artifact}", str(artifact)).replace("{slot}", str(slot))
+            part.replace("{ARTIFACT}", str(artifact)).replace("{SLOT}", str(slot))
             for part in self.argv
         ]
         result = _run(argv, slot, {"LABGATE_TARGET": name})
@@ -112,7 +112,7 @@ class CommandHealthCheck:
     argv: Sequence[str]
 
     def __call__(self, slot: Path, release: Mapping[str, Any]) -> Health:
-        argv = [part.replace("{slot}", str(slot)) for part in self.argv]
+        argv = [part.replace("{SLOT}", str(slot)) for part in self.argv]
         result = _run(argv, slot, {"LABGATE_RELEASE_VERSION": str(release.get("version", ""))})
         if result.returncode == 0:
             return Health(healthy=True)

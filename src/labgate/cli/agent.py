@@ -98,6 +98,7 @@ def run(
             "--gateway-ca",
             metavar="FILE",
             help="CA certificate the gateway's is from (with --gateway).",
+            show_default="none; needed with --gateway",
             exists=True,
             dir_okay=False,
             readable=True,
@@ -215,7 +216,7 @@ def releases(
         typer.Option(
             "--install-command",
             metavar="CMD",
-            help="Install command; {artifact} and {slot} are replaced (no shell).",
+            help="Install command; {ARTIFACT} and {SLOT} are replaced (no shell).",
             show_default="move the artifact into the slot",
         ),
     ] = None,
@@ -260,7 +261,10 @@ def install(
     length: Annotated[int, typer.Option("--length", metavar="N", min=1, help="Its length.")],
     sha256: Annotated[str, typer.Option("--sha256", metavar="HEX", help="Its SHA-256.")],
     server: Annotated[
-        str | None, typer.Option("--server", metavar="URL", help="The control server.")
+        str | None,
+        typer.Option(
+            "--server", metavar="URL", help="The control server.", show_default="the linked one"
+        ),
     ] = None,
     server_ca: Annotated[
         Path | None,
@@ -278,6 +282,7 @@ def install(
             "--bundle",
             metavar="DIR",
             help="Install offline from a bundle.",
+            show_default="online",
             file_okay=False,
             exists=True,
         ),
@@ -288,6 +293,7 @@ def install(
             "--valid-at",
             metavar="TIME",
             help="With --bundle: judge expiry as of this ISO 8601 time.",
+            show_default="none; needed with --bundle",
         ),
     ] = None,
 ) -> None:
