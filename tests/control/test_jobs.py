@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from labgate.auth.errors import UnknownKey
@@ -346,3 +347,38 @@ def test_racing_reports_for_one_version_move_the_job_once(fleet: Fleet) -> None:
         codes = list(pool.map(one, range(24)))
     assert codes.count(200) == 1 and codes.count(409) == 23, codes
     assert fleet.state(job["id"])["version"] == 2
+
+
+def test_two_replicas_on_one_database_agree_on_each_job(
+    fleet: Fleet, settings: Any, clock: Clock, tmp_path: Any
+) -> None:
+    """A device reads from one replica and reports to another, an operator cancels on the
+    first: every step holds across them, since all of it is in the database."""
+    import ssl
+
+    from labgate.control.http.serving import run_in_thread
+
+    from .conftest import tls_identity
+
+    if settings.database_url is None:
+        pytest.skip("two replicas need a shared database server (PostgreSQL)")
+    job = fleet.job()
+    with run_in_thread(settings, clock=clock) as second:
+        chain, key = tls_identity(tmp_path, "second", fleet.device.chain_pem, fleet.device.key_pem)
+        context = ssl.create_default_context(cafile=fleet.server.root)
+        context.load_cert_chain(chain, key)
+        with Api(httpx.Client(base_url=second.url, verify=context), settings) as other:
+            path = f"/api/v1/devices/{fleet.device.id}/jobs"
+            envelope = other.get(f"{path}/next", headers=fleet.device.headers).json()["job"]
+            assert envelope["job_id"] == job["id"]
+            started = fleet.device.report(job["id"], "IN_PROGRESS", envelope["version"])
+            assert started.json()["version"] == 2
+            # The same report to the other replica: answered, not applied again.
+            again = other.post(f"{path}/{job['id']}/report", headers=fleet.device.headers,
+                               json={"status": "IN_PROGRESS", "expected_version": 1})  # fmt: skip
+            assert again.status_code == 200 and again.json()["version"] == 2
+            assert _cancel(fleet, job["id"]).json()["state"] == "CANCELING"
+            step = other.post(f"{path}/{job['id']}/report", headers=fleet.device.headers,
+                              json={"status": "IN_PROGRESS", "expected_version": 3})  # fmt: skip
+            assert step.json()["cancel_requested"] is True
+    assert fleet.state(job["id"])["state"] == "CANCELING"
