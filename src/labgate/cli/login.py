@@ -42,8 +42,9 @@ def login(
 
     prompts = TerminalPrompts()
     username = user or getpass.getuser()
-    done = log_in(store(), url=url, server_ca=server_ca, username=username, prompts=prompts)
-    typer.echo(f"logged in as {done.username} at {done.server}")
+    saved = store()
+    done = log_in(saved, url=url, server_ca=server_ca, username=username, prompts=prompts)
+    typer.echo(f"logged in as {done.username} at {done.server} (tokens in {saved.path})")
 
 
 def logout() -> None:
