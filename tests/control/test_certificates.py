@@ -109,3 +109,27 @@ def test_device_token_is_bound_to_its_certificate(
         assert other.get("/api/v1/me", headers=other.bearer(token)).status_code == 401
         stolen = other.refresh(later.json()["refresh_token"])
         assert stolen.status_code == 401
+
+
+def test_the_servers_own_and_the_cas_certificates_cannot_be_revoked_through_the_api(
+    api: Any,
+) -> None:
+    from labgate.control.layout import ca_issuing_path, server_certificate_path
+
+    admin = api.admin()
+    data_dir = api.settings.data_dir
+    for path in (
+        server_certificate_path(data_dir),
+        ca_issuing_path(data_dir),
+        ca_root_path(data_dir),
+    ):
+        serial = x509.load_pem_x509_certificate(path.read_bytes()).serial_number
+        for reason in ("keyCompromise", "superseded"):
+            response = api.post(
+                f"/api/v1/certificates/{serial:x}/revoke", headers=admin, json={"reason": reason}
+            )
+            assert response.status_code == 409, (path.name, response.text)
+            assert response.json()["code"] == "own_certificate"
+            assert f"{serial:x}" in response.json()["message"]
+    listed = api.get("/api/v1/certificates", headers=admin, params={"status": "revoked"})
+    assert listed.json() == []

@@ -274,15 +274,33 @@ def revoke_one(
     *,
     reason: str,
     now: datetime,
+    serving: int | None = None,
 ) -> CertificateRecord:
-    """Revoke one certificate: an administrator any leaf, a holder only their own."""
+    """Revoke one certificate: an administrator any leaf, a holder only their own.
+
+    Never the control server's own certificate (`serving`, the serial it presents now) nor the
+    CA's: either would stop the server at its next reload or renewal, and both serials are
+    public (every handshake shows them), so refusing them by name reveals nothing. A gateway's
+    certificate stays revocable: that is how a stolen gateway is cut off."""
     _require_reason(reason)
+    if serial == serving:
+        raise Conflict(
+            f"certificate {serial:x} is this server's own TLS certificate: revoking it would "
+            "take the server down at its next reload; replace it (renewal) instead",
+            code="own_certificate",
+        )
     row = session.get(IssuedCertificate, str(serial))
     if row is None:
         # Issued by the CA on disk (a gateway's, or one from `labgate ca issue`): recorded here
         # from now on, so that every replica sees its revocation.
         entry = inventory.get(serial)
-        if entry is None or entry.identity is None or entry.profile in _CA_PROFILES:
+        if entry is not None and entry.profile in _CA_PROFILES:
+            raise Conflict(
+                f"certificate {serial:x} is the CA's own ({entry.profile}) certificate: it is "
+                "not revoked through the API",
+                code="own_certificate",
+            )
+        if entry is None or entry.identity is None:
             raise NotFound(f"no certificate with serial {serial:x}")
         row = _row_of_entry(entry)
         session.add(row)

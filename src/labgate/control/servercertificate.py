@@ -118,6 +118,14 @@ def renew_server_certificate_if_due(
     return Renewal.RENEWED
 
 
+def serving_serial(data_dir: Path) -> int | None:
+    """The serial of the certificate the server presents now (None: no readable one)."""
+    try:
+        return _read(server_certificate_path(data_dir)).serial_number
+    except (OSError, ValueError):
+        return None
+
+
 def _read(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
 

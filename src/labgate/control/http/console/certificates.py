@@ -18,6 +18,7 @@ from labgate.control.http.console.gate import Person, Posted
 from labgate.control.http.console.pages import ConsoleRoute, notice, page, parsed, see_other
 from labgate.control.http.dependencies import RuntimeDep, SessionDep
 from labgate.control.schemas import IDENTITY_PATTERN, CertificateRevoke, CertificateStatus
+from labgate.control.servercertificate import serving_serial
 from labgate.pki.revocation import REASONS
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -95,5 +96,6 @@ def revoke(
         int(serial, 16),
         reason=body.reason,
         now=runtime.clock(),
+        serving=serving_serial(runtime.settings.data_dir),
     )
     return see_other("/console/certificates?notice=certificate-revoked")

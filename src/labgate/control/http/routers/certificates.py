@@ -20,6 +20,7 @@ from labgate.control.schemas import (
     CertificateRevoke,
     CertificateStatus,
 )
+from labgate.control.servercertificate import serving_serial
 
 router = APIRouter(prefix="/api/v1/certificates", tags=["certificates"])
 
@@ -97,6 +98,12 @@ def revoke_certificate(
     except ValueError:
         raise NotFound(f"no certificate with serial {serial}") from None
     record = certificates.revoke_one(
-        session, runtime.ca.inventory, principal, number, reason=body.reason, now=runtime.clock()
+        session,
+        runtime.ca.inventory,
+        principal,
+        number,
+        reason=body.reason,
+        now=runtime.clock(),
+        serving=serving_serial(runtime.settings.data_dir),
     )
     return certificate_info(record, runtime)
