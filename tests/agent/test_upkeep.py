@@ -70,9 +70,6 @@ def test_a_server_away_is_reported_as_such_and_retried_with_growing_waits(
     store = Store(agent.data)
     linked = store.linked()
     assert linked is not None
-    upkeep = Upkeep(store, "https://127.0.0.1:9", linked)  # nothing listens there
-    with pytest.raises(ServerAway):
-        asyncio.run(upkeep.refresh())
     waits: list[float] = []
 
     async def record(seconds: float) -> None:
@@ -80,7 +77,11 @@ def test_a_server_away_is_reported_as_such_and_retried_with_growing_waits(
         if len(waits) >= 8:
             raise asyncio.CancelledError
 
-    monkeypatch.setattr("labgate.agent.upkeep.asyncio.sleep", record)
+    # Nothing listens on port 9. The loop's own sleep is counted, not asyncio's: patching
+    # asyncio.sleep would also stall the in-process server's loop.
+    upkeep = Upkeep(store, "https://127.0.0.1:9", linked, sleep=record)
+    with pytest.raises(ServerAway):
+        asyncio.run(upkeep.refresh())
     monkeypatch.setattr("labgate.agent.upkeep.refresh_due", lambda *a, **k: linked.not_before)
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(upkeep.run_forever())

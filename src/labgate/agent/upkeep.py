@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from labgate.agent import enrolment
@@ -21,7 +22,18 @@ from labgate.pki.renewal import Backoff, refresh_due, renewal_due, seconds_until
 
 
 class Upkeep:
-    def __init__(self, store: Store, url: str, linked: Linked, *, rng: random.Random | None = None):
+    def __init__(
+        self,
+        store: Store,
+        url: str,
+        linked: Linked,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
+        # `sleep` is this loop's own: a test can count its waits without touching the
+        # event loop's other tasks (an in-process server's among them).
+        self.sleep = sleep
         self.store = store
         self.url = url
         self.linked = linked
@@ -39,7 +51,7 @@ class Upkeep:
         while True:
             now = datetime.now(UTC)
             due = min(renew_at, refresh_at)
-            await asyncio.sleep(min(seconds_until(due, now), 3600.0))
+            await self.sleep(min(seconds_until(due, now), 3600.0))
             now = datetime.now(UTC)
             try:
                 if now >= refresh_at or (now >= renew_at and self.store.tokens().expires_at <= now):
@@ -59,7 +71,7 @@ class Upkeep:
                     Reason.SERVER_AWAY if isinstance(failure, ServerAway) else Reason.SERVER_REFUSED
                 )
                 event(reason, f"{failure}; retry in {wait:.0f} s")
-                await asyncio.sleep(wait)
+                await self.sleep(wait)
 
     async def refresh(self) -> Tokens:
         tokens = self.store.tokens()
