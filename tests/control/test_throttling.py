@@ -206,3 +206,66 @@ def test_a_name_that_grows_under_nfkc_is_throttled_not_a_server_error(api: Any) 
         )
         statuses.append(response.status_code)
     assert statuses == [401] * 6 + [429]
+
+
+def test_a_spray_of_unknown_names_leaves_a_bounded_table(
+    api: Any, settings: Any, clock: Any
+) -> None:
+    """Two sources spray fresh unknown names as fast as they are let, a day apart, three times:
+    each source is capped by its own address counter, and a day's quiet counters are deleted by
+    later failures, so the table holds one round's rows, not every round's. A known name's
+    recent counter is kept and still throttles."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import func, select
+
+    from labgate.control.database import make_engine, session_factory
+    from labgate.control.http.app import create_app
+    from labgate.control.tables import FailedLogins
+
+    engine = make_engine(api.settings.resolved_database_url, pool_size=1)
+
+    def rows() -> set[str]:
+        with session_factory(engine)() as session:
+            return set(session.scalars(select(FailedLogins.key)))
+
+    app = create_app(settings, clock=clock)
+    sources = ("198.51.100.7", "203.0.113.9")
+    per_source = 21  # ADDRESS_RULE's 20 free failures, then the first counted one
+    sprayed = 0
+    for _ in range(3):
+        for source in sources:
+            with TestClient(app, client=(source, 40000)) as attacker:
+                for attempt in range(per_source + 5):
+                    sprayed += 1
+                    response = attacker.post(
+                        "/api/v1/auth/login",
+                        json={"username": f"nobody-{sprayed}", "password": "Spring2026 again"},
+                    )
+                    if attempt < per_source:
+                        assert response.status_code == 401, response.text
+                    else:  # capped: refused unseen, and nothing written
+                        assert response.status_code == 429, response.text
+                        assert f"account:nobody-{sprayed}" not in rows()
+        clock.advance(24 * 3600 + 1)
+    with session_factory(engine)() as session:
+        count = session.scalar(select(func.count()).select_from(FailedLogins))
+    one_round = len(sources) * (2 * per_source + 1)  # account and pair per name, one address
+    assert count is not None and 0 < count <= one_round, (count, one_round, sprayed)
+
+    # A known name, guessed from a third source: throttled as before, and its fresh counters
+    # survive the purges that other failures make.
+    with TestClient(app, client=("192.0.2.44", 40000)) as guesser:
+        for _ in range(6):
+            assert guesser.post("/api/v1/auth/login", json=WRONG).status_code == 401
+        clock.advance(23 * 3600)
+        with TestClient(app, client=("198.51.100.8", 40000)) as other:
+            for n in range(3):  # failures elsewhere purge whatever is a day quiet
+                other.post("/api/v1/auth/login", json={"username": f"x{n}", "password": "y" * 12})
+        assert {"account:admin", "pair:admin@192.0.2.44"} <= rows()
+        for _ in range(30):  # the pair counter still stands: its delays grow
+            response = guesser.post("/api/v1/auth/login", json=WRONG)
+            if response.status_code == 429:
+                break
+            assert response.status_code == 401
+        assert response.status_code == 429
+    engine.dispose()

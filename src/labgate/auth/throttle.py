@@ -145,12 +145,15 @@ class ThrottleRule:
         return Allowed()
 
 
+# A counter quiet this long counts as zero (every rule forgets by then at the latest).
+QUIET_DAY = timedelta(hours=24)
+
 # One source against one account: five free typos, then 1 s, 2 s, 4 s ... at most 15 minutes.
 PAIR_RULE = ThrottleRule(
     free_failures=5,
     base_delay=timedelta(seconds=1),
     max_delay=timedelta(minutes=15),
-    forget_after=timedelta(hours=24),
+    forget_after=QUIET_DAY,
 )
 # One source against any account: more free failures (several people behind one address), the
 # same growth, no lock, forgotten after a quiet day (addresses change hands; accounts do not).
@@ -158,10 +161,13 @@ ADDRESS_RULE = ThrottleRule(
     free_failures=20,
     base_delay=timedelta(seconds=1),
     max_delay=timedelta(minutes=15),
-    forget_after=timedelta(hours=24),
+    forget_after=QUIET_DAY,
 )
 # Every source against one account: no delays, a lock at 100 (NIST SP 800-63B's ceiling for
 # consecutive failures) that ends after 15 minutes. The server sets both from its settings.
+# Forgotten after a quiet day like the others (or once the lock has ended, if it lasts longer):
+# a guesser slower than that is slower than the lock already lets through, and a counter that
+# counts as zero can be deleted, so unknown names sprayed once do not stay in the table.
 ACCOUNT_LOCK_AFTER = 100
 ACCOUNT_LOCK_FOR = timedelta(minutes=15)
 
@@ -176,6 +182,7 @@ def account_rule(
         max_delay=timedelta(seconds=1),
         lock_after=lock_after,
         lock_for=lock_for,
+        forget_after=max(QUIET_DAY, lock_for),
     )
 
 

@@ -4,6 +4,12 @@ Counters are keyed `pair:<name>@<source>`, `address:<source>` and `account:<name
 canonical user name and the socket's peer address (never a forwarded header; an IPv6 peer
 counts as its /64). They live in the database, so every replica throttles and locks alike. A
 failure is counted with one upsert per key, never read-add-write.
+
+Every failure also deletes (at most `PURGE_PER_FAILURE`) rows quiet for `QUIET_DAY`: by then
+every rule counts them as zero, so deleting them changes no decision. What one source can add
+in a day is bounded by its own address counter (20 free failures, then delays up to 15
+minutes, about 125 failures and two rows each), so a spray of unknown names from one source
+leaves a bounded table instead of one that grows for good.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from labgate.auth.decisions import Denied
 from labgate.auth.throttle import (
     ADDRESS_RULE,
     PAIR_RULE,
+    QUIET_DAY,
     FailureCounter,
     LoginCounters,
     ThrottleRule,
@@ -31,6 +38,9 @@ from labgate.auth.usernames import MAX_USERNAME, canonical_username
 from labgate.control.errors import AccountLocked, Throttled
 from labgate.control.settings import ControlSettings
 from labgate.control.tables import FailedLogins
+
+# Stale rows deleted by one failed login: more than the three one failure can add.
+PURGE_PER_FAILURE = 100
 
 # IPv6 hosts usually hold a whole /64: counting each of its addresses apart would give one
 # attacker 2**64 fresh sources.
@@ -157,6 +167,24 @@ def record_failure(
                 set_={"failures": failures, "last_failure_at": now},
             )
         )
+    purge_quiet(session, now=now, limit=PURGE_PER_FAILURE)
+
+
+def purge_quiet(session: Session, *, now: datetime, limit: int) -> int:
+    """Delete at most `limit` counters quiet for `QUIET_DAY` (every rule's zero); the count.
+
+    Rows another transaction holds are skipped (PostgreSQL's SKIP LOCKED), so this never waits
+    on, or deadlocks with, a concurrent login's upsert; the next failure takes them."""
+    quiet = (
+        select(FailedLogins.key)
+        .where(FailedLogins.last_failure_at <= now - QUIET_DAY)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = session.execute(
+        delete(FailedLogins).where(FailedLogins.key.in_(quiet.scalar_subquery()))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def clear_after_success(session: Session, keys: LoginKeys) -> None:
