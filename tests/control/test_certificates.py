@@ -133,3 +133,20 @@ def test_the_servers_own_and_the_cas_certificates_cannot_be_revoked_through_the_
             assert f"{serial:x}" in response.json()["message"]
     listed = api.get("/api/v1/certificates", headers=admin, params={"status": "revoked"})
     assert listed.json() == []
+
+
+def test_the_identity_filter_folds_case_as_names_are_folded(api: Any, make_csr: Any) -> None:
+    admin = api.admin()
+    olga = api.create_user(admin, "olga", "operator")
+    issued = request_certificate(api, olga, make_csr("olga")[1])
+    assert issued.status_code == 201, issued.text
+    serial = issued.json()["serial"]
+    for spelling in ("labgate:user:olga", "labgate:user:OLGA", "labgate:user:Olga"):
+        for who in (admin, olga):  # the administrator, and the holder asking for their own
+            listed = api.get("/api/v1/certificates", headers=who, params={"identity": spelling})
+            assert listed.status_code == 200, listed.text
+            assert [c["serial"] for c in listed.json()] == [serial], (spelling, listed.json())
+            assert {c["identity"] for c in listed.json()} == {"labgate:user:olga"}
+    # Folding finds no one else's: another name, however spelled, is still someone else.
+    other = api.get("/api/v1/certificates", headers=olga, params={"identity": "labgate:user:ADMIN"})
+    assert other.json() == []

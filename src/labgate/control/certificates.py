@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from labgate.auth.tokens import certificate_thumbprint
 from labgate.control import audit
 from labgate.control.errors import Conflict, InvalidInput, NotFound
-from labgate.control.principals import Principal
+from labgate.control.principals import Principal, canonical_identity
 from labgate.control.revocation import revoke_families
 from labgate.control.standing import record_change
 from labgate.control.tables import IssuedCertificate, RefreshToken
@@ -175,7 +175,10 @@ def list_certificates(
 
 def _visible_identity(principal: Principal, identity: str | None) -> tuple[bool, str | None]:
     """Whose certificates `principal` may list when asking for `identity`: anyone's for an
-    administrator, only its own for anyone else (False: nothing)."""
+    administrator, only its own for anyone else (False: nothing). `identity` is matched in
+    its canonical form, as identities are stored."""
+    if identity is not None:
+        identity = canonical_identity(identity)
     if principal.is_admin:
         return True, identity
     if identity is not None and identity != principal.identity:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from labgate.auth.usernames import canonical_username
 from labgate.control.errors import Forbidden
 
 USER_PREFIX = "labgate:user:"
@@ -49,3 +50,13 @@ def user_identity(username: str) -> str:
 
 def device_identity(device_id: str) -> str:
     return DEVICE_PREFIX + device_id
+
+
+def canonical_identity(identity: str) -> str:
+    """A user's or device's identity as stored: its name in canonical form (`labgate:user:Olga`
+    is `labgate:user:olga`, as `auth.usernames` folds it; device ids are drawn lower case).
+    A gateway's name is kept as given: gateway names are not folded anywhere."""
+    for prefix in (USER_PREFIX, DEVICE_PREFIX):
+        if identity.startswith(prefix):
+            return prefix + canonical_username(identity[len(prefix) :])
+    return identity
