@@ -309,3 +309,23 @@ def test_reset_password_as_a_real_process_never_prints_the_password(
     assert missing.returncode == 1
     assert "holds no server" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_init_refuses_the_nist_policy_that_secure_pwd_would_override(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    data = tmp_path / "srv"
+    refused = runner.invoke(
+        app, ["server", "init", "--data", str(data), "--password-policy", "nist"]
+    )
+    assert refused.exit_code == 1, refused.output
+    assert "--password-policy nist conflicts with [secure] pwd" in refused.output
+    assert f"labgate secure --config {data / 'server.toml'} -pwd" in refused.output
+    assert not (data / "server.toml").exists()  # nothing was set up half-way
+    # The way the message gives: init, then pwd off; the NIST policy is then the one in force.
+    assert runner.invoke(app, ["server", "init", "--data", str(data)]).exit_code == 0
+    off = runner.invoke(app, ["secure", "--config", str(data / "server.toml"), "-pwd"])
+    assert off.exit_code == 0, off.output
+    from labgate.control.settings import ControlSettings
+
+    assert ControlSettings.load(data).policy_in_force == "nist"

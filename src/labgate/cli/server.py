@@ -62,8 +62,9 @@ def init(
         typer.Option(
             "--password-policy",
             metavar="[nist|enhanced]",
-            help="Which passwords users may choose.",
-            show_default="nist",
+            help="Which passwords users may choose (nist is refused while [secure] pwd, on "
+            "for a new server, enforces enhanced).",
+            show_default="enhanced, by [secure] pwd",
         ),
     ] = None,
 ) -> None:
@@ -75,6 +76,19 @@ def init(
 
     if password_policy is not None and password_policy not in ("nist", "enhanced"):
         raise _fail(ValueError(f"--password-policy {password_policy!r}: expected nist or enhanced"))
+    if password_policy == "nist":  # noqa: S105 (a policy name)
+        # A new server has [secure] pwd on, which enforces the enhanced policy and more (idle
+        # timeouts, weak stored passwords changed): refused rather than quietly overridden, and
+        # rather than quietly turning pwd off.
+        config_file = data / "server.toml"
+        raise _fail(
+            ValueError(
+                "--password-policy nist conflicts with [secure] pwd, which a new server has on "
+                "and which enforces the enhanced policy (and idle session timeouts); to have "
+                "the NIST policy, init without --password-policy, then turn pwd off: "
+                f"`labgate secure --config {config_file} -pwd`"
+            )
+        )
     settings = _settings(data, database_url=database_url, password_policy=password_policy)
     config = {"database_url": database_url, "password_policy": password_policy}
     try:
