@@ -72,6 +72,7 @@ def test_nothing_above_the_session_level_reaches_the_instrument(
 ) -> None:
     gateway = gateway_factory(own_simulator)
     forwarded: list[AccessLevel] = []
+    start = len(own_simulator.received())
 
     @settings(
         max_examples=20,
@@ -95,20 +96,21 @@ def test_nothing_above_the_session_level_reaches_the_instrument(
         forwarded.extend(_assert_within(level, own_simulator, mark))
 
     run()
+    # A command the gateway forwarded just as it cut a session off may reach the log after that
+    # example looked: after a moment, everything this test sent is judged once more.
+    time.sleep(0.3)
+    _assert_within(level, own_simulator, start)
     # The property is not empty: commands at the session's own level (or at Controller, the
     # highest level among the words above) did get through.
     assert min(level, AccessLevel.CONTROLLER) in forwarded
 
 
 def _assert_within(level: AccessLevel, simulator: Any, mark: int) -> list[AccessLevel]:
-    # The simulator writes its log line before answering; allow it a moment all the same.
-    deadline = time.monotonic() + 2
-    entries = simulator.received()[mark:]
-    while not entries and time.monotonic() < deadline:
-        time.sleep(0.02)
-        entries = simulator.received()[mark:]
+    # The simulator logs a command before it runs it, and the gateway hangs up after QUIT only
+    # once no forwarded command awaits its reply: every command of a session that ended so is in
+    # the log already. (Waiting here whenever nothing was forwarded cost a Guest 2 s an example.)
     levels = []
-    for entry in entries:
+    for entry in simulator.received()[mark:]:
         assert "error" not in entry, f"the gateway forwarded something unparseable: {entry}"
         command = parse_command(entry["raw"].encode())
         needed = required_level(command, LABGATE)
