@@ -36,16 +36,24 @@ STRONG_PASSWORD = "violet staple hammock orbit quietly"
 
 
 class Clock:
-    """Real time plus an offset the test can move forward."""
+    """Real time plus an offset the test can move forward; or, once frozen, a time that moves
+    only when the test moves it (for windows of a second or so that a loaded machine, running
+    several tests at once, would otherwise let pass between two requests)."""
 
     def __init__(self) -> None:
         self.offset = timedelta(0)
+        self.frozen: datetime | None = None
 
     def __call__(self) -> datetime:
+        if self.frozen is not None:
+            return self.frozen + self.offset
         return datetime.now(UTC) + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += timedelta(seconds=seconds)
+
+    def freeze(self) -> None:
+        self.frozen = datetime.now(UTC)
 
 
 def _postgres_admin_url() -> str | None:
