@@ -138,5 +138,8 @@ def test_rotated_key_keeps_verifying_old_tokens_and_signs_new_ones(api: Any) -> 
     assert api.get("/api/v1/me", headers=api.bearer(old["access_token"])).status_code == 200
     fresh = api.refresh(old["refresh_token"]).json()
     assert jwt.get_unverified_header(fresh["access_token"])["kid"] == rotated.current.kid
-    kids = {k["kid"] for k in api.get("/.well-known/jwks.json").json()["keys"]}
-    assert kids == {rotated.current.kid, rotated.retired[0].kid}
+    keys = api.get("/.well-known/jwks.json").json()["keys"]
+    token_kids = {k["kid"] for k in keys if k["use"] == "sig"}
+    assert token_kids == {rotated.current.kid, rotated.retired[0].kid}
+    # The jobs key is not a token key and did not rotate with them.
+    assert [k["use"] for k in keys].count("labgate-jobs") == 1
