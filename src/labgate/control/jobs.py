@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from labgate.control import audit, devices
@@ -224,6 +224,14 @@ def reachable(
 
 
 # --- reading: what a device gets ------------------------------------------------------------
+def has_active(connection: Connection, device_id: str) -> bool:
+    """Whether the device has any job not over: the one statement most polls need."""
+    found = connection.execute(
+        select(Job.id).where(Job.device_id == device_id, Job.state.in_(ACTIVE)).limit(1)
+    ).first()
+    return found is not None
+
+
 def next_job(
     session: Session,
     device_id: str,

@@ -177,8 +177,13 @@ def next_job(
     """The device's current job as a signed document (or none), and when to ask again."""
     _the_device(principal, certificate, device_id)
     now = runtime.clock()
-    job = jobs.next_job(session, device_id, now=now, held=rollouts.held(session, now=now))
     poll = runtime.settings.jobs_poll_seconds
+    # Most polls find nothing: one autocommit statement, and the request's transaction (a
+    # BEGIN and COMMIT more on PostgreSQL) is never begun.
+    with runtime.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        if not jobs.has_active(connection, device_id):
+            return JobNext(job=None, poll_seconds=poll)
+    job = jobs.next_job(session, device_id, now=now, held=rollouts.held(session, now=now))
     if job is None:
         return JobNext(job=None, poll_seconds=poll)
     document = sign_job(
