@@ -37,6 +37,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
+def _free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now, for a child that binds it itself (certbot's standalone
+    listener, a configured gateway port). Taken below the kernel's ephemeral range, which every
+    `bind(0)` and outgoing connection of the other test workers draws from: a port probed there
+    and released could be handed to one of them before the child binds it."""
+    import random
+    import socket
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = random.Random().sample(range(10000, max(low, 10100)), 50)
+    for port in candidates:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port below {low} on {host} after 50 tries")
+
+
+@pytest.fixture(scope="session")
+def free_port() -> Callable[..., int]:
+    """`free_port(host="127.0.0.1") -> int`: a port no other test worker will be given by the
+    kernel meanwhile (see `_free_port`). A server the test itself runs binds port 0 instead."""
+    return _free_port
+
+
 def _mozilla_intermediate_issues(
     address: tuple[str, int],
     *,

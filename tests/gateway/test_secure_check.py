@@ -25,12 +25,6 @@ from labgate.posture.listening import Listening, parse_table
 ALL_ON = "[secure]\npwd = true\nfw = true\nfull = true\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _listening(host: str, port: int) -> Iterator[None]:
     with socket.socket() as other:
@@ -55,8 +49,10 @@ def _check(path: Path) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_check_is_green_while_every_switch_holds(tmp_path: Path, pki: Any, simulator: Any) -> None:
-    path = _config(tmp_path, pki, simulator, _free_port())
+def test_check_is_green_while_every_switch_holds(
+    tmp_path: Path, pki: Any, simulator: Any, free_port: Any
+) -> None:
+    path = _config(tmp_path, pki, simulator, free_port())
     running = GatewayThread(load_config(path))
     try:
         code, output = _check(path)
@@ -70,9 +66,9 @@ def test_check_is_green_while_every_switch_holds(tmp_path: Path, pki: Any, simul
 
 
 def test_check_finds_a_socket_on_a_configured_port_outside_the_configured_address(
-    tmp_path: Path, pki: Any, simulator: Any
+    tmp_path: Path, pki: Any, simulator: Any, free_port: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     path = _config(tmp_path, pki, simulator, port)
     running = GatewayThread(load_config(path))
     try:
@@ -85,9 +81,9 @@ def test_check_finds_a_socket_on_a_configured_port_outside_the_configured_addres
 
 
 def test_check_finds_a_configured_listener_not_listening(
-    tmp_path: Path, pki: Any, simulator: Any
+    tmp_path: Path, pki: Any, simulator: Any, free_port: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     path = _config(tmp_path, pki, simulator, port)
     GatewayThread(load_config(path)).stop()  # it ran, and stopped
     code, output = _check(path)
@@ -96,9 +92,9 @@ def test_check_finds_a_configured_listener_not_listening(
 
 
 def test_check_finds_a_switch_on_in_the_file_but_off_in_the_running_gateway(
-    tmp_path: Path, pki: Any, simulator: Any
+    tmp_path: Path, pki: Any, simulator: Any, free_port: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     path = _config(
         tmp_path, pki, simulator, port, "[secure]\npwd = false\nfw = false\nfull = false\n"
     )
@@ -169,9 +165,9 @@ def test_listening_reads_this_machines_own_sockets() -> None:
 
 @pytest.mark.slow
 def test_check_as_a_real_command_exits_one_on_drift(
-    tmp_path: Path, pki: Any, simulator: Any
+    tmp_path: Path, pki: Any, simulator: Any, free_port: Any
 ) -> None:
-    path = _config(tmp_path, pki, simulator, _free_port())
+    path = _config(tmp_path, pki, simulator, free_port())
     done = subprocess.run(
         [sys.executable, "-m", "labgate", "secure", "--check", "--config", str(path)],
         capture_output=True,

@@ -226,12 +226,8 @@ def test_a_server_that_is_away_is_said_so(store: LoginStore, unused_port: int) -
 
 
 @pytest.fixture
-def unused_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+def unused_port(free_port: Any) -> int:
+    port: int = free_port()  # below the ephemeral range: no other worker is given it meanwhile
     return port
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.slow  # four certbot runs, each a few seconds of start-
 
 CERTBOT = Path(sys.executable).with_name("certbot")
 NAME = "a.lab.test"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _certbot(work: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,9 +63,9 @@ def _openssl_verify(
 
 @pytest.mark.skipif(not CERTBOT.exists(), reason="certbot is not installed beside this Python")
 def test_certbot_obtains_renews_and_revokes_through_eab(
-    settings: Any, make_eab: Any, clock: Any, tmp_path: Path
+    settings: Any, make_eab: Any, clock: Any, tmp_path: Path, free_port: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     acme_settings = settings.model_copy(
         update={"acme_http_port": port, "acme_static_hosts": {NAME: ("127.0.0.1",)}}
     )
