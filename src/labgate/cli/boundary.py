@@ -1,4 +1,5 @@
-"""The one place where an operational error becomes one line on stderr and exit status 1.
+"""The one place where an operational error becomes one line on stderr and exit status 1,
+and where every command's user-facing error line is formatted (`fail`: `error: <what>`).
 
 An operational error is the world refusing: an address in use, a file missing or unreadable, a
 wrong passphrase, a configuration the part refuses. Each part raises its own exception tree for
@@ -62,5 +63,12 @@ def describe(error: BaseException) -> str:
 
 def report(error: BaseException) -> typer.Exit:
     """Say it on stderr; the caller raises the returned Exit (status 1)."""
-    typer.secho(f"error: {describe(error)}", fg=typer.colors.RED, err=True)
-    return typer.Exit(1)
+    return fail(describe(error))
+
+
+def fail(problem: str | BaseException, *, status: int = 1) -> typer.Exit:
+    """Say `error: <problem>` on stderr, as every command does; the caller raises the returned
+    Exit (`status`: 1 for the world refusing, 2 for a usage or configuration mistake)."""
+    text = describe(problem) if isinstance(problem, BaseException) else problem
+    typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
+    return typer.Exit(status)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from labgate.cli.boundary import fail
 from labgate.cli.group import Group
 
 if TYPE_CHECKING:
@@ -81,11 +82,9 @@ def _reported() -> Iterator[None]:
     try:
         yield
     except (PkiError, CliError) as exc:
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc)) from None
     except OSError as exc:
-        typer.secho(f"error: {exc.strerror}: {exc.filename}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"{exc.strerror}: {exc.filename}") from None
 
 
 def _secret(env: str, path: Path | None, *, what: str, option: str) -> bytes | None:

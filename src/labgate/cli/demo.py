@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from labgate.cli.boundary import fail
+
 if TYPE_CHECKING:
     from labgate.demo.stack import RunningDemo
 
@@ -52,8 +54,7 @@ def demo(
                         )
                         raise typer.Exit(1)
     except (ChildFailed, EnrolmentFailed) as exc:
-        typer.echo(f"labgate demo: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(exc) from None
     if not json_output:
         typer.echo("Stopped. The audit log stays; check it with: labgate audit verify "
                    f"{directory / 'gateway' / 'audit.jsonl'}", err=True)  # fmt: skip

@@ -16,6 +16,8 @@ from typing import Annotated
 
 import typer
 
+from labgate.cli.boundary import fail
+
 ConfigOption = Annotated[
     Path,
     typer.Option(
@@ -40,9 +42,8 @@ def gateway(config: ConfigOption, log_level: LogLevelOption = "info") -> None:
     from labgate.gateway.errors import GatewayError
 
     if log_level.upper() not in LOG_LEVELS:
-        typer.echo(f"labgate gateway: --log-level {log_level!r}: expected one of "
-                   f"{', '.join(level.lower() for level in LOG_LEVELS)}", err=True)  # fmt: skip
-        raise typer.Exit(2)
+        raise fail(f"--log-level {log_level!r}: expected one of "
+                   f"{', '.join(level.lower() for level in LOG_LEVELS)}", status=2)  # fmt: skip
     logging.basicConfig(
         stream=sys.stderr,
         level=log_level.upper(),
@@ -55,16 +56,13 @@ def gateway(config: ConfigOption, log_level: LogLevelOption = "info") -> None:
     try:
         settings = load_config(config)
     except GatewayError as exc:
-        typer.echo(f"labgate gateway: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(exc, status=2) from exc
     try:
         _run_loop(_serve(settings))
     except (GatewayError, AuditError) as exc:  # a certificate that does not load, a locked log
-        typer.echo(f"labgate gateway: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail(exc) from exc
     except OSError as exc:  # a listen address already taken, say
-        typer.echo(f"labgate gateway: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail(exc) from exc
 
 
 def _run_loop(main: Coroutine[None, None, None]) -> None:

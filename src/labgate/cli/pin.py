@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from labgate.cli.boundary import fail
+
 
 def pin(
     url: Annotated[str, typer.Argument(metavar="URL", help="tls://HOST:PORT or sslv3://HOST:PORT")],
@@ -25,8 +27,7 @@ def pin(
     try:
         seen = probe(parse_upstream(url, "URL"), timeout=timeout)
     except GatewayError as exc:
-        typer.echo(f"labgate pin: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(exc) from None
     if json_output:
         typer.echo(
             json.dumps(

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from labgate.cli.boundary import fail
+
 
 def scan(
     targets: Annotated[
@@ -56,8 +58,7 @@ def scan(
         limits = Limits(per_second=rate, total=max_connections)
         parsed = parse_targets(targets)
     except (TargetError, ValueError) as exc:
-        typer.echo(f"labgate scan: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(exc, status=2) from None
     known = known_from_gateway(config) if config is not None else None
     scans = [
         scan_instrument(target, limits=limits, known=known, check_passwords=passwords)

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from labgate.cli.boundary import fail
+
 if TYPE_CHECKING:
     from labgate.posture.mode import SecureConfig
 
@@ -44,11 +46,9 @@ def secure(
     try:
         parsed = parse_switches(switches or [])
     except SwitchError as exc:
-        typer.echo(f"labgate secure: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(exc, status=2) from None
     if check and switches:
-        typer.echo("labgate secure: --check takes no switches", err=True)
-        raise typer.Exit(2)
+        raise fail("--check takes no switches", status=2)
     if check:
         raise typer.Exit(_check(config))
     text = config.read_text(encoding="utf-8")
@@ -62,8 +62,7 @@ def secure(
     try:
         edited = with_table(text, new)
     except TableError as exc:
-        typer.echo(f"labgate secure: {config}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"{config}: {exc}") from None
     from labgate.pki.atomic import write_atomic
 
     write_atomic(config, edited.encode("utf-8"), mode=config.stat().st_mode & 0o777)
@@ -78,13 +77,11 @@ def _mode_of(config: Path, text: str) -> SecureConfig:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        typer.echo(f"labgate secure: {config} is not valid TOML: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"{config} is not valid TOML: {exc}") from None
     try:
         return SecureConfig.from_table(raw.get("secure"))
     except ValueError as exc:
-        typer.echo(f"labgate secure: {config}: [secure]: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(f"{config}: [secure]: {exc}") from None
 
 
 def _check(config: Path) -> int:
@@ -94,8 +91,7 @@ def _check(config: Path) -> int:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        typer.echo(f"labgate secure --check: {config} is not valid TOML: {exc}", err=True)
-        return 2
+        raise fail(f"{config} is not valid TOML: {exc}", status=2) from None
     if "gateway" in raw:
         from labgate.gateway.config import load_config
         from labgate.gateway.drift import check_gateway
@@ -107,12 +103,11 @@ def _check(config: Path) -> int:
 
         report = check_server(ControlSettings.load(config.parent))
     else:
-        typer.echo(
-            f"labgate secure --check: {config} is neither a gateway configuration ([gateway]) "
-            "nor a control server's server.toml",
-            err=True,
+        raise fail(
+            f"{config} is neither a gateway configuration ([gateway]) nor a control server's "
+            "server.toml",
+            status=2,
         )
-        return 2
     typer.echo(f"on: {report.on}")
     for note in report.notes:
         typer.echo(f"note: {note}")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from labgate.cli.boundary import fail
 from labgate.cli.group import Group
 
 app = typer.Typer(
@@ -29,8 +30,7 @@ DatabaseUrl = Annotated[
 
 
 def _fail(error: Exception) -> typer.Exit:
-    typer.echo(f"error: {error}", err=True)
-    return typer.Exit(1)
+    return fail(str(error))
 
 
 def _settings(data: Path, **overrides: Any) -> Any:

@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from labgate.cli.boundary import fail
+
 HostOption = Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")]
 PlainOption = Annotated[str, typer.Option("--plain-port", help="Plain port; 0 = free, off.")]
 TlsOption = Annotated[str, typer.Option("--tls-port", help="TLS 1.2/1.3 port; 0 = free, off.")]
@@ -161,8 +163,6 @@ def sim(
             )
         raise typer.Exit(serve_until_signalled(config))
     except ConfigError as exc:
-        typer.echo(f"labgate sim: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(exc, status=2) from exc
     except OSError as exc:  # a port already taken, say
-        typer.echo(f"labgate sim: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail(exc) from exc
