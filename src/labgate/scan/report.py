@@ -6,7 +6,7 @@ inconclusive), 2 high or critical.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from labgate.scan.findings import Finding, Severity, Status
@@ -17,14 +17,18 @@ SCHEMA = "labgate-scan/1"
 
 
 def exit_status(scans: Sequence[InstrumentScan]) -> int:
-    every = [finding for scan in scans for finding in scan.findings]
-    failing = [finding.severity for finding in every if finding.status is Status.FAIL]
-    worst = max(failing, default=Severity.INFO)
-    if worst >= Severity.HIGH:
+    return status_of((f.severity, f.status) for scan in scans for f in scan.findings)
+
+
+def status_of(judged: Iterable[tuple[Severity, Status]]) -> int:
+    """The exit status for findings given as (severity, status) pairs."""
+    every = list(judged)
+    worst = max((severity for severity, status in every if status is Status.FAIL), default=None)
+    if worst is not None and worst >= Severity.HIGH:
         return 2
-    if worst >= Severity.MEDIUM or any(f.status is Status.INCONCLUSIVE for f in every):
+    if worst is not None and worst >= Severity.MEDIUM:
         return 1
-    return 0
+    return 1 if any(status is Status.INCONCLUSIVE for _, status in every) else 0
 
 
 def as_json(scans: Sequence[InstrumentScan]) -> dict[str, Any]:
