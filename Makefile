@@ -3,6 +3,9 @@
 #   make test   -> sets up .venv when missing, then runs the whole test suite
 #   make browser -> installs Debian's chromium for the browser tests (as root, when missing)
 PYTHON ?= python3
+# Test workers (pytest-xdist): 0 runs the suite in one process; TEST_WORKERS=3 spreads it over
+# three (most tests wait on sockets, child processes and timers, so more workers than cores pays).
+TEST_WORKERS ?= 0
 VENV := .venv
 STAMP := $(VENV)/.installed
 
@@ -21,7 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/labgate demo
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench
