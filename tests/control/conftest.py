@@ -216,6 +216,10 @@ class LiveServer:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         kwargs.setdefault("verify", ssl.create_default_context(cafile=self.root))
+        # httpx's own default is 5 s: a request on a machine running several tests at once
+        # (a login's argon2, a database write) was seen to take longer. Tests of a deadline pass
+        # their own timeout.
+        kwargs.setdefault("timeout", 30)
         return httpx.Client(base_url=self.url, **kwargs)
 
     def api(self, **kwargs: Any) -> Api:
