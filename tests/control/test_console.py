@@ -4,6 +4,7 @@ server-side sessions with idle and absolute timeouts, the forced password change
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,23 @@ def admin_web(web: Console, api: Api) -> Console:
     return web
 
 
+_OPENED: list[TestClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_second_browsers() -> Iterator[None]:
+    # Each `_second` app runs its lifespan (the jobs sweeper thread, the database engine): end it
+    # with the test, or the thread outlives the test's database and keeps polling it.
+    yield
+    while _OPENED:
+        _OPENED.pop().__exit__(None, None, None)
+
+
 def _second(settings: ControlSettings, clock: Clock) -> Console:
     """Another browser on the same server (its own cookie jar)."""
     http = TestClient(create_app(settings, clock=clock), base_url="https://testserver")
     http.__enter__()
+    _OPENED.append(http)
     return Console(http)
 
 
