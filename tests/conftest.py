@@ -1,5 +1,5 @@
-"""Fixtures shared by every part's tests: the outside TLS scanner; and how tests are grouped when
-`make test` runs them on several workers (pytest-xdist, `--dist loadgroup`)."""
+"""Fixtures shared by every part's tests: the outside TLS scanner, a free port for a child process,
+and the Hypothesis profile."""
 
 from __future__ import annotations
 
@@ -18,23 +18,6 @@ hypothesis.settings.register_profile(
     "labgate", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
 )
 hypothesis.settings.load_profile("labgate")
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep a module's tests on one worker when they share a module-scoped fixture (a demo stack,
-    a gateway process, a simulator of its own): it is then made once, not once per worker that
-    happens to get one of them. Other tests are spread one by one."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        if any(
-            definitions[-1].scope in ("module", "class")  # the last one is the one in force
-            for definitions in info.name2fixturedefs.values()
-            if definitions
-        ):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 def _free_port(host: str = "127.0.0.1") -> int:
