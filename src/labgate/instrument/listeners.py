@@ -40,6 +40,10 @@ ACCEPT_BACKOFF_SECONDS = 0.1
 # Arrival times kept for whoever checks a client's connection rate (a scanner's, in tests).
 ARRIVALS_KEPT = 10_000
 
+# How long a legacy bridge waits for its session to close after the client has gone: the session
+# reads the end at once, so this bounds only a session that is stuck.
+SESSION_END_SECONDS = 5.0
+
 
 @dataclass(slots=True)
 class ConnectionGate:
@@ -170,6 +174,7 @@ class LegacyListener:
             client.settimeout(None)
         except Exception as exc:  # any handshake failure ends this connection only
             log.info("legacy handshake failed: %s", type(exc).__name__)
+            self._end_session(near)
             self._close(client, near)
             return
         outward = threading.Thread(
@@ -185,7 +190,19 @@ class LegacyListener:
         except Exception as exc:  # the peer vanished or sent garbage: end this connection
             log.debug("legacy connection ended: %s", type(exc).__name__)
         finally:
-            self._close(client, near)
+            # The session ends first, then the client's socket (closed by _copy_out once the
+            # session has closed its side): the connection is counted as open for as long as
+            # the client can see it open, as on the instrument.
+            with contextlib.suppress(OSError):
+                near.shutdown(socket.SHUT_WR)
+
+    def _end_session(self, near: socket.socket) -> None:
+        """Tell the session its client is gone and wait (bounded) until it has closed."""
+        with contextlib.suppress(OSError):
+            near.shutdown(socket.SHUT_WR)
+            near.settimeout(SESSION_END_SECONDS)
+            while near.recv(BRIDGE_CHUNK):
+                pass
 
     def _copy_out(self, connection: Any, near: socket.socket, client: socket.socket) -> None:
         try:
