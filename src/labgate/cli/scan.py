@@ -52,6 +52,7 @@ def scan(
             metavar="FILE",
             help="A previous --json report: show only new, changed and resolved findings; "
             "the exit status is by the new ones.",
+            show_default="none: every finding is shown",
             dir_okay=False,
         ),
     ] = None,
