@@ -90,10 +90,10 @@ def test_certbot_obtains_renews_and_revokes_through_eab(
             *common,
             "--agree-tos",
             "--register-unsafely-without-email",
-            "--eab-kid",
-            eab["kid"],
-            "--eab-hmac-key",
-            eab["hmac_key"],
+            # The `=` form: a base64url value may begin with '-', which argparse would take
+            # for an option (1 key in 64).
+            f"--eab-kid={eab['kid']}",
+            f"--eab-hmac-key={eab['hmac_key']}",
             "--key-type",
             "ecdsa",
             "-d",
